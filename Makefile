@@ -1,0 +1,32 @@
+# Two entry points: `make demo` (main job) and `make test` (what CI runs). Both set up .venv from scratch.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+CXR := $(VENV)/bin/cxr
+DATA ?= ../shared/data/covid19-codecademy
+RUN ?= runs/demo
+
+.PHONY: setup demo test benchmark clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(CXR) train --config configs/default.yaml --data $(DATA) --out $(RUN) --overwrite
+	$(CXR) evaluate $(RUN) --split test
+	$(CXR) predict $(RUN) $(DATA)/test --out $(RUN)/predictions.csv
+
+test: setup
+	$(PY) -m pytest -m "not slow" -q
+
+benchmark: setup
+	$(PY) benchmarks/train_codecademy.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,115 @@
+"""The one config object for training: pydantic model, loadable from YAML, overridable from the CLI."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from cxr.errors import CxrError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class AugmentConfig(_Strict):
+    """Train-only augmentation. Flips are off by default: chest X-rays have a handedness (heart on the left)."""
+
+    rotation_deg: float = Field(10.0, ge=0, le=45)
+    shift: float = Field(0.1, ge=0, le=0.5, description="max translation as a fraction of the image side")
+    zoom: float = Field(0.1, ge=0, le=0.5, description="max scale change, e.g. 0.1 = 0.9x..1.1x")
+    hflip: bool = False
+    prob: float = Field(0.9, ge=0, le=1, description="probability that the affine augmentation is applied")
+
+
+class TrainConfig(_Strict):
+    """Everything that defines a training run. Saved resolved as `config.yaml` in the run directory."""
+
+    data: Path | None = None
+    model: str = "smallnet"
+    image_size: int = Field(224, ge=16, le=1024)
+    epochs: int = Field(30, ge=1, le=10_000)
+    batch_size: int = Field(32, ge=1, le=4096)
+    lr: float = Field(1e-3, gt=0, le=1)
+    weight_decay: float = Field(1e-4, ge=0, le=1)
+    optimizer: Literal["adam", "adamw"] = "adamw"
+    class_weight: Literal["none", "balanced"] = "none"
+    val_fraction: float = Field(0.15, gt=0, lt=1)
+    seed: int = 0
+    monitor: Literal["val_loss", "val_auc"] = "val_loss"
+    early_stopping_patience: int = Field(10, ge=1)
+    lr_patience: int = Field(4, ge=1)
+    lr_factor: float = Field(0.3, gt=0, lt=1)
+    augment: AugmentConfig = AugmentConfig()
+    num_workers: int | Literal["auto"] = "auto"
+    precision: Literal["auto", "32", "bf16-mixed"] = "auto"
+    channels_last: bool = True
+    accelerator: Literal["auto", "cpu", "gpu"] = "auto"
+    devices: int | Literal["auto"] = 1
+    strategy: str = "auto"
+    cache_dir: Path | None = None
+    strict: bool = False
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, name: str) -> str:
+        from cxr.models import available_models
+
+        if name not in available_models():
+            raise ValueError(f"unknown model {name!r}; choose one of {', '.join(available_models())}")
+        return name
+
+    def to_yaml_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def format_validation_error(err: ValidationError, source: str = "config") -> str:
+    """One line per problem, naming the offending key, e.g. `config: key 'lr': must be > 0`."""
+    parts = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        msg = e["msg"].removeprefix("Value error, ")
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (check spelling; `cxr train --help` lists the options)"
+        parts.append(f"key {key!r}: {msg}")
+    return f"{source}: " + "; ".join(parts)
+
+
+def build_config(yaml_path: Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """Load YAML (if given), apply non-None CLI overrides, validate; errors become one-line CxrErrors."""
+    values: dict[str, Any] = {}
+    source = "config"
+    if yaml_path is not None:
+        source = str(yaml_path)
+        if not Path(yaml_path).is_file():
+            raise CxrError(f"config file {yaml_path} not found; pass an existing YAML file to --config")
+        try:
+            loaded = yaml.safe_load(Path(yaml_path).read_text()) or {}
+        except yaml.YAMLError as e:
+            raise CxrError(f"{yaml_path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        if not isinstance(loaded, dict):
+            raise CxrError(f"{yaml_path}: expected a mapping of keys to values at the top level")
+        values.update(loaded)
+    for key, val in (overrides or {}).items():
+        if val is None:
+            continue
+        if "." in key:  # dotted override for nested sections, e.g. augment.hflip
+            head, tail = key.split(".", 1)
+            values.setdefault(head, {})[tail] = val
+        else:
+            values[key] = val
+    try:
+        return TrainConfig.model_validate(values)
+    except ValidationError as e:
+        raise CxrError(format_validation_error(e, source)) from None
+
+
+def save_config(cfg: TrainConfig, path: Path) -> None:
+    path.write_text(yaml.safe_dump(cfg.to_yaml_dict(), sort_keys=False))
+
+
+def load_run_config(run_dir: Path) -> TrainConfig:
+    return build_config(Path(run_dir) / "config.yaml")

@@ -1,0 +1,72 @@
+"""Class-folder datasets: `<root>/train/<class>/*`, `<root>/test/<class>/*`, optional `<root>/val/<class>/*`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cxr.data.images import IMAGE_EXTENSIONS, is_image_file
+from cxr.errors import CxrError
+
+SPLIT_NAMES = ("train", "val", "test")
+
+
+@dataclass
+class LabeledFiles:
+    """Files and integer labels of one split; labels index into the dataset's sorted class list."""
+
+    paths: list[Path] = field(default_factory=list)
+    labels: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+
+@dataclass
+class ClassFolderDataset:
+    root: Path
+    classes: list[str]
+    splits: dict[str, LabeledFiles]
+
+
+def _class_dirs(split_dir: Path) -> list[Path]:
+    return sorted(d for d in split_dir.iterdir() if d.is_dir() and not d.name.startswith("."))
+
+
+def _scan_split(split_dir: Path, classes: list[str]) -> LabeledFiles:
+    files = LabeledFiles()
+    for label, name in enumerate(classes):
+        images = sorted(f for f in (split_dir / name).rglob("*") if f.is_file() and is_image_file(f))
+        if not images:
+            exts = ", ".join(sorted(IMAGE_EXTENSIONS))
+            raise CxrError(f"{split_dir / name} has no images ({exts}); add images or remove the folder")
+        files.paths.extend(images)
+        files.labels.extend([label] * len(images))
+    return files
+
+
+def scan_class_folders(root: str | Path) -> ClassFolderDataset:
+    """Find splits and classes; every layout problem becomes a one-line error saying how to fix it."""
+    root = Path(root)
+    if not root.is_dir():
+        raise CxrError(f"data folder {root} does not exist; pass --data pointing at a folder with train/<class>/")
+    train_dir = root / "train"
+    if not train_dir.is_dir():
+        raise CxrError(f"{root} has no train/ folder; expected {root}/train/<class>/*.png (and test/, optionally val/)")
+    classes = [d.name for d in _class_dirs(train_dir)]
+    if not classes:
+        raise CxrError(f"{train_dir} has no class subfolders; put images in {train_dir}/<class_name>/")
+    if len(classes) < 2:
+        raise CxrError(f"{train_dir} has only one class ({classes[0]}); a classifier needs at least two class folders")
+    splits = {"train": _scan_split(train_dir, classes)}
+    for name in ("val", "test"):
+        split_dir = root / name
+        if not split_dir.is_dir():
+            continue
+        found = [d.name for d in _class_dirs(split_dir)]
+        if found != classes:
+            raise CxrError(
+                f"{split_dir} classes {found} differ from train classes {classes}; use the same class folder names"
+            )
+        splits[name] = _scan_split(split_dir, classes)
+    return ClassFolderDataset(root=root, classes=classes, splits=splits)

@@ -1,0 +1,35 @@
+"""Pixel pipeline shared by training and inference: uint8 image -> normalised float tensor (+ train-only aug)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from monai.transforms import Compose, RandAffine, RandFlip
+
+from cxr.config import AugmentConfig
+
+
+def normalise(images_uint8: np.ndarray | torch.Tensor, mean: float, std: float) -> torch.Tensor:
+    """(N, H, W) or (H, W) uint8 -> float32 with a channel axis, scaled to 0..1 then standardised."""
+    x = torch.as_tensor(images_uint8).float().div_(255.0)
+    return x.unsqueeze(-3).sub_(mean).div_(std)
+
+
+def train_augmentation(cfg: AugmentConfig, image_size: int, seed: int) -> Compose:
+    """Small rotation, shift and zoom (MONAI RandAffine); horizontal flip only when asked for."""
+    shift_px = cfg.shift * image_size  # MONAI's translate range is in pixels
+    transforms = [
+        RandAffine(
+            prob=cfg.prob,
+            rotate_range=float(np.deg2rad(cfg.rotation_deg)),
+            translate_range=(shift_px, shift_px),
+            scale_range=(cfg.zoom, cfg.zoom),
+            padding_mode="zeros",
+            mode="bilinear",
+        )
+    ]
+    if cfg.hflip:
+        transforms.append(RandFlip(prob=0.5, spatial_axis=1))
+    comp = Compose(transforms)
+    comp.set_random_state(seed=seed)
+    return comp

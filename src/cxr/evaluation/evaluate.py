@@ -1,0 +1,70 @@
+"""`evaluate_run`: run a finished bundle on a split, write `metrics.json[split]`, plots and per-image CSV."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cxr.config import load_run_config
+from cxr.data.folders import LabeledFiles, scan_class_folders
+from cxr.data.splits import read_splits_csv
+from cxr.errors import CxrError
+from cxr.evaluation.history import read_history
+from cxr.evaluation.metrics import compute_metrics, merge_metrics_json
+from cxr.evaluation.plots import plot_confusion_matrix, plot_roc, plot_training_curves
+from cxr.inference.bundle import Bundle
+from cxr.inference.predict import Predictions
+
+
+def split_files(run_dir: Path, split: str, classes: list[str], data: Path | None = None) -> LabeledFiles:
+    """Files of `split`: train/val from the run's splits.csv (as trained), test from the data folder."""
+    if split in ("train", "val") and data is None:
+        splits_csv = run_dir / "splits.csv"
+        if not splits_csv.is_file():
+            raise CxrError(f"{run_dir} has no splits.csv; pass --data FOLDER to evaluate on a folder's {split}/")
+        splits = read_splits_csv(splits_csv, classes)
+        if split not in splits:
+            raise CxrError(f"{splits_csv} has no {split!r} split")
+        return splits[split]
+    root = data if data is not None else load_run_config(run_dir).data
+    ds = scan_class_folders(root)
+    if split not in ds.splits:
+        raise CxrError(f"{root} has no {split}/ folder; pass --data FOLDER with {split}/<class>/ subfolders")
+    if ds.classes != classes:
+        raise CxrError(f"{root} classes {ds.classes} differ from the model's classes {classes}")
+    return ds.splits[split]
+
+
+def write_predictions_csv(path: Path, preds: Predictions, y_true: np.ndarray) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "label", "predicted", "correct", *[f"p_{c}" for c in preds.classes]])
+        for p, y, yhat, probs in zip(preds.paths, y_true, preds.predicted_index, preds.probabilities):
+            w.writerow([str(p), preds.classes[y], preds.classes[yhat], int(y == yhat), *[f"{x:.6f}" for x in probs]])
+
+
+def evaluate_run(
+    run_dir: str | Path, split: str = "test", data: Path | None = None, batch_size: int = 64, progress: bool = False
+) -> dict[str, Any]:
+    run_dir = Path(run_dir)
+    bundle = Bundle.load(run_dir)
+    files = split_files(run_dir, split, bundle.classes, data)
+    label_of = {Path(p): y for p, y in zip(files.paths, files.labels)}
+    preds = bundle.predict(files.paths, batch_size=batch_size, progress=progress)
+    if not preds.paths:
+        raise CxrError(f"no readable images in the {split} split")
+    y_true = np.array([label_of[Path(p)] for p in preds.paths])
+    metrics = compute_metrics(y_true, preds.probabilities, bundle.classes, bundle.meta.threshold)
+    metrics["skipped_unreadable"] = preds.errors
+
+    plots = run_dir / "plots"
+    plot_confusion_matrix(metrics["confusion_matrix"], bundle.classes, plots / f"confusion_matrix_{split}.png",
+                          title=f"Confusion matrix ({split}, n={metrics['n']})")  # fmt: skip
+    plot_roc(y_true, preds.probabilities, bundle.classes, plots / f"roc_{split}.png", title=f"ROC ({split})")
+    plot_training_curves(read_history(run_dir / "history.csv"), plots / "training_curves.png")
+    write_predictions_csv(run_dir / f"predictions_{split}.csv", preds, y_true)
+    merge_metrics_json(run_dir / "metrics.json", {split: metrics})
+    return metrics

@@ -1,0 +1,114 @@
+"""The run directory as a model bundle: `model.pt` (weights + metadata, loads with weights_only=True).
+
+Training writes it last and atomically, so its presence means "finished model". Nothing here imports
+Lightning: predicting and serving stay light.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from cxr import __version__
+from cxr.errors import CxrError
+from cxr.models import count_parameters, create_model
+
+BUNDLE_FILE = "model.pt"
+BUNDLE_FORMAT = "cxr-bundle/1"
+
+
+@dataclass
+class BundleMeta:
+    """What a consumer needs besides the weights to reproduce the model's input and output."""
+
+    model: str
+    classes: list[str]
+    image_size: int
+    mean: float
+    std: float
+    threshold: float | None = None  # binary decision threshold on P(classes[1]); None = argmax
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "classes": list(self.classes),
+            "image_size": int(self.image_size),
+            "mean": float(self.mean),
+            "std": float(self.std),
+            "threshold": self.threshold,
+            "extra": dict(self.extra),
+        }
+
+
+def save_bundle(run_dir: Path, model: nn.Module, meta: BundleMeta) -> Path:
+    """Write `model.pt` atomically (temp file + rename): a crash never leaves a half-written model."""
+    target = Path(run_dir) / BUNDLE_FILE
+    payload = {
+        "format": BUNDLE_FORMAT,
+        "meta": meta.to_dict(),
+        "cxr_version": __version__,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "num_parameters": count_parameters(model),
+        "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+    }
+    tmp = target.with_name(f".{BUNDLE_FILE}.tmp{os.getpid()}")
+    torch.save(payload, tmp)
+    os.replace(tmp, target)
+    return target
+
+
+def read_bundle_file(run_dir: str | Path) -> dict[str, Any]:
+    """Load `model.pt` safely (weights_only=True); a missing or foreign file is a one-line error."""
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise CxrError(f"{run_dir}: no such run directory")
+    path = run_dir / BUNDLE_FILE if run_dir.is_dir() else run_dir
+    if not path.is_file():
+        raise CxrError(
+            f"{run_dir} is not a finished model (no {BUNDLE_FILE}); finish it with `cxr train --resume --out {run_dir}`"
+        )
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises several unrelated types for a corrupt file
+        raise CxrError(f"{path}: not a readable cxr model file ({type(e).__name__})") from None
+    if not isinstance(payload, dict) or payload.get("format") != BUNDLE_FORMAT:
+        raise CxrError(f"{path}: not a cxr model bundle (expected format {BUNDLE_FORMAT})")
+    return payload
+
+
+class Bundle:
+    """A loaded model with its metadata; `predict` takes files and folders."""
+
+    def __init__(self, run_dir: Path, meta: BundleMeta, model: nn.Module, info: dict[str, Any]):
+        self.run_dir = run_dir
+        self.meta = meta
+        self.model = model.eval()
+        self.info = info
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> "Bundle":
+        payload = read_bundle_file(run_dir)
+        m = payload["meta"]
+        meta = BundleMeta(**m)
+        model = create_model(meta.model, num_classes=len(meta.classes))
+        model.load_state_dict(payload["state_dict"])
+        info = {k: payload[k] for k in ("cxr_version", "created", "num_parameters")}
+        run = Path(run_dir)
+        return cls(run if run.is_dir() else run.parent, meta, model, info)
+
+    @property
+    def classes(self) -> list[str]:
+        return self.meta.classes
+
+    def predict(self, paths, batch_size: int = 32, progress: bool = False):
+        """Probabilities for every readable image under `paths` (files or folders); see `Predictions`."""
+        from cxr.inference.predict import predict_paths
+
+        return predict_paths(self, paths, batch_size=batch_size, progress=progress)

@@ -1,0 +1,95 @@
+"""Batch prediction that streams: decode a batch, run it, keep only the probabilities."""
+
+from __future__ import annotations
+
+import csv
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import torch
+from rich.progress import Progress
+
+from cxr.data.images import ImageReadError, find_images, load_grayscale
+from cxr.data.transforms import normalise
+
+
+@dataclass
+class Predictions:
+    paths: list[Path]
+    probabilities: np.ndarray  # (N, C), rows sum to 1
+    classes: list[str]
+    threshold: float | None
+    errors: list[str]  # unreadable inputs, skipped
+
+    @property
+    def predicted_index(self) -> np.ndarray:
+        return decide(self.probabilities, self.threshold)
+
+    @property
+    def predicted(self) -> list[str]:
+        return [self.classes[i] for i in self.predicted_index]
+
+    def write_csv(self, path: str | Path) -> None:
+        with open(path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["path", "predicted", *[f"p_{c}" for c in self.classes]])
+            for p, label, probs in zip(self.paths, self.predicted, self.probabilities):
+                w.writerow([str(p), label, *[f"{x:.6f}" for x in probs]])
+
+
+def decide(probabilities: np.ndarray, threshold: float | None) -> np.ndarray:
+    """Argmax, or for binary models with a threshold: positive (index 1) when P(positive) >= threshold."""
+    if threshold is not None and probabilities.shape[1] == 2:
+        return (probabilities[:, 1] >= threshold).astype(np.int64)
+    return probabilities.argmax(axis=1)
+
+
+def _chunks(items: list, size: int) -> Iterable[list]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+@torch.inference_mode()
+def predict_arrays(model: torch.nn.Module, images_uint8: np.ndarray, mean: float, std: float) -> np.ndarray:
+    """(N, S, S) uint8 -> (N, C) probabilities."""
+    x = normalise(images_uint8, mean, std)
+    return torch.softmax(model(x).float(), dim=1).numpy()
+
+
+def predict_paths(bundle, paths, batch_size: int = 32, progress: bool = False) -> Predictions:
+    files = find_images(list(paths))
+    meta = bundle.meta
+    kept: list[Path] = []
+    probs: list[np.ndarray] = []
+    errors: list[str] = []
+
+    def read(p: Path):
+        try:
+            return load_grayscale(p, meta.image_size)
+        except ImageReadError as e:
+            return str(e)
+
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool, Progress(
+        transient=True, disable=not progress
+    ) as bar:
+        task = bar.add_task("predicting", total=len(files))
+        for chunk in _chunks(files, batch_size):
+            decoded = list(pool.map(read, chunk))
+            good = [(p, a) for p, a in zip(chunk, decoded) if not isinstance(a, str)]
+            errors.extend(a for a in decoded if isinstance(a, str))
+            if good:
+                kept.extend(p for p, _ in good)
+                probs.append(predict_arrays(bundle.model, np.stack([a for _, a in good]), meta.mean, meta.std))
+            bar.advance(task, len(chunk))
+    n_cls = len(meta.classes)
+    return Predictions(
+        paths=kept,
+        probabilities=np.concatenate(probs) if probs else np.zeros((0, n_cls), np.float32),
+        classes=list(meta.classes),
+        threshold=meta.threshold,
+        errors=errors,
+    )

@@ -1,0 +1,61 @@
+"""Small CNN baselines, as in the classic Keras chest X-ray notebooks (with batch norm, which they lacked)."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from cxr.models.registry import register_model
+
+
+def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+    )
+
+
+class SmallNet(nn.Module):
+    """Five conv/pool blocks -> global average pool -> linear: ~100k parameters, fast on a CPU."""
+
+    def __init__(self, in_channels: int, num_classes: int, widths: tuple[int, ...] = (16, 32, 48, 64, 96)):
+        super().__init__()
+        chans = (in_channels, *widths)
+        self.features = nn.Sequential(*[_conv_block(a, b) for a, b in zip(chans, chans[1:])])
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Dropout(0.2), nn.Linear(widths[-1], num_classes))
+
+    def forward(self, x):
+        return self.classifier(self.pool(self.features(x)))
+
+
+class VanillaCNN(nn.Module):
+    """3 conv blocks -> global average pooling -> dense 128 -> dense 64 -> output (the notebooks' recipe)."""
+
+    def __init__(self, in_channels: int, num_classes: int):
+        super().__init__()
+        self.features = nn.Sequential(_conv_block(in_channels, 32), _conv_block(32, 64), _conv_block(64, 128))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(128, 128),
+            nn.ReLU(inplace=True),
+            nn.Dropout(0.3),
+            nn.Linear(128, 64),
+            nn.ReLU(inplace=True),
+            nn.Linear(64, num_classes),
+        )
+
+    def forward(self, x):
+        return self.classifier(self.pool(self.features(x)))
+
+
+@register_model("smallnet", "5 conv/pool blocks + GAP + linear; the fast CPU baseline")
+def smallnet(in_channels: int, num_classes: int) -> nn.Module:
+    return SmallNet(in_channels, num_classes)
+
+
+@register_model("vanilla-cnn", "3 conv blocks + GAP + dense 128 + dense 64 (classic notebook CNN)")
+def vanilla_cnn(in_channels: int, num_classes: int) -> nn.Module:
+    return VanillaCNN(in_channels, num_classes)

@@ -1,0 +1,1 @@
+"""Training with Lightning: data preparation, the LightningModule, callbacks and the `train` entry point."""

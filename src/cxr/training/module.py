@@ -1,0 +1,69 @@
+"""LightningModule: one registry model, cross-entropy (optionally class-weighted), Adam/AdamW, LR on plateau."""
+
+from __future__ import annotations
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC
+
+from cxr.models import create_model
+
+
+class Classifier(L.LightningModule):
+    def __init__(
+        self,
+        model_name: str,
+        num_classes: int,
+        lr: float = 1e-3,
+        weight_decay: float = 1e-4,
+        optimizer: str = "adamw",
+        class_weights: list[float] | None = None,
+        monitor: str = "val_loss",
+        lr_patience: int = 4,
+        lr_factor: float = 0.3,
+        channels_last: bool = True,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        self.net = create_model(model_name, num_classes)
+        if channels_last:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
+        self.register_buffer("class_weights", weights, persistent=False)
+        for stage in ("train", "val"):
+            setattr(self, f"{stage}_acc", MulticlassAccuracy(num_classes, average="micro"))
+            setattr(self, f"{stage}_auc", MulticlassAUROC(num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.hparams.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.net(x)
+
+    def _step(self, batch, stage: str) -> torch.Tensor:
+        x, y = batch
+        logits = self(x).float()
+        loss = F.cross_entropy(logits, y, weight=self.class_weights)
+        probs = logits.softmax(dim=1)
+        acc, auc = getattr(self, f"{stage}_acc"), getattr(self, f"{stage}_auc")
+        acc.update(probs, y)
+        auc.update(probs, y)
+        on_step = stage == "train"
+        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(y), sync_dist=True)
+        self.log(f"{stage}_acc", acc, on_step=False, on_epoch=True, prog_bar=not on_step)
+        self.log(f"{stage}_auc", auc, on_step=False, on_epoch=True, prog_bar=not on_step)
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train")
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        opt_cls = torch.optim.AdamW if hp.optimizer == "adamw" else torch.optim.Adam
+        opt = opt_cls(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        mode = "min" if hp.monitor == "val_loss" else "max"
+        sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=mode, factor=hp.lr_factor, patience=hp.lr_patience)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": hp.monitor}}

@@ -1,0 +1,68 @@
+"""Turn a config into in-memory training data: scan folders, carve validation, decode once, normalisation stats."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cxr.config import TrainConfig
+from cxr.data.cache import decode_cached
+from cxr.data.folders import LabeledFiles, scan_class_folders
+from cxr.data.splits import carve_validation, write_splits_csv
+from cxr.errors import CxrError
+
+log = logging.getLogger("cxr")
+
+
+@dataclass
+class PreparedData:
+    classes: list[str]
+    files: dict[str, LabeledFiles]  # readable files of train/val (and test, undecoded)
+    images: dict[str, np.ndarray]  # decoded uint8 (N, S, S) for train and val
+    mean: float
+    std: float
+    skipped: list[str]  # unreadable files, one message each
+
+
+def _decode_split(files: LabeledFiles, cfg: TrainConfig, name: str) -> tuple[LabeledFiles, np.ndarray, list[str]]:
+    decoded = decode_cached(files.paths, cfg.image_size, cfg.cache_dir, desc=f"decoding {name}")
+    if decoded.errors and cfg.strict:
+        raise CxrError(f"{len(decoded.errors)} unreadable image(s) in {name} (--strict): {decoded.errors[0]}")
+    kept = LabeledFiles([files.paths[i] for i in decoded.kept], [files.labels[i] for i in decoded.kept])
+    return kept, decoded.images, decoded.errors
+
+
+def prepare_data(cfg: TrainConfig, run_dir: Path) -> PreparedData:
+    if cfg.data is None:
+        raise CxrError("no data given; pass --data FOLDER (with train/<class>/ subfolders) or set `data:` in the config")
+    ds = scan_class_folders(cfg.data)
+    if "val" in ds.splits:
+        train, val = ds.splits["train"], ds.splits["val"]
+    else:
+        train, val = carve_validation(ds.splits["train"], cfg.val_fraction, cfg.seed)
+    train, train_images, err_train = _decode_split(train, cfg, "train")
+    val, val_images, err_val = _decode_split(val, cfg, "val")
+    skipped = err_train + err_val
+    for msg in skipped:
+        log.warning("skipped unreadable image: %s", msg)
+    for name, files in (("train", train), ("val", val)):
+        missing = set(range(len(ds.classes))) - set(files.labels)
+        if missing:
+            raise CxrError(f"{name} split has no readable images of class {ds.classes[min(missing)]!r}")
+    files = {"train": train, "val": val}
+    if "test" in ds.splits:
+        files["test"] = ds.splits["test"]
+    write_splits_csv(Path(run_dir) / "splits.csv", files, ds.classes)
+    pixels = train_images.astype(np.float32) / 255.0
+    mean, std = float(pixels.mean()), float(pixels.std()) or 1.0
+    return PreparedData(ds.classes, files, {"train": train_images, "val": val_images}, mean, std, skipped)
+
+
+def balanced_class_weights(labels: list[int], num_classes: int) -> list[float]:
+    """sklearn's 'balanced' rule: n_samples / (n_classes * count_c)."""
+    from sklearn.utils.class_weight import compute_class_weight
+
+    return compute_class_weight("balanced", classes=np.arange(num_classes), y=np.asarray(labels)).tolist()

@@ -1,0 +1,159 @@
+"""`train(cfg, out)`: the whole training run, leaving a finished bundle only when it succeeds."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from monai.data import DataLoader
+
+from cxr.config import TrainConfig, save_config
+from cxr.data.dataset import DecodedImageDataset
+from cxr.data.transforms import train_augmentation
+from cxr.errors import CxrError
+from cxr.evaluation.metrics import merge_metrics_json
+from cxr.inference.bundle import BUNDLE_FILE, BundleMeta, save_bundle
+from cxr.evaluation.history import read_history
+from cxr.training.history import HistoryWriter
+from cxr.training.module import Classifier
+from cxr.training.prepare import balanced_class_weights, prepare_data
+
+log = logging.getLogger("cxr")
+
+
+class _ProgressBar(RichProgressBar):
+    """Rich bar without Lightning's logger-version column (meaningless with two loggers)."""
+
+    def get_metrics(self, trainer, pl_module):
+        items = super().get_metrics(trainer, pl_module)
+        items.pop("v_num", None)
+        return items
+RUN_ARTIFACTS = (BUNDLE_FILE, "checkpoints", "logs", "plots", "history.csv", "metrics.json", "splits.csv", "config.yaml")
+
+
+def resolve_precision(cfg: TrainConfig) -> str:
+    """bf16 autocast only where the hardware has native bf16 (emulated bf16 on CPU is slower than fp32)."""
+    if cfg.precision != "auto":
+        return cfg.precision
+    if torch.cuda.is_available() and cfg.accelerator != "cpu":
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
+    native = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)() or getattr(
+        torch.cpu, "_is_avx512_bf16_supported", lambda: False
+    )()
+    return "bf16-mixed" if native else "32"
+
+
+def resolve_workers(cfg: TrainConfig) -> int:
+    """Loader processes that augment while the main process trains; leave one core for the model."""
+    if cfg.num_workers != "auto":
+        return int(cfg.num_workers)
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
+
+
+def check_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to clobber earlier work unless asked; `--overwrite` removes only cxr's own files."""
+    finished = (out / BUNDLE_FILE).is_file()
+    started = (out / "checkpoints").is_dir()
+    if resume:
+        if not (out / "checkpoints" / "last.ckpt").is_file():
+            raise CxrError(f"{out} has no checkpoints/last.ckpt to resume from; start a new run without --resume")
+        return
+    if overwrite:
+        for name in RUN_ARTIFACTS:
+            p = out / name
+            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+        return
+    if finished:
+        raise CxrError(f"{out} already holds a finished model; choose another --out or pass --overwrite")
+    if started:
+        raise CxrError(f"{out} holds an unfinished run; pass --resume to continue it or --overwrite to start over")
+
+
+def train(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite: bool = False) -> Path:
+    out = Path(out)
+    check_run_dir(out, resume, overwrite)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("lightning.pytorch", "lightning.fabric"):  # hardware banners and tips; keep warnings
+        logging.getLogger(name).setLevel(logging.WARNING)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    t_start = time.perf_counter()
+    data = prepare_data(cfg, out)
+    save_config(cfg, out / "config.yaml")
+
+    n_cls = len(data.classes)
+    weights = balanced_class_weights(data.files["train"].labels, n_cls) if cfg.class_weight == "balanced" else None
+    module = Classifier(
+        cfg.model, n_cls, lr=cfg.lr, weight_decay=cfg.weight_decay, optimizer=cfg.optimizer, class_weights=weights,
+        monitor=cfg.monitor, lr_patience=cfg.lr_patience, lr_factor=cfg.lr_factor, channels_last=cfg.channels_last,
+    )  # fmt: skip
+    aug = train_augmentation(cfg.augment, cfg.image_size, cfg.seed)
+    train_ds = DecodedImageDataset(data.images["train"], data.files["train"].labels, data.mean, data.std, aug)
+    val_ds = DecodedImageDataset(data.images["val"], data.files["val"].labels, data.mean, data.std)
+    workers = resolve_workers(cfg)
+    loader_kw = dict(batch_size=cfg.batch_size, num_workers=workers, persistent_workers=workers > 0)
+    train_loader = DataLoader(train_ds, shuffle=True, drop_last=len(train_ds) > cfg.batch_size, **loader_kw)
+    val_loader = DataLoader(val_ds, shuffle=False, **loader_kw)
+
+    mode = "min" if cfg.monitor == "val_loss" else "max"
+    ckpt = ModelCheckpoint(
+        dirpath=out / "checkpoints", filename="best-{epoch:03d}", monitor=cfg.monitor, mode=mode,
+        save_top_k=1, save_last=True,
+    )  # fmt: skip
+    precision = resolve_precision(cfg)
+    trainer = L.Trainer(
+        max_epochs=cfg.epochs,
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        strategy=cfg.strategy,
+        precision=precision,
+        callbacks=[
+            ckpt,
+            EarlyStopping(monitor=cfg.monitor, mode=mode, patience=cfg.early_stopping_patience),
+            LearningRateMonitor(logging_interval="epoch"),
+            HistoryWriter(out / "history.csv"),
+            _ProgressBar(),
+        ],
+        logger=[CSVLogger(out, name="logs", version="csv"), TensorBoardLogger(out, name="logs", version="tensorboard")],
+        default_root_dir=out,
+        log_every_n_steps=1,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(module, train_loader, val_loader, ckpt_path=str(out / "checkpoints" / "last.ckpt") if resume else None)
+    if trainer.interrupted:
+        raise CxrError(f"training interrupted; continue it with `cxr train --resume --out {out}`")
+    if not trainer.is_global_zero:
+        return out
+
+    best_path = ckpt.best_model_path or str(out / "checkpoints" / "last.ckpt")
+    state = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
+    module.load_state_dict(state)
+    module.net.to(memory_format=torch.contiguous_format)
+    meta = BundleMeta(model=cfg.model, classes=data.classes, image_size=cfg.image_size, mean=data.mean, std=data.std)
+    summary = {
+        "epochs_run": trainer.current_epoch,
+        "best_checkpoint": Path(best_path).name,
+        "monitor": cfg.monitor,
+        "best_score": float(ckpt.best_model_score) if ckpt.best_model_score is not None else None,
+        "images": {k: len(v) for k, v in data.files.items()},
+        "skipped_unreadable": data.skipped,
+        "precision": precision,
+        "num_workers": workers,
+        "wall_seconds": round(time.perf_counter() - t_start, 1),
+        "train_images_per_second": None,
+    }
+    epochs_seconds = sum(r.get("seconds", 0.0) for r in read_history(out / "history.csv"))
+    if epochs_seconds:
+        summary["train_images_per_second"] = round(len(train_ds) * trainer.current_epoch / epochs_seconds, 1)
+    merge_metrics_json(out / "metrics.json", {"training": summary})
+    save_bundle(out, module.net, meta)  # last: its presence marks the run as finished
+    return out
+
