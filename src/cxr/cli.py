@@ -15,7 +15,12 @@ from rich.table import Table
 
 from cxr.errors import CxrError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Chest X-ray classification: train, evaluate, predict.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    help="Chest X-ray classification: train, evaluate, predict, explain and serve.",
+)
 console = Console()
 err_console = Console(stderr=True)
 
@@ -157,25 +162,13 @@ def _setup_logging() -> None:
 
 
 def main() -> None:
-    """Entry point: known user errors become `error: ...` on stderr with exit code 2."""
+    """Entry point: known user errors become `error: ...` on stderr with exit code 2 (usage errors too)."""
     _setup_logging()
     try:
-        app(standalone_mode=False)
+        app()  # standalone: typer/click turn bad flags into a usage message and exit code 2
     except CxrError as e:
         err_console.print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
         sys.exit(2)
-    except (typer.Abort, KeyboardInterrupt):
-        err_console.print("[red]aborted[/]")
-        sys.exit(130)
-    except typer.Exit as e:
-        sys.exit(e.exit_code)
-    except Exception as e:  # click usage errors arrive here in standalone_mode=False
-        import click
-
-        if isinstance(e, click.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        raise
 
 
 if __name__ == "__main__":

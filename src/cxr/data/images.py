@@ -55,7 +55,9 @@ def load_grayscale(path: str | Path, size: int | None = None) -> np.ndarray:
         raise
     except FileNotFoundError:
         raise ImageReadError(f"{path}: file not found") from None
-    except (UnidentifiedImageError, Image.DecompressionBombError) as e:
+    except Image.DecompressionBombError:
+        raise ImageReadError(f"{path}: image dimensions are out of range (decompression bomb guard)") from None
+    except UnidentifiedImageError as e:
         raise ImageReadError(f"{path}: not a readable image ({type(e).__name__})") from None
     except (OSError, ValueError, SyntaxError) as e:
         raise ImageReadError(f"{path}: corrupt or truncated image ({e})") from None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -36,7 +35,8 @@ class _ProgressBar(RichProgressBar):
         items = super().get_metrics(trainer, pl_module)
         items.pop("v_num", None)
         return items
-RUN_ARTIFACTS = (BUNDLE_FILE, "checkpoints", "logs", "plots", "history.csv", "metrics.json", "splits.csv", "config.yaml")
+RUN_ARTIFACTS = (BUNDLE_FILE, "checkpoints", "logs", "plots", "history.csv", "metrics.json", "splits.csv", "config.yaml",
+                 "predictions_train.csv", "predictions_val.csv", "predictions_test.csv")
 
 
 def resolve_precision(cfg: TrainConfig) -> str:

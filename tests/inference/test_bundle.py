@@ -1,0 +1,60 @@
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import cxr
+from cxr.errors import CxrError
+from cxr.inference.bundle import BUNDLE_FILE, Bundle, BundleMeta, save_bundle
+from cxr.inference.predict import predict_arrays
+from cxr.models import create_model
+from tests.conftest import synthetic_image
+
+
+def _bundle(tmp_path, threshold=None):
+    torch.manual_seed(0)
+    model = create_model("smallnet", 2).eval()
+    meta = BundleMeta("smallnet", ["normal", "pneumonia"], 32, mean=0.3, std=0.2, threshold=threshold)
+    save_bundle(tmp_path, model, meta)
+    return model
+
+
+def test_bundle_loads_weights_only_and_predicts_like_the_model(tmp_path):
+    model = _bundle(tmp_path)
+    payload = torch.load(tmp_path / BUNDLE_FILE, weights_only=True)
+    assert payload["meta"]["classes"] == ["normal", "pneumonia"] and payload["meta"]["image_size"] == 32
+    rng = np.random.default_rng(0)
+    imgs = np.stack([synthetic_image(i % 2, rng, 32) for i in range(4)])
+    (tmp_path / "in").mkdir()
+    for i, a in enumerate(imgs):
+        Image.fromarray(a).save(tmp_path / "in" / f"{i}.png")
+    (tmp_path / "in" / "broken.png").write_bytes(b"nope")
+
+    preds = cxr.load(tmp_path).predict([tmp_path / "in"])
+    assert [p.name for p in preds.paths] == ["0.png", "1.png", "2.png", "3.png"]
+    assert len(preds.errors) == 1 and "broken.png" in preds.errors[0]
+    np.testing.assert_allclose(preds.probabilities, predict_arrays(model, imgs, 0.3, 0.2), atol=1e-6)
+    np.testing.assert_allclose(preds.probabilities.sum(1), 1, atol=1e-5)
+    preds.write_csv(tmp_path / "p.csv")
+    lines = (tmp_path / "p.csv").read_text().splitlines()
+    assert lines[0] == "path,predicted,p_normal,p_pneumonia" and len(lines) == 5
+
+
+def test_threshold_in_bundle_decides_binary_prediction(tmp_path):
+    _bundle(tmp_path, threshold=0.0)
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(tmp_path / "x.png")
+    assert cxr.load(tmp_path).predict([tmp_path / "x.png"]).predicted == ["pneumonia"]
+
+
+def test_unfinished_or_foreign_runs_are_refused(tmp_path):
+    (tmp_path / "run").mkdir()
+    with pytest.raises(CxrError, match="not a finished model"):
+        Bundle.load(tmp_path / "run")
+    with pytest.raises(CxrError, match="no such run"):
+        Bundle.load(tmp_path / "missing")
+    (tmp_path / "run" / BUNDLE_FILE).write_bytes(b"junk")
+    with pytest.raises(CxrError, match="not a readable cxr model"):
+        Bundle.load(tmp_path / "run")
+    torch.save({"state_dict": {}}, tmp_path / "run" / BUNDLE_FILE)
+    with pytest.raises(CxrError, match="not a cxr model bundle"):
+        Bundle.load(tmp_path / "run")

@@ -1,0 +1,96 @@
+"""Training on tiny synthetic data: outputs, crash safety, resume, overwrite protection, unreadable files."""
+
+import csv
+import json
+
+import lightning as L
+import pytest
+import torch
+
+import cxr
+from cxr.config import build_config
+from cxr.errors import CxrError
+from cxr.inference.bundle import BUNDLE_FILE
+from cxr.training.train import train
+
+
+def _cfg(data, **kw):
+    base = dict(data=data, model="smallnet", image_size=32, epochs=2, batch_size=8, num_workers=0, lr=3e-3)
+    return build_config(None, {**base, **kw})
+
+
+def test_train_writes_a_complete_bundle(tiny_dataset, tmp_path):
+    run = train(_cfg(tiny_dataset, epochs=3), tmp_path / "run")
+    for name in (BUNDLE_FILE, "config.yaml", "history.csv", "metrics.json", "splits.csv", "checkpoints/last.ckpt"):
+        assert (run / name).exists(), name
+    assert list((run / "logs" / "tensorboard").glob("events.out.tfevents.*"))
+    payload = torch.load(run / BUNDLE_FILE, weights_only=True)
+    assert payload["meta"]["classes"] == ["normal", "pneumonia"]
+    assert 0 < payload["meta"]["mean"] < 1 and payload["meta"]["std"] > 0
+    with open(run / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
+    assert all(r["val_auc"] and r["train_loss"] for r in rows)
+    with open(run / "splits.csv") as f:
+        splits = [r["split"] for r in csv.DictReader(f)]
+    assert splits.count("test") == 8 and splits.count("val") >= 2 and splits.count("train") + splits.count("val") == 24
+    training = json.loads((run / "metrics.json").read_text())["training"]
+    assert training["epochs_run"] == 3 and training["images"]["train"] + training["images"]["val"] == 24
+    assert "epochs" in (run / "config.yaml").read_text()
+    assert cxr.load(run).predict([tiny_dataset / "test"]).probabilities.shape == (8, 2)
+
+
+class _Crash(L.Callback):
+    def on_train_epoch_end(self, trainer, pl_module):
+        if trainer.current_epoch == 1:
+            raise RuntimeError("simulated crash")
+
+
+def test_crash_leaves_no_finished_model_and_resume_finishes(tiny_dataset, tmp_path, monkeypatch):
+    import cxr.training.train as train_mod
+
+    real_trainer = L.Trainer
+
+    def crashing_trainer(*args, callbacks=(), **kw):
+        return real_trainer(*args, callbacks=[*callbacks, _Crash()], **kw)
+
+    monkeypatch.setattr(train_mod.L, "Trainer", crashing_trainer)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(_cfg(tiny_dataset, epochs=3), tmp_path / "run")
+    assert not (tmp_path / "run" / BUNDLE_FILE).exists()
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").exists()
+    with pytest.raises(CxrError, match="not a finished model"):
+        cxr.load(tmp_path / "run")
+    with pytest.raises(CxrError, match="unfinished run"):
+        train(_cfg(tiny_dataset, epochs=3), tmp_path / "run")
+
+    monkeypatch.setattr(train_mod.L, "Trainer", real_trainer)
+    train(_cfg(tiny_dataset, epochs=3), tmp_path / "run", resume=True)
+    assert (tmp_path / "run" / BUNDLE_FILE).exists()
+    with open(tmp_path / "run" / "history.csv") as f:
+        assert [int(r["epoch"]) for r in csv.DictReader(f)] == [0, 1, 2]
+
+
+def test_finished_run_is_not_overwritten_by_accident(tiny_dataset, tmp_path):
+    train(_cfg(tiny_dataset, epochs=1), tmp_path / "run")
+    with pytest.raises(CxrError, match="already holds a finished model"):
+        train(_cfg(tiny_dataset, epochs=1), tmp_path / "run")
+    train(_cfg(tiny_dataset, epochs=1), tmp_path / "run", overwrite=True)
+
+
+def test_unreadable_images_are_skipped_or_fail_under_strict(tiny_dataset, tmp_path):
+    (tiny_dataset / "train" / "normal" / "corrupt.png").write_bytes(b"\x89PNG broken")
+    with pytest.raises(CxrError, match="unreadable image"):
+        train(_cfg(tiny_dataset, strict=True), tmp_path / "strict")
+    assert not (tmp_path / "strict" / BUNDLE_FILE).exists()
+    run = train(_cfg(tiny_dataset, epochs=1), tmp_path / "lenient")
+    skipped = json.loads((run / "metrics.json").read_text())["training"]["skipped_unreadable"]
+    assert len(skipped) == 1 and "corrupt.png" in skipped[0]
+
+
+def test_balanced_class_weights_reach_the_loss(tiny_dataset, tmp_path):
+    from cxr.training.prepare import balanced_class_weights
+
+    assert balanced_class_weights([0, 0, 0, 1], 2) == pytest.approx([4 / 6, 4 / 2])
+    run = train(_cfg(tiny_dataset, epochs=1, class_weight="balanced", monitor="val_auc"), tmp_path / "run")
+    assert json.loads((run / "metrics.json").read_text())["training"]["monitor"] == "val_auc"
