@@ -21,6 +21,8 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     help="Chest X-ray classification: train, evaluate, predict, explain and serve.",
 )
+data_app = typer.Typer(no_args_is_help=True, help="Dataset tools: split, audit, preview.")
+app.add_typer(data_app, name="data")
 console = Console()
 err_console = Console(stderr=True)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -34,14 +35,18 @@ def _to_grayscale_uint8(im: Image.Image) -> Image.Image:
     return Image.fromarray(np.round(scaled).astype(np.uint8), mode="L")
 
 
-def load_grayscale(path: str | Path, size: int | None = None) -> np.ndarray:
-    """Decode `path` to a uint8 (H, W) array, resized to (size, size) when `size` is given.
+def load_grayscale(source: str | Path | BinaryIO, size: int | None = None, name: str | None = None) -> np.ndarray:
+    """Decode a file path or binary stream (e.g. an upload) to uint8 (H, W), resized to (size, size) if given.
 
-    Training, evaluation and prediction all go through here, so a model always sees the same pixels.
+    Training, evaluation, prediction and serving all go through here, so a model always sees the same pixels.
+    `name` labels error messages for streams.
     """
-    path = Path(path)
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+    else:
+        path = Path(name or getattr(source, "name", None) or "<upload>")
     try:
-        with Image.open(path) as im:
+        with Image.open(source) as im:
             w, h = im.size
             if w * h > MAX_PIXELS or w < 1 or h < 1:
                 raise ImageReadError(f"{path}: image dimensions {w}x{h} are out of range (max {MAX_PIXELS} pixels)")
