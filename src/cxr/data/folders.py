@@ -46,8 +46,16 @@ def _scan_split(split_dir: Path, classes: list[str]) -> LabeledFiles:
 
 
 def scan_class_folders(root: str | Path) -> ClassFolderDataset:
-    """Find splits and classes; every layout problem becomes a one-line error saying how to fix it."""
+    """Find splits and classes; every layout problem becomes a one-line error saying how to fix it.
+
+    A MedMNIST `.npz` file is accepted too: it is materialised once as class folders under the cache dir.
+    """
     root = Path(root)
+    if root.suffix.lower() == ".npz" and root.is_file():
+        from cxr.data.cache import default_cache_dir
+        from cxr.data.medmnist import npz_to_class_folders
+
+        root = npz_to_class_folders(root, default_cache_dir())
     if not root.is_dir():
         raise CxrError(f"data folder {root} does not exist; pass --data pointing at a folder with train/<class>/")
     train_dir = root / "train"

@@ -33,6 +33,7 @@ class BundleMeta:
     mean: float
     std: float
     threshold: float | None = None  # binary decision threshold on P(classes[1]); None = argmax
+    temperature: float = 1.0  # logits are divided by it before softmax (fitted on validation); absent in old bundles
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -43,6 +44,7 @@ class BundleMeta:
             "mean": float(self.mean),
             "std": float(self.std),
             "threshold": self.threshold,
+            "temperature": float(self.temperature),
             "extra": dict(self.extra),
         }
 

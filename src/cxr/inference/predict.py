@@ -24,6 +24,7 @@ class Predictions:
     classes: list[str]
     threshold: float | None
     errors: list[str]  # unreadable inputs, skipped
+    logits: np.ndarray | None = None  # (N, C) raw model outputs, before temperature and softmax
 
     @property
     def predicted_index(self) -> np.ndarray:
@@ -53,18 +54,32 @@ def _chunks(items: list, size: int) -> Iterable[list]:
         yield items[i : i + size]
 
 
+def apply_temperature(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """(N, C) logits -> probabilities, softmax(logits / T): the one place a bundle's temperature is applied."""
+    z = torch.as_tensor(np.asarray(logits), dtype=torch.float64) / float(temperature)
+    return torch.softmax(z, dim=1).to(torch.float32).numpy()
+
+
 @torch.inference_mode()
-def predict_arrays(model: torch.nn.Module, images_uint8: np.ndarray, mean: float, std: float) -> np.ndarray:
+def predict_logits(model: torch.nn.Module, images_uint8: np.ndarray, mean: float, std: float) -> np.ndarray:
+    """(N, S, S) uint8 -> (N, C) logits, on whatever device the model is on."""
+    device = next(model.parameters()).device
+    x = normalise(images_uint8, mean, std).to(device)
+    return model(x).float().cpu().numpy()
+
+
+def predict_arrays(
+    model: torch.nn.Module, images_uint8: np.ndarray, mean: float, std: float, temperature: float = 1.0
+) -> np.ndarray:
     """(N, S, S) uint8 -> (N, C) probabilities."""
-    x = normalise(images_uint8, mean, std)
-    return torch.softmax(model(x).float(), dim=1).numpy()
+    return apply_temperature(predict_logits(model, images_uint8, mean, std), temperature)
 
 
 def predict_paths(bundle, paths, batch_size: int = 32, progress: bool = False) -> Predictions:
     files = find_images(list(paths))
     meta = bundle.meta
     kept: list[Path] = []
-    probs: list[np.ndarray] = []
+    logits: list[np.ndarray] = []
     errors: list[str] = []
 
     def read(p: Path):
@@ -83,13 +98,14 @@ def predict_paths(bundle, paths, batch_size: int = 32, progress: bool = False) -
             errors.extend(a for a in decoded if isinstance(a, str))
             if good:
                 kept.extend(p for p, _ in good)
-                probs.append(predict_arrays(bundle.model, np.stack([a for _, a in good]), meta.mean, meta.std))
+                logits.append(predict_logits(bundle.model, np.stack([a for _, a in good]), meta.mean, meta.std))
             bar.advance(task, len(chunk))
-    n_cls = len(meta.classes)
+    all_logits = np.concatenate(logits) if logits else np.zeros((0, len(meta.classes)), np.float32)
     return Predictions(
         paths=kept,
-        probabilities=np.concatenate(probs) if probs else np.zeros((0, n_cls), np.float32),
+        probabilities=apply_temperature(all_logits, meta.temperature),
         classes=list(meta.classes),
         threshold=meta.threshold,
         errors=errors,
+        logits=all_logits,
     )
