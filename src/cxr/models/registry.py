@@ -15,18 +15,19 @@ class ModelSpec:
     name: str
     factory: Callable[[int, int], nn.Module]  # (in_channels, num_classes) -> module
     description: str
+    head: str  # name of the classification head module: replaced by fine-tuning, kept trainable by --freeze-backbone
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
 
 
-def register_model(name: str, description: str) -> Callable:
+def register_model(name: str, description: str, head: str = "classifier") -> Callable:
     """Decorator: add a factory `f(in_channels, num_classes) -> nn.Module` under `name`."""
 
     def wrap(factory: Callable[[int, int], nn.Module]) -> Callable[[int, int], nn.Module]:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} registered twice")
-        _REGISTRY[name] = ModelSpec(name, factory, description)
+        _REGISTRY[name] = ModelSpec(name, factory, description, head)
         return factory
 
     return wrap

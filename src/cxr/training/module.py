@@ -7,7 +7,9 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.classification import MulticlassAccuracy, MulticlassAUROC
 
-from cxr.models import create_model
+from cxr.models import create_model, model_spec
+from cxr.models.weights import freeze_backbone as freeze_backbone_params
+from cxr.models.weights import keep_frozen_norms_in_eval, load_matching_weights
 
 
 class Classifier(L.LightningModule):
@@ -23,10 +25,16 @@ class Classifier(L.LightningModule):
         lr_patience: int = 4,
         lr_factor: float = 0.3,
         channels_last: bool = True,
+        weights: str | None = None,
+        freeze_backbone: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters()
         self.net = create_model(model_name, num_classes)
+        self.weights_report = load_matching_weights(self.net, weights) if weights else None
+        self.head = model_spec(model_name).head
+        if freeze_backbone:
+            freeze_backbone_params(self.net, self.head)
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         weights = torch.tensor(class_weights, dtype=torch.float32) if class_weights else None
@@ -54,6 +62,10 @@ class Classifier(L.LightningModule):
         self.log(f"{stage}_auc", auc, on_step=False, on_epoch=True, prog_bar=not on_step)
         return loss
 
+    def on_train_epoch_start(self) -> None:
+        if self.hparams.freeze_backbone:
+            keep_frozen_norms_in_eval(self.net, self.head)
+
     def training_step(self, batch, batch_idx):
         return self._step(batch, "train")
 
@@ -63,7 +75,8 @@ class Classifier(L.LightningModule):
     def configure_optimizers(self):
         hp = self.hparams
         opt_cls = torch.optim.AdamW if hp.optimizer == "adamw" else torch.optim.Adam
-        opt = opt_cls(self.parameters(), lr=hp.lr, weight_decay=hp.weight_decay)
+        trainable = [p for p in self.parameters() if p.requires_grad]
+        opt = opt_cls(trainable, lr=hp.lr, weight_decay=hp.weight_decay)
         mode = "min" if hp.monitor == "val_loss" else "max"
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=mode, factor=hp.lr_factor, patience=hp.lr_patience)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": hp.monitor}}

@@ -1,0 +1,65 @@
+"""Model selection on VALIDATION only (test is never read): train candidates, compare val metrics.
+
+Usage: python benchmarks/select.py DATASET [CANDIDATE ...]  -> benchmarks/results/select_<DATASET>.json
+DATASET is a key of DATASETS; validation is the dataset's own val/ or the seeded carve-out from train.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from common import RESULTS, ROOT, SHARED_DATA
+
+from cxr.config import build_config
+from cxr.evaluation.evaluate import evaluate_run
+from cxr.training.train import train
+
+DATASETS = {
+    "codecademy": SHARED_DATA / "covid19-codecademy",
+    "pneumoniamnist": SHARED_DATA / "pneumoniamnist" / "pneumoniamnist.npz",
+    "kermany": SHARED_DATA / "chest-xray-pneumonia",
+    "radiography": SHARED_DATA / "covid19-radiography",
+}
+CANDIDATES = {
+    "codecademy": {
+        "smallnet-224": dict(model="smallnet", image_size=224, epochs=40),
+        "vanilla-224": dict(model="vanilla-cnn", image_size=224, epochs=40),
+        "smallnet-256-bal": dict(model="smallnet", image_size=256, epochs=40, class_weight="balanced"),
+        "resnet18-224": dict(model="resnet18", image_size=224, epochs=30),
+    },
+    "pneumoniamnist": {
+        "smallnet-64": dict(model="smallnet", image_size=64, epochs=40, batch_size=64),
+        "smallnet-64-bal": dict(model="smallnet", image_size=64, epochs=40, batch_size=64, class_weight="balanced"),
+        "smallnet-64-auc": dict(model="smallnet", image_size=64, epochs=40, batch_size=64, monitor="val_auc"),
+        "resnet18-64": dict(model="resnet18", image_size=64, epochs=30, batch_size=64),
+    },
+}
+
+
+def main(dataset: str, names: list[str]) -> None:
+    out_file = RESULTS / f"select_{dataset}.json"
+    results = json.loads(out_file.read_text()) if out_file.is_file() else {}
+    for name in names or list(CANDIDATES[dataset]):
+        cfg = build_config(None, {"data": DATASETS[dataset], **CANDIDATES[dataset][name]})
+        run = ROOT / "runs" / "select" / dataset / name
+        t0 = time.perf_counter()
+        train(cfg, run, overwrite=True)
+        val = evaluate_run(run, "val")
+        results[name] = {
+            "config": CANDIDATES[dataset][name],
+            "val_accuracy": val["accuracy"],
+            "val_macro_f1": val["macro_avg"]["f1-score"],
+            "val_auc": val["roc_auc"],
+            **({"val_sensitivity": val["sensitivity"], "val_specificity": val["specificity"]} if "sensitivity" in val else {}),
+            "train_seconds": round(time.perf_counter() - t0, 1),
+        }
+        print(name, results[name], flush=True)
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        out_file.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2:])
