@@ -29,7 +29,7 @@ err_console = Console(stderr=True)
 
 @app.command()
 def train(
-    data: Optional[Path] = typer.Option(None, help="dataset root with train/<class>/ (and test/, optional val/)"),
+    data: Optional[Path] = typer.Option(None, help="dataset root with train/<class>/ (test/, val/), or a CSV manifest"),
     out: Path = typer.Option(Path("runs/latest"), help="run directory (becomes the model bundle)"),
     config: Optional[Path] = typer.Option(None, help="YAML config; flags given here override it"),
     model: Optional[str] = typer.Option(None, help="model name (see `cxr models`)"),
@@ -49,6 +49,13 @@ def train(
     cache_dir: Optional[Path] = typer.Option(None, help="where decoded images are cached (default ~/.cache/cxr)"),
     hflip: Optional[bool] = typer.Option(None, "--hflip/--no-hflip", help="horizontal flip augmentation"),
     strict: Optional[bool] = typer.Option(None, "--strict/--no-strict", help="fail on unreadable images"),
+    operating_point: Optional[str] = typer.Option(
+        None, help="binary: decision threshold chosen on validation: sensitivity=0.95 | specificity=0.90 | youden"
+    ),
+    weights: Optional[Path] = typer.Option(None, help="initialise from a cxr run, model.pt, .ckpt or state dict"),
+    freeze_backbone: Optional[bool] = typer.Option(
+        None, "--freeze-backbone/--no-freeze-backbone", help="train only the classification head (with --weights)"
+    ),
     resume: bool = typer.Option(False, help="continue the unfinished run in --out from its last checkpoint"),
     overwrite: bool = typer.Option(False, help="replace an earlier run in --out"),
 ) -> None:
@@ -60,7 +67,8 @@ def train(
         data=data, model=model, epochs=epochs, image_size=image_size, batch_size=batch_size, lr=lr,
         val_fraction=val_fraction, class_weight=class_weight, monitor=monitor, seed=seed, num_workers=num_workers,
         precision=precision, devices=devices, strategy=strategy, accelerator=accelerator, cache_dir=cache_dir,
-        strict=strict, **{"augment.hflip": hflip},
+        strict=strict, operating_point=operating_point, weights=weights, freeze_backbone=freeze_backbone,
+        **{"augment.hflip": hflip},
     )  # fmt: skip
     base = out / "config.yaml" if resume and config is None else config
     cfg = build_config(base, overrides)
@@ -74,15 +82,98 @@ def evaluate(
     split: str = typer.Option("test", help="test | val | train"),
     data: Optional[Path] = typer.Option(None, help="evaluate on another dataset root with the same classes"),
     batch_size: int = typer.Option(64),
+    bootstrap: int = typer.Option(1000, min=0, help="bootstrap resamples for the 95 % intervals (0: none)"),
+    seed: int = typer.Option(0, help="bootstrap seed"),
+    reference: Optional[Path] = typer.Option(
+        None, help="readers.csv (path,label or path,reader1,reader2,...): Cohen's kappa against the model"
+    ),
+    report: bool = typer.Option(False, "--report", help="also write the HTML report (report.html in the run)"),
+    gallery: bool = typer.Option(
+        False, "--gallery", help="also write plots/gallery_<split>.png and plots/misclassified_<split>.png (Grad-CAM)"
+    ),
 ) -> None:
     """Evaluate a trained run; writes metrics.json, plots/ and predictions_<split>.csv into the run."""
     from cxr.evaluation.evaluate import evaluate_run
 
     if split not in ("test", "val", "train"):
         raise CxrError(f"--split must be test, val or train, not {split!r}")
-    metrics = evaluate_run(run, split, data=data, batch_size=batch_size, progress=True)
+    metrics = evaluate_run(
+        run, split, data=data, batch_size=batch_size, progress=True, n_bootstrap=bootstrap, seed=seed,
+        reference=reference,
+    )  # fmt: skip
     _print_metrics(metrics, split)
     console.print(f"wrote {run / 'metrics.json'} and {run / 'plots'}/")
+    if gallery:
+        from cxr.explain.gallery import write_gallery
+
+        console.print("wrote " + ", ".join(str(p) for p in write_gallery(run, split)))
+    if report:
+        from cxr.evaluation.report import write_report
+
+        console.print(f"wrote {write_report(run, split, evaluate_if_needed=False)}")
+
+
+@app.command()
+def calibrate(
+    run: Path = typer.Argument(..., help="finished run directory"),
+    operating_point: Optional[str] = typer.Option(
+        None, help="binary: sensitivity=0.95 | specificity=0.90 | youden | none (default: keep the run's rule)"
+    ),
+    temperature: bool = typer.Option(True, "--temperature/--no-temperature", help="fit temperature scaling"),
+    batch_size: int = typer.Option(64),
+) -> None:
+    """Fit temperature (and the operating-point threshold) on the run's validation split, without retraining."""
+    from cxr.evaluation.calibration import calibrate_run
+
+    cal = calibrate_run(run, operating_point, fit_temp=temperature, batch_size=batch_size, progress=True)
+    s = cal.summary
+    line = (f"temperature {cal.temperature:.3f} (validation NLL {s['nll_before']:.4f} -> {s['nll_after']:.4f}, "
+            f"ECE {s['ece_before']:.3f} -> {s['ece_after']:.3f})")  # fmt: skip
+    if cal.threshold is not None:
+        line += (f"; threshold {cal.threshold:.4f} for {cal.operating_point}: validation sensitivity "
+                 f"{s['val_sensitivity']:.3f}, specificity {s['val_specificity']:.3f}")  # fmt: skip
+    console.print(line)
+    console.print(f"updated {run / 'model.pt'}; re-run `cxr evaluate {run}` for test figures")
+
+
+@app.command()
+def compare(
+    run_a: Path = typer.Argument(..., help="first run (A)"),
+    run_b: Path = typer.Argument(..., help="second run (B)"),
+    data: Optional[Path] = typer.Option(None, help="dataset root whose --split both models are run on (default: A's)"),
+    split: str = typer.Option("test", help="test | val | train"),
+    out: Optional[Path] = typer.Option(None, help="output folder (default: compare_<A>_vs_<B> beside run A)"),
+    bootstrap: int = typer.Option(1000, min=0, help="bootstrap resamples for intervals and paired tests"),
+    seed: int = typer.Option(0),
+    batch_size: int = typer.Option(64),
+) -> None:
+    """Two models on the same images: McNemar on their errors, DeLong on the AUC difference, side-by-side ROC."""
+    from cxr.evaluation.compare import compare_runs
+    from cxr.evaluation.tables import comparison
+
+    result = compare_runs(run_a, run_b, data, split, out, bootstrap, seed, batch_size, progress=True)
+    console.print(comparison(result))
+    mc = result["mcnemar"]
+    console.print(f"McNemar (exact): only A right {mc['a_right_b_wrong']}, only B right {mc['a_wrong_b_right']}, "
+                  f"p = {mc['p_value']:.3g}")  # fmt: skip
+    if "auc_test" in result:
+        t = result["auc_test"]
+        console.print(f"AUC difference {t['difference']:+.4f} ({t['method']}), p = {t['p_value']:.3g}")
+    console.print(f"wrote {result['out']}/comparison.json and roc_compare_{split}.png")
+
+
+@app.command()
+def report(
+    run: Path = typer.Argument(..., help="finished run directory"),
+    split: str = typer.Option("test", help="the evaluated split to report on"),
+    out: Optional[Path] = typer.Option(None, help="HTML file (default: RUN/report.html)"),
+    gallery: int = typer.Option(12, min=0, help="misclassified images shown in the error gallery"),
+    gradcam: bool = typer.Option(True, "--gradcam/--no-gradcam", help="Grad-CAM overlays in the error gallery"),
+) -> None:
+    """Write one self-contained HTML report (evaluates the split first when needed)."""
+    from cxr.evaluation.report import write_report
+
+    console.print(f"wrote {write_report(run, split, out, gallery_size=gallery, gradcam=gradcam)}")
 
 
 @app.command()
@@ -91,11 +182,12 @@ def predict(
     inputs: list[Path] = typer.Argument(..., help="image files and/or folders (searched recursively)"),
     out: Optional[Path] = typer.Option(None, help="CSV file: path, predicted class, one probability per class"),
     batch_size: int = typer.Option(32),
+    backend: str = typer.Option("auto", help="auto (onnx when `cxr export` made model.onnx, else torch) | onnx | torch"),
 ) -> None:
     """Predict classes for images and folders of images."""
     from cxr.inference.bundle import Bundle
 
-    bundle = Bundle.load(run)
+    bundle = Bundle.load(run, backend=backend)
     preds = bundle.predict(inputs, batch_size=batch_size, progress=True)
     for msg in preds.errors:
         err_console.print(f"[yellow]warning:[/] skipped {msg}")
@@ -106,7 +198,7 @@ def predict(
     console.print(table)
     if len(preds.paths) > shown:
         console.print(f"... and {len(preds.paths) - shown} more")
-    console.print(f"{len(preds.paths)} predicted, {len(preds.errors)} skipped")
+    console.print(f"{len(preds.paths)} predicted, {len(preds.errors)} skipped ({bundle.backend} backend)")
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         preds.write_csv(out)
@@ -122,6 +214,167 @@ def models() -> None:
     for name in available_models():
         table.add_row(name, f"{count_parameters(create_model(name, num_classes=2)):,}", model_spec(name).description)
     console.print(table)
+
+
+@app.command()
+def export(
+    run: Path = typer.Argument(..., help="run directory (model bundle)"),
+    format: str = typer.Option("onnx", "--format", help="onnx (the only format so far)"),
+) -> None:
+    """Export the model for fast inference: writes model.onnx into the run, checked against PyTorch."""
+    from cxr.inference.onnx_export import PARITY_TOLERANCE, export_onnx
+
+    if format != "onnx":
+        raise CxrError(f"--format must be onnx, not {format!r}")
+    result = export_onnx(run)
+    console.print(f"wrote {result.path} in {result.seconds} s; ONNX Runtime vs PyTorch max probability difference "
+                  f"{result.max_abs_diff:.1e} (limit {PARITY_TOLERANCE:.0e}); `cxr predict` and `cxr serve` now use it")
+
+
+@app.command()
+def serve(
+    run: Path = typer.Argument(..., help="run directory (model bundle)"),
+    host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0.0 exposes it to the network)"),
+    port: int = typer.Option(8000),
+    backend: str = typer.Option("auto", help="auto | onnx | torch"),
+    max_upload_mb: float = typer.Option(20.0, help="larger uploads get 413"),
+    workers: int = typer.Option(1, min=1, help="inference threads"),
+    max_pending: int = typer.Option(64, min=1, help="requests allowed to wait for a worker; more get 503"),
+) -> None:
+    """Serve the model: a web page at /, the JSON API under /v1 (docs at /docs). $CXR_API_KEY turns on the API key."""
+    from cxr.serve.app import serve as run_server
+
+    if max_pending < workers:
+        raise CxrError("--max-pending must be at least --workers")
+    run_server(run, host=host, port=port, backend=backend, max_upload_mb=max_upload_mb, workers=workers,
+               max_pending=max_pending)  # fmt: skip
+
+
+@app.command()
+def explain(
+    run: Path = typer.Argument(..., help="run directory (model bundle)"),
+    inputs: list[Path] = typer.Argument(..., help="image files and/or folders (searched recursively)"),
+    out: Path = typer.Option(..., help="folder for the overlay PNGs and explanations.csv"),
+    method: str = typer.Option("gradcam", help="gradcam | gradcam++"),
+    layer: Optional[str] = typer.Option(None, help="target layer name (default: last layer with a spatial map)"),
+    class_name: Optional[str] = typer.Option(None, "--class", help="class to explain (default: the predicted one)"),
+    alpha: float = typer.Option(0.5, min=0.0, max=1.0, help="heatmap opacity at its hottest"),
+    feature_maps: bool = typer.Option(False, "--feature-maps", help="also write the first conv layers' activations"),
+    batch_size: int = typer.Option(16),
+) -> None:
+    """Grad-CAM overlays: where the model looked, with predicted class, probability and (if known) true label."""
+    from cxr.explain.images import explain_images
+    from cxr.inference.bundle import Bundle
+
+    bundle = Bundle.load(run)
+    result = explain_images(bundle, inputs, out, method=method, layer=layer, class_name=class_name, alpha=alpha,
+                            feature_maps=feature_maps, batch_size=batch_size, progress=True)  # fmt: skip
+    for msg in result.errors:
+        err_console.print(f"[yellow]warning:[/] skipped {msg}")
+    if not result.files:
+        raise CxrError("no readable images to explain")
+    console.print(f"{len(result.files)} explained with {method} on layer {result.layer!r}; wrote {out}/, {result.csv}")
+
+
+@app.command("audit-shortcuts")
+def audit_shortcuts(
+    run: Path = typer.Argument(..., help="run directory (model bundle)"),
+    split: str = typer.Option("test", help="test | val | train"),
+    data: Optional[Path] = typer.Option(None, help="dataset root with the same classes (default: the run's data)"),
+    out: Optional[Path] = typer.Option(None, help="output folder (default: RUN/audit)"),
+    method: str = typer.Option("gradcam", help="gradcam | gradcam++"),
+    layer: Optional[str] = typer.Option(None, help="target layer (default: last layer with a spatial map)"),
+    border: float = typer.Option(0.1, min=0.0, max=0.45, help="border band, as a fraction of each side"),
+    flag_above: float = typer.Option(0.5, min=0.0, max=1.0, help="flag images with more border mass than this"),
+) -> None:
+    """Shortcut audit: Grad-CAM mass on the image border (markers, text) per class; flags border-heavy images."""
+    from cxr.explain.shortcut import audit_run
+
+    if split not in ("test", "val", "train"):
+        raise CxrError(f"--split must be test, val or train, not {split!r}")
+    summary, paths = audit_run(run, split, data, out, method, layer, border, flag_above, progress=True)
+    title = f"Grad-CAM mass on the outer {border:.0%} border ({split})"
+    table = Table("class", "n", "mean", "median", "p90", "flagged", title=title)
+    for name, st in [*summary["per_class"].items(), ("all", summary["overall"])]:
+        if "mean" in st:
+            table.add_row(name, str(st["n"]), f"{st['mean']:.3f}", f"{st['median']:.3f}", f"{st['p90']:.3f}",
+                          f"{st['flagged']} ({st['flagged_share']:.0%})")  # fmt: skip
+    console.print(table)
+    written = ", ".join(map(str, paths.values()))
+    console.print(f"a uniform map puts {summary['uniform_baseline']:.2f} on the border; wrote {written}")
+
+
+PATIENT_PATTERN_HELP = "regex for patient ids in file names ('' = none; default: the Kermany names)"
+
+
+@data_app.command("split")
+def data_split(
+    data: Path = typer.Argument(..., help="class folders (train/<class>/ or <class>/) or a CSV manifest; all pooled"),
+    out: Path = typer.Option(..., help="manifest CSV to write: path,label,patient_id,split"),
+    val: float = typer.Option(0.1, help="validation fraction of all images"),
+    test: float = typer.Option(0.2, help="test fraction of all images"),
+    by_patient: bool = typer.Option(True, "--by-patient/--by-image", help="keep each patient's images in one split"),
+    seed: int = typer.Option(0),
+    patient_pattern: Optional[str] = typer.Option(None, help=PATIENT_PATTERN_HELP),
+) -> None:
+    """Write a stratified, seeded train/val/test manifest, grouped by patient when ids exist."""
+    from cxr.data.manifest import write_manifest
+    from cxr.data.splits import resolve_patient_pattern, resplit_dataset
+
+    pattern = resolve_patient_pattern(patient_pattern)
+    result = resplit_dataset(data, val, test, seed, by_patient, pattern)
+    write_manifest(out, result.splits, result.classes, result.patient_ids)
+    table = Table("split", *result.classes, "images", "patients")
+    for name, files in result.splits.items():
+        per_class = [str(files.labels.count(i)) for i in range(len(result.classes))]
+        ids = {result.patient_ids[p] for p in files.paths if result.patient_ids[p]}
+        table.add_row(name, *per_class, str(len(files)), str(len(ids)))
+    console.print(table)
+    n_ids = sum(pid is not None for pid in result.patient_ids.values())
+    how = "grouped by patient" if result.grouped else "by image (no patient ids found)" if by_patient else "by image"
+    n_all = len(result.patient_ids)
+    console.print(f"split {how}; {n_ids} of {n_all} images have a patient id; wrote {out}", soft_wrap=True)
+
+
+@data_app.command("audit")
+def data_audit(
+    data: Path = typer.Argument(..., help="dataset root with train/<class>/ (test/, val/) or a CSV manifest"),
+    out: Optional[Path] = typer.Option(None, help="where audit.json and plots/ go (default: audit/<data name>)"),
+    threshold: int = typer.Option(32, min=0, max=256, help="near-duplicate pHash distance (of 256 bits)"),
+    patient_pattern: Optional[str] = typer.Option(None, help=PATIENT_PATTERN_HELP),
+    workers: Optional[int] = typer.Option(None, min=1, help="processes for hashing (default: all cores)"),
+) -> None:
+    """Find leakage and data problems; exit code 1 when anything is shared across splits."""
+    from cxr.data.audit import run_audit, summary_lines
+    from cxr.data.splits import resolve_patient_pattern
+
+    pattern = resolve_patient_pattern(patient_pattern)
+    out = out or Path("audit") / data.stem
+    report = run_audit(data, out, threshold=threshold, pattern=pattern, workers=workers, progress=True)
+    for line in summary_lines(report):
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
+    console.print(f"wrote {out / 'audit.json'} and {out / 'plots'}/", soft_wrap=True)
+    if report["summary"]["leakage"]:
+        err_console.print("[red]leakage:[/] images or patients are shared across splits (see audit.json)")
+        raise typer.Exit(1)
+
+
+@data_app.command("preview")
+def data_preview(
+    data: Path = typer.Argument(..., help="dataset root with train/<class>/"),
+    out: Path = typer.Option(Path("preview.png"), help="PNG to write"),
+    config: Optional[Path] = typer.Option(None, help="training config YAML (image size, augmentation); else defaults"),
+    image_size: Optional[int] = typer.Option(None, help="override the config's image size"),
+    per_class: int = typer.Option(6, help="images per class"),
+    augment: bool = typer.Option(True, "--augment/--no-augment", help="apply the training augmentation"),
+    seed: int = typer.Option(0),
+) -> None:
+    """A grid of training images after augmentation, with labels: what the model actually sees."""
+    from cxr.config import build_config
+    from cxr.explain.preview import preview_training_images
+
+    cfg = build_config(config, {"image_size": image_size})
+    console.print(f"wrote {preview_training_images(data, out, cfg, per_class=per_class, seed=seed, augment=augment)}")
 
 
 def _print_training_summary(run: Path) -> None:
@@ -146,12 +399,13 @@ def _print_metrics(m: dict, split: str) -> None:
         v = m[name]
         table.add_row(name.replace("_", " "), f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1-score']:.3f}", "", "")
     console.print(table)
-    line = f"accuracy {m['accuracy']:.4f}   balanced accuracy {m['balanced_accuracy']:.4f}"
-    if m["roc_auc"] is not None:
-        line += f"   ROC AUC {m['roc_auc']:.4f}"
-    if "sensitivity" in m:
-        line += f"   sensitivity {m['sensitivity']:.4f}   specificity {m['specificity']:.4f}"
-    console.print(line)
+    from cxr.evaluation import tables
+
+    console.print(tables.headline(m))
+    extras = [tables.operating_points(m), tables.calibration(m.get("calibration")), *tables.agreement(m.get("agreement"))]
+    for extra in extras:
+        if extra:
+            console.print(extra)
 
 
 def _setup_logging() -> None:

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from cxr.errors import CxrError
+
+
+# Kermany file names: `person12_bacteria_3` -> person12, `IM-0115-0001` -> IM-0115, `NORMAL2-IM-0383-0001` ->
+# NORMAL2-IM-0383 (its own numbering: NORMAL2 and plain IM numbers coincide for different people).
+KERMANY_PATIENT_PATTERN = r"person(\d+)_|(?:NORMAL2-)?IM-(\d+)"
 
 
 class _Strict(BaseModel):
@@ -23,6 +29,8 @@ class AugmentConfig(_Strict):
     zoom: float = Field(0.1, ge=0, le=0.5, description="max scale change, e.g. 0.1 = 0.9x..1.1x")
     hflip: bool = False
     prob: float = Field(0.9, ge=0, le=1, description="probability that the affine augmentation is applied")
+    contrast: float = Field(0.0, ge=0, lt=1, description="random gamma in 1 +- contrast (0 = off); scanners differ")
+    brightness: float = Field(0.0, ge=0, lt=1, description="random intensity scale in 1 +- brightness (0 = off)")
 
 
 class TrainConfig(_Strict):
@@ -44,6 +52,8 @@ class TrainConfig(_Strict):
     lr_patience: int = Field(4, ge=1)
     lr_factor: float = Field(0.3, gt=0, lt=1)
     augment: AugmentConfig = AugmentConfig()
+    weights: Path | None = Field(None, description="initialise from a cxr run, model.pt, .ckpt or state dict")
+    freeze_backbone: bool = Field(False, description="train only the head (needs `weights`)")
     num_workers: int | Literal["auto"] = "auto"
     precision: Literal["auto", "32", "bf16-mixed"] = "auto"
     channels_last: bool = True
@@ -52,6 +62,22 @@ class TrainConfig(_Strict):
     strategy: str = "auto"
     cache_dir: Path | None = None
     strict: bool = False
+    patient_id_pattern: str = Field(
+        KERMANY_PATIENT_PATTERN,
+        description="regex on file names; the patient id is the match up to the end of its last group ('' = none)",
+    )
+    operating_point: str | None = Field(
+        None, description="binary only: threshold chosen on validation, sensitivity=0.95 | specificity=0.90 | youden"
+    )
+
+    @field_validator("patient_id_pattern")
+    @classmethod
+    def _valid_regex(cls, pattern: str) -> str:
+        try:
+            re.compile(pattern)
+        except re.error as e:
+            raise ValueError(f"not a valid regular expression ({e})") from None
+        return pattern
 
     @field_validator("model")
     @classmethod
@@ -61,6 +87,21 @@ class TrainConfig(_Strict):
         if name not in available_models():
             raise ValueError(f"unknown model {name!r}; choose one of {', '.join(available_models())}")
         return name
+
+    @model_validator(mode="after")
+    def _freeze_needs_weights(self) -> "TrainConfig":
+        if self.freeze_backbone and self.weights is None:
+            raise ValueError("freeze_backbone needs weights: pass --weights FILE (a frozen random backbone learns nothing)")
+        return self
+
+    @field_validator("operating_point")
+    @classmethod
+    def _valid_operating_point(cls, text: str | None) -> str | None:
+        if text is None or text.strip().lower() == "none":
+            return None
+        from cxr.evaluation.operating_point import parse_operating_point
+
+        return str(parse_operating_point(text))
 
     def to_yaml_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

@@ -94,3 +94,20 @@ def test_balanced_class_weights_reach_the_loss(tiny_dataset, tmp_path):
     assert balanced_class_weights([0, 0, 0, 1], 2) == pytest.approx([4 / 6, 4 / 2])
     run = train(_cfg(tiny_dataset, epochs=1, class_weight="balanced", monitor="val_auc"), tmp_path / "run")
     assert json.loads((run / "metrics.json").read_text())["training"]["monitor"] == "val_auc"
+
+
+def test_fine_tune_from_a_run_with_frozen_backbone(tiny_dataset, tmp_path):
+    base = train(_cfg(tiny_dataset, epochs=1), tmp_path / "base")
+    before = cxr.load(base).model.state_dict()
+    run = train(_cfg(tiny_dataset, epochs=2, weights=base, freeze_backbone=True, lr=0.05), tmp_path / "tuned")
+    after = cxr.load(run).model.state_dict()
+    for name in before:
+        same = torch.equal(before[name], after[name])
+        assert same != name.startswith("classifier."), name  # backbone (incl. BN statistics) frozen, head trained
+    init = json.loads((run / "metrics.json").read_text())["training"]["init_weights"]
+    assert init["not_loaded"] == {} and len(init["loaded"]) == len(before)
+
+
+def test_freeze_without_weights_is_a_config_error(tiny_dataset):
+    with pytest.raises(CxrError, match="freeze_backbone needs weights"):
+        _cfg(tiny_dataset, freeze_backbone=True)

@@ -27,6 +27,7 @@ class ClassFolderDataset:
     root: Path
     classes: list[str]
     splits: dict[str, LabeledFiles]
+    patient_ids: dict[Path, str] = field(default_factory=dict)  # known ids (from a CSV manifest), by file path
 
 
 def _class_dirs(split_dir: Path) -> list[Path]:
@@ -78,3 +79,14 @@ def scan_class_folders(root: str | Path) -> ClassFolderDataset:
             )
         splits[name] = _scan_split(split_dir, classes)
     return ClassFolderDataset(root=root, classes=classes, splits=splits)
+
+
+def scan_flat_class_folders(root: str | Path) -> ClassFolderDataset:
+    """`<root>/<class>/*` with no split folders (a raw download), as one `train` split; for `cxr data split`."""
+    root = Path(root)
+    if not root.is_dir():
+        raise CxrError(f"data folder {root} does not exist")
+    classes = [d.name for d in _class_dirs(root)]
+    if len(classes) < 2:
+        raise CxrError(f"{root} needs train/<class>/ folders or at least two <class>/ folders; found {classes}")
+    return ClassFolderDataset(root=root, classes=classes, splits={"train": _scan_split(root, classes)})

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import struct
 from pathlib import Path
 from typing import BinaryIO
 
@@ -10,9 +13,10 @@ from PIL import Image, UnidentifiedImageError
 
 from cxr.errors import CxrError
 
-IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm"})
 # Far above any real radiograph (~4k x 4k); stops decompression bombs before pixels are decoded.
 MAX_PIXELS = 64_000_000
+DICOM_MAGIC_END = 132  # DICOM Part 10: a 128-byte preamble, then b"DICM"
 
 
 class ImageReadError(CxrError):
@@ -35,36 +39,68 @@ def _to_grayscale_uint8(im: Image.Image) -> Image.Image:
     return Image.fromarray(np.round(scaled).astype(np.uint8), mode="L")
 
 
+def _peek_source(source: str | Path | BinaryIO) -> tuple[str | Path | BinaryIO, bytes]:
+    """The first bytes (for format sniffing) and a source still positioned at its start."""
+    if isinstance(source, (str, Path)):
+        with open(source, "rb") as f:
+            return source, f.read(DICOM_MAGIC_END)
+    if not (hasattr(source, "seekable") and source.seekable()):
+        source = io.BytesIO(source.read())  # e.g. a network stream: buffer it once so it can be sniffed and re-read
+    start = source.tell()
+    head = source.read(DICOM_MAGIC_END)
+    source.seek(start)
+    return source, head
+
+
+def is_dicom(path: Path, head: bytes) -> bool:
+    """DICOM by name (`.dcm`) or by content (`DICM` at byte 128), whatever the file is called."""
+    return path.suffix.lower() == ".dcm" or head[DICOM_MAGIC_END - 4 : DICOM_MAGIC_END] == b"DICM"
+
+
+def _decode_pil(source: str | Path | BinaryIO, path: Path, size: int | None) -> Image.Image:
+    with Image.open(source) as im:
+        w, h = im.size
+        if w * h > MAX_PIXELS or w < 1 or h < 1:
+            raise ImageReadError(f"{path}: image dimensions {w}x{h} are out of range (max {MAX_PIXELS} pixels)")
+        if size is not None and im.format == "JPEG":
+            im.draft("L", (size, size))  # decode JPEG at a reduced scale: several times faster
+        return _to_grayscale_uint8(im)
+
+
 def load_grayscale(source: str | Path | BinaryIO, size: int | None = None, name: str | None = None) -> np.ndarray:
     """Decode a file path or binary stream (e.g. an upload) to uint8 (H, W), resized to (size, size) if given.
 
     Training, evaluation, prediction and serving all go through here, so a model always sees the same pixels.
-    `name` labels error messages for streams.
+    PNG/JPEG/BMP/TIFF go through Pillow, DICOM through `cxr.data.dicom`. `name` labels error messages for streams.
     """
     if isinstance(source, (str, Path)):
         path = Path(source)
     else:
         path = Path(name or getattr(source, "name", None) or "<upload>")
     try:
-        with Image.open(source) as im:
-            w, h = im.size
-            if w * h > MAX_PIXELS or w < 1 or h < 1:
-                raise ImageReadError(f"{path}: image dimensions {w}x{h} are out of range (max {MAX_PIXELS} pixels)")
-            if size is not None and im.format == "JPEG":
-                im.draft("L", (size, size))  # decode JPEG at a reduced scale: several times faster
-            gray = _to_grayscale_uint8(im)
-            if size is not None and gray.size != (size, size):
-                gray = gray.resize((size, size), Image.Resampling.BILINEAR)
-            return np.asarray(gray, dtype=np.uint8).copy()
+        source, head = _peek_source(source)
+        if is_dicom(path, head):
+            from cxr.data.dicom import dicom_to_uint8
+
+            opened = open(source, "rb") if isinstance(source, (str, Path)) else contextlib.nullcontext(source)
+            with opened as stream:
+                gray = Image.fromarray(dicom_to_uint8(stream, str(path), MAX_PIXELS))  # uint8 2-D: mode L
+        else:
+            gray = _decode_pil(source, path, size)
+        if size is not None and gray.size != (size, size):
+            gray = gray.resize((size, size), Image.Resampling.BILINEAR)
+        return np.asarray(gray, dtype=np.uint8).copy()
     except ImageReadError:
         raise
     except FileNotFoundError:
         raise ImageReadError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise ImageReadError(f"{path}: is a folder, not an image file") from None
     except Image.DecompressionBombError:
         raise ImageReadError(f"{path}: image dimensions are out of range (decompression bomb guard)") from None
     except UnidentifiedImageError as e:
         raise ImageReadError(f"{path}: not a readable image ({type(e).__name__})") from None
-    except (OSError, ValueError, SyntaxError) as e:
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error, MemoryError) as e:
         raise ImageReadError(f"{path}: corrupt or truncated image ({e})") from None
 
 

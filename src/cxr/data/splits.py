@@ -1,14 +1,19 @@
-"""Validation carve-out from train (stratified, seeded, optionally grouped by patient) and `splits.csv`."""
+"""Patient ids, stratified seeded splits grouped by patient (validation carve-out, `cxr data split`), `splits.csv`."""
 
 from __future__ import annotations
 
 import csv
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
-from cxr.data.folders import LabeledFiles
+from cxr.config import KERMANY_PATIENT_PATTERN
+from cxr.data.folders import LabeledFiles, scan_flat_class_folders
+from cxr.data.manifest import is_manifest, load_dataset
 from cxr.errors import CxrError
 
 
@@ -35,6 +40,73 @@ def carve_validation(
     return pick(train_idx), pick(val_idx)
 
 
+def resolve_patient_pattern(pattern: str | None) -> str:
+    """The config's default (Kermany names) for None; otherwise a valid regex, '' meaning no ids from names."""
+    if pattern is None:
+        return KERMANY_PATIENT_PATTERN
+    try:
+        re.compile(pattern)
+    except re.error as e:
+        raise CxrError(f"--patient-pattern {pattern!r} is not a valid regular expression ({e})") from None
+    return pattern
+
+
+def patient_id_from_name(name: str, pattern: re.Pattern[str]) -> str | None:
+    """The match of `pattern` in a file name, up to the end of its last matched group (the whole match if none).
+
+    `person12_bacteria_3.jpeg` with `person(\\d+)_` gives `person12`: the prefix keeps numbering schemes apart.
+    """
+    m = pattern.search(name)
+    if m is None:
+        return None
+    ends = [m.end(g) for g in range(1, pattern.groups + 1) if m.start(g) != -1]
+    return name[m.start() : max(ends)] if ends else m.group(0)
+
+
+def patient_ids(paths: Sequence[Path], pattern: str, known: Mapping[Path, str] | None = None) -> list[str | None]:
+    """Per file: the id from a manifest (`known`) if given there, else from the file name, else None."""
+    regex = re.compile(pattern) if pattern else None
+    known = known or {}
+    out: list[str | None] = []
+    for p in paths:
+        pid = known.get(Path(p))
+        if pid is None and regex is not None:
+            pid = patient_id_from_name(Path(p).name, regex)
+        out.append(pid)
+    return out
+
+
+def patient_groups(paths: Sequence[Path], pattern: str, known: Mapping[Path, str] | None = None) -> list[str] | None:
+    """Group keys for grouped splitting, or None when no file has a patient id.
+
+    A file without an id is its own group: nothing is known to tie it to another file.
+    """
+    ids = patient_ids(paths, pattern, known)
+    if all(pid is None for pid in ids):
+        return None
+    return [f"patient:{pid}" if pid is not None else f"file:{p}" for p, pid in zip(paths, ids)]
+
+
+def split_train_val_test(
+    files: LabeledFiles, val: float, test: float, seed: int, groups: list[str] | None = None
+) -> dict[str, LabeledFiles]:
+    """Stratified (and grouped) three-way split: test first, then validation from what is left."""
+    if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
+        raise CxrError(f"--val {val} and --test {test} must be fractions in [0, 1) that add up to less than 1")
+    group_of = dict(zip(files.paths, groups)) if groups is not None else None
+    out: dict[str, LabeledFiles] = {}
+    rest = files
+    for name, fraction in (("test", test), ("val", val / (1 - test))):
+        if fraction <= 0:
+            continue
+        rest_groups = [group_of[p] for p in rest.paths] if group_of is not None else None
+        try:
+            rest, out[name] = carve_validation(rest, fraction, seed, groups=rest_groups)
+        except ValueError as e:  # too few images or patients for the requested fractions
+            raise CxrError(f"cannot carve a {fraction:.0%} {name} split from {len(rest)} images: {e}") from None
+    return {"train": rest, **{k: out[k] for k in ("val", "test") if k in out}}
+
+
 def write_splits_csv(path: Path, splits: dict[str, LabeledFiles], classes: list[str]) -> None:
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
@@ -53,3 +125,26 @@ def read_splits_csv(path: Path, classes: list[str]) -> dict[str, LabeledFiles]:
             files.paths.append(Path(row["path"]))
             files.labels.append(index[row["label"]])
     return out
+
+
+@dataclass
+class Resplit:
+    classes: list[str]
+    splits: dict[str, LabeledFiles]
+    patient_ids: dict[Path, str | None]  # per file; None where no id is known
+    grouped: bool  # True when patients never straddle two splits
+
+
+def resplit_dataset(data: Path, val: float, test: float, seed: int, by_patient: bool, pattern: str) -> Resplit:
+    """Pool every image of `data` (class folders, flat `<class>/` folders, or a manifest) and split it afresh."""
+    data = Path(data)
+    flat = not is_manifest(data) and data.is_dir() and not (data / "train").is_dir()
+    ds = scan_flat_class_folders(data) if flat else load_dataset(data)
+    pooled = LabeledFiles()
+    for files in ds.splits.values():
+        pooled.paths.extend(files.paths)
+        pooled.labels.extend(files.labels)
+    ids = patient_ids(pooled.paths, pattern, ds.patient_ids)
+    groups = patient_groups(pooled.paths, pattern, ds.patient_ids) if by_patient else None
+    splits = split_train_val_test(pooled, val, test, seed, groups)
+    return Resplit(ds.classes, splits, dict(zip(pooled.paths, ids)), groups is not None)

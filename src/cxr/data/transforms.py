@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from monai.transforms import Compose, RandAffine, RandFlip
+from monai.transforms import Compose, RandAdjustContrast, RandAffine, RandFlip, RandScaleIntensity
 
 from cxr.config import AugmentConfig
 
@@ -16,7 +16,7 @@ def normalise(images_uint8: np.ndarray | torch.Tensor, mean: float, std: float) 
 
 
 def train_augmentation(cfg: AugmentConfig, image_size: int, seed: int) -> Compose:
-    """Small rotation, shift and zoom (MONAI RandAffine); horizontal flip only when asked for."""
+    """Small rotation, shift and zoom (MONAI RandAffine); flip, contrast and brightness only when asked for."""
     shift_px = cfg.shift * image_size  # MONAI's translate range is in pixels
     transforms = [
         RandAffine(
@@ -30,6 +30,10 @@ def train_augmentation(cfg: AugmentConfig, image_size: int, seed: int) -> Compos
     ]
     if cfg.hflip:
         transforms.append(RandFlip(prob=0.5, spatial_axis=1))
+    if cfg.contrast > 0:
+        transforms.append(RandAdjustContrast(prob=0.5, gamma=(1 - cfg.contrast, 1 + cfg.contrast)))
+    if cfg.brightness > 0:
+        transforms.append(RandScaleIntensity(factors=cfg.brightness, prob=0.5))
     comp = Compose(transforms)
     comp.set_random_state(seed=seed)
     return comp

@@ -9,9 +9,12 @@ from typing import Any
 import numpy as np
 
 from cxr.config import load_run_config
-from cxr.data.folders import LabeledFiles, scan_class_folders
+from cxr.data.folders import LabeledFiles
+from cxr.data.manifest import load_dataset
 from cxr.data.splits import read_splits_csv
 from cxr.errors import CxrError
+from cxr.evaluation.bootstrap import DEFAULT_RESAMPLES
+from cxr.evaluation.clinical import clinical_sections
 from cxr.evaluation.history import read_history
 from cxr.evaluation.metrics import compute_metrics, merge_metrics_json
 from cxr.evaluation.plots import plot_confusion_matrix, plot_roc, plot_training_curves
@@ -20,7 +23,7 @@ from cxr.inference.predict import Predictions
 
 
 def split_files(run_dir: Path, split: str, classes: list[str], data: Path | None = None) -> LabeledFiles:
-    """Files of `split`: train/val from the run's splits.csv (as trained), test from the data folder."""
+    """Files of `split`: train/val from the run's splits.csv (as trained), test from the data folder or manifest."""
     if split in ("train", "val") and data is None:
         splits_csv = run_dir / "splits.csv"
         if not splits_csv.is_file():
@@ -30,9 +33,9 @@ def split_files(run_dir: Path, split: str, classes: list[str], data: Path | None
             raise CxrError(f"{splits_csv} has no {split!r} split")
         return splits[split]
     root = data if data is not None else load_run_config(run_dir).data
-    ds = scan_class_folders(root)
+    ds = load_dataset(root)  # class folders or a CSV manifest
     if split not in ds.splits:
-        raise CxrError(f"{root} has no {split}/ folder; pass --data FOLDER with {split}/<class>/ subfolders")
+        raise CxrError(f"{root} has no {split} split; pass --data with {split}/<class>/ or a manifest with such rows")
     if ds.classes != classes:
         raise CxrError(f"{root} classes {ds.classes} differ from the model's classes {classes}")
     return ds.splits[split]
@@ -47,8 +50,16 @@ def write_predictions_csv(path: Path, preds: Predictions, y_true: np.ndarray) ->
 
 
 def evaluate_run(
-    run_dir: str | Path, split: str = "test", data: Path | None = None, batch_size: int = 64, progress: bool = False
+    run_dir: str | Path,
+    split: str = "test",
+    data: Path | None = None,
+    batch_size: int = 64,
+    progress: bool = False,
+    n_bootstrap: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+    reference: Path | None = None,
 ) -> dict[str, Any]:
+    """Metrics with bootstrap intervals (`n_bootstrap` 0 = none), calibration, operating points, reader agreement."""
     run_dir = Path(run_dir)
     bundle = Bundle.load(run_dir)
     files = split_files(run_dir, split, bundle.classes, data)
@@ -57,10 +68,11 @@ def evaluate_run(
     if not preds.paths:
         raise CxrError(f"no readable images in the {split} split")
     y_true = np.array([label_of[Path(p)] for p in preds.paths])
-    metrics = compute_metrics(y_true, preds.probabilities, bundle.classes, bundle.meta.threshold)
+    metrics = compute_metrics(y_true, preds.probabilities, bundle.classes, bundle.meta.threshold, n_bootstrap, seed)
     metrics["skipped_unreadable"] = preds.errors
 
     plots = run_dir / "plots"
+    metrics.update(clinical_sections(y_true, preds, bundle.meta, split, plots, n_bootstrap, seed, reference))
     plot_confusion_matrix(metrics["confusion_matrix"], bundle.classes, plots / f"confusion_matrix_{split}.png",
                           title=f"Confusion matrix ({split}, n={metrics['n']})")  # fmt: skip
     plot_roc(y_true, preds.probabilities, bundle.classes, plots / f"roc_{split}.png", title=f"ROC ({split})")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import threading
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from monai.visualize import GradCAM, GradCAMpp
+from monai.visualize.class_activation_maps import ModelWithHooks
 from PIL import Image
 
 from cxr.data.images import ImageReadError, find_images, load_grayscale
@@ -123,6 +125,24 @@ def _model_input(image: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize((size, size), Image.Resampling.BILINEAR))
 
 
+class _LogOddsHooks(ModelWithHooks):
+    """MONAI's hooked model, scoring a class by its log-odds log(p_c / (1 - p_c)) instead of its raw logit.
+
+    With a softmax head, one class's logit carries an arbitrary offset shared by all classes: a binary model often
+    puts all its evidence in one logit, and the raw Grad-CAM of the other class is empty. The log-odds is what the
+    decision depends on (for two classes it is y_c - y_other) and does not saturate like log p_c.
+    """
+
+    def class_score(self, logits: torch.Tensor, class_idx: int) -> torch.Tensor:
+        logits = logits.float()
+        others = torch.cat([logits[:, :class_idx], logits[:, class_idx + 1 :]], dim=1)
+        score = logits[:, class_idx] - torch.logsumexp(others, dim=1)
+        # Grad-CAM++ multiplies by exp(score): clamp that value (not its gradient) so it cannot overflow, and
+        # shape it (B, 1, 1, 1) so it broadcasts per image (MONAI's squeezed (B,) shape breaks batches > 1).
+        score = score + (score.clamp(-50, 50) - score).detach()
+        return score.view(-1, 1, 1, 1)
+
+
 class CamExplainer:
     """Grad-CAM for one bundle. Build it once and reuse it (a service should keep one): it hooks a private copy
     of the model, so the bundle's own model (used for prediction) never carries CAM hooks; calls are serialised."""
@@ -140,7 +160,8 @@ class CamExplainer:
         _check_layer(self.model, self.layer)
         # Identity postprocessing: MONAI's default normaliser maps max -> 0 (it flips magnitudes), and the audit
         # needs the raw non-negative map to measure where the mass is.
-        self._cam = METHODS[method](nn_module=self.model, target_layers=self.layer, postprocessing=lambda x: x)
+        hooked = _LogOddsHooks(self.model, self.layer, register_forward=True, register_backward=True)
+        self._cam = METHODS[method](nn_module=hooked, target_layers=self.layer, postprocessing=lambda x: x)
         self._lock = threading.Lock()
 
     @property
@@ -159,7 +180,8 @@ class CamExplainer:
         device = next(self.model.parameters()).device
         out = np.zeros(model_inputs.shape, np.float32)
         x_all = normalise(model_inputs, self.meta.mean, self.meta.std).to(device)
-        with self._lock, torch.inference_mode(False), torch.enable_grad():
+        with self._lock, torch.inference_mode(False), torch.enable_grad(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*[Ff]ull backward hook.*")  # inputs need no gradient here
             for c in np.unique(class_indices):
                 rows = np.flatnonzero(class_indices == c)
                 maps = self._cam(x_all[rows].clone(), class_idx=int(c))

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -88,14 +89,18 @@ def read_bundle_file(run_dir: str | Path) -> dict[str, Any]:
 class Bundle:
     """A loaded model with its metadata; `predict` takes files and folders."""
 
-    def __init__(self, run_dir: Path, meta: BundleMeta, model: nn.Module, info: dict[str, Any]):
+    def __init__(self, run_dir: Path, meta: BundleMeta, model: nn.Module, info: dict[str, Any], onnx=None):
         self.run_dir = run_dir
         self.meta = meta
-        self.model = model.eval()
+        self.model = model.eval()  # always loaded: Grad-CAM and calibration need the PyTorch model
         self.info = info
+        self.onnx = onnx  # an OnnxPredictor when the onnx backend was chosen, else None
 
     @classmethod
-    def load(cls, run_dir: str | Path) -> "Bundle":
+    def load(cls, run_dir: str | Path, backend: str = "auto") -> "Bundle":
+        """`backend`: auto (ONNX Runtime when `cxr export` made a current model.onnx, else PyTorch) | onnx | torch."""
+        from cxr.inference.onnx_export import load_backend
+
         payload = read_bundle_file(run_dir)
         m = payload["meta"]
         meta = BundleMeta(**m)
@@ -103,7 +108,27 @@ class Bundle:
         model.load_state_dict(payload["state_dict"])
         info = {k: payload[k] for k in ("cxr_version", "created", "num_parameters")}
         run = Path(run_dir)
-        return cls(run if run.is_dir() else run.parent, meta, model, info)
+        run = run if run.is_dir() else run.parent
+        onnx = load_backend(run, backend, payload["state_dict"], meta.mean, meta.std)
+        return cls(run, meta, model, info, onnx)
+
+    @property
+    def backend(self) -> str:
+        return "torch" if self.onnx is None else "onnx"
+
+    def logits(self, images_uint8: np.ndarray) -> np.ndarray:
+        """(N, S, S) uint8 -> (N, C) logits on the chosen backend: every prediction path goes through here."""
+        from cxr.inference.predict import predict_logits
+
+        if self.onnx is None:
+            return predict_logits(self.model, images_uint8, self.meta.mean, self.meta.std)
+        return self.onnx.logits(images_uint8)
+
+    def probabilities(self, images_uint8: np.ndarray) -> np.ndarray:
+        """(N, S, S) uint8 -> (N, C) probabilities, with the bundle's temperature."""
+        from cxr.inference.predict import apply_temperature
+
+        return apply_temperature(self.logits(images_uint8), self.meta.temperature)
 
     @property
     def classes(self) -> list[str]:

@@ -98,7 +98,7 @@ def predict_paths(bundle, paths, batch_size: int = 32, progress: bool = False) -
             errors.extend(a for a in decoded if isinstance(a, str))
             if good:
                 kept.extend(p for p, _ in good)
-                logits.append(predict_logits(bundle.model, np.stack([a for _, a in good]), meta.mean, meta.std))
+                logits.append(bundle.logits(np.stack([a for _, a in good])))
             bar.advance(task, len(chunk))
     all_logits = np.concatenate(logits) if logits else np.zeros((0, len(meta.classes)), np.float32)
     return Predictions(

@@ -1,4 +1,5 @@
-"""Turn a config into in-memory training data: scan folders, carve validation, decode once, normalisation stats."""
+"""Turn a config into in-memory training data: scan folders or a manifest, carve validation (grouped by patient when
+ids exist), decode once, normalisation stats."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import numpy as np
 
 from cxr.config import TrainConfig
 from cxr.data.cache import decode_cached
-from cxr.data.folders import LabeledFiles, scan_class_folders
-from cxr.data.splits import carve_validation, write_splits_csv
+from cxr.data.folders import LabeledFiles
+from cxr.data.manifest import load_dataset
+from cxr.data.splits import carve_validation, patient_groups, write_splits_csv
 from cxr.errors import CxrError
 
 log = logging.getLogger("cxr")
@@ -38,11 +40,15 @@ def _decode_split(files: LabeledFiles, cfg: TrainConfig, name: str) -> tuple[Lab
 def prepare_data(cfg: TrainConfig, run_dir: Path) -> PreparedData:
     if cfg.data is None:
         raise CxrError("no data given; pass --data FOLDER (with train/<class>/ subfolders) or set `data:` in the config")
-    ds = scan_class_folders(cfg.data)
+    ds = load_dataset(cfg.data)  # class folders or a CSV manifest
     if "val" in ds.splits:
         train, val = ds.splits["train"], ds.splits["val"]
     else:
-        train, val = carve_validation(ds.splits["train"], cfg.val_fraction, cfg.seed)
+        # Grouped by patient when ids exist (manifest column or file-name pattern): no patient in both train and val.
+        groups = patient_groups(ds.splits["train"].paths, cfg.patient_id_pattern, ds.patient_ids)
+        if groups is not None:
+            log.info("validation carved by patient: %d patient groups in train", len(set(groups)))
+        train, val = carve_validation(ds.splits["train"], cfg.val_fraction, cfg.seed, groups=groups)
     train, train_images, err_train = _decode_split(train, cfg, "train")
     val, val_images, err_val = _decode_split(val, cfg, "val")
     skipped = err_train + err_val

@@ -18,7 +18,9 @@ from cxr.config import TrainConfig, save_config
 from cxr.data.dataset import DecodedImageDataset
 from cxr.data.transforms import train_augmentation
 from cxr.errors import CxrError
+from cxr.evaluation.calibration import apply_to_meta, calibrate_on_validation, logits_in_batches
 from cxr.evaluation.metrics import merge_metrics_json
+from cxr.evaluation.operating_point import check_binary
 from cxr.inference.bundle import BUNDLE_FILE, BundleMeta, save_bundle
 from cxr.evaluation.history import read_history
 from cxr.training.history import HistoryWriter
@@ -36,7 +38,7 @@ class _ProgressBar(RichProgressBar):
         items.pop("v_num", None)
         return items
 RUN_ARTIFACTS = (BUNDLE_FILE, "checkpoints", "logs", "plots", "history.csv", "metrics.json", "splits.csv", "config.yaml",
-                 "predictions_train.csv", "predictions_val.csv", "predictions_test.csv")
+                 "predictions_train.csv", "predictions_val.csv", "predictions_test.csv", "audit")
 
 
 def resolve_precision(cfg: TrainConfig) -> str:
@@ -89,11 +91,15 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite: bo
     save_config(cfg, out / "config.yaml")
 
     n_cls = len(data.classes)
+    check_binary(cfg.operating_point, data.classes)  # refuse now, not after hours of training
     weights = balanced_class_weights(data.files["train"].labels, n_cls) if cfg.class_weight == "balanced" else None
     module = Classifier(
         cfg.model, n_cls, lr=cfg.lr, weight_decay=cfg.weight_decay, optimizer=cfg.optimizer, class_weights=weights,
         monitor=cfg.monitor, lr_patience=cfg.lr_patience, lr_factor=cfg.lr_factor, channels_last=cfg.channels_last,
+        weights=str(cfg.weights) if cfg.weights and not resume else None, freeze_backbone=cfg.freeze_backbone,
     )  # fmt: skip
+    if module.weights_report is not None:
+        log.info(module.weights_report.summary())
     aug = train_augmentation(cfg.augment, cfg.image_size, cfg.seed)
     train_ds = DecodedImageDataset(data.images["train"], data.files["train"].labels, data.mean, data.std, aug)
     val_ds = DecodedImageDataset(data.images["val"], data.files["val"].labels, data.mean, data.std)
@@ -138,6 +144,9 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite: bo
     module.load_state_dict(state)
     module.net.to(memory_format=torch.contiguous_format)
     meta = BundleMeta(model=cfg.model, classes=data.classes, image_size=cfg.image_size, mean=data.mean, std=data.std)
+    val_logits = logits_in_batches(module.net, data.images["val"], data.mean, data.std)
+    calibration = calibrate_on_validation(val_logits, data.files["val"].labels, data.classes, cfg.operating_point)
+    meta = apply_to_meta(meta, calibration)  # temperature (and threshold) fitted on validation
     summary = {
         "epochs_run": trainer.current_epoch,
         "best_checkpoint": Path(best_path).name,
@@ -145,6 +154,8 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite: bo
         "best_score": float(ckpt.best_model_score) if ckpt.best_model_score is not None else None,
         "images": {k: len(v) for k, v in data.files.items()},
         "skipped_unreadable": data.skipped,
+        "init_weights": module.weights_report.to_dict() if module.weights_report else None,
+        "freeze_backbone": cfg.freeze_backbone,
         "precision": precision,
         "num_workers": workers,
         "wall_seconds": round(time.perf_counter() - t_start, 1),
@@ -153,7 +164,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite: bo
     epochs_seconds = sum(r.get("seconds", 0.0) for r in read_history(out / "history.csv"))
     if epochs_seconds:
         summary["train_images_per_second"] = round(len(train_ds) * trainer.current_epoch / epochs_seconds, 1)
-    merge_metrics_json(out / "metrics.json", {"training": summary})
+    merge_metrics_json(out / "metrics.json", {"training": summary, "calibration": calibration.summary})
     save_bundle(out, module.net, meta)  # last: its presence marks the run as finished
     return out
 

@@ -1,6 +1,6 @@
 """Model selection on VALIDATION only (test is never read): train candidates, compare val metrics.
 
-Usage: python benchmarks/select.py DATASET [CANDIDATE ...]  -> benchmarks/results/select_<DATASET>.json
+Usage: python benchmarks/model_selection.py DATASET [CANDIDATE ...]  -> benchmarks/results/select_<DATASET>.json
 DATASET is a key of DATASETS; validation is the dataset's own val/ or the seeded carve-out from train.
 """
 
@@ -29,6 +29,8 @@ CANDIDATES = {
         "vanilla-224": dict(model="vanilla-cnn", image_size=224, epochs=40),
         "smallnet-256-bal": dict(model="smallnet", image_size=256, epochs=40, class_weight="balanced"),
         "resnet18-224": dict(model="resnet18", image_size=224, epochs=30),
+        "smallnet-224-intensity": dict(model="smallnet", image_size=224, epochs=40,
+                                       augment=dict(contrast=0.3, brightness=0.2)),  # fmt: skip
     },
     "pneumoniamnist": {
         "smallnet-64": dict(model="smallnet", image_size=64, epochs=40, batch_size=64),

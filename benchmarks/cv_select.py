@@ -1,0 +1,84 @@
+"""K-fold cross-validation on the TRAIN split only, to choose between configs when a held-out val split is too
+small to tell them apart (covid19-codecademy: 38 val images). Test images are never read.
+
+Usage: python benchmarks/cv_select.py DATASET CANDIDATE [CANDIDATE ...] [--folds 5]
+Candidates are those of benchmarks/model_selection.py. Writes benchmarks/results/cv_<DATASET>.json with pooled
+out-of-fold accuracy, macro-F1, AUC and log loss per candidate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import time
+
+import numpy as np
+from common import RESULTS, ROOT
+from model_selection import CANDIDATES, DATASETS
+from sklearn.metrics import log_loss
+from sklearn.model_selection import StratifiedKFold
+
+from cxr.config import build_config
+from cxr.data.manifest import load_dataset
+from cxr.evaluation.evaluate import evaluate_run
+from cxr.evaluation.metrics import compute_metrics
+from cxr.training.train import train
+
+
+def write_fold_manifest(path, files, val_idx) -> None:
+    val = set(val_idx.tolist())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "label", "split"])
+        for i, (p, y) in enumerate(zip(files.paths, files.labels)):
+            w.writerow([os.path.relpath(p, path.parent), y, "val" if i in val else "train"])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("dataset")
+    ap.add_argument("candidates", nargs="+")
+    ap.add_argument("--folds", type=int, default=5)
+    args = ap.parse_args()
+    ds = load_dataset(DATASETS[args.dataset])
+    files = ds.splits["train"]
+    files.labels = [ds.classes[y] for y in files.labels]  # manifests carry class names
+    labels = np.array([ds.classes.index(c) for c in files.labels])
+    folds = list(StratifiedKFold(args.folds, shuffle=True, random_state=0).split(labels, labels))
+    out_file = RESULTS / f"cv_{args.dataset}.json"
+    results = json.loads(out_file.read_text()) if out_file.is_file() else {}
+    for name in args.candidates:
+        y_all, p_all, t0 = [], [], time.perf_counter()
+        for k, (_, val_idx) in enumerate(folds):
+            manifest = ROOT / "runs" / "cv" / args.dataset / f"fold{k}.csv"
+            write_fold_manifest(manifest, files, val_idx)
+            cfg = build_config(None, {**CANDIDATES[args.dataset][name], "data": manifest})
+            run = ROOT / "runs" / "cv" / args.dataset / name / f"fold{k}"
+            train(cfg, run, overwrite=True)
+            evaluate_run(run, "val")
+            with open(run / "predictions_val.csv") as f:
+                for row in csv.DictReader(f):
+                    y_all.append(ds.classes.index(row["label"]))
+                    p_all.append([float(row[f"p_{c}"]) for c in ds.classes])
+        y, p = np.array(y_all), np.array(p_all)
+        m = compute_metrics(y, p, ds.classes)
+        results[name] = {
+            "config": CANDIDATES[args.dataset][name],
+            "folds": args.folds,
+            "n": int(len(y)),
+            "cv_accuracy": m["accuracy"],
+            "cv_macro_f1": m["macro_avg"]["f1-score"],
+            "cv_auc": m["roc_auc"],
+            "cv_log_loss": float(log_loss(y, p, labels=list(range(len(ds.classes))))),
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
+        print(name, results[name], flush=True)
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        out_file.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,223 @@
+"""The web service: a page for people, a small JSON API for programs, one loaded model behind both.
+
+Uploads are decoded by `cxr.data.images.load_grayscale` (the decoder training used) and predicted by the bundle's
+backend (ONNX Runtime when exported, else PyTorch), in a bounded worker pool. No Lightning import here.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import secrets
+import time
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+from fastapi import Depends, FastAPI, File, HTTPException, Query, UploadFile
+from fastapi.responses import HTMLResponse, Response
+from fastapi.security import APIKeyHeader
+from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
+from pydantic import BaseModel
+
+from cxr import __version__
+from cxr.data.images import ImageReadError, load_grayscale
+from cxr.inference.bundle import Bundle
+from cxr.inference.onnx_export import weights_digest
+from cxr.inference.predict import decide
+from cxr.serve.limits import BodySizeLimit, InferencePool
+
+API_KEY_ENV = "CXR_API_KEY"
+API_KEY_HEADER = "X-API-Key"
+log = logging.getLogger(__name__)
+
+
+class ModelRef(BaseModel):
+    id: str  # the run directory's name
+    version: str  # first 12 hex digits of the weights' sha256: changes whenever the weights do
+    architecture: str
+
+
+class Prediction(BaseModel):
+    predicted: str
+    probabilities: dict[str, float]
+    threshold: float | None
+    model: ModelRef
+    backend: str
+    filename: str | None
+    seconds: float
+
+
+class ModelInfo(BaseModel):
+    model: ModelRef
+    classes: list[str]
+    image_size: int
+    threshold: float | None
+    backend: str
+    explain: bool  # whether POST /v1/explain can answer (Grad-CAM installed)
+    cxr_version: str | None
+    created: str | None
+    num_parameters: int | None
+    metrics: dict[str, dict[str, Any]]  # scalar figures per metrics.json section ("training", "test", ...)
+
+
+def metrics_summary(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """The scalar figures of each metrics.json section (nested tables and intervals are left to the file)."""
+    try:
+        sections = json.loads((run_dir / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {
+        name: {k: v for k, v in section.items() if isinstance(v, (int, float, str, bool)) or v is None}
+        for name, section in sections.items()
+        if isinstance(section, dict)
+    }
+
+
+def decode_upload(stream: BinaryIO, filename: str | None, size: int | None) -> np.ndarray:
+    """Decode with THE decoder; unreadable -> 415, absurd dimensions (decompression bomb) -> 400."""
+    stream.seek(0)
+    try:
+        return load_grayscale(stream, size, name=filename or "upload")
+    except ImageReadError as e:
+        raise HTTPException(400 if "out of range" in str(e) else 415, str(e)) from None
+
+
+def _load_explainer(bundle: Bundle):
+    """Grad-CAM from `cxr.explain` when that package provides it; None leaves /v1/explain answering 501."""
+    try:
+        from cxr.explain.cam import CamExplainer
+    except ImportError:
+        return None
+    try:
+        return CamExplainer(bundle)
+    except Exception as e:  # a model Grad-CAM cannot hook must not stop predictions from being served
+        log.warning("Grad-CAM unavailable for this model: %s", e)
+        return None
+
+
+def _png(rgb_or_gray: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(rgb_or_gray).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def create_app(
+    run_dir: str | Path,
+    *,
+    backend: str = "auto",
+    max_upload_mb: float = 20.0,
+    api_key: str | None = None,
+    workers: int = 1,
+    max_pending: int = 64,
+    explain: bool = True,
+) -> FastAPI:
+    """Build the app for one run. `api_key` defaults to $CXR_API_KEY; when set, /v1/* needs the X-API-Key header."""
+    bundle = Bundle.load(run_dir, backend=backend)
+    meta = bundle.meta
+    key = api_key if api_key is not None else (os.environ.get(API_KEY_ENV) or None)
+    ref = ModelRef(id=bundle.run_dir.resolve().name, version=weights_digest(bundle.model.state_dict())[:12],
+                   architecture=meta.model)  # fmt: skip
+    explainer = _load_explainer(bundle) if explain else None
+    pool = InferencePool(workers=workers, max_pending=max_pending)
+    info = ModelInfo(
+        model=ref, classes=list(meta.classes), image_size=meta.image_size, threshold=meta.threshold,
+        backend=bundle.backend, explain=explainer is not None, cxr_version=bundle.info.get("cxr_version"),
+        created=bundle.info.get("created"), num_parameters=bundle.info.get("num_parameters"),
+        metrics=metrics_summary(bundle.run_dir),
+    )  # fmt: skip
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        yield
+        pool.shutdown()
+
+    app = FastAPIOffline(  # FastAPI whose /docs and /redoc load Swagger UI from the package, not a CDN
+        title="cxr",
+        version=__version__,
+        description=f"Chest X-ray classification with model {ref.id} ({ref.architecture}, version {ref.version}).",
+        lifespan=lifespan,
+    )
+    app.add_middleware(BodySizeLimit, max_bytes=int(max_upload_mb * 2**20))
+    app.state.bundle, app.state.pool, app.state.info = bundle, pool, info
+    header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description=f"required when ${API_KEY_ENV} is set")
+
+    def require_key(given: str | None = Depends(header)) -> None:
+        if key is not None and not (given and secrets.compare_digest(given.encode(), key.encode())):
+            raise HTTPException(401, f"missing or wrong API key: send it in the {API_KEY_HEADER} header")
+
+    def predict_one(upload: UploadFile) -> Prediction:
+        t0 = time.perf_counter()
+        image = decode_upload(upload.file, upload.filename, meta.image_size)
+        probs = bundle.probabilities(image[None])
+        predicted = meta.classes[int(decide(probs, meta.threshold)[0])]
+        return Prediction(
+            predicted=predicted, probabilities={c: float(p) for c, p in zip(meta.classes, probs[0])},
+            threshold=meta.threshold, model=ref, backend=bundle.backend, filename=upload.filename,
+            seconds=round(time.perf_counter() - t0, 4),
+        )  # fmt: skip
+
+    def explain_one(upload: UploadFile, target: str | None) -> bytes:
+        from cxr.explain.overlay import overlay_rgb
+
+        if target is not None and target not in meta.classes:
+            raise HTTPException(422, f"unknown class {target!r}; this model's classes are {', '.join(meta.classes)}")
+        model_input = decode_upload(upload.file, upload.filename, meta.image_size)
+        shown = decode_upload(upload.file, upload.filename, None)
+        (e,) = explainer.explain_arrays([shown], target, model_inputs=model_input[None])
+        return _png(overlay_rgb(e.image, e.heatmap))
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def page() -> str:
+        return resources.files("cxr.serve").joinpath("static/index.html").read_text(encoding="utf-8")
+
+    app.mount("/static", StaticFiles(packages=[("cxr.serve", "static")]), name="static")
+
+    @app.get("/healthz", tags=["service"])
+    def healthz() -> dict[str, Any]:
+        """Liveness: the model is loaded. Never needs the API key."""
+        return {"status": "ok", "model": ref.model_dump(), "auth": key is not None, "pending": pool.pending}
+
+    @app.get("/v1/model", response_model=ModelInfo, dependencies=[Depends(require_key)], tags=["model"])
+    def model_info() -> ModelInfo:
+        """Classes, image size, decision threshold, backend and the run's evaluation figures."""
+        return info
+
+    @app.post("/v1/predict", response_model=Prediction, dependencies=[Depends(require_key)], tags=["model"])
+    async def predict(file: UploadFile = File(..., description="a chest X-ray: PNG, JPEG, BMP, TIFF or DICOM")):
+        """Class probabilities and the predicted class for one uploaded X-ray."""
+        return await pool.run(predict_one, file)
+
+    @app.post(
+        "/v1/explain",
+        dependencies=[Depends(require_key)],
+        tags=["model"],
+        response_class=Response,
+        responses={200: {"content": {"image/png": {}}, "description": "the X-ray with a Grad-CAM heatmap"}},
+    )
+    async def explain_endpoint(
+        file: UploadFile = File(..., description="a chest X-ray: PNG, JPEG, BMP, TIFF or DICOM"),
+        target: str | None = Query(None, description="class to explain (default: the predicted one)"),
+    ) -> Response:
+        """Grad-CAM overlay (PNG) showing which regions drove the prediction."""
+        if explainer is None:
+            raise HTTPException(501, "Grad-CAM is not available in this installation (cxr.explain is missing)")
+        return Response(await pool.run(explain_one, file, target), media_type="image/png")
+
+    return app
+
+
+def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, **options: Any) -> None:
+    """Run the app with uvicorn; `limit_concurrency` answers 503 to connections beyond what the pool can queue."""
+    import uvicorn
+
+    app = create_app(run_dir, **options)
+    pool: InferencePool = app.state.pool
+    uvicorn.run(app, host=host, port=port, limit_concurrency=pool.max_pending + 16, log_level="info")

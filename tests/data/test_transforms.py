@@ -1,0 +1,39 @@
+import numpy as np
+import torch
+
+from cxr.config import AugmentConfig
+from cxr.data.dataset import DecodedImageDataset
+from cxr.data.transforms import normalise, train_augmentation
+
+
+def _image():
+    img = np.zeros((32, 32), np.uint8)
+    img[4:12, 4:12] = 255
+    return img
+
+
+def test_normalise_matches_formula():
+    x = normalise(_image()[None], 0.5, 0.25)
+    assert x.shape == (1, 1, 32, 32)
+    assert torch.allclose(x[0, 0, 5, 5], torch.tensor((1.0 - 0.5) / 0.25))
+    assert torch.allclose(x[0, 0, 20, 20], torch.tensor((0.0 - 0.5) / 0.25))
+
+
+def test_augmentation_is_seeded_train_only_and_keeps_black_padding():
+    images = np.stack([_image()] * 4)
+    cfg = AugmentConfig(rotation_deg=30, shift=0.2, zoom=0.2, prob=1.0, contrast=0.3, brightness=0.2)
+    ds_a = DecodedImageDataset(images, [0, 1, 0, 1], 0.0, 1.0, train_augmentation(cfg, 32, seed=1))
+    ds_b = DecodedImageDataset(images, [0, 1, 0, 1], 0.0, 1.0, train_augmentation(cfg, 32, seed=1))
+    plain = DecodedImageDataset(images, [0, 1, 0, 1], 0.0, 1.0)
+    xa, xb, x0 = ds_a[0][0], ds_b[0][0], plain[0][0]
+    assert torch.equal(xa, xb)  # same seed, same augmentation
+    assert not torch.equal(xa, x0)  # it did something
+    assert torch.equal(x0, normalise(images[0], 0.0, 1.0))  # eval items are untouched
+    assert xa.min() >= 0 and xa.shape == (1, 32, 32)  # padding is black, not negative
+
+
+def test_flip_only_when_enabled():
+    names = [type(t).__name__ for t in train_augmentation(AugmentConfig(), 32, 0).transforms]
+    assert names == ["RandAffine"]
+    names = [type(t).__name__ for t in train_augmentation(AugmentConfig(hflip=True, contrast=0.2), 32, 0).transforms]
+    assert names == ["RandAffine", "RandFlip", "RandAdjustContrast"]

@@ -1,0 +1,100 @@
+"""End to end in a real browser: Debian's Chromium, driven by Playwright, against `cxr serve` on loopback."""
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cxr.serve import create_app
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--no-first-run"]  # fmt: skip
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')")
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.is_file(), reason=f"no browser at {CHROMIUM} (.ci/run installs it: apt-get install chromium)"
+)
+
+
+def _free_loopback_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server_url(served_run):
+    """`cxr serve` in a background thread on a free loopback port, stopped after the module."""
+    import uvicorn
+
+    port = _free_loopback_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(served_run), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("the server did not start")
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def page(server_url):
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 900})
+            page.set_default_timeout(30_000)
+            yield page
+        finally:
+            browser.close()
+
+
+def test_upload_shows_the_apis_prediction_and_a_grad_cam_overlay(page, server_url, xray, tmp_path):
+    api = httpx.post(f"{server_url}/v1/predict", files={"file": (xray.name, xray.read_bytes())}, timeout=30).json()
+
+    page.goto(server_url)
+    page.wait_for_function("document.getElementById('model-line').textContent.includes('version')")
+    page.set_input_files("#file", str(xray))
+    page.wait_for_selector("body[data-state=ready]")
+    page.screenshot(path=str(tmp_path / "prediction.png"), full_page=True)
+
+    assert page.inner_text("#predicted") == api["predicted"]
+    bars = page.locator("#bars .bar")
+    assert bars.count() == len(api["probabilities"])
+    for name, p in api["probabilities"].items():
+        row = page.locator(f'#bars .bar[data-class="{name}"]')
+        assert row.locator(".value").inner_text() == f"{100 * p:.1f}%"
+    assert page.locator("#bars .bar.top").get_attribute("data-class") == api["predicted"]
+    assert page.evaluate("document.getElementById('preview').naturalWidth") > 0  # the X-ray itself is shown
+
+    page.check("#overlay-toggle")
+    page.wait_for_function("(o => o.naturalWidth > 0 && !o.hidden)(document.getElementById('overlay'))")
+    assert page.is_hidden("#preview")
+    page.screenshot(path=str(tmp_path / "overlay.png"), full_page=True)
+    assert (tmp_path / "prediction.png").stat().st_size > 10_000 and (tmp_path / "overlay.png").stat().st_size > 10_000
+
+
+def test_a_file_that_is_not_an_image_shows_the_servers_message(page, server_url, tmp_path):
+    notes = tmp_path / "notes.png"
+    notes.write_text("not an X-ray")
+    page.goto(server_url)
+    page.set_input_files("#file", str(notes))
+    page.wait_for_selector("body[data-state=error]")
+    status = page.inner_text("#status")
+    assert "notes.png" in status and "not a readable image" in status
+    assert page.is_hidden("#result")
+    page.screenshot(path=str(tmp_path / "error.png"))
+
+
+def test_the_api_docs_render_without_internet(page, server_url):
+    page.goto(f"{server_url}/docs")
+    page.wait_for_selector(".swagger-ui .opblock-summary-path >> text=/v1/predict")
+    assert "cxr" in page.inner_text(".swagger-ui .info .title")
