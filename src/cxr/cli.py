@@ -414,6 +414,7 @@ def _setup_logging() -> None:
     cxr_log.addHandler(RichHandler(console=err_console, show_time=False, show_path=False))
     cxr_log.propagate = False
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning vs torch 2.13 internals, not the user's
     warnings.filterwarnings("ignore", message=".*The number of training batches.*")
 
 

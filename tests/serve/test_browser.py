@@ -1,5 +1,6 @@
 """End to end in a real browser: Debian's Chromium, driven by Playwright, against `cxr serve` on loopback."""
 
+import re
 import socket
 import threading
 import time
@@ -96,5 +97,5 @@ def test_a_file_that_is_not_an_image_shows_the_servers_message(page, server_url,
 
 def test_the_api_docs_render_without_internet(page, server_url):
     page.goto(f"{server_url}/docs")
-    page.wait_for_selector(".swagger-ui .opblock-summary-path >> text=/v1/predict")
+    page.locator(".swagger-ui .opblock-summary-path", has_text=re.compile(r"/v1/predict")).first.wait_for()
     assert "cxr" in page.inner_text(".swagger-ui .info .title")
