@@ -26,7 +26,7 @@ test: setup
 	$(PY) -m pytest -m "not slow" -q
 
 benchmark: setup
-	$(PY) benchmarks/train_codecademy.py
+	$(PY) benchmarks/run.py codecademy pneumoniamnist
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -29,6 +29,7 @@ CANDIDATES = {
         "vanilla-224": dict(model="vanilla-cnn", image_size=224, epochs=40),
         "smallnet-256-bal": dict(model="smallnet", image_size=256, epochs=40, class_weight="balanced"),
         "resnet18-224": dict(model="resnet18", image_size=224, epochs=30),
+        "smallnet-224-e80": dict(model="smallnet", image_size=224, epochs=80, early_stopping_patience=15),
         "smallnet-224-intensity": dict(model="smallnet", image_size=224, epochs=40,
                                        augment=dict(contrast=0.3, brightness=0.2)),  # fmt: skip
     },

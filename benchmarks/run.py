@@ -1,0 +1,139 @@
+"""Reproduce the results table: train each benchmark's config, evaluate on its official test split once,
+time training and prediction, and write JSON per benchmark plus benchmarks/RESULTS.md (ours beside published).
+
+Usage: python benchmarks/run.py codecademy [pneumoniamnist ...]
+Every config was chosen on validation (benchmarks/model_selection.py, benchmarks/cv_select.py); test is read once here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import resource
+import time
+from pathlib import Path
+
+import yaml
+from common import RESULTS, ROOT, SHARED_DATA, machine, write_result
+
+import cxr
+from cxr.config import build_config
+from cxr.evaluation.evaluate import evaluate_run
+from cxr.training.train import train
+
+BENCHMARKS = {
+    "codecademy": {
+        "data": SHARED_DATA / "covid19-codecademy",
+        "config": ROOT / "configs" / "default.yaml",
+        "published": {"issue bar (3-class accuracy)": {"accuracy": 0.90}, "seed Keras recipe, 30 epochs": {"accuracy": 0.44}},
+    },
+    "pneumoniamnist": {
+        "data": SHARED_DATA / "pneumoniamnist" / "pneumoniamnist.npz",
+        "config": ROOT / "configs" / "pneumoniamnist.yaml",
+        "published": {
+            "MedMNIST v2 ResNet-18 (28)": {"accuracy": 0.854, "roc_auc": 0.944},
+            "MedMNIST v2 AutoKeras": {"accuracy": 0.878, "roc_auc": 0.947},
+            "MedMNIST v2 Google AutoML Vision": {"accuracy": 0.946, "roc_auc": 0.991},
+        },
+    },
+}
+REPORTED = ("accuracy", "balanced_accuracy", "roc_auc", "sensitivity", "specificity")
+
+
+def same_config(a: dict, b: dict) -> bool:
+    """Equal on every key both know; keys added to cxr after a run was trained default to the old behaviour."""
+    ignore = {"data", "cache_dir", "num_workers"}  # where data lives and loader processes do not change the model
+    keys = (a.keys() & b.keys()) - ignore
+    return all(same_config(a[k], b[k]) if isinstance(a[k], dict) else a[k] == b[k] for k in keys)
+
+
+def run_benchmark(name: str, reuse: Path | None = None) -> dict:
+    """Train (or reuse a finished run trained with exactly this config, e.g. by model_selection.py), then test once."""
+    spec = BENCHMARKS[name]
+    cfg = build_config(spec["config"], {"data": spec["data"]})
+    if reuse is not None:
+        if not same_config(cfg.to_yaml_dict(), yaml.safe_load((reuse / "config.yaml").read_text())):
+            raise SystemExit(f"{reuse} was trained with another config than {spec['config']}; cannot reuse it")
+        out = reuse
+    else:
+        out = ROOT / "runs" / f"bench-{name}"
+        train(cfg, out, overwrite=True)
+    training = json.loads((out / "metrics.json").read_text())["training"]
+    train_wall = training["wall_seconds"]
+    test = evaluate_run(out, "test", n_bootstrap=1000)
+
+    bundle = cxr.load(out)
+    with open(out / "predictions_test.csv", newline="") as f:
+        paths = [row["path"] for row in csv.DictReader(f)]
+    bundle.predict(paths[:32])  # warm-up
+    t0 = time.perf_counter()
+    n = len(bundle.predict(paths, batch_size=32).paths)
+    predict_ips = n / (time.perf_counter() - t0)
+
+    ci = test.get("ci", {})
+    result = {
+        "command": f"python benchmarks/run.py {name}" + (f" --reuse {reuse.relative_to(ROOT)}" if reuse else ""),
+        "config": str(spec["config"].relative_to(ROOT)),
+        "test": {"n": test["n"], **{k: test[k] for k in REPORTED if k in test},
+                 "macro_f1": test["macro_avg"]["f1-score"],
+                 "ci95": {k: ci.get(k) for k in REPORTED if k in ci}},  # fmt: skip
+        "published": spec["published"],
+        "epochs_run": training["epochs_run"],
+        "train_wall_seconds": round(train_wall, 1),
+        "train_images_per_second": training["train_images_per_second"],
+        "predict_images_per_second": round(predict_ips, 1),
+        "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+    }
+    write_result(name, result)
+    return result
+
+
+def write_table() -> None:
+    """benchmarks/RESULTS.md from every results/<benchmark>.json present."""
+    lines = ["# Results", "", f"Machine: {machine()['cpu']}, {machine()['cores']} cores, CPU only.", "",
+             "| benchmark | model | test n | accuracy [95% CI] | AUC [95% CI] | sensitivity | specificity | train wall | published |",
+             "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for name in BENCHMARKS:
+        path = RESULTS / f"{name}.json"
+        if not path.is_file():
+            continue
+        r = json.loads(path.read_text())
+        if "published" not in r:  # written by an older script; rerun this benchmark to list it
+            continue
+        t, ci = r["test"], r["test"].get("ci95", {})
+
+        def fmt(key: str) -> str:
+            if t.get(key) is None:
+                return "-"
+            lo_hi = ci.get(key)
+            return f"{t[key]:.3f}" + (f" [{lo_hi[0]:.3f}, {lo_hi[1]:.3f}]" if lo_hi else "")
+
+        published = "; ".join(
+            f"{k}: " + ", ".join(f"{m} {v:.3f}" for m, v in vals.items()) for k, vals in r["published"].items()
+        )
+        cfg = build_config(ROOT / r["config"], {})
+        lines.append(
+            f"| {name} | {cfg.model} @ {cfg.image_size}px | {t['n']} | {fmt('accuracy')} | {fmt('roc_auc')} | "
+            f"{fmt('sensitivity')} | {fmt('specificity')} | {r['train_wall_seconds'] / 60:.1f} min | {published} |"
+        )
+    (ROOT / "benchmarks" / "RESULTS.md").write_text("\n".join(lines) + "\n")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("benchmarks", nargs="*", help=f"any of {', '.join(BENCHMARKS)}")
+    ap.add_argument("--table-only", action="store_true", help="rebuild RESULTS.md from existing JSON")
+    ap.add_argument("--reuse", type=Path, help="a finished run trained with the same config (one benchmark only)")
+    args = ap.parse_args()
+    unknown = set(args.benchmarks) - set(BENCHMARKS)
+    if unknown:
+        ap.error(f"unknown benchmark(s) {sorted(unknown)}; choose from {', '.join(BENCHMARKS)}")
+    if not args.table_only:
+        for name in args.benchmarks:
+            run_benchmark(name, args.reuse.resolve() if args.reuse else None)
+    write_table()
+
+
+if __name__ == "__main__":
+    main()
