@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-from pathlib import Path
 
 from common import RESULTS, ROOT, SHARED_DATA
 

@@ -1,6 +1,5 @@
 """Audit: planted exact copies, re-encoded copies and shared patients are found across splits; clean data is clean."""
 
-import io
 import json
 import os
 import shutil

@@ -1,7 +1,6 @@
 """Stratified bootstrap: keeps class sizes, is seeded, and its 95 % intervals cover the truth about 95 % of the time."""
 
 import numpy as np
-import pytest
 from scipy.stats import norm
 
 from cxr.evaluation.bootstrap import bootstrap_distribution, intervals, percentile_interval, stratified_resamples

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -14,7 +13,6 @@ from rich.progress import track
 
 from cxr.data.images import ImageReadError, load_grayscale
 
-log = logging.getLogger(__name__)
 
 
 def default_cache_dir() -> Path:
