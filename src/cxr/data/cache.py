@@ -14,7 +14,6 @@ from rich.progress import track
 from cxr.data.images import ImageReadError, load_grayscale
 
 
-
 def default_cache_dir() -> Path:
     return Path(os.environ.get("CXR_CACHE_DIR", Path.home() / ".cache" / "cxr"))
 

@@ -19,10 +19,10 @@ from cxr.data.dataset import DecodedImageDataset
 from cxr.data.transforms import train_augmentation
 from cxr.errors import CxrError
 from cxr.evaluation.calibration import apply_to_meta, calibrate_on_validation, logits_in_batches
+from cxr.evaluation.history import read_history
 from cxr.evaluation.metrics import merge_metrics_json
 from cxr.evaluation.operating_point import check_binary
 from cxr.inference.bundle import BUNDLE_FILE, BundleMeta, save_bundle
-from cxr.evaluation.history import read_history
 from cxr.training.history import HistoryWriter
 from cxr.training.module import Classifier
 from cxr.training.prepare import balanced_class_weights, prepare_data
@@ -37,8 +37,12 @@ class _ProgressBar(RichProgressBar):
         items = super().get_metrics(trainer, pl_module)
         items.pop("v_num", None)
         return items
-RUN_ARTIFACTS = (BUNDLE_FILE, "checkpoints", "logs", "plots", "history.csv", "metrics.json", "splits.csv", "config.yaml",
-                 "predictions_train.csv", "predictions_val.csv", "predictions_test.csv", "audit")
+
+
+RUN_ARTIFACTS = (
+    BUNDLE_FILE, "checkpoints", "logs", "plots", "history.csv", "metrics.json", "splits.csv", "config.yaml",
+    "predictions_train.csv", "predictions_val.csv", "predictions_test.csv", "audit",
+)  # fmt: skip
 
 
 def resolve_precision(cfg: TrainConfig) -> str:
