@@ -21,7 +21,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     help="Chest X-ray classification: train, evaluate, predict, explain and serve.",
 )
-data_app = typer.Typer(no_args_is_help=True, help="Dataset tools: split, audit, preview.")
+data_app = typer.Typer(no_args_is_help=True, help="Dataset tools: split, audit, dedup, preview.")
 app.add_typer(data_app, name="data")
 console = Console()
 err_console = Console(stderr=True)
@@ -357,6 +357,35 @@ def data_audit(
     if report["summary"]["leakage"]:
         err_console.print("[red]leakage:[/] images or patients are shared across splits (see audit.json)")
         raise typer.Exit(1)
+
+
+@data_app.command("dedup")
+def data_dedup(
+    data: Path = typer.Argument(..., help="dataset to filter (class folders or a CSV manifest)"),
+    against: Path = typer.Option(..., help="dataset whose images must not appear in DATA (e.g. the one you test on)"),
+    out: Path = typer.Option(..., help="manifest CSV to write: DATA's images minus the copies, splits kept"),
+    threshold: int = typer.Option(32, min=0, max=256, help="near-duplicate pHash distance (of 256 bits)"),
+    patient_pattern: Optional[str] = typer.Option(None, help=PATIENT_PATTERN_HELP),
+    workers: Optional[int] = typer.Option(None, min=1, help="processes for hashing (default: all cores)"),
+) -> None:
+    """Write a manifest of DATA without the images that (nearly) duplicate any image of --against."""
+    import csv
+
+    from cxr.data.dedup import exclude_near_duplicates
+    from cxr.data.manifest import write_manifest
+    from cxr.data.splits import resolve_patient_pattern
+
+    pattern = resolve_patient_pattern(patient_pattern)
+    result = exclude_near_duplicates(data, against, threshold, pattern, workers, progress=True)
+    write_manifest(out, result.splits, result.classes, result.patient_ids)
+    removed_csv = out.with_name(f"{out.stem}.removed.csv")
+    with open(removed_csv, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "copy_of", "distance"])
+        w.writerows([str(a), str(b), d] for a, b, d in result.removed)
+    kept = sum(len(files) for files in result.splits.values())
+    console.print(f"kept {kept} images, removed {len(result.removed)} copies of --against images; "
+                  f"wrote {out} and {removed_csv}", soft_wrap=True)  # fmt: skip
 
 
 @data_app.command("preview")

@@ -36,6 +36,7 @@ def test_train_writes_a_complete_bundle(tiny_dataset, tmp_path):
     assert splits.count("test") == 8 and splits.count("val") >= 2 and splits.count("train") + splits.count("val") == 24
     training = json.loads((run / "metrics.json").read_text())["training"]
     assert training["epochs_run"] == 3 and training["images"]["train"] + training["images"]["val"] == 24
+    assert 0.05 < training["peak_rss_gb"] < 8  # torch alone is over 50 MB resident; the ceiling is 8 GB
     assert "epochs" in (run / "config.yaml").read_text()
     assert cxr.load(run).predict([tiny_dataset / "test"]).probabilities.shape == (8, 2)
 

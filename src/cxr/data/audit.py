@@ -107,6 +107,13 @@ def near_pairs(hashes: np.ndarray, threshold: int, block: int = 256) -> list[tup
     return out
 
 
+def phash_matrix(facts: list[FileFacts]) -> tuple[list[int], np.ndarray]:
+    """Indices of the readable files and their packed hashes as one (n, bytes) array, the input of `near_pairs`."""
+    readable = [i for i, f in enumerate(facts) if f.phash]
+    hashes = np.frombuffer(b"".join(facts[i].phash for i in readable), dtype=np.uint8)
+    return readable, hashes.reshape(len(readable), HASH_SIZE**2 // 8)
+
+
 def _components(n: int, edges: list[tuple[int, int]]) -> list[list[int]]:
     """Connected components (of the nodes 0..n-1) that have more than one member, each sorted, by first member."""
     from scipy.sparse import coo_matrix
@@ -177,8 +184,7 @@ def audit_dataset(
         if len(ix) > 1
     ]  # fmt: skip
 
-    readable = [i for i, f in enumerate(facts) if f.phash]
-    hashes = np.frombuffer(b"".join(facts[i].phash for i in readable), dtype=np.uint8).reshape(len(readable), HASH_SIZE**2 // 8)
+    readable, hashes = phash_matrix(facts)
     pairs = [
         (readable[a], readable[b], d) for a, b, d in near_pairs(hashes, threshold)
         if facts[readable[a]].sha256 != facts[readable[b]].sha256  # byte-identical copies are reported as exact

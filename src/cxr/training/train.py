@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import shutil
 import time
 from pathlib import Path
@@ -81,6 +82,12 @@ def check_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
         raise CxrError(f"{out} already holds a finished model; choose another --out or pass --overwrite")
     if started:
         raise CxrError(f"{out} holds an unfinished run; pass --resume to continue it or --overwrite to start over")
+
+
+def peak_rss_gb() -> float:
+    """Peak resident memory of this process or its largest loader worker so far (Linux reports KiB)."""
+    peak_kib = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return round(peak_kib / 2**20, 2)
 
 
 def train(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite: bool = False) -> Path:
@@ -164,6 +171,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite: bo
         "num_workers": workers,
         "wall_seconds": round(time.perf_counter() - t_start, 1),
         "train_images_per_second": None,
+        "peak_rss_gb": peak_rss_gb(),
     }
     epochs_seconds = sum(r.get("seconds", 0.0) for r in read_history(out / "history.csv"))
     if epochs_seconds:
