@@ -77,7 +77,7 @@ def main() -> None:
         }
         print(name, results[name], flush=True)
         RESULTS.mkdir(parents=True, exist_ok=True)
-        out_file.write_text(json.dumps(results, indent=2))
+        out_file.write_text(json.dumps(results, indent=2, default=str))
 
 
 if __name__ == "__main__":

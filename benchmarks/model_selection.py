@@ -22,6 +22,8 @@ DATASETS = {
     "kermany": SHARED_DATA / "chest-xray-pneumonia",
     "radiography": SHARED_DATA / "covid19-radiography",
 }
+# the radiography benchmark's model.pt, shipped in the repo (weights/README.md): `python benchmarks/run.py radiography`
+RADIOGRAPHY_WEIGHTS = ROOT / "weights" / "smallnet-radiography-224.pt"
 CANDIDATES = {
     "codecademy": {
         "smallnet-224": dict(model="smallnet", image_size=224, epochs=40),
@@ -31,12 +33,26 @@ CANDIDATES = {
         "smallnet-224-e80": dict(model="smallnet", image_size=224, epochs=80, early_stopping_patience=15),
         "smallnet-224-intensity": dict(model="smallnet", image_size=224, epochs=40,
                                        augment=dict(contrast=0.3, brightness=0.2)),  # fmt: skip
+        # transfer: start from the radiography weights (trained without codecademy's images); all layers / head only
+        "smallnet-224-ft-radiography": dict(model="smallnet", image_size=224, epochs=30, lr=0.0003,
+                                            early_stopping_patience=8, weights=RADIOGRAPHY_WEIGHTS),  # fmt: skip
+        "smallnet-224-init-radiography": dict(model="smallnet", image_size=224, epochs=40, weights=RADIOGRAPHY_WEIGHTS),
+        # the default with other seeds: members of a seed ensemble (benchmarks/cv_ensemble.py averages their CV predictions)
+        "smallnet-224-seed1": dict(model="smallnet", image_size=224, epochs=40, seed=1),
+        "smallnet-224-seed2": dict(model="smallnet", image_size=224, epochs=40, seed=2),
+        "smallnet-224-frozen-radiography": dict(model="smallnet", image_size=224, epochs=30, lr=0.001,
+                                                weights=RADIOGRAPHY_WEIGHTS, freeze_backbone=True),  # fmt: skip
     },
     "pneumoniamnist": {
         "smallnet-64": dict(model="smallnet", image_size=64, epochs=40, batch_size=64),
         "smallnet-64-bal": dict(model="smallnet", image_size=64, epochs=40, batch_size=64, class_weight="balanced"),
         "smallnet-64-auc": dict(model="smallnet", image_size=64, epochs=40, batch_size=64, monitor="val_auc"),
         "resnet18-64": dict(model="resnet18", image_size=64, epochs=30, batch_size=64),
+    },
+    "kermany": {
+        # balanced weights: 1:2.9 normal:pneumonia; intensity jitter: the test films come from another acquisition batch
+        "smallnet-224-bal-int": dict(model="smallnet", image_size=224, epochs=30, class_weight="balanced",
+                                     early_stopping_patience=8, augment=dict(contrast=0.3, brightness=0.2)),  # fmt: skip
     },
 }
 
@@ -60,7 +76,7 @@ def main(dataset: str, names: list[str]) -> None:
         }
         print(name, results[name], flush=True)
         RESULTS.mkdir(parents=True, exist_ok=True)
-        out_file.write_text(json.dumps(results, indent=2))
+        out_file.write_text(json.dumps(results, indent=2, default=str))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ Writes benchmarks/results/train_speed.json. Steady-state speed = images / second
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import tempfile
 import time
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import SHARED_DATA, write_result
+from common import RESULTS, SHARED_DATA, write_result
 
 from cxr.config import build_config
 from cxr.data.cache import decode_cached
@@ -61,13 +62,17 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=3)
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="cxr-speed-"))
-    results: dict = {"decode": decode_speed(tmp / "cache"), "train": {}, "predict_images_per_second": {}}
+    previous = RESULTS / "train_speed.json"  # rows of models not rerun now are kept
+    results: dict = json.loads(previous.read_text()) if previous.is_file() else {}
+    results.setdefault("train", {})
+    results.setdefault("predict_images_per_second", {})
+    results["decode"] = decode_speed(tmp / "cache")
     for model in args.models:
         results["predict_images_per_second"][model] = predict_speed(model)
-        for name, opts in VARIANTS.items():
+        for i, (name, opts) in enumerate(VARIANTS.items()):
             cfg = build_config(None, dict(data=DATA, model=model, epochs=args.epochs, cache_dir=tmp / "cache",
                                           early_stopping_patience=100, **opts))  # fmt: skip
-            run = tmp / f"{model}-{len(results['train'])}"
+            run = tmp / f"{model}-{i}"
             train(cfg, run)
             secs = [r["seconds"] for r in read_history(run / "history.csv")][1:]
             n_train = len(scan_class_folders(DATA).splits["train"]) * (1 - cfg.val_fraction)
@@ -75,7 +80,10 @@ def main() -> None:
             results["train"][f"{model} {name}"] = {"train_images_per_second": ips}
             print(model, name, ips, flush=True)
     results["bf16_native"] = bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
-    results["command"] = "python benchmarks/train_speed.py " + " ".join(f"--models {m}" for m in args.models)
+    results.pop("machine", None)
+    command = f"python benchmarks/train_speed.py --models {' '.join(args.models)} --epochs {args.epochs}"
+    earlier = results.pop("commands", []) + ([results.pop("command")] if "command" in results else [])
+    results["commands"] = sorted(set(earlier) | {command})
     write_result("train_speed", results)
     shutil.rmtree(tmp, ignore_errors=True)
 

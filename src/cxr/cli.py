@@ -41,6 +41,8 @@ def train(
     class_weight: Optional[str] = typer.Option(None, help="none | balanced"),
     monitor: Optional[str] = typer.Option(None, help="val_loss | val_auc: picks the best checkpoint"),
     seed: Optional[int] = typer.Option(None),
+    split_seed: Optional[int] = typer.Option(None, help="seed of the validation carve-out (default: --seed)"),
+    ensemble: Optional[int] = typer.Option(None, help="train N members (seeds seed..seed+N-1, one val split), average them"),
     num_workers: Optional[str] = typer.Option(None, help="data loader processes, or auto"),
     precision: Optional[str] = typer.Option(None, help="auto | 32 | bf16-mixed"),
     devices: Optional[str] = typer.Option(None, help="number of devices/processes, or auto"),
@@ -68,7 +70,7 @@ def train(
         val_fraction=val_fraction, class_weight=class_weight, monitor=monitor, seed=seed, num_workers=num_workers,
         precision=precision, devices=devices, strategy=strategy, accelerator=accelerator, cache_dir=cache_dir,
         strict=strict, operating_point=operating_point, weights=weights, freeze_backbone=freeze_backbone,
-        **{"augment.hflip": hflip},
+        split_seed=split_seed, ensemble=ensemble, **{"augment.hflip": hflip},
     )  # fmt: skip
     base = out / "config.yaml" if resume and config is None else config
     cfg = build_config(base, overrides)
@@ -111,6 +113,23 @@ def evaluate(
         from cxr.evaluation.report import write_report
 
         console.print(f"wrote {write_report(run, split, evaluate_if_needed=False)}")
+
+
+@app.command("ensemble")
+def ensemble_runs(
+    runs: list[Path] = typer.Argument(..., help="finished runs with the same classes, image size and validation split"),
+    out: Path = typer.Option(..., help="run directory for the ensemble bundle"),
+    operating_point: Optional[str] = typer.Option(None, help="binary: threshold rule chosen again on validation"),
+) -> None:
+    """Combine finished runs into one bundle that averages their probabilities (temperature refitted on val)."""
+    from cxr.evaluation.calibration import calibrate_run
+    from cxr.inference.ensemble import combine_runs
+
+    if (out / "model.pt").exists() and out.resolve() not in [r.resolve() for r in runs]:
+        raise CxrError(f"{out} already holds a model; choose another --out")
+    combine_runs(runs, out)
+    cal = calibrate_run(out, operating_point or "none")
+    console.print(f"wrote {out / 'model.pt'}: {len(runs)} members, validation temperature {cal.temperature:.3f}")
 
 
 @app.command()

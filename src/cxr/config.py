@@ -47,6 +47,11 @@ class TrainConfig(_Strict):
     class_weight: Literal["none", "balanced"] = "none"
     val_fraction: float = Field(0.15, gt=0, lt=1)
     seed: int = 0
+    split_seed: int | None = Field(None, description="seed of the validation carve-out (default: seed)")
+    ensemble: int = Field(
+        1, ge=1, le=20, description="members trained with seeds seed, seed+1, ... on one validation split; "
+        "predictions average their probabilities",
+    )  # fmt: skip
     monitor: Literal["val_loss", "val_auc"] = "val_loss"
     early_stopping_patience: int = Field(10, ge=1)
     lr_patience: int = Field(4, ge=1)

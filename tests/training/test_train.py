@@ -112,3 +112,25 @@ def test_fine_tune_from_a_run_with_frozen_backbone(tiny_dataset, tmp_path):
 def test_freeze_without_weights_is_a_config_error(tiny_dataset):
     with pytest.raises(CxrError, match="freeze_backbone needs weights"):
         _cfg(tiny_dataset, freeze_backbone=True)
+
+
+def test_ensemble_members_share_one_split_and_an_interrupted_ensemble_resumes(tiny_dataset, tmp_path):
+    cfg = _cfg(tiny_dataset, epochs=1, ensemble=2, seed=5)
+    out = tmp_path / "ens"
+    train(cfg, out)
+    members = [out / "members" / str(k) for k in range(2)]
+    assert [build_config(m / "config.yaml", {}).seed for m in members] == [5, 6]
+    assert (members[0] / "splits.csv").read_text() == (members[1] / "splits.csv").read_text()
+    assert torch.load(out / BUNDLE_FILE, weights_only=True)["meta"]["model"] == "ensemble"
+    training = json.loads((out / "metrics.json").read_text())["training"]
+    assert training["ensemble"] == 2 and training["epochs_run"] == 2
+    assert cxr.load(out).predict([tiny_dataset / "test"]).probabilities.shape == (8, 2)
+
+    (out / BUNDLE_FILE).unlink()  # as if stopped while training member 1
+    (members[1] / BUNDLE_FILE).unlink()
+    with pytest.raises(CxrError, match="unfinished ensemble"):
+        train(cfg, out)
+    first_member = (members[0] / BUNDLE_FILE).stat().st_mtime_ns
+    train(cfg, out, resume=True)
+    assert (members[0] / BUNDLE_FILE).stat().st_mtime_ns == first_member  # finished members are not retrained
+    assert (members[1] / BUNDLE_FILE).is_file() and (out / BUNDLE_FILE).is_file()

@@ -19,6 +19,7 @@ from torch import nn
 from cxr import __version__
 from cxr.errors import CxrError
 from cxr.models import count_parameters, create_model
+from cxr.models.ensemble import ENSEMBLE, ensemble_from_specs
 
 BUNDLE_FILE = "model.pt"
 BUNDLE_FORMAT = "cxr-bundle/1"
@@ -67,6 +68,13 @@ def save_bundle(run_dir: Path, model: nn.Module, meta: BundleMeta) -> Path:
     return target
 
 
+def build_model(meta: BundleMeta) -> nn.Module:
+    """The untrained module a bundle's state dict fits: a registry model, or an ensemble of them."""
+    if meta.model == ENSEMBLE:
+        return ensemble_from_specs(meta.extra["members"], len(meta.classes))
+    return create_model(meta.model, num_classes=len(meta.classes))
+
+
 def read_bundle_file(run_dir: str | Path) -> dict[str, Any]:
     """Load `model.pt` safely (weights_only=True); a missing or foreign file is a one-line error."""
     run_dir = Path(run_dir)
@@ -104,7 +112,7 @@ class Bundle:
         payload = read_bundle_file(run_dir)
         m = payload["meta"]
         meta = BundleMeta(**m)
-        model = create_model(meta.model, num_classes=len(meta.classes))
+        model = build_model(meta)
         model.load_state_dict(payload["state_dict"])
         info = {k: payload[k] for k in ("cxr_version", "created", "num_parameters")}
         run = Path(run_dir)

@@ -37,6 +37,10 @@ def _decode_split(files: LabeledFiles, cfg: TrainConfig, name: str) -> tuple[Lab
     return kept, decoded.images, decoded.errors
 
 
+def split_seed(cfg: TrainConfig) -> int:
+    return cfg.seed if cfg.split_seed is None else cfg.split_seed
+
+
 def prepare_data(cfg: TrainConfig, run_dir: Path) -> PreparedData:
     if cfg.data is None:
         raise CxrError("no data given; pass --data FOLDER (with train/<class>/ subfolders) or set `data:` in the config")
@@ -48,7 +52,7 @@ def prepare_data(cfg: TrainConfig, run_dir: Path) -> PreparedData:
         groups = patient_groups(ds.splits["train"].paths, cfg.patient_id_pattern, ds.patient_ids)
         if groups is not None:
             log.info("validation carved by patient: %d patient groups in train", len(set(groups)))
-        train, val = carve_validation(ds.splits["train"], cfg.val_fraction, cfg.seed, groups=groups)
+        train, val = carve_validation(ds.splits["train"], cfg.val_fraction, split_seed(cfg), groups=groups)
     train, train_images, err_train = _decode_split(train, cfg, "train")
     val, val_images, err_val = _decode_split(val, cfg, "val")
     skipped = err_train + err_val

@@ -91,6 +91,10 @@ def peak_rss_gb() -> float:
 
 
 def train(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite: bool = False) -> Path:
+    if cfg.ensemble > 1:
+        from cxr.training.ensemble import train_ensemble  # it calls back here once per member
+
+        return train_ensemble(cfg, out, resume, overwrite)
     out = Path(out)
     check_run_dir(out, resume, overwrite)
     out.mkdir(parents=True, exist_ok=True)

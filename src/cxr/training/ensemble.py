@@ -1,0 +1,62 @@
+"""Train an ensemble: `ensemble` members with consecutive seeds on one validation split, combined into one bundle.
+
+Each member is an ordinary run under `OUT/members/<k>/`; a finished member is kept, so `--resume` continues an
+interrupted ensemble at the member it stopped in. The combined bundle's temperature (and binary threshold) is fitted
+on the shared validation split, like a single model's.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+from cxr.config import TrainConfig, save_config
+from cxr.errors import CxrError
+from cxr.evaluation.calibration import calibrate_run
+from cxr.evaluation.metrics import merge_metrics_json
+from cxr.inference.bundle import BUNDLE_FILE
+from cxr.inference.ensemble import combine_runs
+from cxr.training.prepare import split_seed
+from cxr.training.train import check_run_dir, peak_rss_gb, train
+
+
+def member_config(cfg: TrainConfig, k: int) -> TrainConfig:
+    return cfg.model_copy(update={"seed": cfg.seed + k, "split_seed": split_seed(cfg), "ensemble": 1})
+
+
+def train_ensemble(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite: bool = False) -> Path:
+    out = Path(out)
+    members_dir = out / "members"
+    if overwrite:
+        check_run_dir(out, resume=False, overwrite=True)
+        shutil.rmtree(members_dir, ignore_errors=True)
+    elif not resume and (out / BUNDLE_FILE).is_file():
+        raise CxrError(f"{out} already holds a finished model; choose another --out or pass --overwrite")
+    elif not resume and members_dir.is_dir():
+        raise CxrError(f"{out} holds an unfinished ensemble; pass --resume to continue it or --overwrite to start over")
+    t_start = time.perf_counter()
+    runs = []
+    for k in range(cfg.ensemble):
+        run = members_dir / str(k)
+        if not (run / BUNDLE_FILE).is_file():
+            started = (run / "checkpoints" / "last.ckpt").is_file()
+            train(member_config(cfg, k), run, resume=started, overwrite=not started)
+        runs.append(run)
+    combine_runs(runs, out)
+    save_config(cfg, out / "config.yaml")
+    calibration = calibrate_run(out, cfg.operating_point or "none")
+    members = [json.loads((r / "metrics.json").read_text())["training"] for r in runs]
+    speeds = [m["train_images_per_second"] for m in members if m.get("train_images_per_second")]
+    summary = {
+        "ensemble": cfg.ensemble,
+        "members": [str(r.relative_to(out)) for r in runs],
+        "epochs_run": sum(m["epochs_run"] for m in members),
+        "images": members[0]["images"],
+        "wall_seconds": round(time.perf_counter() - t_start, 1),
+        "train_images_per_second": round(sum(speeds) / len(speeds), 1) if speeds else None,
+        "peak_rss_gb": max([peak_rss_gb()] + [m.get("peak_rss_gb") or 0 for m in members]),
+    }
+    merge_metrics_json(out / "metrics.json", {"training": summary, "calibration": calibration.summary})
+    return out
