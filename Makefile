@@ -26,7 +26,7 @@ test: setup
 	$(PY) -m pytest -m "not slow" -q
 
 benchmark: setup
-	$(PY) benchmarks/run.py codecademy pneumoniamnist
+	$(PY) benchmarks/run.py codecademy pneumoniamnist radiography kermany
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
