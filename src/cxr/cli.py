@@ -125,7 +125,7 @@ def ensemble_runs(
     from cxr.evaluation.calibration import calibrate_run
     from cxr.inference.ensemble import combine_runs
 
-    if (out / "model.pt").exists() and out.resolve() not in [r.resolve() for r in runs]:
+    if (out / "model.pt").exists():  # never over a member or an earlier model
         raise CxrError(f"{out} already holds a model; choose another --out")
     combine_runs(runs, out)
     cal = calibrate_run(out, operating_point or "none")

@@ -90,3 +90,5 @@ def test_cli_combines_runs_and_explains_bad_input(capsys, monkeypatch, tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "2 members, validation temperature" in proc.stdout
     assert cxr.load(tmp_path / "e").meta.temperature != 1.0  # refitted on the six val images
+    proc = run_cli_inprocess(capsys, monkeypatch, "ensemble", tmp_path / "m0", tmp_path / "m1", "--out", tmp_path / "m1")
+    assert proc.returncode == 2 and "already holds a model" in proc.stderr

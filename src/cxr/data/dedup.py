@@ -34,10 +34,9 @@ def exclude_near_duplicates(
     """Every split of `data` minus the files within pHash distance `threshold` (or byte-identical) of any file of `against`."""
     source, other = load_dataset(data), load_dataset(against)
     src_files = [(split, p, y) for split, files in source.splits.items() for p, y in zip(files.paths, files.labels)]
-    other_paths = [p for files in other.splits.values() for p in files.paths]
-    facts = inspect_all([p for _, p, _ in src_files] + other_paths, workers, progress)
+    everything = [p for _, p, _ in src_files] + [p for files in other.splits.values() for p in files.paths]
+    facts = inspect_all(everything, workers, progress)
     n_src = len(src_files)
-    everything = [p for _, p, _ in src_files] + other_paths
 
     match: dict[int, tuple[int, int]] = {}  # source index -> (closest index in `against`, distance)
     other_by_sha = {facts[j].sha256: j for j in range(n_src, len(facts)) if facts[j].sha256}
