@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import resource
 import shutil
 import time
 from pathlib import Path
@@ -23,7 +22,7 @@ from cxr.config import build_config
 from cxr.data.dedup import exclude_near_duplicates
 from cxr.data.manifest import write_manifest
 from cxr.evaluation.evaluate import evaluate_run
-from cxr.training.train import train
+from cxr.training.train import peak_rss_gb, train
 
 BENCHMARKS = {
     "codecademy": {
@@ -122,7 +121,7 @@ def run_benchmark(name: str, reuse: Path | None = None) -> dict:
         "train_images_per_second": training["train_images_per_second"],
         "predict_images_per_second": round(predict_ips, 1),
         # the training run's own peak (process or loader worker); runs trained before it was recorded: this process
-        "peak_rss_gb": training.get("peak_rss_gb") or round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+        "peak_rss_gb": training.get("peak_rss_gb") or peak_rss_gb(),
     }
     write_result(name, result)
     return result

@@ -29,13 +29,12 @@ def member_config(cfg: TrainConfig, k: int) -> TrainConfig:
 def train_ensemble(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite: bool = False) -> Path:
     out = Path(out)
     members_dir = out / "members"
-    if overwrite:
-        check_run_dir(out, resume=False, overwrite=True)
-        shutil.rmtree(members_dir, ignore_errors=True)
-    elif not resume and (out / BUNDLE_FILE).is_file():
-        raise CxrError(f"{out} already holds a finished model; choose another --out or pass --overwrite")
-    elif not resume and members_dir.is_dir():
-        raise CxrError(f"{out} holds an unfinished ensemble; pass --resume to continue it or --overwrite to start over")
+    if not resume:  # as for one run: --resume wins; --overwrite clears cxr's files; a finished model is refused
+        check_run_dir(out, resume=False, overwrite=overwrite)
+        if overwrite:
+            shutil.rmtree(members_dir, ignore_errors=True)
+        elif members_dir.is_dir():
+            raise CxrError(f"{out} holds an unfinished ensemble; pass --resume to continue it or --overwrite to start over")
     t_start = time.perf_counter()
     runs = []
     for k in range(cfg.ensemble):
