@@ -53,6 +53,11 @@ CANDIDATES = {
         # balanced weights: 1:2.9 normal:pneumonia; intensity jitter: the test films come from another acquisition batch
         "smallnet-224-bal-int": dict(model="smallnet", image_size=224, epochs=30, class_weight="balanced",
                                      early_stopping_patience=8, augment=dict(contrast=0.3, brightness=0.2)),  # fmt: skip
+        # the same with each image standardised: six global intensity statistics alone separate the classes of train
+        # (AUC 0.92, 5-fold logistic regression), a scanner/batch cue that need not hold on other films
+        "smallnet-224-bal-img": dict(model="smallnet", image_size=224, epochs=30, class_weight="balanced",
+                                     early_stopping_patience=8, input_norm="image",
+                                     augment=dict(contrast=0.3, brightness=0.2)),  # fmt: skip
     },
 }
 

@@ -39,6 +39,7 @@ def train(
     lr: Optional[float] = typer.Option(None, help="learning rate"),
     val_fraction: Optional[float] = typer.Option(None, help="validation share carved from train when there is no val/"),
     class_weight: Optional[str] = typer.Option(None, help="none | balanced"),
+    input_norm: Optional[str] = typer.Option(None, help="dataset | image: one mean/std, or standardise each image"),
     monitor: Optional[str] = typer.Option(None, help="val_loss | val_auc: picks the best checkpoint"),
     seed: Optional[int] = typer.Option(None),
     split_seed: Optional[int] = typer.Option(None, help="seed of the validation carve-out (default: --seed)"),
@@ -70,7 +71,7 @@ def train(
         val_fraction=val_fraction, class_weight=class_weight, monitor=monitor, seed=seed, num_workers=num_workers,
         precision=precision, devices=devices, strategy=strategy, accelerator=accelerator, cache_dir=cache_dir,
         strict=strict, operating_point=operating_point, weights=weights, freeze_backbone=freeze_backbone,
-        split_seed=split_seed, ensemble=ensemble, **{"augment.hflip": hflip},
+        split_seed=split_seed, ensemble=ensemble, input_norm=input_norm, **{"augment.hflip": hflip},
     )  # fmt: skip
     base = out / "config.yaml" if resume and config is None else config
     cfg = build_config(base, overrides)

@@ -56,6 +56,10 @@ class TrainConfig(_Strict):
     early_stopping_patience: int = Field(10, ge=1)
     lr_patience: int = Field(4, ge=1)
     lr_factor: float = Field(0.3, gt=0, lt=1)
+    input_norm: Literal["dataset", "image"] = Field(
+        "dataset", description="dataset = one mean/std from the training pixels; image = standardise each image "
+        "(removes scanner brightness/contrast differences)",
+    )  # fmt: skip
     augment: AugmentConfig = AugmentConfig()
     weights: Path | None = Field(None, description="initialise from a cxr run, model.pt, .ckpt or state dict")
     freeze_backbone: bool = Field(False, description="train only the head (needs `weights`)")

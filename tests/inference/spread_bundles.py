@@ -34,7 +34,7 @@ def make_bundle(run_dir: Path, model: str = "smallnet", image_size: int = 64, st
     """Write model.pt for `model` fitted briefly on 8 codecademy train images per class; returns run_dir."""
     classes, _, images, labels = codecademy_sample("train", 8, image_size)
     torch.manual_seed(seed)
-    net = create_model(model, num_classes=len(classes))
+    net = create_model(model, num_classes=len(classes), input_norm=meta.get("input_norm", "dataset"))
     optimiser = torch.optim.Adam(net.parameters(), lr=3e-3)
     x, y = normalise(images, MEAN, STD), torch.as_tensor(labels)
     threads = torch.get_num_threads()

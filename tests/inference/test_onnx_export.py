@@ -51,6 +51,21 @@ def test_export_writes_model_onnx_that_matches_pytorch_on_real_xrays(exported):
     assert by_onnx.predicted == by_torch.predicted
 
 
+def test_per_image_input_norm_travels_in_the_bundle_and_into_onnx(tmp_path):
+    run = make_bundle(tmp_path / "run", image_size=64, input_norm="image")
+    bundle = Bundle.load(run, backend="torch")
+    assert bundle.meta.input_norm == "image"
+    files = real_xrays(2)
+    by_torch = bundle.predict(files)
+    export_onnx(run)
+    by_onnx = Bundle.load(run, backend="onnx").predict(files)
+    assert np.abs(by_onnx.probabilities - by_torch.probabilities).max() < 1e-4
+    payload = read_bundle_file(run)
+    del payload["meta"]["input_norm"]  # as written before input_norm existed: a per-dataset model
+    torch.save(payload, run / BUNDLE_FILE)
+    assert Bundle.load(run, backend="torch").meta.input_norm == "dataset"
+
+
 def test_auto_prefers_a_current_onnx_file_and_falls_back_to_torch(exported, tmp_path):
     run = _copy(exported, tmp_path)
     assert Bundle.load(run).backend == "onnx"

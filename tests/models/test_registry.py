@@ -26,3 +26,17 @@ def test_unknown_model_and_double_registration():
         create_model("vgg99", 2)
     with pytest.raises(ValueError, match="registered twice"):
         register_model("smallnet", "dup")(lambda c, n: None)
+
+
+def test_image_input_norm_removes_brightness_and_contrast_and_keeps_the_registry_layout():
+    torch.manual_seed(0)
+    x = torch.rand(3, 1, 48, 48)
+    brighter = 2.5 * x + 0.7  # another scanner's gain and offset
+    per_image = create_model("smallnet", 2, input_norm="image").eval()
+    per_dataset = create_model("smallnet", 2).eval()
+    per_dataset.load_state_dict(per_image.state_dict())  # same keys: weights files move between the two
+    with torch.no_grad():
+        torch.testing.assert_close(per_image(brighter), per_image(x), atol=1e-4, rtol=1e-4)
+        assert (per_dataset(brighter) - per_dataset(x)).abs().max() > 1e-2  # the default does see the change
+    with pytest.raises(CxrError, match="unknown input_norm 'batch'"):
+        create_model("smallnet", 2, input_norm="batch")

@@ -115,9 +115,13 @@ def test_freeze_without_weights_is_a_config_error(tiny_dataset):
 
 
 def test_ensemble_members_share_one_split_and_an_interrupted_ensemble_resumes(tiny_dataset, tmp_path):
-    cfg = _cfg(tiny_dataset, epochs=1, ensemble=2, seed=5)
+    cfg = _cfg(tiny_dataset, epochs=1, ensemble=2, seed=5, input_norm="image")
     out = tmp_path / "ens"
     train(cfg, out)
+    model = cxr.load(out).model
+    x = torch.rand(2, 1, 32, 32)
+    with torch.no_grad():  # every member standardises each image, so gain and offset do not change the output
+        torch.testing.assert_close(model(0.5 * x + 0.2), model(x), atol=1e-4, rtol=1e-4)
     members = [out / "members" / str(k) for k in range(2)]
     assert [build_config(m / "config.yaml", {}).seed for m in members] == [5, 6]
     assert (members[0] / "splits.csv").read_text() == (members[1] / "splits.csv").read_text()

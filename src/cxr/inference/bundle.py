@@ -36,6 +36,7 @@ class BundleMeta:
     std: float
     threshold: float | None = None  # binary decision threshold on P(classes[1]); None = argmax
     temperature: float = 1.0  # logits are divided by it before softmax (fitted on validation); absent in old bundles
+    input_norm: str = "dataset"  # "image": the model standardises each image itself (models.INPUT_NORMS)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -47,6 +48,7 @@ class BundleMeta:
             "std": float(self.std),
             "threshold": self.threshold,
             "temperature": float(self.temperature),
+            "input_norm": self.input_norm,
             "extra": dict(self.extra),
         }
 
@@ -72,7 +74,7 @@ def build_model(meta: BundleMeta) -> nn.Module:
     """The untrained module a bundle's state dict fits: a registry model, or an ensemble of them."""
     if meta.model == ENSEMBLE:
         return ensemble_from_specs(meta.extra["members"], len(meta.classes))
-    return create_model(meta.model, num_classes=len(meta.classes))
+    return create_model(meta.model, num_classes=len(meta.classes), input_norm=meta.input_norm)
 
 
 def read_bundle_file(run_dir: str | Path) -> dict[str, Any]:

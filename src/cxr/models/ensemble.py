@@ -34,8 +34,8 @@ class MeanProbabilityEnsemble(nn.Module):
 
 
 def ensemble_from_specs(members: list[dict[str, Any]], num_classes: int) -> MeanProbabilityEnsemble:
-    """Rebuild an ensemble from `BundleMeta.extra["members"]` (model, mean, std, temperature per member)."""
-    nets = [create_model(m["model"], num_classes=num_classes) for m in members]
+    """Rebuild an ensemble from `BundleMeta.extra["members"]` (model, mean, std, temperature, input_norm per member)."""
+    nets = [create_model(m["model"], num_classes, input_norm=m.get("input_norm", "dataset")) for m in members]
     return MeanProbabilityEnsemble(
         nets, [m["mean"] for m in members], [m["std"] for m in members], [m["temperature"] for m in members]
     )

@@ -5,9 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import torch.nn.functional as F
 from torch import nn
 
 from cxr.errors import CxrError
+
+# How pixel intensities are standardised before the network: "dataset" = one mean/std from the training pixels
+# (BundleMeta.mean/std); "image" = each image to zero mean, unit variance (instance norm on the input), which removes
+# global brightness/contrast differences between scanners and acquisition batches.
+INPUT_NORMS = ("dataset", "image")
 
 
 @dataclass(frozen=True)
@@ -43,8 +49,20 @@ def model_spec(name: str) -> ModelSpec:
     return _REGISTRY[name]
 
 
-def create_model(name: str, num_classes: int, in_channels: int = 1) -> nn.Module:
-    return model_spec(name).factory(in_channels, num_classes)
+def _standardise_each_image(_module: nn.Module, args: tuple) -> tuple:
+    return (F.instance_norm(args[0]),) + args[1:]
+
+
+def create_model(name: str, num_classes: int, in_channels: int = 1, input_norm: str = "dataset") -> nn.Module:
+    """A fresh registry model; `input_norm="image"` standardises each input image first (see INPUT_NORMS)."""
+    if input_norm not in INPUT_NORMS:
+        raise CxrError(f"unknown input_norm {input_norm!r}; choose one of {', '.join(INPUT_NORMS)}")
+    net = model_spec(name).factory(in_channels, num_classes)
+    if input_norm == "image":
+        # A pre-hook, not a wrapper: state-dict keys, the head's name and layer names stay the registry model's, so
+        # weights files, --freeze-backbone and Grad-CAM layers work unchanged; tracing (ONNX) runs the hook too.
+        net.register_forward_pre_hook(_standardise_each_image)
+    return net
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -27,10 +27,11 @@ class Classifier(L.LightningModule):
         channels_last: bool = True,
         weights: str | None = None,
         freeze_backbone: bool = False,
+        input_norm: str = "dataset",
     ):
         super().__init__()
         self.save_hyperparameters()
-        self.net = create_model(model_name, num_classes)
+        self.net = create_model(model_name, num_classes, input_norm=input_norm)
         self.weights_report = load_matching_weights(self.net, weights) if weights else None
         self.head = model_spec(model_name).head
         if freeze_backbone:

@@ -112,6 +112,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite: bo
         cfg.model, n_cls, lr=cfg.lr, weight_decay=cfg.weight_decay, optimizer=cfg.optimizer, class_weights=weights,
         monitor=cfg.monitor, lr_patience=cfg.lr_patience, lr_factor=cfg.lr_factor, channels_last=cfg.channels_last,
         weights=str(cfg.weights) if cfg.weights and not resume else None, freeze_backbone=cfg.freeze_backbone,
+        input_norm=cfg.input_norm,
     )  # fmt: skip
     if module.weights_report is not None:
         log.info(module.weights_report.summary())
@@ -158,7 +159,10 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite: bo
     state = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
     module.load_state_dict(state)
     module.net.to(memory_format=torch.contiguous_format)
-    meta = BundleMeta(model=cfg.model, classes=data.classes, image_size=cfg.image_size, mean=data.mean, std=data.std)
+    meta = BundleMeta(
+        model=cfg.model, classes=data.classes, image_size=cfg.image_size, mean=data.mean, std=data.std,
+        input_norm=cfg.input_norm,
+    )  # fmt: skip
     val_logits = logits_in_batches(module.net, data.images["val"], data.mean, data.std)
     calibration = calibrate_on_validation(val_logits, data.files["val"].labels, data.classes, cfg.operating_point)
     meta = apply_to_meta(meta, calibration)  # temperature (and threshold) fitted on validation
