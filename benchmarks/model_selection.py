@@ -40,6 +40,8 @@ CANDIDATES = {
         # the default with other seeds: members of a seed ensemble (benchmarks/cv_ensemble.py averages their CV predictions)
         "smallnet-224-seed1": dict(model="smallnet", image_size=224, epochs=40, seed=1),
         "smallnet-224-seed2": dict(model="smallnet", image_size=224, epochs=40, seed=2),
+        # each image standardised: its films come from many sources (sizes 250-1024 px, JPEG and PNG, RGB and gray)
+        "smallnet-224-img": dict(model="smallnet", image_size=224, epochs=40, input_norm="image"),
         "smallnet-224-frozen-radiography": dict(model="smallnet", image_size=224, epochs=30, lr=0.001,
                                                 weights=RADIOGRAPHY_WEIGHTS, freeze_backbone=True),  # fmt: skip
     },

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from cxr.config import KERMANY_PATIENT_PATTERN
-from cxr.data.audit import audit_dataset, near_pairs, run_audit
+from cxr.data.audit import audit_dataset, near_pairs, run_audit, summary_lines
 from cxr.data.images import find_images
 from tests.conftest import CODECADEMY, SHARED_DATA, make_class_folders, synthetic_image
 from tests.test_cli import run_cli_inprocess
@@ -171,3 +171,18 @@ def test_radiography_audit_under_two_minutes(tmp_path):
         a, b = pair["files"]
         assert a["split"] != b["split"] and pair["distance"] <= r["settings"]["threshold"]
         assert (RADIOGRAPHY / a["path"]).is_file() and (RADIOGRAPHY / b["path"]).is_file()
+
+
+def test_intensity_cue_is_flagged_only_when_the_classes_differ_in_brightness(tmp_path):
+    rng = np.random.default_rng(0)
+    for n, (cls, gain) in enumerate((("normal", 1.0), ("sick", 0.6))):  # "sick" films come from a dimmer scanner
+        for i in range(12):
+            _save((synthetic_image(n % 2, rng, 64) * gain).astype(np.uint8), tmp_path / "cue/train" / cls / f"{i}.png")
+    cued = audit_dataset(tmp_path / "cue", workers=1)
+    assert cued["summary"]["intensity_cue_auc"] > 0.9
+    assert any("consider `input_norm: image`" in line for line in summary_lines(cued))
+
+    clean = audit_dataset(make_class_folders(tmp_path / "clean", n_train=30, n_test=2, size=64), workers=1)
+    assert clean["settings"]["intensity_cue_split"] == "train"
+    assert clean["summary"]["intensity_cue_auc"] < 0.65  # same noise and brightness in both classes
+    assert not any("input_norm" in line for line in summary_lines(clean))

@@ -36,6 +36,7 @@ class FileFacts:
     height: int = 0
     mode: str = ""
     phash: bytes = b""  # packed bits; empty when unreadable
+    intensity: tuple[float, ...] = ()  # the image's global look: mean, std and percentiles of its pixel values
     error: str = ""
 
 
@@ -62,11 +63,43 @@ def inspect_file(path: Path) -> FileFacts:
         gray = load_grayscale(io.BytesIO(data), size=4 * HASH_SIZE, name=str(path))
         bits = imagehash.phash(Image.fromarray(gray), hash_size=HASH_SIZE).hash
         facts.phash = np.packbits(bits.ravel()).tobytes()
+        facts.intensity = intensity_profile(gray)
     except ImageReadError as e:
         facts.error = str(e)
     except Exception as e:  # Pillow's header parsing on a corrupt file; the decoder itself only raises ImageReadError
         facts.error = f"{path}: not a readable image ({type(e).__name__})"
     return facts
+
+
+INTENSITY_PERCENTILES = (1, 5, 25, 50, 75, 95, 99)
+INTENSITY_CUE_WARN = 0.8  # above this AUC, global brightness/contrast alone largely tells the classes apart
+
+
+def intensity_profile(gray: np.ndarray) -> tuple[float, ...]:
+    g = gray.astype(np.float32)
+    return (float(g.mean()), float(g.std()), *(float(v) for v in np.percentile(g, INTENSITY_PERCENTILES)))
+
+
+def intensity_cue_auc(profiles: np.ndarray, labels: np.ndarray, folds: int = 5) -> float | None:
+    """Cross-validated AUC (one-vs-rest) of a logistic regression on `intensity_profile`s alone; ~0.5 = no cue.
+
+    A high value means the classes differ in global brightness/contrast (scanner, batch, processing): a CNN can
+    learn that instead of the disease, and it will not hold on films from elsewhere. None when too few images.
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    _, y = np.unique(labels, return_inverse=True)
+    counts = np.bincount(y)
+    if len(counts) < 2 or counts.min() < folds:
+        return None
+    clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    cv = StratifiedKFold(folds, shuffle=True, random_state=0)
+    probs = cross_val_predict(clf, profiles, y, cv=cv, method="predict_proba")
+    return float(roc_auc_score(y, probs[:, 1]) if len(counts) == 2 else roc_auc_score(y, probs, multi_class="ovr"))
 
 
 def inspect_all(paths: list[Path], workers: int | None = None, progress: bool = False) -> list[FileFacts]:
@@ -205,6 +238,12 @@ def audit_dataset(
         if len({m.split for m in members}) > 1
     ]  # fmt: skip
 
+    fit_split = "train" if "train" in ds.splits else next(iter(ds.splits))  # the images a model learns from
+    cue_rows = [i for i, e in enumerate(entries) if e.split == fit_split and facts[i].intensity]
+    cue = intensity_cue_auc(
+        np.array([facts[i].intensity for i in cue_rows]), np.array([entries[i].label for i in cue_rows])
+    ) if cue_rows else None  # fmt: skip
+
     sizes = Counter(f"{f.width}x{f.height}" for f in facts if f.width)
     summary = {
         "images": len(entries),
@@ -219,6 +258,7 @@ def audit_dataset(
         "patients": len(patients),
         "files_without_patient_id": sum(e.patient is None for e in entries),
         "patients_across_splits": len(overlap),
+        "intensity_cue_auc": None if cue is None else round(cue, 3),
     }
     summary["leakage"] = bool(
         summary["exact_duplicate_groups_across_splits"] or summary["near_duplicate_pairs_across_splits"] or overlap
@@ -226,7 +266,8 @@ def audit_dataset(
     return {
         "data": str(data),
         "root": str(ds.root),  # file paths below are relative to it
-        "settings": {"hash": f"pHash {HASH_SIZE**2} bits", "threshold": threshold, "patient_id_pattern": pattern},
+        "settings": {"hash": f"pHash {HASH_SIZE**2} bits", "threshold": threshold, "patient_id_pattern": pattern,
+                     "intensity_cue_split": fit_split},  # fmt: skip
         "classes": ds.classes,
         "summary": summary,
         "counts": counts,
@@ -283,6 +324,15 @@ def run_audit(data: str | Path, out: str | Path, **kwargs: Any) -> dict[str, Any
     return report
 
 
+def _intensity_cue_line(auc: float | None, split: str) -> str:
+    if auc is None:
+        return "intensity cue: not measured (fewer than 5 readable images in a class)"
+    line = f"intensity cue: global brightness/contrast statistics alone predict the class with AUC {auc:.2f} ({split})"
+    if auc > INTENSITY_CUE_WARN:
+        line += "; a model can learn the scanner or batch instead of the disease: consider `input_norm: image`"
+    return line
+
+
 def summary_lines(report: dict[str, Any], examples: int = 3) -> list[str]:
     """Human-readable summary: totals, then each kind of finding with its first few files."""
     s = report["summary"]
@@ -299,6 +349,7 @@ def summary_lines(report: dict[str, Any], examples: int = 3) -> list[str]:
         f"duplicates with conflicting labels: {s['duplicates_with_conflicting_labels']}",
         f"patients: {s['patients']} ids ({s['files_without_patient_id']} files without one), "
         f"{s['patients_across_splits']} in more than one split",
+        _intensity_cue_line(s["intensity_cue_auc"], report["settings"]["intensity_cue_split"]),
     ]
 
     def show(title: str, findings: list[dict[str, Any]]) -> None:
