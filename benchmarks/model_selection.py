@@ -50,6 +50,8 @@ CANDIDATES = {
         "smallnet-64-bal": dict(model="smallnet", image_size=64, epochs=40, batch_size=64, class_weight="balanced"),
         "smallnet-64-auc": dict(model="smallnet", image_size=64, epochs=40, batch_size=64, monitor="val_auc"),
         "resnet18-64": dict(model="resnet18", image_size=64, epochs=30, batch_size=64),
+        # Kermany's films at 28 px: the same intensity cue, so the same per-image standardisation
+        "smallnet-64-img": dict(model="smallnet", image_size=64, epochs=40, batch_size=64, input_norm="image"),
     },
     "kermany": {
         # balanced weights: 1:2.9 normal:pneumonia; intensity jitter: the test films come from another acquisition batch
