@@ -62,6 +62,10 @@ CANDIDATES = {
         "smallnet-224-bal-img": dict(model="smallnet", image_size=224, epochs=30, class_weight="balanced",
                                      early_stopping_patience=8, input_norm="image",
                                      augment=dict(contrast=0.3, brightness=0.2)),  # fmt: skip
+        # a second member on the same validation split: `cxr ensemble` of the two is judged on that split
+        "smallnet-224-bal-img-seed1": dict(model="smallnet", image_size=224, epochs=30, class_weight="balanced",
+                                           early_stopping_patience=8, input_norm="image", seed=1, split_seed=0,
+                                           augment=dict(contrast=0.3, brightness=0.2)),  # fmt: skip
     },
 }
 

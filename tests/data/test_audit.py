@@ -177,7 +177,7 @@ def test_intensity_cue_is_flagged_only_when_the_classes_differ_in_brightness(tmp
     rng = np.random.default_rng(0)
     for n, (cls, gain) in enumerate((("normal", 1.0), ("sick", 0.6))):  # "sick" films come from a dimmer scanner
         for i in range(12):
-            _save((synthetic_image(n % 2, rng, 64) * gain).astype(np.uint8), tmp_path / "cue/train" / cls / f"{i}.png")
+            _save((synthetic_image(n, rng, 64) * gain).astype(np.uint8), tmp_path / "cue/train" / cls / f"{i}.png")
     cued = audit_dataset(tmp_path / "cue", workers=1)
     assert cued["summary"]["intensity_cue_auc"] > 0.9
     assert any("consider `input_norm: image`" in line for line in summary_lines(cued))
