@@ -14,6 +14,21 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "benchmarks" / "results"
 
 
+def cv_scores(y, probs, classes: list[str]) -> dict:
+    """Pooled out-of-fold scores of a candidate: accuracy, macro-F1, AUC and log loss (the cv_*.json fields)."""
+    from sklearn.metrics import log_loss
+
+    from cxr.evaluation.metrics import compute_metrics
+
+    m = compute_metrics(y, probs, classes)
+    return {
+        "cv_accuracy": m["accuracy"],
+        "cv_macro_f1": m["macro_avg"]["f1-score"],
+        "cv_auc": m["roc_auc"],
+        "cv_log_loss": float(log_loss(y, probs, labels=list(range(len(classes))))),
+    }
+
+
 def machine() -> dict:
     cpu = platform.processor()
     try:

@@ -12,10 +12,7 @@ import json
 import sys
 
 import numpy as np
-from common import RESULTS, ROOT
-from sklearn.metrics import log_loss
-
-from cxr.evaluation.metrics import compute_metrics
+from common import RESULTS, ROOT, cv_scores
 
 
 def out_of_fold(dataset: str, candidate: str) -> tuple[list[str], dict[str, tuple[int, np.ndarray]]]:
@@ -42,17 +39,13 @@ def main(dataset: str, candidates: list[str]) -> None:
         raise SystemExit("the candidates were cross-validated on different images")
     y = np.array([first[p][0] for p in paths])
     probs = np.mean([[rows[p][1] for p in paths] for _, rows in per_candidate], axis=0)
-    m = compute_metrics(y, probs, classes)
     name = "ensemble(" + " + ".join(candidates) + ")"
     out_file = RESULTS / f"cv_{dataset}.json"
     results = json.loads(out_file.read_text()) if out_file.is_file() else {}
     results[name] = {
         "members": candidates,
         "n": int(len(y)),
-        "cv_accuracy": m["accuracy"],
-        "cv_macro_f1": m["macro_avg"]["f1-score"],
-        "cv_auc": m["roc_auc"],
-        "cv_log_loss": float(log_loss(y, probs, labels=list(range(len(classes))))),
+        **cv_scores(y, probs, classes),
     }
     print(name, results[name])
     out_file.write_text(json.dumps(results, indent=2, default=str))

@@ -15,15 +15,13 @@ import os
 import time
 
 import numpy as np
-from common import RESULTS, ROOT
+from common import RESULTS, ROOT, cv_scores
 from model_selection import CANDIDATES, DATASETS
-from sklearn.metrics import log_loss
 from sklearn.model_selection import StratifiedKFold
 
 from cxr.config import build_config
 from cxr.data.manifest import load_dataset
 from cxr.evaluation.evaluate import evaluate_run
-from cxr.evaluation.metrics import compute_metrics
 from cxr.training.train import train
 
 
@@ -64,15 +62,11 @@ def main() -> None:
                     y_all.append(ds.classes.index(row["label"]))
                     p_all.append([float(row[f"p_{c}"]) for c in ds.classes])
         y, p = np.array(y_all), np.array(p_all)
-        m = compute_metrics(y, p, ds.classes)
         results[name] = {
             "config": CANDIDATES[args.dataset][name],
             "folds": args.folds,
             "n": int(len(y)),
-            "cv_accuracy": m["accuracy"],
-            "cv_macro_f1": m["macro_avg"]["f1-score"],
-            "cv_auc": m["roc_auc"],
-            "cv_log_loss": float(log_loss(y, p, labels=list(range(len(ds.classes))))),
+            **cv_scores(y, p, ds.classes),
             "seconds": round(time.perf_counter() - t0, 1),
         }
         print(name, results[name], flush=True)

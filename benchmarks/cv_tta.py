@@ -14,13 +14,12 @@ import sys
 import numpy as np
 import torch
 import torch.nn.functional as F
-from common import RESULTS, ROOT
-from sklearn.metrics import log_loss
+from common import RESULTS, ROOT, cv_scores
 
 from cxr.data.images import load_grayscale
 from cxr.data.transforms import normalise
-from cxr.evaluation.metrics import compute_metrics
 from cxr.inference.bundle import Bundle
+from cxr.inference.predict import apply_temperature
 
 VIEWS = [(0.0, 0.0, 1.0), (0.04, 0, 1.0), (-0.04, 0, 1.0), (0, 0.04, 1.0), (0, -0.04, 1.0), (0, 0, 0.93), (0, 0, 1.07)]
 
@@ -35,11 +34,6 @@ def views(x: torch.Tensor) -> list[torch.Tensor]:
     return out
 
 
-def summary(y: np.ndarray, p: np.ndarray, classes: list[str]) -> dict[str, float]:
-    m = compute_metrics(y, p, classes)
-    return {"accuracy": m["accuracy"], "auc": m["roc_auc"], "log_loss": float(log_loss(y, p, labels=range(len(classes))))}
-
-
 def main(dataset: str, candidates: list[str]) -> None:
     out_file = RESULTS / f"cv_tta_{dataset}.json"
     results = json.loads(out_file.read_text()) if out_file.is_file() else {}
@@ -52,15 +46,15 @@ def main(dataset: str, candidates: list[str]) -> None:
                 rows = list(csv.DictReader(f))
             x = normalise(np.stack([load_grayscale(r["path"], meta.image_size) for r in rows]), meta.mean, meta.std)
             with torch.no_grad():
-                probs = [torch.softmax(bundle.model(v) / meta.temperature, dim=1).numpy() for v in views(x)]
+                probs = [apply_temperature(bundle.model(v).numpy(), meta.temperature) for v in views(x)]
             ys += [meta.classes.index(r["label"]) for r in rows]
             plain.append(probs[0])
             tta.append(np.mean(probs, axis=0))
         y = np.array(ys)
         results[name] = {
             "n": len(y),
-            "plain": summary(y, np.concatenate(plain), meta.classes),
-            "tta_7_views": summary(y, np.concatenate(tta), meta.classes),
+            "plain": cv_scores(y, np.concatenate(plain), meta.classes),
+            "tta_7_views": cv_scores(y, np.concatenate(tta), meta.classes),
         }
         print(name, results[name], flush=True)
     out_file.write_text(json.dumps(results, indent=2))
