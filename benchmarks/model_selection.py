@@ -42,6 +42,7 @@ CANDIDATES = {
         "smallnet-224-seed2": dict(model="smallnet", image_size=224, epochs=40, seed=2),
         # each image standardised: its films come from many sources (sizes 250-1024 px, JPEG and PNG, RGB and gray)
         "smallnet-224-img": dict(model="smallnet", image_size=224, epochs=40, input_norm="image"),
+        "smallnet-224-histeq": dict(model="smallnet", image_size=224, epochs=40, input_norm="histeq"),
         "smallnet-224-frozen-radiography": dict(model="smallnet", image_size=224, epochs=30, lr=0.001,
                                                 weights=RADIOGRAPHY_WEIGHTS, freeze_backbone=True),  # fmt: skip
     },
@@ -52,6 +53,7 @@ CANDIDATES = {
         "resnet18-64": dict(model="resnet18", image_size=64, epochs=30, batch_size=64),
         # Kermany's films at 28 px: the same intensity cue, so the same per-image standardisation
         "smallnet-64-img": dict(model="smallnet", image_size=64, epochs=40, batch_size=64, input_norm="image"),
+        "smallnet-64-histeq": dict(model="smallnet", image_size=64, epochs=40, batch_size=64, input_norm="histeq"),
     },
     "kermany": {
         # balanced weights: 1:2.9 normal:pneumonia; intensity jitter: the test films come from another acquisition batch
@@ -66,6 +68,10 @@ CANDIDATES = {
         "smallnet-224-bal-img-seed1": dict(model="smallnet", image_size=224, epochs=30, class_weight="balanced",
                                            early_stopping_patience=8, input_norm="image", seed=1, split_seed=0,
                                            augment=dict(contrast=0.3, brightness=0.2)),  # fmt: skip
+        # histogram equalised: after standardising, the histogram's shape still separates train's classes (AUC 0.85)
+        "smallnet-224-bal-histeq": dict(model="smallnet", image_size=224, epochs=30, class_weight="balanced",
+                                        early_stopping_patience=8, input_norm="histeq",
+                                        augment=dict(contrast=0.3, brightness=0.2)),  # fmt: skip
     },
 }
 

@@ -39,7 +39,9 @@ def train(
     lr: Optional[float] = typer.Option(None, help="learning rate"),
     val_fraction: Optional[float] = typer.Option(None, help="validation share carved from train when there is no val/"),
     class_weight: Optional[str] = typer.Option(None, help="none | balanced"),
-    input_norm: Optional[str] = typer.Option(None, help="dataset | image: one mean/std, or standardise each image"),
+    input_norm: Optional[str] = typer.Option(
+        None, help="dataset | image | histeq: one mean/std, or standardise, or histogram-equalise each image"
+    ),
     monitor: Optional[str] = typer.Option(None, help="val_loss | val_auc: picks the best checkpoint"),
     seed: Optional[int] = typer.Option(None),
     split_seed: Optional[int] = typer.Option(None, help="seed of the validation carve-out (default: --seed)"),

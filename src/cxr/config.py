@@ -11,6 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cxr.errors import CxrError
 
+# How each image's intensities reach the network (meanings: cxr.models.registry, which creates the hooks).
+InputNorm = Literal["dataset", "image", "histeq"]
+
 
 # Kermany file names: `person12_bacteria_3` -> person12, `IM-0115-0001` -> IM-0115, `NORMAL2-IM-0383-0001` ->
 # NORMAL2-IM-0383 (its own numbering: NORMAL2 and plain IM numbers coincide for different people).
@@ -56,9 +59,9 @@ class TrainConfig(_Strict):
     early_stopping_patience: int = Field(10, ge=1)
     lr_patience: int = Field(4, ge=1)
     lr_factor: float = Field(0.3, gt=0, lt=1)
-    input_norm: Literal["dataset", "image"] = Field(
+    input_norm: InputNorm = Field(
         "dataset", description="dataset = one mean/std from the training pixels; image = standardise each image "
-        "(removes scanner brightness/contrast differences)",
+        "(removes scanner brightness/contrast differences); histeq = equalise each image's histogram (also gamma)",
     )  # fmt: skip
     augment: AugmentConfig = AugmentConfig()
     weights: Path | None = Field(None, description="initialise from a cxr run, model.pt, .ckpt or state dict")

@@ -51,10 +51,11 @@ def test_export_writes_model_onnx_that_matches_pytorch_on_real_xrays(exported):
     assert by_onnx.predicted == by_torch.predicted
 
 
-def test_per_image_input_norm_travels_in_the_bundle_and_into_onnx(tmp_path):
-    run = make_bundle(tmp_path / "run", image_size=64, input_norm="image")
+@pytest.mark.parametrize("input_norm", ["image", "histeq"])
+def test_per_image_input_norm_travels_in_the_bundle_and_into_onnx(tmp_path, input_norm):
+    run = make_bundle(tmp_path / "run", image_size=64, input_norm=input_norm)
     bundle = Bundle.load(run, backend="torch")
-    assert bundle.meta.input_norm == "image"
+    assert bundle.meta.input_norm == input_norm
     files = real_xrays(2)
     by_torch = bundle.predict(files)
     export_onnx(run)

@@ -40,3 +40,16 @@ def test_image_input_norm_removes_brightness_and_contrast_and_keeps_the_registry
         assert (per_dataset(brighter) - per_dataset(x)).abs().max() > 1e-2  # the default does see the change
     with pytest.raises(CxrError, match="unknown input_norm 'batch'"):
         create_model("smallnet", 2, input_norm="batch")
+
+
+def test_histeq_input_norm_removes_gamma_too_and_keeps_the_spatial_content():
+    torch.manual_seed(0)
+    x = torch.randint(0, 16, (3, 1, 48, 48)).float() / 15  # 16 grey levels: gamma keeps them apart in 256 bins
+    other_scanner = 3.0 * x**2 + 0.5  # another gain, offset and gamma
+    equalised = create_model("smallnet", 2, input_norm="histeq").eval()
+    standardised = create_model("smallnet", 2, input_norm="image").eval()
+    standardised.load_state_dict(equalised.state_dict())
+    with torch.no_grad():
+        torch.testing.assert_close(equalised(other_scanner), equalised(x), atol=1e-5, rtol=1e-5)
+        assert (standardised(other_scanner) - standardised(x)).abs().max() > 1e-3  # gamma survives standardising
+        assert (equalised(x.flip(-1)) - equalised(x)).abs().max() > 1e-3  # where things are still matters
