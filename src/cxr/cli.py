@@ -228,6 +228,25 @@ def predict(
 
 
 @app.command()
+def adapt(
+    run: Path = typer.Argument(..., help="finished run directory (model bundle); it is not changed"),
+    inputs: list[Path] = typer.Argument(..., help="unlabeled images from the new site: files and/or folders"),
+    out: Path = typer.Option(..., help="new run directory for the adapted model"),
+    batch_size: int = typer.Option(32),
+) -> None:
+    """Adapt a model to a new site without labels: batch-norm statistics re-measured on its images (AdaBN)."""
+    from cxr.inference.adapt import adapt_batchnorm
+
+    result = adapt_batchnorm(run, inputs, out, batch_size=batch_size, progress=True)
+    for msg in result.skipped:
+        err_console.print(f"[yellow]warning:[/] skipped {msg}")
+    console.print(
+        f"wrote {result.path}: {result.batch_norm_layers} batch-norm layers re-estimated on {result.images} images "
+        f"({len(result.skipped)} skipped); temperature and threshold kept from {run}"
+    )
+
+
+@app.command()
 def models() -> None:
     """List available models with parameter counts (1 input channel, 2 classes)."""
     from cxr.models import available_models, count_parameters, create_model, model_spec

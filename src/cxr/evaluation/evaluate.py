@@ -36,9 +36,15 @@ def split_files(run_dir: Path, split: str, classes: list[str], data: Path | None
     ds = load_dataset(root)  # class folders or a CSV manifest
     if split not in ds.splits:
         raise CxrError(f"{root} has no {split} split; pass --data with {split}/<class>/ or a manifest with such rows")
-    if ds.classes != classes:
+    if ds.classes == classes:
+        return ds.splits[split]
+    # another site's folders may spell a class otherwise (COVID / Covid): match names ignoring case, in model order
+    model_order = [c.casefold() for c in classes]
+    if sorted(c.casefold() for c in ds.classes) != sorted(model_order):
         raise CxrError(f"{root} classes {ds.classes} differ from the model's classes {classes}")
-    return ds.splits[split]
+    to_model = [model_order.index(c.casefold()) for c in ds.classes]
+    files = ds.splits[split]
+    return LabeledFiles(list(files.paths), [to_model[y] for y in files.labels])
 
 
 def write_predictions_csv(path: Path, preds: Predictions, y_true: np.ndarray) -> None:

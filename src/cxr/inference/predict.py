@@ -7,7 +7,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -75,31 +75,40 @@ def predict_arrays(
     return apply_temperature(predict_logits(model, images_uint8, mean, std), temperature)
 
 
-def predict_paths(bundle, paths, batch_size: int = 32, progress: bool = False) -> Predictions:
+def decoded_batches(
+    paths, image_size: int, batch_size: int = 32, progress: bool = False, label: str = "predicting"
+) -> Iterator[tuple[list[Path], np.ndarray | None, list[str]]]:
+    """Files and folders -> (readable paths, (n, S, S) uint8 or None, errors) per batch: decoded in threads, streamed."""
     files = find_images(list(paths))
-    meta = bundle.meta
-    kept: list[Path] = []
-    logits: list[np.ndarray] = []
-    errors: list[str] = []
 
     def read(p: Path):
         try:
-            return load_grayscale(p, meta.image_size)
+            return load_grayscale(p, image_size)
         except ImageReadError as e:
             return str(e)
 
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool, Progress(
         transient=True, disable=not progress
     ) as bar:
-        task = bar.add_task("predicting", total=len(files))
+        task = bar.add_task(label, total=len(files))
         for chunk in _chunks(files, batch_size):
             decoded = list(pool.map(read, chunk))
             good = [(p, a) for p, a in zip(chunk, decoded) if not isinstance(a, str)]
-            errors.extend(a for a in decoded if isinstance(a, str))
-            if good:
-                kept.extend(p for p, _ in good)
-                logits.append(bundle.logits(np.stack([a for _, a in good])))
+            errors = [a for a in decoded if isinstance(a, str)]
+            yield [p for p, _ in good], (np.stack([a for _, a in good]) if good else None), errors
             bar.advance(task, len(chunk))
+
+
+def predict_paths(bundle, paths, batch_size: int = 32, progress: bool = False) -> Predictions:
+    meta = bundle.meta
+    kept: list[Path] = []
+    logits: list[np.ndarray] = []
+    errors: list[str] = []
+    for good, images, bad in decoded_batches(paths, meta.image_size, batch_size, progress):
+        errors.extend(bad)
+        if images is not None:
+            kept.extend(good)
+            logits.append(bundle.logits(images))
     all_logits = np.concatenate(logits) if logits else np.zeros((0, len(meta.classes)), np.float32)
     return Predictions(
         paths=kept,
