@@ -29,6 +29,15 @@ def cv_scores(y, probs, classes: list[str]) -> dict:
     }
 
 
+def site_scores(y, probs, classes: list[str], threshold: float | None = None) -> dict:
+    """A model's figures on another site's films: accuracy, balanced accuracy, AUC (binary: sens/spec), recalls."""
+    from cxr.evaluation.metrics import compute_metrics
+
+    m = compute_metrics(y, probs, classes, threshold=threshold)
+    reported = ("accuracy", "balanced_accuracy", "roc_auc", "sensitivity", "specificity")
+    return {k: m[k] for k in reported if k in m} | {"recall": {c: m["per_class"][c]["recall"] for c in classes}}
+
+
 def machine() -> dict:
     cpu = platform.processor()
     try:

@@ -43,6 +43,8 @@ CANDIDATES = {
         # each image standardised: its films come from many sources (sizes 250-1024 px, JPEG and PNG, RGB and gray)
         "smallnet-224-img": dict(model="smallnet", image_size=224, epochs=40, input_norm="image"),
         "smallnet-224-histeq": dict(model="smallnet", image_size=224, epochs=40, input_norm="histeq"),
+        # films from many sources and resolutions: simulate lower-resolution sources (judged on CV and another site)
+        "smallnet-224-lowres": dict(model="smallnet", image_size=224, epochs=40, augment=dict(low_res=0.5)),
         "smallnet-224-frozen-radiography": dict(model="smallnet", image_size=224, epochs=30, lr=0.001,
                                                 weights=RADIOGRAPHY_WEIGHTS, freeze_backbone=True),  # fmt: skip
     },

@@ -16,11 +16,10 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from common import RESULTS, ROOT, SHARED_DATA
+from common import RESULTS, ROOT, SHARED_DATA, site_scores
 from sklearn.model_selection import StratifiedKFold
 
 from cxr.evaluation.evaluate import split_files
-from cxr.evaluation.metrics import compute_metrics
 from cxr.inference.adapt import adapt_batchnorm
 from cxr.inference.bundle import Bundle
 
@@ -32,12 +31,6 @@ PAIRS = {
     "kermany-test": (ROOT / "runs" / "select" / "kermany" / "smallnet-224-bal-img",
                      SHARED_DATA / "chest-xray-pneumonia", "test"),  # fmt: skip
 }
-REPORTED = ("accuracy", "balanced_accuracy", "roc_auc", "sensitivity", "specificity")
-
-
-def summary(y: np.ndarray, probs: np.ndarray, classes: list[str], threshold: float | None) -> dict:
-    m = compute_metrics(y, probs, classes, threshold=threshold)
-    return {k: m[k] for k in REPORTED if k in m} | {"recall": {c: m["per_class"][c]["recall"] for c in classes}}
 
 
 def run_pair(name: str) -> dict:
@@ -56,7 +49,7 @@ def run_pair(name: str) -> dict:
             after[score_idx] = Bundle.load(adapted, backend="torch").predict(list(paths[score_idx])).probabilities
     threshold = source.meta.threshold
     return {"model": str(run.relative_to(ROOT)), "images": f"{data.name}/{split}", "n": len(y),
-            "before": summary(y, before, classes, threshold), "adapted": summary(y, after, classes, threshold)}  # fmt: skip
+            "before": site_scores(y, before, classes, threshold), "adapted": site_scores(y, after, classes, threshold)}  # fmt: skip
 
 
 def main(names: list[str]) -> None:

@@ -34,6 +34,10 @@ class AugmentConfig(_Strict):
     prob: float = Field(0.9, ge=0, le=1, description="probability that the affine augmentation is applied")
     contrast: float = Field(0.0, ge=0, lt=1, description="random gamma in 1 +- contrast (0 = off); scanners differ")
     brightness: float = Field(0.0, ge=0, lt=1, description="random intensity scale in 1 +- brightness (0 = off)")
+    low_res: float = Field(
+        0.0, ge=0, le=1, description="probability of down- then up-sampling by 0.25x-1x (0 = off); films arrive at "
+        "many resolutions and resampling histories",
+    )  # fmt: skip
 
 
 class TrainConfig(_Strict):

@@ -37,3 +37,16 @@ def test_flip_only_when_enabled():
     assert names == ["RandAffine"]
     names = [type(t).__name__ for t in train_augmentation(AugmentConfig(hflip=True, contrast=0.2), 32, 0).transforms]
     assert names == ["RandAffine", "RandFlip", "RandAdjustContrast"]
+
+
+def test_low_res_removes_fine_detail_and_keeps_the_image():
+    checker = (np.indices((64, 64)).sum(0) % 2 * 255).astype(np.uint8)  # finest possible detail
+    images = np.stack([checker] * 2)
+    cfg = AugmentConfig(prob=0.0, low_res=1.0)  # no affine: only the resolution changes
+    x = DecodedImageDataset(images, [0, 1], 0.0, 1.0, train_augmentation(cfg, 64, seed=0))[0][0]
+    detail = lambda t: (t[..., 1:] - t[..., :-1]).abs().mean()  # noqa: E731
+    plain = normalise(checker, 0.0, 1.0)
+    assert x.shape == plain.shape and detail(x) < 0.5 * detail(plain)
+    assert abs(float(x.mean()) - float(plain.mean())) < 0.05  # brightness kept: only resolution is lost
+    default = [type(t).__name__ for t in train_augmentation(AugmentConfig(), 64, 0).transforms]
+    assert "RandSimulateLowResolution" not in default

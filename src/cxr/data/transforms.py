@@ -4,9 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from monai.transforms import Compose, RandAdjustContrast, RandAffine, RandFlip, RandScaleIntensity
+from monai.transforms import (
+    Compose,
+    RandAdjustContrast,
+    RandAffine,
+    RandFlip,
+    RandScaleIntensity,
+    RandSimulateLowResolution,
+)
 
 from cxr.config import AugmentConfig
+
+LOW_RES_ZOOM = (0.25, 1.0)  # 224 px films seen as if they came from 56-224 px sources
 
 
 def normalise(images_uint8: np.ndarray | torch.Tensor, mean: float, std: float) -> torch.Tensor:
@@ -16,7 +25,7 @@ def normalise(images_uint8: np.ndarray | torch.Tensor, mean: float, std: float) 
 
 
 def train_augmentation(cfg: AugmentConfig, image_size: int, seed: int) -> Compose:
-    """Small rotation, shift and zoom (MONAI RandAffine); flip, contrast and brightness only when asked for."""
+    """Small rotation, shift and zoom (MONAI RandAffine); flip, contrast, brightness, low resolution when asked for."""
     shift_px = cfg.shift * image_size  # MONAI's translate range is in pixels
     transforms = [
         RandAffine(
@@ -34,6 +43,9 @@ def train_augmentation(cfg: AugmentConfig, image_size: int, seed: int) -> Compos
         transforms.append(RandAdjustContrast(prob=0.5, gamma=(1 - cfg.contrast, 1 + cfg.contrast)))
     if cfg.brightness > 0:
         transforms.append(RandScaleIntensity(factors=cfg.brightness, prob=0.5))
+    if cfg.low_res > 0:
+        transforms.append(RandSimulateLowResolution(
+            prob=cfg.low_res, downsample_mode="area", upsample_mode="bilinear", zoom_range=LOW_RES_ZOOM))  # fmt: skip
     comp = Compose(transforms)
     comp.set_random_state(seed=seed)
     return comp
