@@ -98,24 +98,25 @@ def evaluate(
     ),
 ) -> None:
     """Evaluate a trained run; writes metrics.json, plots/ and predictions_<split>.csv into the run."""
-    from cxr.evaluation.evaluate import evaluate_run
+    from cxr.evaluation.evaluate import evaluate_run, evaluation_key
 
     if split not in ("test", "val", "train"):
         raise CxrError(f"--split must be test, val or train, not {split!r}")
+    key = evaluation_key(run, split, data)  # another dataset: `test@<name>`, the run's own figures stay
     metrics = evaluate_run(
         run, split, data=data, batch_size=batch_size, progress=True, n_bootstrap=bootstrap, seed=seed,
-        reference=reference,
+        reference=reference, key=key,
     )  # fmt: skip
-    _print_metrics(metrics, split)
-    console.print(f"wrote {run / 'metrics.json'} and {run / 'plots'}/")
+    _print_metrics(metrics, key)
+    console.print(f"wrote '{key}' in {run / 'metrics.json'}, {run / f'predictions_{key}.csv'} and {run / 'plots'}/")
     if gallery:
         from cxr.explain.gallery import write_gallery
 
-        console.print("wrote " + ", ".join(str(p) for p in write_gallery(run, split)))
+        console.print("wrote " + ", ".join(str(p) for p in write_gallery(run, key)))
     if report:
         from cxr.evaluation.report import write_report
 
-        console.print(f"wrote {write_report(run, split, evaluate_if_needed=False)}")
+        console.print(f"wrote {write_report(run, key, evaluate_if_needed=False)}")
 
 
 @app.command("ensemble")

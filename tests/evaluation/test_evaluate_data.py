@@ -1,8 +1,12 @@
+import json
+
 import pytest
 
+from cxr.config import load_run_config
 from cxr.errors import CxrError
-from cxr.evaluation.evaluate import split_files
+from cxr.evaluation.evaluate import evaluate_run, evaluation_key, split_files
 from tests.conftest import make_class_folders
+from tests.evaluation.runs import SIZE, make_run
 
 
 def test_another_sites_folders_match_the_models_classes_ignoring_case(tmp_path):
@@ -14,3 +18,19 @@ def test_another_sites_folders_match_the_models_classes_ignoring_case(tmp_path):
     other = make_class_folders(tmp_path / "other", classes=("covid", "tb"), n_train=2, n_test=1, size=16)
     with pytest.raises(CxrError, match=r"classes \['covid', 'tb'\] differ from the model's classes"):
         split_files(tmp_path, "test", ["Covid", "Normal"], data=other)
+
+
+def test_another_sites_figures_go_beside_the_runs_own_never_over_them(tmp_path):
+    run = make_run(tmp_path)
+    own = evaluate_run(run, "test", n_bootstrap=0)
+    own_csv = (run / "predictions_test.csv").read_text()
+    site = make_class_folders(tmp_path / "site", n_train=2, n_test=5, size=SIZE, seed=1)
+    assert evaluation_key(run, "test", load_run_config(run).data) == "test"  # the run's own data, named explicitly
+    assert evaluation_key(run, "test", site) == "test@site"
+
+    theirs = evaluate_run(run, "test", data=site, n_bootstrap=0)
+    saved = json.loads((run / "metrics.json").read_text())
+    assert saved["test"]["n"] == own["n"] == 20 and saved["test@site"]["n"] == theirs["n"] == 10
+    assert saved["test"]["accuracy"] == own["accuracy"]
+    assert (run / "predictions_test.csv").read_text() == own_csv
+    assert (run / "predictions_test@site.csv").is_file() and (run / "plots" / "roc_test@site.png").is_file()

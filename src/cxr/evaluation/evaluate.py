@@ -55,6 +55,20 @@ def write_predictions_csv(path: Path, preds: Predictions, y_true: np.ndarray) ->
             w.writerow([str(p), preds.classes[y], preds.classes[yhat], int(y == yhat), *[f"{x:.6f}" for x in probs]])
 
 
+def evaluation_key(run_dir: Path, split: str, data: Path | None = None) -> str:
+    """Where results go: `split` for the run's own data, `split@<name>` for another dataset, so evaluating on
+    another site never overwrites the run's own figures (metrics.json section, plots, predictions CSV)."""
+    if data is None:
+        return split
+    try:
+        own = load_run_config(run_dir).data
+    except CxrError:  # a bare model file has no config: any data is another dataset
+        own = None
+    if own is not None and Path(own).resolve() == Path(data).resolve():
+        return split
+    return f"{split}@{Path(data).stem}"
+
+
 def evaluate_run(
     run_dir: str | Path,
     split: str = "test",
@@ -64,9 +78,14 @@ def evaluate_run(
     n_bootstrap: int = DEFAULT_RESAMPLES,
     seed: int = 0,
     reference: Path | None = None,
+    key: str | None = None,
 ) -> dict[str, Any]:
-    """Metrics with bootstrap intervals (`n_bootstrap` 0 = none), calibration, operating points, reader agreement."""
+    """Metrics with bootstrap intervals (`n_bootstrap` 0 = none), calibration, operating points, reader agreement.
+
+    Written under `key` (default `evaluation_key(...)`): metrics.json[key], plots/*_<key>.png, predictions_<key>.csv.
+    """
     run_dir = Path(run_dir)
+    key = key or evaluation_key(run_dir, split, data)
     bundle = Bundle.load(run_dir)
     files = split_files(run_dir, split, bundle.classes, data)
     label_of = {Path(p): y for p, y in zip(files.paths, files.labels)}
@@ -78,11 +97,11 @@ def evaluate_run(
     metrics["skipped_unreadable"] = preds.errors
 
     plots = run_dir / "plots"
-    metrics.update(clinical_sections(y_true, preds, bundle.meta, split, plots, n_bootstrap, seed, reference))
-    plot_confusion_matrix(metrics["confusion_matrix"], bundle.classes, plots / f"confusion_matrix_{split}.png",
-                          title=f"Confusion matrix ({split}, n={metrics['n']})")  # fmt: skip
-    plot_roc(y_true, preds.probabilities, bundle.classes, plots / f"roc_{split}.png", title=f"ROC ({split})")
+    metrics.update(clinical_sections(y_true, preds, bundle.meta, key, plots, n_bootstrap, seed, reference))
+    plot_confusion_matrix(metrics["confusion_matrix"], bundle.classes, plots / f"confusion_matrix_{key}.png",
+                          title=f"Confusion matrix ({key}, n={metrics['n']})")  # fmt: skip
+    plot_roc(y_true, preds.probabilities, bundle.classes, plots / f"roc_{key}.png", title=f"ROC ({key})")
     plot_training_curves(read_history(run_dir / "history.csv"), plots / "training_curves.png")
-    write_predictions_csv(run_dir / f"predictions_{split}.csv", preds, y_true)
-    merge_metrics_json(run_dir / "metrics.json", {split: metrics})
+    write_predictions_csv(run_dir / f"predictions_{key}.csv", preds, y_true)
+    merge_metrics_json(run_dir / "metrics.json", {key: metrics})
     return metrics
