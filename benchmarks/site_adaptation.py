@@ -48,8 +48,10 @@ def run_pair(name: str) -> dict:
             adapted = adapt_batchnorm(run, list(paths[adapt_idx]), Path(tmp) / str(k)).path.parent
             after[score_idx] = Bundle.load(adapted, backend="torch").predict(list(paths[score_idx])).probabilities
     threshold = source.meta.threshold
-    return {"model": str(run.relative_to(ROOT)), "images": f"{data.name}/{split}", "n": len(y),
-            "before": site_scores(y, before, classes, threshold), "adapted": site_scores(y, after, classes, threshold)}  # fmt: skip
+    return {
+        "model": str(run.relative_to(ROOT)), "images": f"{data.name}/{split}", "n": len(y),
+        "before": site_scores(y, before, classes, threshold), "adapted": site_scores(y, after, classes, threshold),
+    }  # fmt: skip
 
 
 def main(names: list[str]) -> None:

@@ -329,7 +329,8 @@ def _intensity_cue_line(auc: float | None, split: str) -> str:
         return "intensity cue: not measured (fewer than 5 readable images in a class)"
     line = f"intensity cue: global brightness/contrast statistics alone predict the class with AUC {auc:.2f} ({split})"
     if auc > INTENSITY_CUE_WARN:
-        line += "; a model can learn the scanner or batch instead of the disease: consider `input_norm: image` or `histeq`"
+        line += ("; a model can learn the scanner or batch instead of the disease: "
+                 "consider `input_norm: image` or `histeq`")  # fmt: skip
     return line
 
 

@@ -59,7 +59,7 @@ def adapt_batchnorm(
     with torch.no_grad():
         for good, batch, bad in decoded_batches(images, meta.image_size, batch_size, progress, label="adapting"):
             skipped.extend(bad)
-            if batch is not None and len(batch) > 1:  # a batch of one has no variance to measure
+            if batch is not None and len(batch) > 1:  # BatchNorm1d refuses a batch of one; one image adds little
                 model(normalise(batch, meta.mean, meta.std))
                 seen += len(good)
     for m, momentum in zip(norms, saved_momentum):
