@@ -138,3 +138,5 @@ def test_ensemble_members_share_one_split_and_an_interrupted_ensemble_resumes(ti
     train(cfg, out, resume=True)
     assert (members[0] / BUNDLE_FILE).stat().st_mtime_ns == first_member  # finished members are not retrained
     assert (members[1] / BUNDLE_FILE).is_file() and (out / BUNDLE_FILE).is_file()
+    walls = [json.loads((m / "metrics.json").read_text())["training"]["wall_seconds"] for m in members]
+    assert json.loads((out / "metrics.json").read_text())["training"]["wall_seconds"] >= sum(walls)  # member 0 too

@@ -35,7 +35,6 @@ def train_ensemble(cfg: TrainConfig, out: str | Path, resume: bool = False, over
             shutil.rmtree(members_dir, ignore_errors=True)
         elif members_dir.is_dir():
             raise CxrError(f"{out} holds an unfinished ensemble; pass --resume to continue it or --overwrite to start over")
-    t_start = time.perf_counter()
     runs = []
     for k in range(cfg.ensemble):
         run = members_dir / str(k)
@@ -43,6 +42,7 @@ def train_ensemble(cfg: TrainConfig, out: str | Path, resume: bool = False, over
             started = (run / "checkpoints" / "last.ckpt").is_file()
             train(member_config(cfg, k), run, resume=started, overwrite=not started)
         runs.append(run)
+    t_combine = time.perf_counter()
     combine_runs(runs, out)
     save_config(cfg, out / "config.yaml")
     calibration = calibrate_run(out, cfg.operating_point or "none")
@@ -53,7 +53,8 @@ def train_ensemble(cfg: TrainConfig, out: str | Path, resume: bool = False, over
         "members": [str(r.relative_to(out)) for r in runs],
         "epochs_run": sum(m["epochs_run"] for m in members),
         "images": members[0]["images"],
-        "wall_seconds": round(time.perf_counter() - t_start, 1),
+        # the members' own training times: members finished before a --resume count too
+        "wall_seconds": round(sum(m["wall_seconds"] for m in members) + time.perf_counter() - t_combine, 1),
         "train_images_per_second": round(sum(speeds) / len(speeds), 1) if speeds else None,
         "peak_rss_gb": max([peak_rss_gb()] + [m.get("peak_rss_gb") or 0 for m in members]),
     }
