@@ -7,6 +7,7 @@ import os
 import platform
 from pathlib import Path
 
+import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,6 +37,18 @@ def site_scores(y, probs, classes: list[str], threshold: float | None = None) ->
     m = compute_metrics(y, probs, classes, threshold=threshold)
     reported = ("accuracy", "balanced_accuracy", "roc_auc", "sensitivity", "specificity")
     return {k: m[k] for k in reported if k in m} | {"recall": {c: m["per_class"][c]["recall"] for c in classes}}
+
+
+def predict_site(run: Path, data: Path, split: str):
+    """A run's model on another dataset's labeled split: (bundle, labels in the model's class order, paths, probs)."""
+    from cxr.evaluation.evaluate import split_files
+    from cxr.inference.bundle import Bundle
+
+    bundle = Bundle.load(run, backend="torch")
+    files = split_files(run, split, bundle.classes, data)  # COVID/ counts as Covid
+    preds = bundle.predict(files.paths)
+    label_of = {str(p): y for p, y in zip(files.paths, files.labels)}
+    return bundle, np.array([label_of[str(p)] for p in preds.paths]), [str(p) for p in preds.paths], preds.probabilities
 
 
 def machine() -> dict:

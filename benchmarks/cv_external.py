@@ -12,11 +12,8 @@ import json
 import sys
 
 import numpy as np
-from common import RESULTS, ROOT, SHARED_DATA, site_scores
+from common import RESULTS, ROOT, SHARED_DATA, predict_site, site_scores
 from model_selection import CANDIDATES
-
-from cxr.evaluation.evaluate import split_files
-from cxr.inference.bundle import Bundle
 
 SITE, SITE_SPLIT = SHARED_DATA / "covid19-radiography", "val"
 
@@ -29,10 +26,8 @@ def score_candidate(name: str) -> dict:
         raise SystemExit(f"no fold models for {name}: run `python benchmarks/cv_select.py codecademy {name} --folds 3`")
     per_fold = []
     for run in folds:
-        bundle = Bundle.load(run, backend="torch")
-        files = split_files(run, SITE_SPLIT, bundle.classes, data=SITE)  # COVID/ matches Covid
-        probs = bundle.predict(files.paths).probabilities
-        per_fold.append(site_scores(np.array(files.labels), probs, bundle.classes, bundle.meta.threshold))
+        bundle, y, _, probs = predict_site(run, SITE, SITE_SPLIT)
+        per_fold.append(site_scores(y, probs, bundle.classes, bundle.meta.threshold))
     mean = {k: float(np.mean([f[k] for f in per_fold])) for k in ("accuracy", "balanced_accuracy", "roc_auc")}
     return {"site": f"{SITE.name}/{SITE_SPLIT}", "folds": len(folds), **{f"mean_{k}": v for k, v in mean.items()},
             "per_fold": per_fold}  # fmt: skip

@@ -16,10 +16,9 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from common import RESULTS, ROOT, SHARED_DATA, site_scores
+from common import RESULTS, ROOT, SHARED_DATA, predict_site, site_scores
 from sklearn.model_selection import StratifiedKFold
 
-from cxr.evaluation.evaluate import split_files
 from cxr.inference.adapt import adapt_batchnorm
 from cxr.inference.bundle import Bundle
 
@@ -35,12 +34,8 @@ PAIRS = {
 
 def run_pair(name: str) -> dict:
     run, data, split = PAIRS[name]
-    source = Bundle.load(run, backend="torch")
-    classes = source.classes
-    files = split_files(run, split, classes, data)  # labels in the model's class order (COVID = Covid)
-    y = np.array(files.labels)
-    paths = np.array([str(p) for p in files.paths])
-    before = source.predict(list(paths)).probabilities
+    source, y, paths, before = predict_site(run, data, split)
+    classes, paths = source.classes, np.array(paths)
     after = np.zeros_like(before)
     halves = StratifiedKFold(2, shuffle=True, random_state=0).split(paths, y)
     with tempfile.TemporaryDirectory() as tmp:
