@@ -58,3 +58,14 @@ def test_unfinished_or_foreign_runs_are_refused(tmp_path):
     torch.save({"state_dict": {}}, tmp_path / "run" / BUNDLE_FILE)
     with pytest.raises(CxrError, match="not a cxr model bundle"):
         Bundle.load(tmp_path / "run")
+
+
+def test_weights_of_another_layout_are_a_one_line_error(tmp_path):
+    _bundle(tmp_path)
+    payload = torch.load(tmp_path / BUNDLE_FILE, weights_only=True)
+    payload["state_dict"]["features.0.0.bias"] = torch.zeros(16)  # as if saved by a version whose conv had a bias
+    payload["cxr_version"] = "0.1.0"
+    torch.save(payload, tmp_path / BUNDLE_FILE)
+    with pytest.raises(CxrError, match=r"do not fit this cxr's 'smallnet' \(Unexpected key.*saved by cxr 0.1.0") as e:
+        Bundle.load(tmp_path)
+    assert "\n" not in str(e.value)

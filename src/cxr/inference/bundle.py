@@ -115,7 +115,14 @@ class Bundle:
         m = payload["meta"]
         meta = BundleMeta(**m)
         model = build_model(meta)
-        model.load_state_dict(payload["state_dict"])
+        try:
+            model.load_state_dict(payload["state_dict"])
+        except RuntimeError as e:  # e.g. a resnet18 saved by cxr 0.1 (its shortcut convs had a bias)
+            first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
+            raise CxrError(
+                f"{run_dir}: its weights do not fit this cxr's {meta.model!r} ({first}); it was saved by cxr "
+                f"{payload.get('cxr_version', '?')}: load it with that version, or retrain"
+            ) from None
         info = {k: payload[k] for k in ("cxr_version", "created", "num_parameters")}
         run = Path(run_dir)
         run = run if run.is_dir() else run.parent

@@ -1,4 +1,4 @@
-"""Small CNN baselines, as in the classic Keras chest X-ray notebooks (with batch norm, which they lacked)."""
+"""CNNs of the classic Keras chest X-ray notebooks: small baselines (with batch norm, which they lacked) and VGG-16."""
 
 from __future__ import annotations
 
@@ -51,6 +51,37 @@ class VanillaCNN(nn.Module):
         return self.classifier(self.pool(self.features(x)))
 
 
+# torchvision's configuration "D": numbers are 3x3 conv widths, "M" a 2x2 max pool
+VGG16_LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+
+
+class VGG(nn.Module):
+    """VGG-16's convolutional base -> global average pool -> dropout -> linear: the notebooks' transfer recipe.
+
+    `features` is built layer for layer as torchvision builds it, so its ImageNet file (vgg16 / vgg16_bn) loads
+    with `--weights` (the RGB first conv summed to one channel); the 120M-parameter dense head is not copied.
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, batch_norm: bool = False, layout=VGG16_LAYOUT):
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = in_channels
+        for width in layout:
+            if width == "M":
+                layers.append(nn.MaxPool2d(2, 2))
+                continue
+            layers.append(nn.Conv2d(channels, width, 3, padding=1))
+            layers += [nn.BatchNorm2d(width)] if batch_norm else []
+            layers.append(nn.ReLU())  # not in-place: Grad-CAM's backward hooks on a conv output forbid it
+            channels = width
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Dropout(0.5), nn.Linear(channels, num_classes))
+
+    def forward(self, x):
+        return self.classifier(self.pool(self.features(x)))
+
+
 @register_model("smallnet", "5 conv/pool blocks + GAP + linear; the fast CPU baseline")
 def smallnet(in_channels: int, num_classes: int) -> nn.Module:
     return SmallNet(in_channels, num_classes)
@@ -59,3 +90,13 @@ def smallnet(in_channels: int, num_classes: int) -> nn.Module:
 @register_model("vanilla-cnn", "3 conv blocks + GAP + dense 128 + dense 64 (classic notebook CNN)")
 def vanilla_cnn(in_channels: int, num_classes: int) -> nn.Module:
     return VanillaCNN(in_channels, num_classes)
+
+
+@register_model("vgg16", "VGG-16 conv base (torchvision layers) + GAP + linear; for ImageNet weights files")
+def vgg16(in_channels: int, num_classes: int) -> nn.Module:
+    return VGG(in_channels, num_classes)
+
+
+@register_model("vgg16-bn", "VGG-16 with batch norm (torchvision vgg16_bn layers) + GAP + linear")
+def vgg16_bn(in_channels: int, num_classes: int) -> nn.Module:
+    return VGG(in_channels, num_classes, batch_norm=True)

@@ -1,4 +1,9 @@
-"""Standard networks from MONAI, built for one input channel (no torchvision/timm needed)."""
+"""Standard networks from MONAI, built for one input channel (no torchvision/timm needed).
+
+Each is registered with the names its tensors have in the library whose ImageNet weights users usually hold
+(torchvision for ResNet and DenseNet, lukemelas/EfficientNet-PyTorch for EfficientNet, the files MONAI itself
+downloads with `pretrained=True`), so such a file loads with `cxr train --weights FILE`.
+"""
 
 from __future__ import annotations
 
@@ -10,15 +15,35 @@ from cxr.models.registry import register_model
 
 @register_model("resnet18", "MONAI ResNet-18 (2D), 1 input channel", head="fc")
 def resnet18(in_channels: int, num_classes: int) -> nn.Module:
-    return monai_resnet18(spatial_dims=2, n_input_channels=in_channels, num_classes=num_classes)
+    # no bias on the shortcut conv (a bias before batch norm does nothing): torchvision's layers, tensor for tensor
+    return monai_resnet18(spatial_dims=2, n_input_channels=in_channels, num_classes=num_classes, bias_downsample=False)
 
 
-@register_model("densenet121", "MONAI DenseNet-121 (2D), 1 input channel", head="class_layers.out")
+# torchvision names a dense layer's parts `denselayer1.norm1` (older files: `denselayer1.norm.1`), MONAI
+# `denselayer1.layers.norm1`; the head is torchvision's `classifier`
+TORCHVISION_DENSENET_NAMES = (
+    (r"(denselayer\d+)\.layers\.", r"\1."),
+    (r"(denselayer\d+)\.layers\.(norm|relu|conv)([12])\.", r"\1.\2.\3."),
+    (r"^class_layers\.out\.", "classifier."),
+)
+
+
+@register_model(
+    "densenet121", "MONAI DenseNet-121 (2D), 1 input channel", head="class_layers.out",
+    foreign_names=TORCHVISION_DENSENET_NAMES,
+)  # fmt: skip
 def densenet121(in_channels: int, num_classes: int) -> nn.Module:
     return DenseNet121(spatial_dims=2, in_channels=in_channels, out_channels=num_classes)
 
 
-@register_model("efficientnet-b0", "MONAI EfficientNet-B0 (2D), 1 input channel, no pretrained download", head="_fc")
+# MONAI groups blocks by stage (`_blocks.1.2.`), EfficientNet-PyTorch numbers them flat (`_blocks.2.`)
+EFFICIENTNET_PYTORCH_NAMES = ((r"^_blocks\.\d+\.(\d+)\.", r"_blocks.\1."),)
+
+
+@register_model(
+    "efficientnet-b0", "MONAI EfficientNet-B0 (2D), 1 input channel, no pretrained download", head="_fc",
+    foreign_names=EFFICIENTNET_PYTORCH_NAMES,
+)  # fmt: skip
 def efficientnet_b0(in_channels: int, num_classes: int) -> nn.Module:
     return EfficientNetBN(
         "efficientnet-b0", pretrained=False, spatial_dims=2, in_channels=in_channels, num_classes=num_classes

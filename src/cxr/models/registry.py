@@ -27,18 +27,23 @@ class ModelSpec:
     factory: Callable[[int, int], nn.Module]  # (in_channels, num_classes) -> module
     description: str
     head: str  # name of the classification head module: replaced by fine-tuning, kept trainable by --freeze-backbone
+    # (regex, replacement) pairs that turn another library's tensor names into this model's, so a weights file
+    # saved there (e.g. torchvision's ImageNet DenseNet) loads with `--weights`; applied to names the model lacks
+    foreign_names: tuple[tuple[str, str], ...] = ()
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
 
 
-def register_model(name: str, description: str, head: str = "classifier") -> Callable:
+def register_model(
+    name: str, description: str, head: str = "classifier", foreign_names: tuple[tuple[str, str], ...] = ()
+) -> Callable:
     """Decorator: add a factory `f(in_channels, num_classes) -> nn.Module` under `name`."""
 
     def wrap(factory: Callable[[int, int], nn.Module]) -> Callable[[int, int], nn.Module]:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} registered twice")
-        _REGISTRY[name] = ModelSpec(name, factory, description, head)
+        _REGISTRY[name] = ModelSpec(name, factory, description, head, foreign_names)
         return factory
 
     return wrap

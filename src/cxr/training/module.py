@@ -32,8 +32,9 @@ class Classifier(L.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.net = create_model(model_name, num_classes, input_norm=input_norm)
-        self.weights_report = load_matching_weights(self.net, weights) if weights else None
-        self.head = model_spec(model_name).head
+        spec = model_spec(model_name)
+        self.weights_report = load_matching_weights(self.net, weights, spec.foreign_names) if weights else None
+        self.head = spec.head
         if freeze_backbone:
             freeze_backbone_params(self.net, self.head)
         if channels_last:
