@@ -1,0 +1,115 @@
+"""`cxr data ...`: dataset tools (split, audit, dedup, preview), a sub-app of `cxr` (cli.py runs and reports errors)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+data_app = typer.Typer(no_args_is_help=True, help="Dataset tools: split, audit, dedup, preview.")
+console = Console()
+err_console = Console(stderr=True)
+
+PATIENT_PATTERN_HELP = "regex for patient ids in file names ('' = none; default: the Kermany names)"
+
+
+@data_app.command("split")
+def data_split(
+    data: Path = typer.Argument(..., help="class folders (train/<class>/ or <class>/) or a CSV manifest; all pooled"),
+    out: Path = typer.Option(..., help="manifest CSV to write: path,label,patient_id,split"),
+    val: float = typer.Option(0.1, help="validation fraction of all images"),
+    test: float = typer.Option(0.2, help="test fraction of all images"),
+    by_patient: bool = typer.Option(True, "--by-patient/--by-image", help="keep each patient's images in one split"),
+    seed: int = typer.Option(0),
+    patient_pattern: Optional[str] = typer.Option(None, help=PATIENT_PATTERN_HELP),
+) -> None:
+    """Write a stratified, seeded train/val/test manifest, grouped by patient when ids exist."""
+    from cxr.data.manifest import write_manifest
+    from cxr.data.splits import resolve_patient_pattern, resplit_dataset
+
+    pattern = resolve_patient_pattern(patient_pattern)
+    result = resplit_dataset(data, val, test, seed, by_patient, pattern)
+    write_manifest(out, result.splits, result.classes, result.patient_ids)
+    table = Table("split", *result.classes, "images", "patients")
+    for name, files in result.splits.items():
+        per_class = [str(files.labels.count(i)) for i in range(len(result.classes))]
+        ids = {result.patient_ids[p] for p in files.paths if result.patient_ids[p]}
+        table.add_row(name, *per_class, str(len(files)), str(len(ids)))
+    console.print(table)
+    n_ids = sum(pid is not None for pid in result.patient_ids.values())
+    how = "grouped by patient" if result.grouped else "by image (no patient ids found)" if by_patient else "by image"
+    n_all = len(result.patient_ids)
+    console.print(f"split {how}; {n_ids} of {n_all} images have a patient id; wrote {out}", soft_wrap=True)
+
+
+@data_app.command("audit")
+def data_audit(
+    data: Path = typer.Argument(..., help="dataset root with train/<class>/ (test/, val/) or a CSV manifest"),
+    out: Optional[Path] = typer.Option(None, help="where audit.json and plots/ go (default: audit/<data name>)"),
+    threshold: int = typer.Option(32, min=0, max=256, help="near-duplicate pHash distance (of 256 bits)"),
+    patient_pattern: Optional[str] = typer.Option(None, help=PATIENT_PATTERN_HELP),
+    workers: Optional[int] = typer.Option(None, min=1, help="processes for hashing (default: all cores)"),
+) -> None:
+    """Find leakage and data problems; exit code 1 when anything is shared across splits."""
+    from cxr.data.audit import run_audit, summary_lines
+    from cxr.data.splits import resolve_patient_pattern
+
+    pattern = resolve_patient_pattern(patient_pattern)
+    out = out or Path("audit") / data.stem
+    report = run_audit(data, out, threshold=threshold, pattern=pattern, workers=workers, progress=True)
+    for line in summary_lines(report):
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
+    console.print(f"wrote {out / 'audit.json'} and {out / 'plots'}/", soft_wrap=True)
+    if report["summary"]["leakage"]:
+        err_console.print("[red]leakage:[/] images or patients are shared across splits (see audit.json)")
+        raise typer.Exit(1)
+
+
+@data_app.command("dedup")
+def data_dedup(
+    data: Path = typer.Argument(..., help="dataset to filter (class folders or a CSV manifest)"),
+    against: Path = typer.Option(..., help="dataset whose images must not appear in DATA (e.g. the one you test on)"),
+    out: Path = typer.Option(..., help="manifest CSV to write: DATA's images minus the copies, splits kept"),
+    threshold: int = typer.Option(32, min=0, max=256, help="near-duplicate pHash distance (of 256 bits)"),
+    patient_pattern: Optional[str] = typer.Option(None, help=PATIENT_PATTERN_HELP),
+    workers: Optional[int] = typer.Option(None, min=1, help="processes for hashing (default: all cores)"),
+) -> None:
+    """Write a manifest of DATA without the images that (nearly) duplicate any image of --against."""
+    import csv
+
+    from cxr.data.dedup import exclude_near_duplicates
+    from cxr.data.manifest import write_manifest
+    from cxr.data.splits import resolve_patient_pattern
+
+    pattern = resolve_patient_pattern(patient_pattern)
+    result = exclude_near_duplicates(data, against, threshold, pattern, workers, progress=True)
+    write_manifest(out, result.splits, result.classes, result.patient_ids)
+    removed_csv = out.with_name(f"{out.stem}.removed.csv")
+    with open(removed_csv, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "copy_of", "distance"])
+        w.writerows([str(a), str(b), d] for a, b, d in result.removed)
+    kept = sum(len(files) for files in result.splits.values())
+    console.print(f"kept {kept} images, removed {len(result.removed)} copies of --against images; "
+                  f"wrote {out} and {removed_csv}", soft_wrap=True)  # fmt: skip
+
+
+@data_app.command("preview")
+def data_preview(
+    data: Path = typer.Argument(..., help="dataset root with train/<class>/"),
+    out: Path = typer.Option(Path("preview.png"), help="PNG to write"),
+    config: Optional[Path] = typer.Option(None, help="training config YAML (image size, augmentation); else defaults"),
+    image_size: Optional[int] = typer.Option(None, help="override the config's image size"),
+    per_class: int = typer.Option(6, help="images per class"),
+    augment: bool = typer.Option(True, "--augment/--no-augment", help="apply the training augmentation"),
+    seed: int = typer.Option(0),
+) -> None:
+    """A grid of training images after augmentation, with labels: what the model actually sees."""
+    from cxr.config import build_config
+    from cxr.explain.preview import preview_training_images
+
+    cfg = build_config(config, {"image_size": image_size})
+    console.print(f"wrote {preview_training_images(data, out, cfg, per_class=per_class, seed=seed, augment=augment)}")
