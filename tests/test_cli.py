@@ -52,6 +52,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path, capsys, monkeypatch):
     cases = [
         (["train", "--data", tmp_path / "missing"], ["does not exist"]),
         (["train", "--data", tmp_path / "flat"], ["no class subfolders"]),
+        (["train", "--data", tmp_path / "ok" / "train"], ["class folders but no train/", "cxr data split"]),
         (["train", "--data", tmp_path / "empty"], ["other has no images"]),
         (["train", "--data", tmp_path / "mismatch"], ["differ from train classes"]),
         (["train", "--data", tmp_path / "ok", "--config", tmp_path / "bad.yaml"], ["'epochz'", "unknown key"]),
@@ -68,7 +69,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path, capsys, monkeypatch):
 def test_models_lists_every_registered_model(capsys, monkeypatch):
     proc = run_cli_inprocess(capsys, monkeypatch, "models")
     assert proc.returncode == 0
-    for name in ("smallnet", "vanilla-cnn", "resnet18", "densenet121", "efficientnet-b0"):
+    for name in ("smallnet", "vanilla-cnn", "resnet18", "densenet121", "efficientnet-b0", "vgg16", "vgg16-bn"):
         assert name in proc.stdout
 
 

@@ -61,6 +61,11 @@ def scan_class_folders(root: str | Path) -> ClassFolderDataset:
         raise CxrError(f"data folder {root} does not exist; pass --data pointing at a folder with train/<class>/")
     train_dir = root / "train"
     if not train_dir.is_dir():
+        if len(_class_dirs(root)) >= 2:  # <class>/ folders with no split: say how to make one
+            raise CxrError(
+                f"{root} has class folders but no train/ folder; split it first: `cxr data split {root} --out "
+                f"splits.csv`, then `cxr train --data splits.csv` (or arrange {root}/train/<class>/ and test/<class>/)"
+            )
         raise CxrError(f"{root} has no train/ folder; expected {root}/train/<class>/*.png (and test/, optionally val/)")
     classes = [d.name for d in _class_dirs(train_dir)]
     if not classes:
