@@ -353,8 +353,10 @@ def _print_training_summary(run: Path) -> None:
     if not metrics_path.is_file():
         return
     t = json.loads(metrics_path.read_text()).get("training", {})
+    best = t.get("best_score")
+    best = f", best {t.get('monitor')}={best:.4f}" if best is not None else ""
     console.print(
-        f"[green]finished[/] {run}: {t.get('epochs_run')} epochs, best {t.get('monitor')}={t.get('best_score'):.4f}, "
+        f"[green]finished[/] {run}: {t.get('epochs_run')} epochs{best}, "
         f"{t.get('wall_seconds')} s, {len(t.get('skipped_unreadable', []))} unreadable image(s) skipped"
     )
 

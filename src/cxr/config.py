@@ -70,7 +70,7 @@ class TrainConfig(_Strict):
     augment: AugmentConfig = AugmentConfig()
     weights: Path | None = Field(None, description="initialise from a cxr run, model.pt, .ckpt or state dict")
     freeze_backbone: bool = Field(False, description="train only the head (needs `weights`)")
-    num_workers: int | Literal["auto"] = "auto"
+    num_workers: Literal["auto"] | int = Field("auto", ge=0, description="loader processes (auto = cores - 1)")
     precision: Literal["auto", "32", "bf16-mixed"] = "auto"
     channels_last: bool = True
     accelerator: Literal["auto", "cpu", "gpu"] = "auto"

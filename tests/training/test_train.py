@@ -79,6 +79,33 @@ def test_finished_run_is_not_overwritten_by_accident(tiny_dataset, tmp_path):
     train(_cfg(tiny_dataset, epochs=1), tmp_path / "run", overwrite=True)
 
 
+def test_overwrite_keeps_the_old_run_until_the_new_one_finishes(tiny_dataset, tmp_path, monkeypatch):
+    import cxr.training.train as train_mod
+
+    run = train(_cfg(tiny_dataset, epochs=1), tmp_path / "run")
+    old = (run / BUNDLE_FILE).read_bytes()
+    with pytest.raises(CxrError, match="Lightning refused .*strategy='bogus'"):  # fails before any decoding
+        train(_cfg(tiny_dataset, epochs=1, strategy="bogus"), run, overwrite=True)
+    with pytest.raises(CxrError, match="does not exist"):
+        train(_cfg(tmp_path / "missing", epochs=1), run, overwrite=True)
+    assert (run / BUNDLE_FILE).read_bytes() == old and not (run / train_mod.PREVIOUS_RUN).exists()
+    assert (run / "history.csv").is_file() and cxr.load(run).classes == ["normal", "pneumonia"]
+
+    real_trainer = L.Trainer
+    monkeypatch.setattr(train_mod.L, "Trainer", lambda *a, callbacks=(), **kw: real_trainer(
+        *a, callbacks=[*callbacks, _Crash()], **kw))  # fmt: skip
+    with pytest.raises(RuntimeError, match="simulated crash"):  # crashes after a checkpoint: the new run is resumable
+        train(_cfg(tiny_dataset, epochs=3), run, overwrite=True)
+    assert (run / "checkpoints" / "last.ckpt").is_file() and not (run / BUNDLE_FILE).exists()
+    assert (run / train_mod.PREVIOUS_RUN / BUNDLE_FILE).read_bytes() == old
+    with pytest.raises(CxrError, match="holds the run an unfinished --overwrite replaced"):
+        train(_cfg(tiny_dataset, epochs=1), run, overwrite=True)
+    monkeypatch.setattr(train_mod.L, "Trainer", real_trainer)
+    train(_cfg(tiny_dataset, epochs=3), run, resume=True)
+    with pytest.raises(CxrError, match="is finished: nothing to resume"):
+        train(_cfg(tiny_dataset, epochs=3), run, resume=True)
+
+
 def test_unreadable_images_are_skipped_or_fail_under_strict(tiny_dataset, tmp_path):
     (tiny_dataset / "train" / "normal" / "corrupt.png").write_bytes(b"\x89PNG broken")
     with pytest.raises(CxrError, match="unreadable image"):

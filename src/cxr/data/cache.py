@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -12,6 +13,8 @@ import numpy as np
 from rich.progress import track
 
 from cxr.data.images import ImageReadError, load_grayscale
+
+log = logging.getLogger("cxr")
 
 
 def default_cache_dir() -> Path:
@@ -57,8 +60,13 @@ def decode_cached(paths: list[Path], size: int, cache_dir: Path | None = None, d
         with np.load(target) as z:
             return DecodedImages(z["images"], z["kept"], list(z["errors"]))
     decoded = _decode_all(paths, size, desc)
-    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(f".tmp{os.getpid()}.npz")
-    np.savez(tmp, images=decoded.images, kept=decoded.kept, errors=np.array(decoded.errors, dtype=str))
-    os.replace(tmp, target)  # atomic: a crash never leaves a half-written cache entry
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(tmp, images=decoded.images, kept=decoded.kept, errors=np.array(decoded.errors, dtype=str))
+        os.replace(tmp, target)  # atomic: a crash never leaves a half-written cache entry
+    except OSError as e:  # the cache only saves time: an unwritable one must not stop the run
+        if tmp.parent.is_dir():
+            tmp.unlink(missing_ok=True)
+        log.warning(f"cache dir {cache_dir} is not writable ({e.strerror or e}); images will be decoded again next time")
     return decoded

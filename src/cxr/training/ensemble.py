@@ -8,7 +8,6 @@ on the shared validation split, like a single model's.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from cxr.evaluation.metrics import merge_metrics_json
 from cxr.inference.bundle import BUNDLE_FILE
 from cxr.inference.ensemble import combine_runs
 from cxr.training.prepare import split_seed
-from cxr.training.train import check_run_dir, peak_rss_gb, train
+from cxr.training.train import check_run_dir, peak_rss_gb, set_aside_previous_run, train
 
 
 def member_config(cfg: TrainConfig, k: int) -> TrainConfig:
@@ -28,13 +27,17 @@ def member_config(cfg: TrainConfig, k: int) -> TrainConfig:
 
 def train_ensemble(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite: bool = False) -> Path:
     out = Path(out)
-    members_dir = out / "members"
-    if not resume:  # as for one run: --resume wins; --overwrite clears cxr's files; a finished model is refused
+    if not resume:  # as for one run: --resume wins; --overwrite sets the old run aside; a finished model is refused
         check_run_dir(out, resume=False, overwrite=overwrite)
-        if overwrite:
-            shutil.rmtree(members_dir, ignore_errors=True)
-        elif members_dir.is_dir():
+        if not overwrite and (out / "members").is_dir():
             raise CxrError(f"{out} holds an unfinished ensemble; pass --resume to continue it or --overwrite to start over")
+    out.mkdir(parents=True, exist_ok=True)
+    with set_aside_previous_run(out, overwrite and not resume):
+        return _train_members_and_combine(cfg, out)
+
+
+def _train_members_and_combine(cfg: TrainConfig, out: Path) -> Path:
+    members_dir = out / "members"
     runs = []
     for k in range(cfg.ensemble):
         run = members_dir / str(k)

@@ -7,12 +7,15 @@ import os
 import resource
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from monai.data import DataLoader
 
 from cxr.config import TrainConfig, save_config
@@ -42,8 +45,9 @@ class _ProgressBar(RichProgressBar):
 
 RUN_ARTIFACTS = (
     BUNDLE_FILE, "checkpoints", "logs", "plots", "history.csv", "metrics.json", "splits.csv", "config.yaml",
-    "predictions_train.csv", "predictions_val.csv", "predictions_test.csv", "audit",
+    "predictions_train.csv", "predictions_val.csv", "predictions_test.csv", "audit", "model.onnx", "members",
 )  # fmt: skip
+PREVIOUS_RUN = ".previous-run"  # where --overwrite keeps the old run until the new one has finished
 
 
 def resolve_precision(cfg: TrainConfig) -> str:
@@ -66,17 +70,23 @@ def resolve_workers(cfg: TrainConfig) -> int:
 
 
 def check_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
-    """Refuse to clobber earlier work unless asked; `--overwrite` removes only cxr's own files."""
+    """Refuse to clobber earlier work unless asked (`--overwrite` then sets it aside: `set_aside_previous_run`)."""
     finished = (out / BUNDLE_FILE).is_file()
     started = (out / "checkpoints").is_dir()
+    if out.exists() and not out.is_dir():
+        raise CxrError(f"--out {out} is a file; pass a folder for the run")
     if resume:
+        if finished:
+            raise CxrError(f"{out} is finished: nothing to resume; to train on, start a new run with --weights {out}")
         if not (out / "checkpoints" / "last.ckpt").is_file():
             raise CxrError(f"{out} has no checkpoints/last.ckpt to resume from; start a new run without --resume")
         return
+    if (out / PREVIOUS_RUN).exists():
+        raise CxrError(
+            f"{out / PREVIOUS_RUN} holds the run an unfinished --overwrite replaced; move its files back into {out} "
+            "to keep it, or delete it"
+        )
     if overwrite:
-        for name in RUN_ARTIFACTS:
-            p = out / name
-            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
         return
     if finished:
         raise CxrError(f"{out} already holds a finished model; choose another --out or pass --overwrite")
@@ -84,10 +94,84 @@ def check_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
         raise CxrError(f"{out} holds an unfinished run; pass --resume to continue it or --overwrite to start over")
 
 
+def _remove_artifacts(out: Path) -> None:
+    for name in RUN_ARTIFACTS:
+        p = out / name
+        shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+
+
+def _is_rank_zero() -> bool:
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
+
+
+@contextmanager
+def set_aside_previous_run(out: Path, overwrite: bool) -> Iterator[None]:
+    """`--overwrite` moves the old run to OUT/.previous-run and deletes it only once the new run has finished.
+
+    A new run that fails before its first checkpoint gives the old one back; one that fails later stays resumable
+    (`--resume`) and the old one waits in .previous-run, so neither is lost.
+    """
+    present = [n for n in RUN_ARTIFACTS if (out / n).exists()] if overwrite and _is_rank_zero() else []
+    aside = out / PREVIOUS_RUN
+    if present:
+        aside.mkdir(parents=True)
+        for name in present:
+            (out / name).rename(aside / name)
+    try:
+        yield
+    except BaseException:
+        if present and (out / "checkpoints" / "last.ckpt").is_file():
+            log.warning(f"the run --overwrite replaced is kept in {aside}; move its files back to restore it")
+        elif present:
+            _remove_artifacts(out)
+            for name in present:
+                (aside / name).rename(out / name)
+            aside.rmdir()
+        raise
+    if present:
+        shutil.rmtree(aside, ignore_errors=True)
+
+
 def peak_rss_gb() -> float:
     """Peak resident memory of this process or its largest loader worker so far (Linux reports KiB)."""
     peak_kib = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
     return round(peak_kib / 2**20, 2)
+
+
+def _build_trainer(cfg: TrainConfig, out: Path) -> tuple[L.Trainer, ModelCheckpoint, str]:
+    """The Lightning Trainer with cxr's callbacks and loggers; a device/strategy Lightning refuses is a CxrError."""
+    mode = "min" if cfg.monitor == "val_loss" else "max"
+    ckpt = ModelCheckpoint(
+        dirpath=out / "checkpoints", filename="best-{epoch:03d}", monitor=cfg.monitor, mode=mode,
+        save_top_k=1, save_last=True,
+    )  # fmt: skip
+    precision = resolve_precision(cfg)
+    loggers = [CSVLogger(out, name="logs", version="csv"), TensorBoardLogger(out, name="logs", version="tensorboard")]
+    try:
+        trainer = L.Trainer(
+            max_epochs=cfg.epochs,
+            accelerator=cfg.accelerator,
+            devices=cfg.devices,
+            strategy=cfg.strategy,
+            precision=precision,
+            callbacks=[
+                ckpt,
+                EarlyStopping(monitor=cfg.monitor, mode=mode, patience=cfg.early_stopping_patience),
+                LearningRateMonitor(logging_interval="epoch"),
+                HistoryWriter(out / "history.csv"),
+                _ProgressBar(),
+            ],
+            logger=loggers,
+            default_root_dir=out,
+            log_every_n_steps=1,
+            enable_model_summary=False,
+            num_sanity_val_steps=0,
+        )
+    except (ValueError, MisconfigurationException) as e:  # Lightning's own checks of devices/strategy/accelerator
+        detail = " ".join(str(e).split())[:200]
+        raise CxrError(f"Lightning refused accelerator={cfg.accelerator!r} devices={cfg.devices!r} "
+                       f"strategy={cfg.strategy!r}: {detail}") from None  # fmt: skip
+    return trainer, ckpt, precision
 
 
 def train(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite: bool = False) -> Path:
@@ -98,10 +182,16 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite: bo
     out = Path(out)
     check_run_dir(out, resume, overwrite)
     out.mkdir(parents=True, exist_ok=True)
+    with set_aside_previous_run(out, overwrite):
+        return _train_one(cfg, out, resume)
+
+
+def _train_one(cfg: TrainConfig, out: Path, resume: bool) -> Path:
     for name in ("lightning.pytorch", "lightning.fabric"):  # hardware banners and tips; keep warnings
         logging.getLogger(name).setLevel(logging.WARNING)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     t_start = time.perf_counter()
+    trainer, ckpt, precision = _build_trainer(cfg, out)  # before decoding: a bad device/strategy flag fails at once
     data = prepare_data(cfg, out)
     save_config(cfg, out / "config.yaml")
 
@@ -124,31 +214,6 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite: bo
     train_loader = DataLoader(train_ds, shuffle=True, drop_last=len(train_ds) > cfg.batch_size, **loader_kw)
     val_loader = DataLoader(val_ds, shuffle=False, **loader_kw)
 
-    mode = "min" if cfg.monitor == "val_loss" else "max"
-    ckpt = ModelCheckpoint(
-        dirpath=out / "checkpoints", filename="best-{epoch:03d}", monitor=cfg.monitor, mode=mode,
-        save_top_k=1, save_last=True,
-    )  # fmt: skip
-    precision = resolve_precision(cfg)
-    trainer = L.Trainer(
-        max_epochs=cfg.epochs,
-        accelerator=cfg.accelerator,
-        devices=cfg.devices,
-        strategy=cfg.strategy,
-        precision=precision,
-        callbacks=[
-            ckpt,
-            EarlyStopping(monitor=cfg.monitor, mode=mode, patience=cfg.early_stopping_patience),
-            LearningRateMonitor(logging_interval="epoch"),
-            HistoryWriter(out / "history.csv"),
-            _ProgressBar(),
-        ],
-        logger=[CSVLogger(out, name="logs", version="csv"), TensorBoardLogger(out, name="logs", version="tensorboard")],
-        default_root_dir=out,
-        log_every_n_steps=1,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    )
     trainer.fit(module, train_loader, val_loader, ckpt_path=str(out / "checkpoints" / "last.ckpt") if resume else None)
     if trainer.interrupted:
         raise CxrError(f"training interrupted; continue it with `cxr train --resume --out {out}`")
