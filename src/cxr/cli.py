@@ -14,6 +14,7 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from cxr.cli_data import data_app
+from cxr.cli_paths import csv_out, folder_out, html_out
 from cxr.errors import CxrError
 
 app = typer.Typer(
@@ -30,7 +31,7 @@ err_console = Console(stderr=True)
 @app.command()
 def train(
     data: Optional[Path] = typer.Option(None, help="dataset root with train/<class>/ (test/, val/), or a CSV manifest"),
-    out: Path = typer.Option(Path("runs/latest"), help="run directory (becomes the model bundle)"),
+    out: Path = typer.Option(Path("runs/latest"), help="run directory (becomes the model bundle)", callback=folder_out),
     config: Optional[Path] = typer.Option(None, help="YAML config; flags given here override it"),
     model: Optional[str] = typer.Option(None, help="model name (see `cxr models`)"),
     epochs: Optional[int] = typer.Option(None),
@@ -86,7 +87,7 @@ def evaluate(
     run: Path = typer.Argument(..., help="run directory from `cxr train`"),
     split: str = typer.Option("test", help="test | val | train"),
     data: Optional[Path] = typer.Option(None, help="evaluate on another dataset root with the same classes"),
-    batch_size: int = typer.Option(64),
+    batch_size: int = typer.Option(64, min=1),
     bootstrap: int = typer.Option(1000, min=0, help="bootstrap resamples for the 95 % intervals (0: none)"),
     seed: int = typer.Option(0, help="bootstrap seed"),
     reference: Optional[Path] = typer.Option(
@@ -122,7 +123,7 @@ def evaluate(
 @app.command("ensemble")
 def ensemble_runs(
     runs: list[Path] = typer.Argument(..., help="finished runs with the same classes, image size and validation split"),
-    out: Path = typer.Option(..., help="run directory for the ensemble bundle"),
+    out: Path = typer.Option(..., help="run directory for the ensemble bundle", callback=folder_out),
     operating_point: Optional[str] = typer.Option(None, help="binary: threshold rule chosen again on validation"),
 ) -> None:
     """Combine finished runs into one bundle that averages their probabilities (temperature refitted on val)."""
@@ -143,7 +144,7 @@ def calibrate(
         None, help="binary: sensitivity=0.95 | specificity=0.90 | youden | none (default: keep the run's rule)"
     ),
     temperature: bool = typer.Option(True, "--temperature/--no-temperature", help="fit temperature scaling"),
-    batch_size: int = typer.Option(64),
+    batch_size: int = typer.Option(64, min=1),
 ) -> None:
     """Fit temperature (and the operating-point threshold) on the run's validation split, without retraining."""
     from cxr.evaluation.calibration import calibrate_run
@@ -165,10 +166,12 @@ def compare(
     run_b: Path = typer.Argument(..., help="second run (B)"),
     data: Optional[Path] = typer.Option(None, help="dataset root whose --split both models are run on (default: A's)"),
     split: str = typer.Option("test", help="test | val | train"),
-    out: Optional[Path] = typer.Option(None, help="output folder (default: compare_<A>_vs_<B> beside run A)"),
+    out: Optional[Path] = typer.Option(
+        None, help="output folder (default: compare_<A>_vs_<B> beside run A)", callback=folder_out
+    ),
     bootstrap: int = typer.Option(1000, min=0, help="bootstrap resamples for intervals and paired tests"),
     seed: int = typer.Option(0),
-    batch_size: int = typer.Option(64),
+    batch_size: int = typer.Option(64, min=1),
 ) -> None:
     """Two models on the same images: McNemar on their errors, DeLong on the AUC difference, side-by-side ROC."""
     from cxr.evaluation.compare import compare_runs
@@ -189,7 +192,7 @@ def compare(
 def report(
     run: Path = typer.Argument(..., help="finished run directory"),
     split: str = typer.Option("test", help="the evaluated split to report on"),
-    out: Optional[Path] = typer.Option(None, help="HTML file (default: RUN/report.html)"),
+    out: Optional[Path] = typer.Option(None, help="HTML file (default: RUN/report.html)", callback=html_out),
     gallery: int = typer.Option(12, min=0, help="misclassified images shown in the error gallery"),
     gradcam: bool = typer.Option(True, "--gradcam/--no-gradcam", help="Grad-CAM overlays in the error gallery"),
 ) -> None:
@@ -203,8 +206,10 @@ def report(
 def predict(
     run: Path = typer.Argument(..., help="run directory (model bundle)"),
     inputs: list[Path] = typer.Argument(..., help="image files and/or folders (searched recursively)"),
-    out: Optional[Path] = typer.Option(None, help="CSV file: path, predicted class, one probability per class"),
-    batch_size: int = typer.Option(32),
+    out: Optional[Path] = typer.Option(
+        None, help="CSV file: path, predicted class, one probability per class", callback=csv_out
+    ),
+    batch_size: int = typer.Option(32, min=1),
     backend: str = typer.Option("auto", help="auto (onnx when `cxr export` made model.onnx, else torch) | onnx | torch"),
 ) -> None:
     """Predict classes for images and folders of images."""
@@ -232,8 +237,8 @@ def predict(
 def adapt(
     run: Path = typer.Argument(..., help="finished run directory (model bundle); it is not changed"),
     inputs: list[Path] = typer.Argument(..., help="unlabeled images from the new site: files and/or folders"),
-    out: Path = typer.Option(..., help="new run directory for the adapted model"),
-    batch_size: int = typer.Option(32),
+    out: Path = typer.Option(..., help="new run directory for the adapted model", callback=folder_out),
+    batch_size: int = typer.Option(32, min=1),
 ) -> None:
     """Adapt a model to a new site without labels: batch-norm statistics re-measured on its images (AdaBN)."""
     from cxr.inference.adapt import adapt_batchnorm
@@ -277,9 +282,9 @@ def export(
 def serve(
     run: Path = typer.Argument(..., help="run directory (model bundle)"),
     host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0.0 exposes it to the network)"),
-    port: int = typer.Option(8000),
+    port: int = typer.Option(8000, min=1, max=65535),
     backend: str = typer.Option("auto", help="auto | onnx | torch"),
-    max_upload_mb: float = typer.Option(20.0, help="larger uploads get 413"),
+    max_upload_mb: float = typer.Option(20.0, min=0.001, max=100_000, help="larger uploads get 413"),
     workers: int = typer.Option(1, min=1, help="inference threads"),
     max_pending: int = typer.Option(64, min=1, help="requests allowed to wait for a worker; more get 503"),
 ) -> None:
@@ -296,13 +301,13 @@ def serve(
 def explain(
     run: Path = typer.Argument(..., help="run directory (model bundle)"),
     inputs: list[Path] = typer.Argument(..., help="image files and/or folders (searched recursively)"),
-    out: Path = typer.Option(..., help="folder for the overlay PNGs and explanations.csv"),
+    out: Path = typer.Option(..., help="folder for the overlay PNGs and explanations.csv", callback=folder_out),
     method: str = typer.Option("gradcam", help="gradcam | gradcam++"),
     layer: Optional[str] = typer.Option(None, help="target layer name (default: last layer with a spatial map)"),
     class_name: Optional[str] = typer.Option(None, "--class", help="class to explain (default: the predicted one)"),
     alpha: float = typer.Option(0.5, min=0.0, max=1.0, help="heatmap opacity at its hottest"),
     feature_maps: bool = typer.Option(False, "--feature-maps", help="also write the first conv layers' activations"),
-    batch_size: int = typer.Option(16),
+    batch_size: int = typer.Option(16, min=1),
 ) -> None:
     """Grad-CAM overlays: where the model looked, with predicted class, probability and (if known) true label."""
     from cxr.explain.images import explain_images
@@ -323,7 +328,7 @@ def audit_shortcuts(
     run: Path = typer.Argument(..., help="run directory (model bundle)"),
     split: str = typer.Option("test", help="test | val | train"),
     data: Optional[Path] = typer.Option(None, help="dataset root with the same classes (default: the run's data)"),
-    out: Optional[Path] = typer.Option(None, help="output folder (default: RUN/audit)"),
+    out: Optional[Path] = typer.Option(None, help="output folder (default: RUN/audit)", callback=folder_out),
     method: str = typer.Option("gradcam", help="gradcam | gradcam++"),
     layer: Optional[str] = typer.Option(None, help="target layer (default: last layer with a spatial map)"),
     border: float = typer.Option(0.1, min=0.0, max=0.45, help="border band, as a fraction of each side"),
@@ -393,10 +398,27 @@ def main() -> None:
     """Entry point: known user errors become `error: ...` on stderr with exit code 2 (usage errors too)."""
     _setup_logging()
     try:
-        app()  # standalone: typer/click turn bad flags into a usage message and exit code 2
+        code = app(standalone_mode=False)  # not standalone: bad flags reach us, not click's multi-line panel
     except CxrError as e:
-        err_console.print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
+        _one_line_error(str(e))
         sys.exit(2)
+    except typer.TyperException as e:  # click's usage errors (typer vendors click): bad flag or value, no command
+        ctx = getattr(e, "ctx", None)
+        if type(e).__name__ == "NoArgsIsHelpError":  # `cxr data` alone: its help, as click would show it
+            e.show()
+        else:
+            _one_line_error(f"{e.format_message()} (see `{ctx.command_path if ctx else 'cxr'} --help`)")
+        sys.exit(e.exit_code)
+    except typer.Abort:  # Ctrl-C while parsing or prompting
+        _one_line_error("aborted")
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+def _one_line_error(message: str) -> None:
+    from rich.text import Text
+
+    err_console.print(Text("error: ", style="red") + Text(" ".join(message.split())), highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":

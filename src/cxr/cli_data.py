@@ -9,6 +9,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cxr.cli_paths import csv_out, folder_out, image_out
+
 data_app = typer.Typer(no_args_is_help=True, help="Dataset tools: split, audit, dedup, preview.")
 console = Console()
 err_console = Console(stderr=True)
@@ -19,7 +21,7 @@ PATIENT_PATTERN_HELP = "regex for patient ids in file names ('' = none; default:
 @data_app.command("split")
 def data_split(
     data: Path = typer.Argument(..., help="class folders (train/<class>/ or <class>/) or a CSV manifest; all pooled"),
-    out: Path = typer.Option(..., help="manifest CSV to write: path,label,patient_id,split"),
+    out: Path = typer.Option(..., help="manifest CSV to write: path,label,patient_id,split", callback=csv_out),
     val: float = typer.Option(0.1, help="validation fraction of all images"),
     test: float = typer.Option(0.2, help="test fraction of all images"),
     by_patient: bool = typer.Option(True, "--by-patient/--by-image", help="keep each patient's images in one split"),
@@ -48,7 +50,9 @@ def data_split(
 @data_app.command("audit")
 def data_audit(
     data: Path = typer.Argument(..., help="dataset root with train/<class>/ (test/, val/) or a CSV manifest"),
-    out: Optional[Path] = typer.Option(None, help="where audit.json and plots/ go (default: audit/<data name>)"),
+    out: Optional[Path] = typer.Option(
+        None, help="where audit.json and plots/ go (default: audit/<data name>)", callback=folder_out
+    ),
     threshold: int = typer.Option(32, min=0, max=256, help="near-duplicate pHash distance (of 256 bits)"),
     patient_pattern: Optional[str] = typer.Option(None, help=PATIENT_PATTERN_HELP),
     workers: Optional[int] = typer.Option(None, min=1, help="processes for hashing (default: all cores)"),
@@ -72,7 +76,9 @@ def data_audit(
 def data_dedup(
     data: Path = typer.Argument(..., help="dataset to filter (class folders or a CSV manifest)"),
     against: Path = typer.Option(..., help="dataset whose images must not appear in DATA (e.g. the one you test on)"),
-    out: Path = typer.Option(..., help="manifest CSV to write: DATA's images minus the copies, splits kept"),
+    out: Path = typer.Option(
+        ..., help="manifest CSV to write: DATA's images minus the copies, splits kept", callback=csv_out
+    ),
     threshold: int = typer.Option(32, min=0, max=256, help="near-duplicate pHash distance (of 256 bits)"),
     patient_pattern: Optional[str] = typer.Option(None, help=PATIENT_PATTERN_HELP),
     workers: Optional[int] = typer.Option(None, min=1, help="processes for hashing (default: all cores)"),
@@ -100,7 +106,7 @@ def data_dedup(
 @data_app.command("preview")
 def data_preview(
     data: Path = typer.Argument(..., help="dataset root with train/<class>/"),
-    out: Path = typer.Option(Path("preview.png"), help="PNG to write"),
+    out: Path = typer.Option(Path("preview.png"), help="image to write (.png, .jpg, .pdf, .svg)", callback=image_out),
     config: Optional[Path] = typer.Option(None, help="training config YAML (image size, augmentation); else defaults"),
     image_size: Optional[int] = typer.Option(None, help="override the config's image size"),
     per_class: int = typer.Option(6, help="images per class"),
