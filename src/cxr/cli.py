@@ -133,7 +133,11 @@ def ensemble_runs(
     if (out / "model.pt").exists():  # never over a member or an earlier model
         raise CxrError(f"{out} already holds a model; choose another --out")
     combine_runs(runs, out)
-    cal = calibrate_run(out, operating_point or "none")
+    try:
+        cal = calibrate_run(out, operating_point or "none")
+    except BaseException:
+        (out / "model.pt").unlink(missing_ok=True)  # an uncalibrated bundle must not look like a finished model
+        raise
     console.print(f"wrote {out / 'model.pt'}: {len(runs)} members, validation temperature {cal.temperature:.3f}")
 
 
@@ -347,6 +351,8 @@ def audit_shortcuts(
             table.add_row(name, str(st["n"]), f"{st['mean']:.3f}", f"{st['median']:.3f}", f"{st['p90']:.3f}",
                           f"{st['flagged']} ({st['flagged_share']:.0%})")  # fmt: skip
     console.print(table)
+    if summary["unreadable_skipped"]:
+        err_console.print(f"[yellow]warning:[/] {summary['unreadable_skipped']} unreadable image(s) skipped")
     written = ", ".join(map(str, paths.values()))
     console.print(f"a uniform map puts {summary['uniform_baseline']:.2f} on the border; wrote {written}")
 

@@ -70,7 +70,7 @@ class TrainConfig(_Strict):
     augment: AugmentConfig = AugmentConfig()
     weights: Path | None = Field(None, description="initialise from a cxr run, model.pt, .ckpt or state dict")
     freeze_backbone: bool = Field(False, description="train only the head (needs `weights`)")
-    num_workers: Literal["auto"] | int = Field("auto", ge=0, description="loader processes (auto = cores - 1)")
+    num_workers: int | Literal["auto"] = Field("auto", description="loader processes (auto: cores - 1)")
     precision: Literal["auto", "32", "bf16-mixed"] = "auto"
     channels_last: bool = True
     accelerator: Literal["auto", "cpu", "gpu"] = "auto"
@@ -85,6 +85,13 @@ class TrainConfig(_Strict):
     operating_point: str | None = Field(
         None, description="binary only: threshold chosen on validation, sensitivity=0.95 | specificity=0.90 | youden"
     )
+
+    @field_validator("num_workers")
+    @classmethod
+    def _workers_not_negative(cls, n: int | str) -> int | str:
+        if isinstance(n, int) and n < 0:
+            raise ValueError(f"must be auto or 0 or more (0 = load in the training process), not {n}")
+        return n
 
     @field_validator("patient_id_pattern")
     @classmethod

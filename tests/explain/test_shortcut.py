@@ -67,3 +67,24 @@ def test_audit_flags_images_whose_evidence_sits_on_the_border(blob_model, tmp_pa
     assert paths["png"].stat().st_size > 0
     overlays = sorted(p.name for p in paths["flagged"].glob("*.png"))
     assert len(overlays) == 2 and all(name.startswith("opacity_marker") for name in overlays)
+
+
+def test_audit_of_another_dataset_goes_beside_the_runs_own_and_unreadable_data_is_an_error(blob_model, tmp_path):
+    import shutil
+
+    from cxr.errors import CxrError
+
+    run = _write_run(tmp_path, blob_model)
+    _, own = audit_run(run, "test", n_overlays=0)
+    other = tmp_path / "other-site"
+    shutil.copytree(tmp_path / "data", other)
+    for f in (other / "test" / "opacity").glob("centre*.png"):
+        f.unlink()
+    summary, paths = audit_run(run, "test", data=other, n_overlays=0)
+    assert paths["csv"].name == "shortcut_test@other-site.csv" and summary["split"] == "test@other-site"
+    assert len(list(csv.DictReader(open(own["csv"])))) == 8  # the run's own audit is untouched
+    assert len(list(csv.DictReader(open(paths["csv"])))) == 5
+    for f in (other / "test").rglob("*.png"):
+        f.write_bytes(b"not a png")
+    with pytest.raises(CxrError, match="none of the 5 test images could be read"):
+        audit_run(run, "test", data=other)

@@ -86,6 +86,9 @@ def test_cli_combines_runs_and_explains_bad_input(capsys, monkeypatch, tmp_path)
         _member(tmp_path / f"m{k}", k, 0.5, 0.25, 1.0, splits="\n".join(rows) + "\n")
     proc = run_cli_inprocess(capsys, monkeypatch, "ensemble", tmp_path / "m0", tmp_path / "nope", "--out", tmp_path / "e")
     assert proc.returncode == 2 and "no such run directory" in proc.stderr and not (tmp_path / "e").exists()
+    proc = run_cli_inprocess(capsys, monkeypatch, "ensemble", tmp_path / "m0", tmp_path / "m1", "--out", tmp_path / "e",
+                             "--operating-point", "youden")  # 3 classes: refused, and no half-made bundle is left
+    assert proc.returncode == 2 and "binary" in proc.stderr and not (tmp_path / "e" / "model.pt").exists()
     proc = run_cli_inprocess(capsys, monkeypatch, "ensemble", tmp_path / "m0", tmp_path / "m1", "--out", tmp_path / "e")
     assert proc.returncode == 0, proc.stderr
     assert "2 members, validation temperature" in proc.stdout

@@ -143,7 +143,8 @@ def audit_run(
     from rich.progress import track
 
     from cxr.data.images import ImageReadError, load_grayscale
-    from cxr.evaluation.evaluate import split_files
+    from cxr.errors import CxrError
+    from cxr.evaluation.evaluate import evaluation_key, split_files
     from cxr.explain.cam import CamExplainer
     from cxr.explain.images import explain_images
     from cxr.inference.bundle import Bundle
@@ -172,12 +173,16 @@ def audit_run(
             rows.append(AuditRow(str(p), bundle.classes[y], e.predicted, e.explained,
                                  float(e.probabilities[e.predicted_index]), share,
                                  bool(np.isfinite(share) and share > flag_above)))  # fmt: skip
+    if not rows:
+        raise CxrError(f"none of the {len(files.paths)} {split} images could be read; nothing to audit")
+    key = evaluation_key(run_dir, split, data)  # another dataset's audit goes beside the run's own, not over it
     summary = summarise(rows, bundle.classes, border, flag_above)
-    summary.update(run=str(run_dir), model=bundle.meta.model, split=split, method=method, layer=explainer.layer)
-    paths = write_audit(out_dir, split, rows, summary)
+    summary.update(run=str(run_dir), model=bundle.meta.model, split=key, method=method, layer=explainer.layer)
+    summary["unreadable_skipped"] = len(files.paths) - len(rows)
+    paths = write_audit(out_dir, key, rows, summary)
     flagged = sorted((r for r in rows if r.flagged), key=lambda r: -r.border_fraction)[:n_overlays]
     if flagged:
         labels = {Path(r.path): r.label for r in flagged}
-        explain_images(bundle, list(labels), out_dir / f"flagged_{split}", labels=labels, explainer=explainer)
-        paths["flagged"] = out_dir / f"flagged_{split}"
+        explain_images(bundle, list(labels), out_dir / f"flagged_{key}", labels=labels, explainer=explainer)
+        paths["flagged"] = out_dir / f"flagged_{key}"
     return summary, paths
