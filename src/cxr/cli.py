@@ -13,8 +13,8 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
+from cxr.cli_checks import csv_out, folder_out, html_out, split_name
 from cxr.cli_data import data_app
-from cxr.cli_paths import csv_out, folder_out, html_out
 from cxr.errors import CxrError
 
 app = typer.Typer(
@@ -85,7 +85,7 @@ def train(
 @app.command()
 def evaluate(
     run: Path = typer.Argument(..., help="run directory from `cxr train`"),
-    split: str = typer.Option("test", help="test | val | train"),
+    split: str = typer.Option("test", help="test | val | train", callback=split_name),
     data: Optional[Path] = typer.Option(None, help="evaluate on another dataset root with the same classes"),
     batch_size: int = typer.Option(64, min=1),
     bootstrap: int = typer.Option(1000, min=0, help="bootstrap resamples for the 95 % intervals (0: none)"),
@@ -101,14 +101,14 @@ def evaluate(
     """Evaluate a trained run; writes metrics.json, plots/ and predictions_<split>.csv into the run."""
     from cxr.evaluation.evaluate import evaluate_run, evaluation_key
 
-    if split not in ("test", "val", "train"):
-        raise CxrError(f"--split must be test, val or train, not {split!r}")
     key = evaluation_key(run, split, data)  # another dataset: `test@<name>`, the run's own figures stay
     metrics = evaluate_run(
         run, split, data=data, batch_size=batch_size, progress=True, n_bootstrap=bootstrap, seed=seed,
         reference=reference, key=key,
     )  # fmt: skip
     _print_metrics(metrics, key)
+    for msg in metrics.get("skipped_unreadable", []):
+        err_console.print(f"[yellow]warning:[/] skipped {msg}", highlight=False)
     console.print(f"wrote '{key}' in {run / 'metrics.json'}, {run / f'predictions_{key}.csv'} and {run / 'plots'}/")
     if gallery:
         from cxr.explain.gallery import write_gallery
@@ -169,7 +169,7 @@ def compare(
     run_a: Path = typer.Argument(..., help="first run (A)"),
     run_b: Path = typer.Argument(..., help="second run (B)"),
     data: Optional[Path] = typer.Option(None, help="dataset root whose --split both models are run on (default: A's)"),
-    split: str = typer.Option("test", help="test | val | train"),
+    split: str = typer.Option("test", help="test | val | train", callback=split_name),
     out: Optional[Path] = typer.Option(
         None, help="output folder (default: compare_<A>_vs_<B> beside run A)", callback=folder_out
     ),
@@ -223,6 +223,9 @@ def predict(
     preds = bundle.predict(inputs, batch_size=batch_size, progress=True)
     for msg in preds.errors:
         err_console.print(f"[yellow]warning:[/] skipped {msg}")
+    if not preds.paths:
+        raise CxrError(f"no readable image among the inputs ({len(preds.errors)} skipped); pass image files "
+                       "(PNG, JPEG, DICOM) or folders that hold them")  # fmt: skip
     table = Table("path", "predicted", *[f"p({c})" for c in preds.classes])
     shown = 20
     for p, label, probs in list(zip(preds.paths, preds.predicted, preds.probabilities))[:shown]:
@@ -330,7 +333,7 @@ def explain(
 @app.command("audit-shortcuts")
 def audit_shortcuts(
     run: Path = typer.Argument(..., help="run directory (model bundle)"),
-    split: str = typer.Option("test", help="test | val | train"),
+    split: str = typer.Option("test", help="test | val | train", callback=split_name),
     data: Optional[Path] = typer.Option(None, help="dataset root with the same classes (default: the run's data)"),
     out: Optional[Path] = typer.Option(None, help="output folder (default: RUN/audit)", callback=folder_out),
     method: str = typer.Option("gradcam", help="gradcam | gradcam++"),
@@ -341,8 +344,6 @@ def audit_shortcuts(
     """Shortcut audit: Grad-CAM mass on the image border (markers, text) per class; flags border-heavy images."""
     from cxr.explain.shortcut import audit_run
 
-    if split not in ("test", "val", "train"):
-        raise CxrError(f"--split must be test, val or train, not {split!r}")
     summary, paths = audit_run(run, split, data, out, method, layer, border, flag_above, progress=True)
     title = f"Grad-CAM mass on the outer {border:.0%} border ({split})"
     table = Table("class", "n", "mean", "median", "p90", "flagged", title=title)

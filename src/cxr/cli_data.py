@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from cxr.cli_paths import csv_out, folder_out, image_out
+from cxr.cli_checks import csv_out, folder_out, image_out
 
 data_app = typer.Typer(no_args_is_help=True, help="Dataset tools: split, audit, dedup, preview.")
 console = Console()

@@ -151,7 +151,9 @@ def build_config(yaml_path: Path | None = None, overrides: dict[str, Any] | None
         if not Path(yaml_path).is_file():
             raise CxrError(f"config file {yaml_path} not found; pass an existing YAML file to --config")
         try:
-            loaded = yaml.safe_load(Path(yaml_path).read_text()) or {}
+            loaded = yaml.safe_load(Path(yaml_path).read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError:
+            raise CxrError(f"{yaml_path}: not a text file (not UTF-8); pass a YAML config") from None
         except yaml.YAMLError as e:
             raise CxrError(f"{yaml_path}: not valid YAML ({str(e).splitlines()[0]})") from None
         if not isinstance(loaded, dict):
@@ -162,7 +164,11 @@ def build_config(yaml_path: Path | None = None, overrides: dict[str, Any] | None
             continue
         if "." in key:  # dotted override for nested sections, e.g. augment.hflip
             head, tail = key.split(".", 1)
-            values.setdefault(head, {})[tail] = val
+            section = values.setdefault(head, {})
+            if not isinstance(section, dict):
+                raise CxrError(f"{source}: key {head!r} must be a section of keys (e.g. {head}: {{{tail}: ...}}), "
+                               f"not {section!r}")  # fmt: skip
+            section[tail] = val
         else:
             values[key] = val
     try:
@@ -176,4 +182,9 @@ def save_config(cfg: TrainConfig, path: Path) -> None:
 
 
 def load_run_config(run_dir: Path) -> TrainConfig:
-    return build_config(Path(run_dir) / "config.yaml")
+    run_dir = Path(run_dir)
+    if run_dir.is_file():
+        raise CxrError(f"{run_dir} is a file; pass the run directory that holds it ({run_dir.parent})")
+    if not (run_dir / "config.yaml").is_file():
+        raise CxrError(f"{run_dir} has no config.yaml; pass a run directory made by `cxr train`")
+    return build_config(run_dir / "config.yaml")

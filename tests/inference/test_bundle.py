@@ -48,7 +48,7 @@ def test_threshold_in_bundle_decides_binary_prediction(tmp_path):
 
 def test_unfinished_or_foreign_runs_are_refused(tmp_path):
     (tmp_path / "run").mkdir()
-    with pytest.raises(CxrError, match="not a finished model"):
+    with pytest.raises(CxrError, match="not a finished model.*made by `cxr train`"):
         Bundle.load(tmp_path / "run")
     with pytest.raises(CxrError, match="no such run"):
         Bundle.load(tmp_path / "missing")
@@ -69,3 +69,15 @@ def test_weights_of_another_layout_are_a_one_line_error(tmp_path):
     with pytest.raises(CxrError, match=r"do not fit this cxr's 'smallnet' \(Unexpected key.*saved by cxr 0.1.0") as e:
         Bundle.load(tmp_path)
     assert "\n" not in str(e.value)
+
+
+def test_cli_predict_with_no_readable_image_is_an_error_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    from tests.test_cli import run_cli_inprocess
+
+    (tmp_path / "run").mkdir()
+    _bundle(tmp_path / "run")
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "broken.png").write_bytes(b"nope")
+    proc = run_cli_inprocess(capsys, monkeypatch, "predict", tmp_path / "run", tmp_path / "in", "--out", tmp_path / "p.csv")
+    assert proc.returncode == 2 and "no readable image among the inputs (1 skipped)" in proc.stderr
+    assert "skipped" in proc.stderr and not (tmp_path / "p.csv").exists()

@@ -36,8 +36,11 @@ def test_foreign_and_mismatched_files_are_clear_errors(tmp_path):
     with pytest.raises(CxrError, match="not a readable"):
         load_matching_weights(create_model("smallnet", 2), tmp_path / "junk.pt")
     torch.save(create_model("vanilla-cnn", 2).state_dict(), tmp_path / "other.pt")
-    with pytest.raises(CxrError, match="matches this model"):
+    with pytest.raises(CxrError, match="only 0 of 122 tensors .* match this model"):
         load_matching_weights(create_model("resnet18", 2), tmp_path / "other.pt")
+    torch.save(create_model("smallnet", 2).state_dict(), tmp_path / "small.pt")  # a few tensors fit by chance
+    with pytest.raises(CxrError, match=r"only [1-9]\d* of \d+ tensors .* another architecture"):
+        load_matching_weights(create_model("vgg16", 2), tmp_path / "small.pt")
     with pytest.raises(CxrError, match="not found"):
         load_matching_weights(create_model("smallnet", 2), tmp_path / "missing.pt")
 

@@ -57,8 +57,10 @@ def scan_class_folders(root: str | Path) -> ClassFolderDataset:
         from cxr.data.medmnist import npz_to_class_folders
 
         root = npz_to_class_folders(root, default_cache_dir())
+    if root.is_file():
+        raise CxrError(f"{root} is a file; give a folder with train/<class>/, a CSV manifest (.csv) or a MedMNIST .npz")
     if not root.is_dir():
-        raise CxrError(f"data folder {root} does not exist; pass --data pointing at a folder with train/<class>/")
+        raise CxrError(f"data folder {root} does not exist; give a folder with train/<class>/ (or a .csv or .npz)")
     train_dir = root / "train"
     if not train_dir.is_dir():
         if len(_class_dirs(root)) >= 2:  # <class>/ folders with no split: say how to make one

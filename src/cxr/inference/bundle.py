@@ -84,9 +84,11 @@ def read_bundle_file(run_dir: str | Path) -> dict[str, Any]:
         raise CxrError(f"{run_dir}: no such run directory")
     path = run_dir / BUNDLE_FILE if run_dir.is_dir() else run_dir
     if not path.is_file():
-        raise CxrError(
-            f"{run_dir} is not a finished model (no {BUNDLE_FILE}); finish it with `cxr train --resume --out {run_dir}`"
-        )
+        if (run_dir / "checkpoints" / "last.ckpt").is_file():  # an interrupted run: say how to finish it
+            hint = f"finish it with `cxr train --resume --out {run_dir}`"
+        else:
+            hint = "pass a run directory made by `cxr train` (it holds model.pt)"
+        raise CxrError(f"{run_dir} is not a finished model (no {BUNDLE_FILE}); {hint}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises several unrelated types for a corrupt file

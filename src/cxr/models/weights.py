@@ -126,8 +126,11 @@ def load_matching_weights(
         update[name] = value.to(tensor.dtype)
         report.loaded.append(name)
     report.unused = [k for k in source if k not in used]
-    if not update:
-        raise CxrError(f"no tensor in {path} matches this model's layers; was it trained with another architecture?")
+    if len(update) < len(target) / 2:  # a head of another size is a few tensors; most missing = another network
+        raise CxrError(
+            f"only {len(update)} of {len(target)} tensors in {path} match this model's layers; was it saved from "
+            "another architecture? Pass a file of the same --model"
+        )
     model.load_state_dict(update, strict=False)
     return report
 

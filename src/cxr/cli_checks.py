@@ -1,5 +1,5 @@
-"""Checks of the paths a command will write, run as Typer callbacks before any work: a wrong `--out` is a one-line
-error (not a traceback after minutes of work), and a file of the wrong kind (a run's model.pt) is never overwritten."""
+"""Option checks run as Typer callbacks before any work: a wrong `--out` or `--split` is a one-line error (not a
+traceback after minutes of work), and a file of another kind (a run's model.pt) is never overwritten."""
 
 from __future__ import annotations
 
@@ -43,3 +43,9 @@ def folder_out(path: Path | None) -> Path | None:
     if path is not None:
         _no_file_on_the_way(path)
     return path
+
+
+def split_name(split: str) -> str:
+    if split not in ("test", "val", "train"):
+        raise CxrError(f"--split must be test, val or train, not {split!r}")
+    return split
