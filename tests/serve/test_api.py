@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from cxr.data.images import load_grayscale
+from cxr.errors import CxrError
 from cxr.inference.bundle import Bundle
 from cxr.inference.onnx_export import weights_digest
 from cxr.serve import create_app
@@ -208,3 +209,18 @@ def test_serving_imports_no_lightning(served_run):
     )
     done = subprocess.run([sys.executable, "-c", code, str(served_run)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_a_port_in_use_or_an_unknown_host_is_a_one_line_error_before_the_model_loads(tmp_path):
+    import socket
+
+    from cxr.serve.app import serve
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(CxrError, match=f"cannot listen on 127.0.0.1:{port} .*pick another --port"):
+            serve(tmp_path / "no-such-run", port=port)  # the port is checked first: the missing run is not reached
+    with pytest.raises(CxrError, match="is not an address of this machine"):
+        serve(tmp_path / "no-such-run", host="no-such-host.invalid", port=port)

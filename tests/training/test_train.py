@@ -89,6 +89,9 @@ def test_overwrite_keeps_the_old_run_until_the_new_one_finishes(tiny_dataset, tm
     with pytest.raises(CxrError, match="does not exist"):
         train(_cfg(tmp_path / "missing", epochs=1), run, overwrite=True)
     assert (run / BUNDLE_FILE).read_bytes() == old and not (run / train_mod.PREVIOUS_RUN).exists()
+    with pytest.raises(CxrError, match="does not exist"):  # a new folder that got nothing resumable is removed
+        train(_cfg(tmp_path / "missing", epochs=1), tmp_path / "fresh" / "run")
+    assert (tmp_path / "fresh").is_dir() and not (tmp_path / "fresh" / "run").exists()
     assert (run / "history.csv").is_file() and cxr.load(run).classes == ["normal", "pneumonia"]
 
     real_trainer = L.Trainer

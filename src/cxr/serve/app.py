@@ -27,6 +27,7 @@ from pydantic import BaseModel
 
 from cxr import __version__
 from cxr.data.images import ImageReadError, load_grayscale
+from cxr.errors import CxrError
 from cxr.inference.bundle import Bundle
 from cxr.inference.onnx_export import weights_digest
 from cxr.inference.predict import decide
@@ -218,6 +219,24 @@ def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, **opti
     """Run the app with uvicorn; `limit_concurrency` answers 503 to connections beyond what the pool can queue."""
     import uvicorn
 
+    _check_can_listen(host, port)  # before loading the model; uvicorn would log several lines and exit 1 or 3
     app = create_app(run_dir, **options)
     pool: InferencePool = app.state.pool
     uvicorn.run(app, host=host, port=port, limit_concurrency=pool.max_pending + 16, log_level="info")
+
+
+def _check_can_listen(host: str, port: int) -> None:
+    """Bind once and let go: a port in use or an address not on this machine is a one-line error."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise CxrError(f"--host {host!r} is not an address of this machine ({e.strerror}); try 127.0.0.1") from None
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: TIME_WAIT is not "in use"
+        try:
+            probe.bind(address)
+        except OSError as e:
+            raise CxrError(f"cannot listen on {host}:{port} ({e.strerror}); pick another --port or --host") from None

@@ -181,9 +181,15 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite: bo
         return train_ensemble(cfg, out, resume, overwrite)
     out = Path(out)
     check_run_dir(out, resume, overwrite)
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    with set_aside_previous_run(out, overwrite):
-        return _train_one(cfg, out, resume)
+    try:
+        with set_aside_previous_run(out, overwrite):
+            return _train_one(cfg, out, resume)
+    except BaseException:
+        if created and _is_rank_zero() and not (out / "checkpoints" / "last.ckpt").is_file():
+            shutil.rmtree(out, ignore_errors=True)  # nothing to resume: no half-made run folder is left behind
+        raise
 
 
 def _train_one(cfg: TrainConfig, out: Path, resume: bool) -> Path:
