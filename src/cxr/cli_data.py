@@ -98,6 +98,8 @@ def data_dedup(
         w = csv.writer(f)
         w.writerow(["path", "copy_of", "distance"])
         w.writerows([str(a), str(b), d] for a, b, d in result.removed)
+    for msg in result.unreadable:  # kept in the manifest (compared by content hash only): `cxr train` skips them
+        err_console.print(f"[yellow]warning:[/] could not compare {msg}", highlight=False)
     kept = sum(len(files) for files in result.splits.values())
     console.print(f"kept {kept} images, removed {len(result.removed)} copies of --against images; "
                   f"wrote {out} and {removed_csv}", soft_wrap=True)  # fmt: skip

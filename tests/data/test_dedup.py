@@ -31,7 +31,7 @@ def test_copies_are_removed_and_everything_else_kept(tmp_path):
     r = exclude_near_duplicates(source, target, workers=1)
     removed = {(a.name, b.name) for a, b, _ in r.removed}
     assert removed == {("train00.png", "copied.png"), ("val12.png", "reenc.jpg")}
-    assert [d for a, _, d in r.removed if a.name == "train00.png"] == [0]
+    assert [d for a, _, d in r.removed if a.name == "train00.png"] == [0] and r.unreadable == []
     assert len(r.splits["train"]) == 7 and len(r.splits["val"]) == 7
     kept = {p.name for files in r.splits.values() for p in files.paths}
     assert "train00.png" not in kept and "val12.png" not in kept and "train01.png" in kept
@@ -52,3 +52,12 @@ def test_cli_writes_a_trainable_manifest_and_a_removed_list(capsys, monkeypatch,
     assert removed[0] == "path,copy_of,distance" and len(removed) == 3
     proc = run_cli_inprocess(capsys, monkeypatch, "data", "dedup", tmp_path / "nope", "--against", target, "--out", out)
     assert proc.returncode == 2 and "does not exist" in proc.stderr
+
+
+def test_unreadable_files_are_kept_and_warned_about(capsys, monkeypatch, tmp_path):
+    source, target = _two_datasets(tmp_path)
+    (source / "train" / "COVID" / "broken.png").write_bytes(b"not a png")
+    proc = run_cli_inprocess(capsys, monkeypatch, "data", "dedup", source, "--against", target, "--out",
+                             tmp_path / "clean.csv", "--workers", "1")  # fmt: skip
+    assert proc.returncode == 0 and "kept 15 images, removed 2" in proc.stdout
+    assert "warning: could not compare" in proc.stderr and "broken.png" in proc.stderr

@@ -21,6 +21,7 @@ class DedupResult:
     splits: dict[str, LabeledFiles]  # what is kept, per split of the source
     patient_ids: dict[Path, str | None]
     removed: list[tuple[Path, Path, int]] = field(default_factory=list)  # (source file, its copy in `against`, distance)
+    unreadable: list[str] = field(default_factory=list)  # files of either dataset that could not be compared
 
 
 def exclude_near_duplicates(
@@ -58,4 +59,5 @@ def exclude_near_duplicates(
     for files in kept.values():
         ids.update(zip(files.paths, patient_ids(files.paths, pattern, source.patient_ids)))
     removed = [(everything[i], everything[j], d) for i, (j, d) in sorted(match.items())]
-    return DedupResult(source.classes, kept, ids, removed)
+    unreadable = [f"{everything[i]}: {f.error}" for i, f in enumerate(facts) if not f.phash]
+    return DedupResult(source.classes, kept, ids, removed, unreadable)
