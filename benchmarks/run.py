@@ -65,7 +65,12 @@ def same_config(a: dict, b: dict) -> bool:
     """Equal on every key both know; keys added to cxr after a run was trained default to the old behaviour."""
     ignore = {"data", "cache_dir", "num_workers"}  # where data lives and loader processes do not change the model
     keys = (a.keys() & b.keys()) - ignore
-    return all(same_config(a[k], b[k]) if isinstance(a[k], dict) else a[k] == b[k] for k in keys)
+    return all(same_config(a[k], b[k]) if isinstance(a[k], dict) else _value(k, a[k]) == _value(k, b[k]) for k in keys)
+
+
+def _value(key: str, value):
+    """A weights file is the same file whether written relative to the repository root or absolute."""
+    return str((ROOT / value).resolve()) if key == "weights" and value else value
 
 
 def radiography_minus_codecademy() -> Path:
