@@ -40,3 +40,16 @@ def test_changed_file_invalidates_cache(tmp_path):
 
     os.utime(p, ns=(1, 10**18))
     assert decode_cached([p], 8, tmp_path / "c").images[0, 0, 0] == 200
+
+
+def test_an_unwritable_cache_warns_once_and_still_decodes(tmp_path, monkeypatch):
+    p = tmp_path / "a.png"
+    Image.fromarray(np.full((8, 8), 10, np.uint8)).save(p)
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    warnings = []
+    monkeypatch.setattr(cache.log, "warning", warnings.append)  # the CLI stops "cxr" records reaching caplog's root
+    for _ in range(2):
+        assert decode_cached([p], 8, not_a_dir).images[0, 0, 0] == 10
+    assert len(warnings) == 1 and str(not_a_dir) in warnings[0] and "not writable" in warnings[0]
+    assert not_a_dir.read_text() == "x"

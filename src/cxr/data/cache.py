@@ -15,6 +15,7 @@ from rich.progress import track
 from cxr.data.images import ImageReadError, load_grayscale
 
 log = logging.getLogger("cxr")
+_warned_unwritable: set[Path] = set()
 
 
 def default_cache_dir() -> Path:
@@ -68,5 +69,7 @@ def decode_cached(paths: list[Path], size: int, cache_dir: Path | None = None, d
     except OSError as e:  # the cache only saves time: an unwritable one must not stop the run
         if tmp.parent.is_dir():
             tmp.unlink(missing_ok=True)
-        log.warning(f"cache dir {cache_dir} is not writable ({e.strerror or e}); images will be decoded again next time")
+        if cache_dir not in _warned_unwritable:  # once per run, not once per split
+            _warned_unwritable.add(cache_dir)
+            log.warning(f"cache dir {cache_dir} is not writable ({e.strerror or e}); decoding again next time")
     return decoded

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,8 @@ from cxr.data.images import ImageReadError, load_grayscale
 from cxr.data.transforms import train_augmentation
 from cxr.errors import CxrError
 from cxr.explain.grids import image_grid
+
+log = logging.getLogger("cxr")
 
 
 def preview_training_images(
@@ -35,8 +38,9 @@ def preview_training_images(
                 break
             try:
                 images.append(load_grayscale(candidates[i], cfg.image_size))
-            except ImageReadError:
-                continue  # preview what trains; unreadable files are reported by `cxr train`
+            except ImageReadError as e:
+                log.warning(f"skipped {e}")  # preview what trains: `cxr train` skips it too
+                continue
             labels.append(label)
             names.append(candidates[i].name)
     if not images:
