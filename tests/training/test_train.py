@@ -172,3 +172,17 @@ def test_ensemble_members_share_one_split_and_an_interrupted_ensemble_resumes(ti
     assert (members[0] / BUNDLE_FILE).stat().st_mtime_ns == first_member  # finished members are not retrained
     assert (members[1] / BUNDLE_FILE).is_file() and (out / BUNDLE_FILE).is_file()
     assert json.loads((out / "metrics.json").read_text())["training"]["wall_seconds"] >= 1000.0  # member 0 counts
+
+
+def test_a_failed_ensemble_overwrite_with_a_member_checkpoint_stays_resumable(tmp_path):
+    from cxr.training.train import PREVIOUS_RUN, set_aside_previous_run
+
+    (tmp_path / BUNDLE_FILE).write_bytes(b"old model")
+    with pytest.raises(RuntimeError, match="member 1 failed"):
+        with set_aside_previous_run(tmp_path, overwrite=True):
+            (tmp_path / "members" / "0" / "checkpoints").mkdir(parents=True)
+            (tmp_path / "members" / "0" / "checkpoints" / "last.ckpt").write_bytes(b"new progress")
+            raise RuntimeError("member 1 failed")
+    assert (tmp_path / "members" / "0" / "checkpoints" / "last.ckpt").is_file()
+    assert (tmp_path / PREVIOUS_RUN / BUNDLE_FILE).read_bytes() == b"old model"
+    assert not (tmp_path / BUNDLE_FILE).exists()

@@ -100,6 +100,11 @@ def _remove_artifacts(out: Path) -> None:
         shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
 
 
+def _resumable(out: Path) -> bool:
+    """A checkpoint `--resume` can continue from: the run's own, or an ensemble member's."""
+    return (out / "checkpoints" / "last.ckpt").is_file() or any((out / "members").glob("*/checkpoints/last.ckpt"))
+
+
 def _is_rank_zero() -> bool:
     return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
 
@@ -120,7 +125,7 @@ def set_aside_previous_run(out: Path, overwrite: bool) -> Iterator[None]:
     try:
         yield
     except BaseException:
-        if present and (out / "checkpoints" / "last.ckpt").is_file():
+        if present and _resumable(out):
             log.warning(f"the run --overwrite replaced is kept in {aside}; move its files back to restore it")
         elif present:
             _remove_artifacts(out)
@@ -187,7 +192,7 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite: bo
         with set_aside_previous_run(out, overwrite):
             return _train_one(cfg, out, resume)
     except BaseException:
-        if created and _is_rank_zero() and not (out / "checkpoints" / "last.ckpt").is_file():
+        if created and _is_rank_zero() and not _resumable(out):
             shutil.rmtree(out, ignore_errors=True)  # nothing to resume: no half-made run folder is left behind
         raise
 
