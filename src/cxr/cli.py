@@ -39,7 +39,8 @@ def train(
     batch_size: Optional[int] = typer.Option(None),
     lr: Optional[float] = typer.Option(None, help="learning rate"),
     val_fraction: Optional[float] = typer.Option(None, help="validation share carved from train when there is no val/"),
-    class_weight: Optional[str] = typer.Option(None, help="none | balanced"),
+    class_weight: Optional[str] = typer.Option(None, help="none | balanced: loss weighted by 1 / class size"),
+    sampling: Optional[str] = typer.Option(None, help="shuffle | balanced: draw each class equally often"),
     input_norm: Optional[str] = typer.Option(
         None, help="dataset | image | histeq: one mean/std, or standardise, or histogram-equalise each image"
     ),
@@ -71,7 +72,7 @@ def train(
 
     overrides = dict(
         data=data, model=model, epochs=epochs, image_size=image_size, batch_size=batch_size, lr=lr,
-        val_fraction=val_fraction, class_weight=class_weight, monitor=monitor, seed=seed, num_workers=num_workers,
+        val_fraction=val_fraction, class_weight=class_weight, sampling=sampling, monitor=monitor, seed=seed, num_workers=num_workers,
         precision=precision, devices=devices, strategy=strategy, accelerator=accelerator, cache_dir=cache_dir,
         strict=strict, operating_point=operating_point, weights=weights, freeze_backbone=freeze_backbone,
         split_seed=split_seed, ensemble=ensemble, input_norm=input_norm, **{"augment.hflip": hflip},

@@ -52,6 +52,9 @@ class TrainConfig(_Strict):
     weight_decay: float = Field(1e-4, ge=0, le=1)
     optimizer: Literal["adam", "adamw"] = "adamw"
     class_weight: Literal["none", "balanced"] = "none"
+    sampling: Literal["shuffle", "balanced"] = Field(
+        "shuffle", description="balanced: draw training images with replacement so each class is seen equally often"
+    )
     val_fraction: float = Field(0.15, gt=0, lt=1)
     seed: int = 0
     split_seed: int | None = Field(None, description="seed of the validation carve-out (default: seed)")
@@ -110,6 +113,12 @@ class TrainConfig(_Strict):
         if name not in available_models():
             raise ValueError(f"unknown model {name!r}; choose one of {', '.join(available_models())}")
         return name
+
+    @model_validator(mode="after")
+    def _one_imbalance_correction(self) -> "TrainConfig":
+        if self.sampling == "balanced" and self.class_weight == "balanced":
+            raise ValueError("sampling: balanced and class_weight: balanced both correct class imbalance; choose one")
+        return self
 
     @model_validator(mode="after")
     def _freeze_needs_weights(self) -> "TrainConfig":

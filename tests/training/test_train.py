@@ -186,3 +186,28 @@ def test_a_failed_ensemble_overwrite_with_a_member_checkpoint_stays_resumable(tm
     assert (tmp_path / "members" / "0" / "checkpoints" / "last.ckpt").is_file()
     assert (tmp_path / PREVIOUS_RUN / BUNDLE_FILE).read_bytes() == b"old model"
     assert not (tmp_path / BUNDLE_FILE).exists()
+
+
+def test_balanced_sampler_draws_each_class_equally_often():
+    from cxr.training.prepare import balanced_sampler
+
+    labels = [0] * 90 + [1] * 10
+    draws = [labels[i] for _ in range(20) for i in balanced_sampler(labels, seed=0)]
+    assert len(draws) == 20 * 100  # an epoch keeps its length
+    assert 0.45 < sum(draws) / len(draws) < 0.55  # shuffling alone gives 0.10
+    assert list(balanced_sampler(labels, seed=3)) == list(balanced_sampler(labels, seed=3))
+
+
+def test_sampling_balanced_is_used_by_training_and_not_with_class_weights(tiny_dataset, tmp_path, monkeypatch):
+    import cxr.training.train as train_mod
+
+    calls = []
+    real = train_mod.balanced_sampler
+    monkeypatch.setattr(train_mod, "balanced_sampler", lambda labels, seed: calls.append(list(labels)) or real(labels, seed))
+    for f in sorted((tiny_dataset / "train" / "pneumonia").iterdir())[4:]:
+        f.unlink()  # 12 normal : 4 pneumonia
+    run = train(_cfg(tiny_dataset, epochs=1, sampling="balanced"), tmp_path / "run")
+    assert len(calls) == 1 and sorted(set(calls[0])) == [0, 1] and calls[0].count(0) > calls[0].count(1)
+    assert json.loads((run / "metrics.json").read_text())["training"]["sampling"] == "balanced"
+    with pytest.raises(CxrError, match="both correct class imbalance"):
+        _cfg(tiny_dataset, sampling="balanced", class_weight="balanced")

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from cxr.config import TrainConfig
 from cxr.data.cache import decode_cached
@@ -76,3 +77,15 @@ def balanced_class_weights(labels: list[int], num_classes: int) -> list[float]:
     from sklearn.utils.class_weight import compute_class_weight
 
     return compute_class_weight("balanced", classes=np.arange(num_classes), y=np.asarray(labels)).tolist()
+
+
+def balanced_sampler(labels: list[int], seed: int) -> torch.utils.data.WeightedRandomSampler:
+    """Each image drawn with probability 1 / (its class count): every class equally often per epoch, in expectation.
+
+    An epoch keeps its usual length (one draw per training image), so epochs, patience and LR schedules mean the same.
+    """
+    y = np.asarray(labels)
+    per_image = 1.0 / np.bincount(y)[y]
+    generator = torch.Generator().manual_seed(seed)
+    return torch.utils.data.WeightedRandomSampler(per_image.tolist(), num_samples=len(y), replacement=True,
+                                                  generator=generator)  # fmt: skip

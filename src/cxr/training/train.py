@@ -29,7 +29,7 @@ from cxr.evaluation.operating_point import check_binary
 from cxr.inference.bundle import BUNDLE_FILE, BundleMeta, save_bundle
 from cxr.training.history import HistoryWriter
 from cxr.training.module import Classifier
-from cxr.training.prepare import balanced_class_weights, prepare_data
+from cxr.training.prepare import balanced_class_weights, balanced_sampler, prepare_data
 
 log = logging.getLogger("cxr")
 
@@ -222,7 +222,10 @@ def _train_one(cfg: TrainConfig, out: Path, resume: bool) -> Path:
     val_ds = DecodedImageDataset(data.images["val"], data.files["val"].labels, data.mean, data.std)
     workers = resolve_workers(cfg)
     loader_kw = dict(batch_size=cfg.batch_size, num_workers=workers, persistent_workers=workers > 0)
-    train_loader = DataLoader(train_ds, shuffle=True, drop_last=len(train_ds) > cfg.batch_size, **loader_kw)
+    sampler = balanced_sampler(data.files["train"].labels, cfg.seed) if cfg.sampling == "balanced" else None
+    train_loader = DataLoader(
+        train_ds, shuffle=sampler is None, sampler=sampler, drop_last=len(train_ds) > cfg.batch_size, **loader_kw
+    )
     val_loader = DataLoader(val_ds, shuffle=False, **loader_kw)
 
     trainer.fit(module, train_loader, val_loader, ckpt_path=str(out / "checkpoints" / "last.ckpt") if resume else None)
@@ -251,6 +254,7 @@ def _train_one(cfg: TrainConfig, out: Path, resume: bool) -> Path:
         "skipped_unreadable": data.skipped,
         "init_weights": module.weights_report.to_dict() if module.weights_report else None,
         "freeze_backbone": cfg.freeze_backbone,
+        "sampling": cfg.sampling,
         "precision": precision,
         "num_workers": workers,
         "wall_seconds": round(time.perf_counter() - t_start, 1),
