@@ -45,6 +45,9 @@ CANDIDATES = {
         "smallnet-224-histeq": dict(model="smallnet", image_size=224, epochs=40, input_norm="histeq"),
         # films from many sources and resolutions: simulate lower-resolution sources (judged on CV and another site)
         "smallnet-224-lowres": dict(model="smallnet", image_size=224, epochs=40, augment=dict(low_res=0.5)),
+        # 111 Covid : 70 : 70 in train: draw each class equally often (judged on 3-fold CV)
+        "smallnet-224-balsample": dict(model="smallnet", image_size=224, epochs=40, sampling="balanced"),
+        "smallnet-224-balsample-seed1": dict(model="smallnet", image_size=224, epochs=40, sampling="balanced", seed=1),
         "smallnet-224-frozen-radiography": dict(model="smallnet", image_size=224, epochs=30, lr=0.001,
                                                 weights=RADIOGRAPHY_WEIGHTS, freeze_backbone=True),  # fmt: skip
     },
