@@ -104,7 +104,7 @@ def _fit_input_channels(tensor: torch.Tensor, shape: torch.Size) -> torch.Tensor
 def load_matching_weights(
     model: nn.Module, path: str | Path, foreign_names: tuple[tuple[str, str], ...] = ()
 ) -> WeightsReport:
-    """Copy every tensor whose name (or foreign name) and shape match; a file that matches nothing is an error."""
+    """Copy every tensor whose name (or foreign name) and shape match; a file that fits under half is an error."""
     target = model.state_dict()
     source = _strip_wrapper_prefixes(read_state_dict(path), target)
     report = WeightsReport(str(path))
