@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
+from rich.text import Text
 
 from cxr.cli_checks import csv_out, folder_out, html_out, split_name
 from cxr.cli_data import data_app
@@ -109,7 +110,7 @@ def evaluate(
     )  # fmt: skip
     _print_metrics(metrics, key)
     for msg in metrics.get("skipped_unreadable", []):
-        err_console.print(f"[yellow]warning:[/] skipped {msg}", highlight=False)
+        _warn(f"skipped {msg}")
     console.print(f"wrote '{key}' in {run / 'metrics.json'}, {run / f'predictions_{key}.csv'} and {run / 'plots'}/")
     if gallery:
         from cxr.explain.gallery import write_gallery
@@ -223,7 +224,7 @@ def predict(
     bundle = Bundle.load(run, backend=backend)
     preds = bundle.predict(inputs, batch_size=batch_size, progress=True)
     for msg in preds.errors:
-        err_console.print(f"[yellow]warning:[/] skipped {msg}")
+        _warn(f"skipped {msg}")
     if not preds.paths:
         raise CxrError(f"no readable image among the inputs ({len(preds.errors)} skipped); pass image files "
                        "(PNG, JPEG, DICOM) or folders that hold them")  # fmt: skip
@@ -253,7 +254,7 @@ def adapt(
 
     result = adapt_batchnorm(run, inputs, out, batch_size=batch_size, progress=True)
     for msg in result.skipped:
-        err_console.print(f"[yellow]warning:[/] skipped {msg}")
+        _warn(f"skipped {msg}")
     console.print(
         f"wrote {result.path}: {result.batch_norm_layers} batch-norm layers re-estimated on {result.images} images "
         f"({len(result.skipped)} skipped); temperature and threshold kept from {run}"
@@ -325,7 +326,7 @@ def explain(
     result = explain_images(bundle, inputs, out, method=method, layer=layer, class_name=class_name, alpha=alpha,
                             feature_maps=feature_maps, batch_size=batch_size, progress=True)  # fmt: skip
     for msg in result.errors:
-        err_console.print(f"[yellow]warning:[/] skipped {msg}")
+        _warn(f"skipped {msg}")
     if not result.files:
         raise CxrError("no readable images to explain")
     console.print(f"{len(result.files)} explained with {method} on layer {result.layer!r}; wrote {out}/, {result.csv}")
@@ -354,7 +355,7 @@ def audit_shortcuts(
                           f"{st['flagged']} ({st['flagged_share']:.0%})")  # fmt: skip
     console.print(table)
     if summary["unreadable_skipped"]:
-        err_console.print(f"[yellow]warning:[/] {summary['unreadable_skipped']} unreadable image(s) skipped")
+        _warn(f"{summary['unreadable_skipped']} unreadable image(s) skipped")
     written = ", ".join(map(str, paths.values()))
     console.print(f"a uniform map puts {summary['uniform_baseline']:.2f} on the border; wrote {written}")
 
@@ -424,9 +425,12 @@ def main() -> None:
 
 
 def _one_line_error(message: str) -> None:
-    from rich.text import Text
-
     err_console.print(Text("error: ", style="red") + Text(" ".join(message.split())), highlight=False, soft_wrap=True)
+
+
+def _warn(message: str) -> None:
+    """As plain text: a file name with brackets must not be read as rich markup."""
+    err_console.print(Text("warning: ", style="yellow") + Text(message), highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":
