@@ -9,13 +9,12 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
-from rich.text import Text
 
 from cxr.cli_checks import csv_out, folder_out, html_out, split_name
 from cxr.cli_data import data_app
+from cxr.cli_output import console, err_console, print_error, warn
 from cxr.errors import CxrError
 
 app = typer.Typer(
@@ -25,8 +24,6 @@ app = typer.Typer(
     help="Chest X-ray classification: train, evaluate, predict, explain and serve.",
 )
 app.add_typer(data_app, name="data")
-console = Console()
-err_console = Console(stderr=True)
 
 
 @app.command()
@@ -110,7 +107,7 @@ def evaluate(
     )  # fmt: skip
     _print_metrics(metrics, key)
     for msg in metrics.get("skipped_unreadable", []):
-        _warn(f"skipped {msg}")
+        warn(f"skipped {msg}")
     console.print(f"wrote '{key}' in {run / 'metrics.json'}, {run / f'predictions_{key}.csv'} and {run / 'plots'}/")
     if gallery:
         from cxr.explain.gallery import write_gallery
@@ -224,7 +221,7 @@ def predict(
     bundle = Bundle.load(run, backend=backend)
     preds = bundle.predict(inputs, batch_size=batch_size, progress=True)
     for msg in preds.errors:
-        _warn(f"skipped {msg}")
+        warn(f"skipped {msg}")
     if not preds.paths:
         raise CxrError(f"no readable image among the inputs ({len(preds.errors)} skipped); pass image files "
                        "(PNG, JPEG, DICOM) or folders that hold them")  # fmt: skip
@@ -254,7 +251,7 @@ def adapt(
 
     result = adapt_batchnorm(run, inputs, out, batch_size=batch_size, progress=True)
     for msg in result.skipped:
-        _warn(f"skipped {msg}")
+        warn(f"skipped {msg}")
     console.print(
         f"wrote {result.path}: {result.batch_norm_layers} batch-norm layers re-estimated on {result.images} images "
         f"({len(result.skipped)} skipped); temperature and threshold kept from {run}"
@@ -326,7 +323,7 @@ def explain(
     result = explain_images(bundle, inputs, out, method=method, layer=layer, class_name=class_name, alpha=alpha,
                             feature_maps=feature_maps, batch_size=batch_size, progress=True)  # fmt: skip
     for msg in result.errors:
-        _warn(f"skipped {msg}")
+        warn(f"skipped {msg}")
     if not result.files:
         raise CxrError("no readable images to explain")
     console.print(f"{len(result.files)} explained with {method} on layer {result.layer!r}; wrote {out}/, {result.csv}")
@@ -355,7 +352,7 @@ def audit_shortcuts(
                           f"{st['flagged']} ({st['flagged_share']:.0%})")  # fmt: skip
     console.print(table)
     if summary["unreadable_skipped"]:
-        _warn(f"{summary['unreadable_skipped']} unreadable image(s) skipped")
+        warn(f"{summary['unreadable_skipped']} unreadable image(s) skipped")
     written = ", ".join(map(str, paths.values()))
     console.print(f"a uniform map puts {summary['uniform_baseline']:.2f} on the border; wrote {written}")
 
@@ -409,28 +406,19 @@ def main() -> None:
     try:
         code = app(standalone_mode=False)  # not standalone: bad flags reach us, not click's multi-line panel
     except CxrError as e:
-        _one_line_error(str(e))
+        print_error(str(e))
         sys.exit(2)
     except typer.TyperException as e:  # click's usage errors (typer vendors click): bad flag or value, no command
         ctx = getattr(e, "ctx", None)
         if type(e).__name__ == "NoArgsIsHelpError":  # `cxr data` alone: its help, as click would show it
             e.show()
         else:
-            _one_line_error(f"{e.format_message()} (see `{ctx.command_path if ctx else 'cxr'} --help`)")
+            print_error(f"{e.format_message()} (see `{ctx.command_path if ctx else 'cxr'} --help`)")
         sys.exit(e.exit_code)
     except typer.Abort:  # Ctrl-C while parsing or prompting
-        _one_line_error("aborted")
+        print_error("aborted")
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
-
-
-def _one_line_error(message: str) -> None:
-    err_console.print(Text("error: ", style="red") + Text(" ".join(message.split())), highlight=False, soft_wrap=True)
-
-
-def _warn(message: str) -> None:
-    """As plain text: a file name with brackets must not be read as rich markup."""
-    err_console.print(Text("warning: ", style="yellow") + Text(message), highlight=False, soft_wrap=True)
 
 
 if __name__ == "__main__":

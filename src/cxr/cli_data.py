@@ -6,14 +6,12 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from cxr.cli_checks import csv_out, folder_out, image_out
+from cxr.cli_output import console, err_console, warn
 
 data_app = typer.Typer(no_args_is_help=True, help="Dataset tools: split, audit, dedup, preview.")
-console = Console()
-err_console = Console(stderr=True)
 
 PATIENT_PATTERN_HELP = "regex for patient ids in file names ('' = none; default: the Kermany names)"
 
@@ -99,7 +97,7 @@ def data_dedup(
         w.writerow(["path", "copy_of", "distance"])
         w.writerows([str(a), str(b), d] for a, b, d in result.removed)
     for msg in result.unreadable:  # kept in the manifest (compared by content hash only): `cxr train` skips them
-        err_console.print(f"[yellow]warning:[/] could not compare {msg}", highlight=False)
+        warn(f"could not compare {msg}")
     kept = sum(len(files) for files in result.splits.values())
     console.print(f"kept {kept} images, removed {len(result.removed)} copies of --against images; "
                   f"wrote {out} and {removed_csv}", soft_wrap=True)  # fmt: skip

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from cxr.atomic import write_text_atomic
 from cxr.data.images import DICOM_MAGIC_END, ImageReadError, is_dicom, load_grayscale
 from cxr.data.manifest import load_dataset
 from cxr.data.splits import patient_ids
@@ -318,9 +319,7 @@ def run_audit(data: str | Path, out: str | Path, **kwargs: Any) -> dict[str, Any
     if pairs:
         report["plots"].append(str(plot_pairs(pairs, plots / "duplicates_across_splits.png")))
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / f".audit.json.tmp{os.getpid()}"
-    tmp.write_text(json.dumps(report, indent=1))
-    os.replace(tmp, out / "audit.json")
+    write_text_atomic(out / "audit.json", json.dumps(report, indent=1))
     return report
 
 

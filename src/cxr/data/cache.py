@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 from rich.progress import track
 
+from cxr.atomic import atomic_path
 from cxr.data.images import ImageReadError, load_grayscale
 
 log = logging.getLogger("cxr")
@@ -61,14 +62,11 @@ def decode_cached(paths: list[Path], size: int, cache_dir: Path | None = None, d
         with np.load(target) as z:
             return DecodedImages(z["images"], z["kept"], list(z["errors"]))
     decoded = _decode_all(paths, size, desc)
-    tmp = target.with_suffix(f".tmp{os.getpid()}.npz")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(tmp, images=decoded.images, kept=decoded.kept, errors=np.array(decoded.errors, dtype=str))
-        os.replace(tmp, target)  # atomic: a crash never leaves a half-written cache entry
+        with atomic_path(target) as tmp:
+            np.savez(tmp, images=decoded.images, kept=decoded.kept, errors=np.array(decoded.errors, dtype=str))
     except OSError as e:  # the cache only saves time: an unwritable one must not stop the run
-        if tmp.parent.is_dir():
-            tmp.unlink(missing_ok=True)
         if cache_dir not in _warned_unwritable:  # once per run, not once per split
             _warned_unwritable.add(cache_dir)
             log.warning(f"cache dir {cache_dir} is not writable ({e.strerror or e}); decoding again next time")

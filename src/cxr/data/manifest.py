@@ -8,6 +8,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from cxr.atomic import atomic_path
 from cxr.data.folders import SPLIT_NAMES, ClassFolderDataset, LabeledFiles, scan_class_folders
 from cxr.errors import CxrError
 
@@ -97,13 +98,11 @@ def write_manifest(
     csv_path = Path(csv_path)
     csv_path.parent.mkdir(parents=True, exist_ok=True)
     base = csv_path.parent.resolve()
-    tmp = csv_path.with_name(f".{csv_path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(csv_path) as tmp, open(tmp, "w", newline="") as f:  # never half a manifest
         w = csv.writer(f)
         w.writerow(["path", "label", "patient_id", "split"])
         for split, files in splits.items():
             for p, y in zip(files.paths, files.labels):
                 rel = Path(os.path.relpath(Path(p).resolve(), base)).as_posix()
                 w.writerow([rel, classes[y], patient_ids.get(Path(p)) or "", split])
-    os.replace(tmp, csv_path)  # atomic: an interrupted run never leaves half a manifest
     return csv_path

@@ -7,13 +7,13 @@ The folders live under the cache dir, keyed by the npz's content hash, never bes
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from cxr.atomic import atomic_path
 from cxr.errors import CxrError
 
 # Class names of MedMNIST sets we know; others get class0, class1, ... (label order kept by sorted names).
@@ -54,15 +54,14 @@ def npz_to_class_folders(npz_path: str | Path, cache_dir: Path) -> Path:
         raise CxrError(f"{npz_path}: multi-label MedMNIST sets are not supported (labels must be one class per image)")
     n_classes = int(max(v.max() for v in labels.values())) + 1
     names = _class_names(npz_path, n_classes)
-    tmp = root.with_name(root.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    for split, y in labels.items():
-        images = np.asarray(z[f"{split}_images"])
-        for c in names:
-            (tmp / split / c).mkdir(parents=True, exist_ok=True)
-        for i, (img, label) in enumerate(zip(images, y[:, 0])):
-            Image.fromarray(img.astype(np.uint8)).save(tmp / split / names[label] / f"{i:06d}.png")
-    (tmp / ".complete").write_text(str(npz_path.resolve()))
-    shutil.rmtree(root, ignore_errors=True)
-    os.replace(tmp, root)  # atomic: readers never see a half-written dataset
+    with atomic_path(root) as tmp:  # readers never see a half-written dataset
+        shutil.rmtree(tmp, ignore_errors=True)
+        for split, y in labels.items():
+            images = np.asarray(z[f"{split}_images"])
+            for c in names:
+                (tmp / split / c).mkdir(parents=True, exist_ok=True)
+            for i, (img, label) in enumerate(zip(images, y[:, 0])):
+                Image.fromarray(img.astype(np.uint8)).save(tmp / split / names[label] / f"{i:06d}.png")
+        (tmp / ".complete").write_text(str(npz_path.resolve()))
+        shutil.rmtree(root, ignore_errors=True)  # an incomplete earlier one: a folder cannot be renamed over
     return root

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from cxr.atomic import atomic_path
+
 HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "train_auc", "val_loss", "val_acc", "val_auc", "seconds"]
 
 
@@ -18,10 +20,8 @@ def read_history(path: Path) -> list[dict[str, float]]:
 def write_history(path: Path, rows: list[dict[str, float]]) -> None:
     """Write all rows via a temp file, so the file is always complete up to the last finished epoch."""
     path = Path(path)
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=HISTORY_COLUMNS)
         w.writeheader()
         for r in rows:
             w.writerow({k: (int(v) if k == "epoch" else v) for k, v in r.items()})
-    tmp.replace(path)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
+from cxr.atomic import write_text_atomic
 from cxr.evaluation.bootstrap import bootstrap_distribution, describe, intervals
 from cxr.inference.predict import decide
 
@@ -199,7 +199,5 @@ def merge_metrics_json(path: Path, update: dict[str, Any]) -> dict[str, Any]:
     path = Path(path)
     current = json.loads(path.read_text()) if path.is_file() else {}
     current.update(update)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(current, indent=2))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(current, indent=2))
     return current

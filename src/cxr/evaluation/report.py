@@ -20,6 +20,7 @@ import numpy as np
 from PIL import Image
 
 from cxr import __version__
+from cxr.atomic import write_text_atomic
 from cxr.data.images import ImageReadError, load_grayscale
 from cxr.errors import CxrError
 from cxr.inference.bundle import BUNDLE_FILE, Bundle
@@ -226,7 +227,4 @@ def write_report(
     html = render_html(build_context(run_dir, split, gallery_size, gradcam))
     target = Path(out) if out is not None else run_dir / ("report.html" if split == "test" else f"report_{split}.html")
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(html, encoding="utf-8")
-    tmp.replace(target)
-    return target
+    return write_text_atomic(target, html)

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from cxr.data.transforms import normalise
 from cxr.errors import CxrError
 from cxr.inference.bundle import BUNDLE_FILE, Bundle, save_bundle
 from cxr.inference.predict import decoded_batches
+from cxr.models.weights import batch_norm_layers
 
 MIN_IMAGES = 32  # fewer cannot estimate a per-channel variance that beats the training site's
 COPIED_FILES = ("config.yaml", "splits.csv")  # so `cxr evaluate` and `cxr calibrate` still find the original data
@@ -31,10 +31,6 @@ class AdaptResult:
     images: int
     skipped: list[str]
     batch_norm_layers: int
-
-
-def batch_norm_layers(model: nn.Module) -> list[nn.modules.batchnorm._BatchNorm]:
-    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
 
 def adapt_batchnorm(

@@ -7,7 +7,6 @@ Lightning: predicting and serving stay light.
 from __future__ import annotations
 
 import datetime as dt
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import torch
 from torch import nn
 
 from cxr import __version__
+from cxr.atomic import atomic_path
 from cxr.errors import CxrError
 from cxr.models import count_parameters, create_model
 from cxr.models.ensemble import ENSEMBLE, ensemble_from_specs
@@ -64,9 +64,8 @@ def save_bundle(run_dir: Path, model: nn.Module, meta: BundleMeta) -> Path:
         "num_parameters": count_parameters(model),
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
     }
-    tmp = target.with_name(f".{BUNDLE_FILE}.tmp{os.getpid()}")
-    torch.save(payload, tmp)
-    os.replace(tmp, target)
+    with atomic_path(target) as tmp:
+        torch.save(payload, tmp)
     return target
 
 

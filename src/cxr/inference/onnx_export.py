@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Mapping
 import numpy as np
 import torch
 
+from cxr.atomic import atomic_path
 from cxr.data.transforms import normalise
 from cxr.errors import CxrError
 
@@ -164,15 +164,11 @@ def export_onnx(run_dir: str | Path, opset: int = OPSET) -> ExportResult:
         }
     )
     target = run / ONNX_FILE
-    tmp = target.with_name(f".{ONNX_FILE}.tmp{os.getpid()}")
-    try:
+    with atomic_path(target) as tmp:
         program.save(str(tmp))
         diff = parity(bundle.model, OnnxPredictor(tmp, bundle.meta.mean, bundle.meta.std), size)
         if not diff <= PARITY_TOLERANCE:
             raise CxrError(f"exported model disagrees with PyTorch (max prob diff {diff:.2e}); model.onnx not written")
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
     return ExportResult(target, diff, round(time.perf_counter() - t0, 2))
 
 

@@ -147,8 +147,16 @@ def freeze_backbone(model: nn.Module, head: str) -> list[str]:
     return trainable
 
 
+def batch_norm_layers(model: nn.Module, outside: str | None = None) -> list[nn.modules.batchnorm._BatchNorm]:
+    """Every batch-norm layer of `model`, leaving out those whose name starts with `outside` (e.g. the head)."""
+    return [
+        m
+        for name, m in model.named_modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and not (outside and name.startswith(outside))
+    ]
+
+
 def keep_frozen_norms_in_eval(model: nn.Module, head: str) -> None:
     """Batch-norm layers of a frozen backbone use their stored statistics, as Keras does for trainable=False."""
-    for name, m in model.named_modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and not name.startswith(head):
-            m.eval()
+    for m in batch_norm_layers(model, outside=head):
+        m.eval()
