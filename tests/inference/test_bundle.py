@@ -71,6 +71,27 @@ def test_weights_of_another_layout_are_a_one_line_error(tmp_path):
     assert "\n" not in str(e.value)
 
 
+def _resave_as_version(run, version: str) -> None:
+    payload = torch.load(run / BUNDLE_FILE, weights_only=True)
+    payload["cxr_version"] = version
+    torch.save(payload, run / BUNDLE_FILE)
+
+
+def test_a_network_changed_since_the_saving_version_is_refused_not_run(tmp_path):
+    meta = BundleMeta("resnet18", ["a", "b"], 32, mean=0.3, std=0.2)
+    (tmp_path / "r").mkdir()
+    (tmp_path / "s").mkdir()
+    save_bundle(tmp_path / "r", create_model("resnet18", 2), meta)
+    Bundle.load(tmp_path / "r")  # this version's own save loads
+    _resave_as_version(tmp_path / "r", "0.2.0")  # same tensors, but 0.2's ResNet stem had stride 1
+    with pytest.raises(CxrError, match=r"'resnet18' was saved by cxr 0.2.0, and cxr 0.3.0 changed .*retrain") as e:
+        Bundle.load(tmp_path / "r")
+    assert "\n" not in str(e.value)
+    _bundle(tmp_path / "s")  # smallnet did not change: its 0.2 bundles still load
+    _resave_as_version(tmp_path / "s", "0.2.0")
+    assert Bundle.load(tmp_path / "s").meta.model == "smallnet"
+
+
 def test_cli_predict_with_no_readable_image_is_an_error_and_writes_nothing(tmp_path, capsys, monkeypatch):
     from tests.test_cli import run_cli_inprocess
 

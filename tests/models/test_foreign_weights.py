@@ -16,16 +16,20 @@ from cxr.training.module import Classifier
 BN = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
 
 
-def _torchvision_resnet18_names() -> list[str]:
+def _torchvision_resnet_names(blocks: tuple[int, ...], bottleneck: bool) -> list[str]:
     names = ["conv1.weight", *(f"bn1.{p}" for p in BN)]
-    for layer in range(1, 5):
-        for block in (0, 1):
+    for layer, n in enumerate(blocks, start=1):
+        for block in range(n):
             pre = f"layer{layer}.{block}"
-            names += [f"{pre}.conv1.weight", *(f"{pre}.bn1.{p}" for p in BN)]
-            names += [f"{pre}.conv2.weight", *(f"{pre}.bn2.{p}" for p in BN)]
-            if layer > 1 and block == 0:
+            for conv in (1, 2, 3) if bottleneck else (1, 2):
+                names += [f"{pre}.conv{conv}.weight", *(f"{pre}.bn{conv}.{p}" for p in BN)]
+            if block == 0 and (layer > 1 or bottleneck):  # a bottleneck widens 64 -> 256 in layer1 too
                 names += [f"{pre}.downsample.0.weight", *(f"{pre}.downsample.1.{p}" for p in BN)]
     return names + ["fc.weight", "fc.bias"]
+
+
+TORCHVISION_RESNETS = {"resnet18": ((2, 2, 2, 2), False), "resnet34": ((3, 4, 6, 3), False),
+                       "resnet50": ((3, 4, 6, 3), True)}  # fmt: skip
 
 
 def _torchvision_vgg16_names(batch_norm: bool) -> list[str]:
@@ -68,11 +72,19 @@ def _load_and_check(model_name, path, foreign, first_conv, head, deep: str, fore
     return report
 
 
-def test_resnet18_has_torchvision_tensor_names_and_loads_its_imagenet_file(tmp_path):
-    assert list(create_model("resnet18", 2).state_dict()) == _torchvision_resnet18_names()
+@pytest.mark.parametrize("name", list(TORCHVISION_RESNETS))
+def test_resnets_are_torchvision_resnets_and_load_their_imagenet_files(tmp_path, name):
+    model = create_model(name, 2)
+    assert list(model.state_dict()) == _torchvision_resnet_names(*TORCHVISION_RESNETS[name])
+    # torchvision's geometry too, not only its names: a 7x7 stride-2 stem, so a 224 px film ends as a 7x7 map
+    assert model.conv1.stride == (2, 2) and model.conv1.kernel_size == (7, 7)
+    features = {}
+    model.layer4.register_forward_hook(lambda _m, _i, out: features.setdefault("layer4", out))
+    model.eval()(torch.zeros(1, 1, 224, 224))
+    assert features["layer4"].shape[-2:] == (7, 7)
     head = ("fc.weight", "fc.bias")
-    foreign = _imagenet_file("resnet18", lambda k: k, tmp_path / "r.pth", "conv1.weight", head)
-    _load_and_check("resnet18", tmp_path / "r.pth", foreign, "conv1.weight", head,
+    foreign = _imagenet_file(name, lambda k: k, tmp_path / "r.pth", "conv1.weight", head)
+    _load_and_check(name, tmp_path / "r.pth", foreign, "conv1.weight", head,
                     "layer4.1.conv2.weight", "layer4.1.conv2.weight")  # fmt: skip
 
 

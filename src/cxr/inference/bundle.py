@@ -13,12 +13,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from packaging.version import InvalidVersion, Version
 from torch import nn
 
 from cxr import __version__
 from cxr.atomic import atomic_path
 from cxr.errors import CxrError
-from cxr.models import count_parameters, create_model
+from cxr.models import count_parameters, create_model, model_spec
 from cxr.models.ensemble import ENSEMBLE, ensemble_from_specs
 
 BUNDLE_FILE = "model.pt"
@@ -76,6 +77,22 @@ def build_model(meta: BundleMeta) -> nn.Module:
     return create_model(meta.model, num_classes=len(meta.classes), input_norm=meta.input_norm)
 
 
+def _check_architecture_unchanged(run_dir: str | Path, meta: BundleMeta, saved_by: str) -> None:
+    """Refuse a model whose architecture changed since the cxr that saved it: same tensors, another network."""
+    names = [m["model"] for m in meta.extra.get("members", [])] if meta.model == ENSEMBLE else [meta.model]
+    try:
+        saved = Version(saved_by)
+    except InvalidVersion:  # not written by a released cxr: assume the oldest
+        saved = Version("0")
+    for name in names:
+        since = model_spec(name).compatible_since
+        if saved < Version(since):
+            raise CxrError(
+                f"{run_dir}: its {name!r} was saved by cxr {saved_by}, and cxr {since} changed that network "
+                f"(its weights would load but compute something else); retrain it, or load it with cxr {saved_by}"
+            )
+
+
 def read_bundle_file(run_dir: str | Path) -> dict[str, Any]:
     """Load `model.pt` safely (weights_only=True); a missing or foreign file is a one-line error."""
     run_dir = Path(run_dir)
@@ -115,10 +132,11 @@ class Bundle:
         payload = read_bundle_file(run_dir)
         m = payload["meta"]
         meta = BundleMeta(**m)
+        _check_architecture_unchanged(run_dir, meta, payload.get("cxr_version", "0"))
         model = build_model(meta)
         try:
             model.load_state_dict(payload["state_dict"])
-        except RuntimeError as e:  # e.g. a resnet18 saved by cxr 0.1 (its shortcut convs had a bias)
+        except RuntimeError as e:  # tensors of another shape: a file edited by hand or saved by an unreleased cxr
             first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
             raise CxrError(
                 f"{run_dir}: its weights do not fit this cxr's {meta.model!r} ({first}); it was saved by cxr "

@@ -7,16 +7,38 @@ downloads with `pretrained=True`), so such a file loads with `cxr train --weight
 
 from __future__ import annotations
 
-from monai.networks.nets import DenseNet121, EfficientNetBN, resnet18 as monai_resnet18
+from monai.networks import nets
+from monai.networks.nets import DenseNet121, EfficientNetBN
 from torch import nn
 
 from cxr.models.registry import register_model
 
+# cxr 0.3.0 gave the ResNets torchvision's stride-2 stem (MONAI's default is stride 1): older resnet18 bundles differ
+RESNET_STEM_CHANGED = "0.3.0"
 
-@register_model("resnet18", "MONAI ResNet-18 (2D), 1 input channel", head="fc")
+
+def _torchvision_resnet(monai_factory, in_channels: int, num_classes: int) -> nn.Module:
+    """torchvision's ResNet, tensor for tensor and stride for stride: a 7x7 stride-2 stem (a 224 px film ends as a 7x7
+    map, not the 14x14 of MONAI's stride-1 default at 4x the compute) and no bias on the shortcut conv (useless before
+    batch norm)."""
+    return monai_factory(spatial_dims=2, n_input_channels=in_channels, num_classes=num_classes,
+                         conv1_t_stride=2, bias_downsample=False)  # fmt: skip
+
+
+@register_model("resnet18", "ResNet-18 (MONAI, torchvision layout), 1 input channel", head="fc",
+                compatible_since=RESNET_STEM_CHANGED)  # fmt: skip
 def resnet18(in_channels: int, num_classes: int) -> nn.Module:
-    # no bias on the shortcut conv (a bias before batch norm does nothing): torchvision's layers, tensor for tensor
-    return monai_resnet18(spatial_dims=2, n_input_channels=in_channels, num_classes=num_classes, bias_downsample=False)
+    return _torchvision_resnet(nets.resnet18, in_channels, num_classes)
+
+
+@register_model("resnet34", "ResNet-34 (MONAI, torchvision layout), 1 input channel", head="fc")
+def resnet34(in_channels: int, num_classes: int) -> nn.Module:
+    return _torchvision_resnet(nets.resnet34, in_channels, num_classes)
+
+
+@register_model("resnet50", "ResNet-50 (MONAI, torchvision layout), 1 input channel", head="fc")
+def resnet50(in_channels: int, num_classes: int) -> nn.Module:
+    return _torchvision_resnet(nets.resnet50, in_channels, num_classes)
 
 
 # torchvision names a dense layer's parts `denselayer1.norm1` (older files: `denselayer1.norm.1`), MONAI

@@ -30,20 +30,27 @@ class ModelSpec:
     # (regex, replacement) pairs that turn another library's tensor names into this model's, so a weights file
     # saved there (e.g. torchvision's ImageNet DenseNet) loads with `--weights`; applied to names the model lacks
     foreign_names: tuple[tuple[str, str], ...] = ()
+    # the first cxr version whose saved models of this name fit this architecture: a bundle saved by an older cxr may
+    # have the same tensor shapes but another network (e.g. a different stride), so it is refused, not run wrongly
+    compatible_since: str = "0.1.0"
 
 
 _REGISTRY: dict[str, ModelSpec] = {}
 
 
 def register_model(
-    name: str, description: str, head: str = "classifier", foreign_names: tuple[tuple[str, str], ...] = ()
+    name: str,
+    description: str,
+    head: str = "classifier",
+    foreign_names: tuple[tuple[str, str], ...] = (),
+    compatible_since: str = "0.1.0",
 ) -> Callable:
     """Decorator: add a factory `f(in_channels, num_classes) -> nn.Module` under `name`."""
 
     def wrap(factory: Callable[[int, int], nn.Module]) -> Callable[[int, int], nn.Module]:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} registered twice")
-        _REGISTRY[name] = ModelSpec(name, factory, description, head, foreign_names)
+        _REGISTRY[name] = ModelSpec(name, factory, description, head, foreign_names, compatible_since)
         return factory
 
     return wrap
