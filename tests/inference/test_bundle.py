@@ -8,6 +8,7 @@ from cxr.errors import CxrError
 from cxr.inference.bundle import BUNDLE_FILE, Bundle, BundleMeta, save_bundle
 from cxr.inference.predict import predict_arrays
 from cxr.models import create_model
+from cxr.models.ensemble import ENSEMBLE, ensemble_from_specs
 from tests.conftest import synthetic_image
 
 
@@ -87,6 +88,14 @@ def test_a_network_changed_since_the_saving_version_is_refused_not_run(tmp_path)
     with pytest.raises(CxrError, match=r"'resnet18' was saved by cxr 0.2.0, and cxr 0.3.0 changed .*retrain") as e:
         Bundle.load(tmp_path / "r")
     assert "\n" not in str(e.value)
+    members = [dict(model="smallnet", mean=0.3, std=0.2, temperature=1.0),
+               dict(model="resnet18", mean=0.3, std=0.2, temperature=1.0)]  # fmt: skip
+    ens_meta = BundleMeta(ENSEMBLE, ["a", "b"], 32, mean=0.0, std=1.0, extra={"members": members})
+    (tmp_path / "e").mkdir()
+    save_bundle(tmp_path / "e", ensemble_from_specs(members, 2), ens_meta)
+    _resave_as_version(tmp_path / "e", "0.2.0")  # an ensemble with a member whose network changed
+    with pytest.raises(CxrError, match="'resnet18' was saved by cxr 0.2.0"):
+        Bundle.load(tmp_path / "e")
     _bundle(tmp_path / "s")  # smallnet did not change: its 0.2 bundles still load
     _resave_as_version(tmp_path / "s", "0.2.0")
     assert Bundle.load(tmp_path / "s").meta.model == "smallnet"
