@@ -8,7 +8,6 @@ downloads with `pretrained=True`), so such a file loads with `cxr train --weight
 from __future__ import annotations
 
 from monai.networks import nets
-from monai.networks.nets import DenseNet121, EfficientNetBN
 from torch import nn
 
 from cxr.models.registry import register_model
@@ -55,7 +54,7 @@ TORCHVISION_DENSENET_NAMES = (
     foreign_names=TORCHVISION_DENSENET_NAMES,
 )  # fmt: skip
 def densenet121(in_channels: int, num_classes: int) -> nn.Module:
-    return DenseNet121(spatial_dims=2, in_channels=in_channels, out_channels=num_classes)
+    return nets.DenseNet121(spatial_dims=2, in_channels=in_channels, out_channels=num_classes)
 
 
 # MONAI groups blocks by stage (`_blocks.1.2.`), EfficientNet-PyTorch numbers them flat (`_blocks.2.`)
@@ -67,6 +66,6 @@ EFFICIENTNET_PYTORCH_NAMES = ((r"^_blocks\.\d+\.(\d+)\.", r"_blocks.\1."),)
     foreign_names=EFFICIENTNET_PYTORCH_NAMES,
 )  # fmt: skip
 def efficientnet_b0(in_channels: int, num_classes: int) -> nn.Module:
-    return EfficientNetBN(
+    return nets.EfficientNetBN(
         "efficientnet-b0", pretrained=False, spatial_dims=2, in_channels=in_channels, num_classes=num_classes
     )
