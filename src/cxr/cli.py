@@ -43,6 +43,7 @@ def train(
         None, help="dataset | image | histeq: one mean/std, or standardise, or histogram-equalise each image"
     ),
     monitor: Optional[str] = typer.Option(None, help="val_loss | val_auc: picks the best checkpoint"),
+    ema_decay: Optional[float] = typer.Option(None, help="validate and save a moving average of the weights, e.g. 0.9"),
     seed: Optional[int] = typer.Option(None),
     split_seed: Optional[int] = typer.Option(None, help="seed of the validation carve-out (default: --seed)"),
     ensemble: Optional[int] = typer.Option(None, help="train N members (seeds seed..seed+N-1, one val split), average them"),
@@ -73,7 +74,7 @@ def train(
         val_fraction=val_fraction, class_weight=class_weight, sampling=sampling, monitor=monitor, seed=seed, num_workers=num_workers,
         precision=precision, devices=devices, strategy=strategy, accelerator=accelerator, cache_dir=cache_dir,
         strict=strict, operating_point=operating_point, weights=weights, freeze_backbone=freeze_backbone,
-        split_seed=split_seed, ensemble=ensemble, input_norm=input_norm, **{"augment.hflip": hflip},
+        split_seed=split_seed, ensemble=ensemble, input_norm=input_norm, ema_decay=ema_decay, **{"augment.hflip": hflip},
     )  # fmt: skip
     base = out / "config.yaml" if resume and config is None else config
     cfg = build_config(base, overrides)

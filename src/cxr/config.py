@@ -63,6 +63,10 @@ class TrainConfig(_Strict):
         "predictions average their probabilities",
     )  # fmt: skip
     monitor: Literal["val_loss", "val_auc"] = "val_loss"
+    ema_decay: float | None = Field(
+        None, gt=0, lt=1, description="keep an exponential moving average of the weights (decay per optimizer step); "
+        "validation, checkpoints and the bundle use the average. Unset: the raw weights",
+    )  # fmt: skip
     early_stopping_patience: int = Field(10, ge=1)
     lr_patience: int = Field(4, ge=1)
     lr_factor: float = Field(0.3, gt=0, lt=1)

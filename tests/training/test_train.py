@@ -211,3 +211,45 @@ def test_sampling_balanced_is_used_by_training_and_not_with_class_weights(tiny_d
     assert json.loads((run / "metrics.json").read_text())["training"]["sampling"] == "balanced"
     with pytest.raises(CxrError, match="both correct class imbalance"):
         _cfg(tiny_dataset, sampling="balanced", class_weight="balanced")
+
+
+class _RecordStepWeights(L.Callback):
+    """The raw network weights after every optimizer step."""
+
+    def __init__(self):
+        self.steps: list[dict[str, torch.Tensor]] = []
+
+    def on_train_batch_end(self, trainer, pl_module, *args):
+        self.steps.append({k: v.detach().clone() for k, v in pl_module.net.state_dict().items() if v.is_floating_point()})
+
+
+def test_ema_decay_saves_the_moving_average_of_the_weights(tiny_dataset, tmp_path, monkeypatch):
+    import cxr.training.train as train_mod
+
+    recorder, real_trainer = _RecordStepWeights(), L.Trainer
+    monkeypatch.setattr(
+        train_mod.L, "Trainer", lambda *a, callbacks=(), **kw: real_trainer(*a, callbacks=[*callbacks, recorder], **kw)
+    )
+    decay, epochs = 0.6, 3
+    run = train(_cfg(tiny_dataset, epochs=epochs, ema_decay=decay, early_stopping_patience=5), tmp_path / "run")
+    saved = torch.load(run / BUNDLE_FILE, weights_only=True)["state_dict"]
+    per_epoch = len(recorder.steps) // epochs
+    assert per_epoch >= 2 and len(recorder.steps) == per_epoch * epochs
+
+    averages, raw = [], []
+    average = dict(recorder.steps[0])  # the first update copies the weights; later ones blend them in
+    for i, step in enumerate(recorder.steps[1:], start=2):
+        average = {k: decay * average[k] + (1 - decay) * step[k] for k in average}
+        if i % per_epoch == 0:
+            averages.append(average)
+            raw.append(step)
+
+    def matches(weights):
+        return all(torch.allclose(saved[k], weights[k], atol=1e-6) for k in weights)
+
+    assert any(matches(a) for a in averages)  # the best epoch's average ...
+    assert not any(matches(w) for w in raw)  # ... not the weights the optimizer left
+    training = json.loads((run / "metrics.json").read_text())["training"]
+    assert training["ema_decay"] == decay
+    with pytest.raises(CxrError, match="ema_decay"):
+        _cfg(tiny_dataset, ema_decay=1.0)

@@ -13,7 +13,13 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import (
+    EarlyStopping,
+    EMAWeightAveraging,
+    LearningRateMonitor,
+    ModelCheckpoint,
+    RichProgressBar,
+)
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from monai.data import DataLoader
@@ -165,6 +171,8 @@ def _build_trainer(cfg: TrainConfig, out: Path) -> tuple[L.Trainer, ModelCheckpo
                 LearningRateMonitor(logging_interval="epoch"),
                 HistoryWriter(out / "history.csv"),
                 _ProgressBar(),
+                # Lightning swaps the average in for validation and writes it as each checkpoint's state_dict
+                *([EMAWeightAveraging(decay=cfg.ema_decay)] if cfg.ema_decay else []),
             ],
             logger=loggers,
             default_root_dir=out,
@@ -255,6 +263,7 @@ def _train_one(cfg: TrainConfig, out: Path, resume: bool) -> Path:
         "init_weights": module.weights_report.to_dict() if module.weights_report else None,
         "freeze_backbone": cfg.freeze_backbone,
         "sampling": cfg.sampling,
+        "ema_decay": cfg.ema_decay,
         "precision": precision,
         "num_workers": workers,
         "wall_seconds": round(time.perf_counter() - t_start, 1),
