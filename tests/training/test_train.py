@@ -253,3 +253,31 @@ def test_ema_decay_saves_the_moving_average_of_the_weights(tiny_dataset, tmp_pat
     assert training["ema_decay"] == decay
     with pytest.raises(CxrError, match="ema_decay"):
         _cfg(tiny_dataset, ema_decay=1.0)
+
+
+class _WeightsAtTrainStart(L.Callback):
+    def on_train_start(self, trainer, pl_module):
+        self.weights = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+
+
+def test_resume_with_ema_continues_the_raw_weights_and_the_average(tiny_dataset, tmp_path, monkeypatch):
+    import cxr.training.train as train_mod
+
+    real_trainer = L.Trainer
+    monkeypatch.setattr(
+        train_mod.L, "Trainer", lambda *a, callbacks=(), **kw: real_trainer(*a, callbacks=[*callbacks, _Crash()], **kw)
+    )
+    cfg = _cfg(tiny_dataset, epochs=3, ema_decay=0.6)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(cfg, tmp_path / "run")
+    last = torch.load(tmp_path / "run" / "checkpoints" / "last.ckpt", weights_only=True)
+    raw, average = last["current_model_state"], last["state_dict"]
+    assert any(not torch.equal(raw[k], average[k]) for k in raw)
+
+    probe = _WeightsAtTrainStart()
+    monkeypatch.setattr(
+        train_mod.L, "Trainer", lambda *a, callbacks=(), **kw: real_trainer(*a, callbacks=[*callbacks, probe], **kw)
+    )
+    train(cfg, tmp_path / "run", resume=True)
+    assert all(torch.equal(probe.weights[k], raw[k]) for k in raw)  # training goes on from the raw weights
+    assert (tmp_path / "run" / BUNDLE_FILE).exists()
