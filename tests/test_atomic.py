@@ -54,3 +54,30 @@ def test_interrupted_model_save_keeps_previous_model(tmp_path, monkeypatch):
         bundle_module.save_bundle(tmp_path, model, meta)
     assert target.read_bytes() == b"previous model"
     assert [p.name for p in tmp_path.iterdir()] == [bundle_module.BUNDLE_FILE]
+
+
+def test_temp_left_by_a_killed_process_is_removed_by_the_next_write(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    target = tmp_path / "metrics.json"
+    killed = subprocess.run(
+        [sys.executable, "-c", "import os, signal, sys; from cxr.atomic import atomic_path\n"
+         "with atomic_path(sys.argv[1]) as tmp:\n    tmp.write_text('half')\n    os.kill(os.getpid(), signal.SIGKILL)",
+         str(target)],
+    )  # fmt: skip
+    assert killed.returncode == -signal.SIGKILL
+    (leftover,) = tmp_path.iterdir()  # SIGKILL runs no cleanup: the temp file stays ...
+    assert leftover.name.startswith(".metrics.tmp")
+
+    alive = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        writing_now = tmp_path / leftover.name.replace(leftover.name.split("-")[-1], f"{alive.pid}.json")
+        other_host = tmp_path / ".metrics.tmpanother_node-1.json"  # a pid on another machine says nothing here
+        writing_now.write_text("a live process is writing")
+        other_host.write_text("written from another node")
+        write_text_atomic(target, "new")  # ... until the next write of the same file
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["metrics.json", writing_now.name, other_host.name])
+    finally:
+        alive.kill()

@@ -220,7 +220,8 @@ class _RecordStepWeights(L.Callback):
         self.steps: list[dict[str, torch.Tensor]] = []
 
     def on_train_batch_end(self, trainer, pl_module, *args):
-        self.steps.append({k: v.detach().clone() for k, v in pl_module.net.state_dict().items() if v.is_floating_point()})
+        state = pl_module.net.state_dict()
+        self.steps.append({k: v.detach().clone() for k, v in state.items() if v.is_floating_point()})
 
 
 def test_ema_decay_saves_the_moving_average_of_the_weights(tiny_dataset, tmp_path, monkeypatch):
