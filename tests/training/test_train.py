@@ -6,6 +6,7 @@ import json
 import lightning as L
 import pytest
 import torch
+from lightning.pytorch.trainer.trainer import Trainer  # Lightning's own, whatever `L.Trainer` is patched to
 
 import cxr
 from cxr.config import build_config
@@ -47,15 +48,13 @@ class _Crash(L.Callback):
             raise RuntimeError("simulated crash")
 
 
+def _trainers_get(monkeypatch, *extra: L.Callback) -> None:
+    """Every Trainer that cxr builds from now on also gets the `extra` callbacks (none: Lightning's own again)."""
+    monkeypatch.setattr(L, "Trainer", lambda *a, callbacks=(), **kw: Trainer(*a, callbacks=[*callbacks, *extra], **kw))
+
+
 def test_crash_leaves_no_finished_model_and_resume_finishes(tiny_dataset, tmp_path, monkeypatch):
-    import cxr.training.train as train_mod
-
-    real_trainer = L.Trainer
-
-    def crashing_trainer(*args, callbacks=(), **kw):
-        return real_trainer(*args, callbacks=[*callbacks, _Crash()], **kw)
-
-    monkeypatch.setattr(train_mod.L, "Trainer", crashing_trainer)
+    _trainers_get(monkeypatch, _Crash())
     with pytest.raises(RuntimeError, match="simulated crash"):
         train(_cfg(tiny_dataset, epochs=3), tmp_path / "run")
     assert not (tmp_path / "run" / BUNDLE_FILE).exists()
@@ -65,7 +64,7 @@ def test_crash_leaves_no_finished_model_and_resume_finishes(tiny_dataset, tmp_pa
     with pytest.raises(CxrError, match="unfinished run"):
         train(_cfg(tiny_dataset, epochs=3), tmp_path / "run")
 
-    monkeypatch.setattr(train_mod.L, "Trainer", real_trainer)
+    _trainers_get(monkeypatch)
     train(_cfg(tiny_dataset, epochs=3), tmp_path / "run", resume=True)
     assert (tmp_path / "run" / BUNDLE_FILE).exists()
     with open(tmp_path / "run" / "history.csv") as f:
@@ -94,16 +93,14 @@ def test_overwrite_keeps_the_old_run_until_the_new_one_finishes(tiny_dataset, tm
     assert (tmp_path / "fresh").is_dir() and not (tmp_path / "fresh" / "run").exists()
     assert (run / "history.csv").is_file() and cxr.load(run).classes == ["normal", "pneumonia"]
 
-    real_trainer = L.Trainer
-    monkeypatch.setattr(train_mod.L, "Trainer", lambda *a, callbacks=(), **kw: real_trainer(
-        *a, callbacks=[*callbacks, _Crash()], **kw))  # fmt: skip
+    _trainers_get(monkeypatch, _Crash())
     with pytest.raises(RuntimeError, match="simulated crash"):  # crashes after a checkpoint: the new run is resumable
         train(_cfg(tiny_dataset, epochs=3), run, overwrite=True)
     assert (run / "checkpoints" / "last.ckpt").is_file() and not (run / BUNDLE_FILE).exists()
     assert (run / train_mod.PREVIOUS_RUN / BUNDLE_FILE).read_bytes() == old
     with pytest.raises(CxrError, match="holds the run an unfinished --overwrite replaced"):
         train(_cfg(tiny_dataset, epochs=1), run, overwrite=True)
-    monkeypatch.setattr(train_mod.L, "Trainer", real_trainer)
+    _trainers_get(monkeypatch)
     train(_cfg(tiny_dataset, epochs=3), run, resume=True)
     with pytest.raises(CxrError, match="is finished: nothing to resume"):
         train(_cfg(tiny_dataset, epochs=3), run, resume=True)
@@ -225,12 +222,8 @@ class _RecordStepWeights(L.Callback):
 
 
 def test_ema_decay_saves_the_moving_average_of_the_weights(tiny_dataset, tmp_path, monkeypatch):
-    import cxr.training.train as train_mod
-
-    recorder, real_trainer = _RecordStepWeights(), L.Trainer
-    monkeypatch.setattr(
-        train_mod.L, "Trainer", lambda *a, callbacks=(), **kw: real_trainer(*a, callbacks=[*callbacks, recorder], **kw)
-    )
+    recorder = _RecordStepWeights()
+    _trainers_get(monkeypatch, recorder)
     decay, epochs = 0.6, 3
     run = train(_cfg(tiny_dataset, epochs=epochs, ema_decay=decay, early_stopping_patience=5), tmp_path / "run")
     saved = torch.load(run / BUNDLE_FILE, weights_only=True)["state_dict"]
@@ -262,12 +255,7 @@ class _WeightsAtTrainStart(L.Callback):
 
 
 def test_resume_with_ema_continues_the_raw_weights_and_the_average(tiny_dataset, tmp_path, monkeypatch):
-    import cxr.training.train as train_mod
-
-    real_trainer = L.Trainer
-    monkeypatch.setattr(
-        train_mod.L, "Trainer", lambda *a, callbacks=(), **kw: real_trainer(*a, callbacks=[*callbacks, _Crash()], **kw)
-    )
+    _trainers_get(monkeypatch, _Crash())
     cfg = _cfg(tiny_dataset, epochs=3, ema_decay=0.6)
     with pytest.raises(RuntimeError, match="simulated crash"):
         train(cfg, tmp_path / "run")
@@ -276,9 +264,7 @@ def test_resume_with_ema_continues_the_raw_weights_and_the_average(tiny_dataset,
     assert any(not torch.equal(raw[k], average[k]) for k in raw)
 
     probe = _WeightsAtTrainStart()
-    monkeypatch.setattr(
-        train_mod.L, "Trainer", lambda *a, callbacks=(), **kw: real_trainer(*a, callbacks=[*callbacks, probe], **kw)
-    )
+    _trainers_get(monkeypatch, probe)
     train(cfg, tmp_path / "run", resume=True)
     assert all(torch.equal(probe.weights[k], raw[k]) for k in raw)  # training goes on from the raw weights
     assert (tmp_path / "run" / BUNDLE_FILE).exists()
