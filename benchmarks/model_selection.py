@@ -68,6 +68,8 @@ CANDIDATES = {
         # since cxr 0.3). Same rule as above, set before running it; seed 1 only if seed 0 reaches 233
         "resnet18-224-balsample-lowres": dict(model="resnet18", image_size=224, epochs=30, sampling="balanced",
                                               augment=dict(low_res=0.5)),  # fmt: skip
+        "resnet18-224-balsample-lowres-seed1": dict(model="resnet18", image_size=224, epochs=30, sampling="balanced",
+                                                    augment=dict(low_res=0.5), seed=1),  # fmt: skip
         "smallnet-224-frozen-radiography": dict(model="smallnet", image_size=224, epochs=30, lr=0.001,
                                                 weights=RADIOGRAPHY_WEIGHTS, freeze_backbone=True),  # fmt: skip
     },
