@@ -40,6 +40,11 @@ class AugmentConfig(_Strict):
     )  # fmt: skip
 
 
+# what every ensemble member must have in common: one dataset, one validation split, one input size
+MEMBERS_SHARE = frozenset({"data", "image_size", "val_fraction", "split_seed", "patient_id_pattern", "cache_dir",
+                           "strict", "ensemble", "ensemble_members", "operating_point"})  # fmt: skip
+
+
 class TrainConfig(_Strict):
     """Everything that defines a training run. Saved resolved as `config.yaml` in the run directory."""
 
@@ -61,6 +66,10 @@ class TrainConfig(_Strict):
     ensemble: int = Field(
         1, ge=1, le=20, description="members trained with seeds seed, seed+1, ... on one validation split; "
         "predictions average their probabilities",
+    )  # fmt: skip
+    ensemble_members: list[dict[str, Any]] | None = Field(
+        None, description="members that differ: per member, the config keys it changes, e.g. [{model: smallnet}, "
+        "{model: resnet18, epochs: 30}]; their number is `ensemble`, member k's seed is seed+k unless it sets one",
     )  # fmt: skip
     monitor: Literal["val_loss", "val_auc"] = "val_loss"
     ema_decay: float | None = Field(
@@ -124,6 +133,43 @@ class TrainConfig(_Strict):
             raise ValueError("sampling: balanced and class_weight: balanced both correct class imbalance; choose one")
         return self
 
+    @model_validator(mode="before")
+    @classmethod
+    def _ensemble_counts_its_members(cls, values: Any) -> Any:
+        members = values.get("ensemble_members") if isinstance(values, dict) else None
+        if not isinstance(members, list):
+            return values
+        if len(members) < 2:
+            raise ValueError(f"ensemble_members lists {len(members)} member(s); an ensemble needs two or more")
+        if values.get("ensemble", len(members)) != len(members):
+            raise ValueError(f"ensemble: {values['ensemble']} but ensemble_members lists {len(members)}; drop "
+                             "`ensemble` or match it")  # fmt: skip
+        return {**values, "ensemble": len(members)}
+
+    @model_validator(mode="after")
+    def _members_are_valid_configs(self) -> "TrainConfig":
+        for k in range(len(self.ensemble_members or [])):
+            self.for_member(k)  # a bad member key or value fails now, not after the members before it have trained
+        return self
+
+    def for_member(self, k: int) -> "TrainConfig":
+        """Member k of an ensemble: this config with seed+k and the member's own keys (sections merged key by key)."""
+        values = self.model_dump()
+        values.update(seed=self.seed + k, ensemble=1, ensemble_members=None)
+        changes = self.ensemble_members[k] if self.ensemble_members else {}
+        if not isinstance(changes, dict):
+            raise ValueError(f"ensemble_members[{k}] must be a mapping of config keys, not {changes!r}")
+        shared = sorted(changes.keys() & MEMBERS_SHARE)
+        if shared:
+            raise ValueError(f"ensemble_members[{k}] sets {', '.join(shared)}, which all members share; set it once")
+        for key, value in changes.items():
+            merge = isinstance(values.get(key), dict) and isinstance(value, dict)
+            values[key] = {**values[key], **value} if merge else value
+        try:
+            return TrainConfig.model_validate(values)
+        except ValidationError as e:
+            raise ValueError(format_validation_error(e, f"ensemble_members[{k}]")) from None
+
     @model_validator(mode="after")
     def _freeze_needs_weights(self) -> "TrainConfig":
         if self.freeze_backbone and self.weights is None:
@@ -147,11 +193,11 @@ def format_validation_error(err: ValidationError, source: str = "config") -> str
     """One line per problem, naming the offending key, e.g. `config: key 'lr': must be > 0`."""
     parts = []
     for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "<root>"
+        key = ".".join(str(p) for p in e["loc"])
         msg = e["msg"].removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown key (check spelling; `cxr train --help` lists the options)"
-        parts.append(f"key {key!r}: {msg}")
+        parts.append(f"key {key!r}: {msg}" if key else msg)  # no key: a check across keys, which names them itself
     return f"{source}: " + "; ".join(parts)
 
 

@@ -268,3 +268,27 @@ def test_resume_with_ema_continues_the_raw_weights_and_the_average(tiny_dataset,
     train(cfg, tmp_path / "run", resume=True)
     assert all(torch.equal(probe.weights[k], raw[k]) for k in raw)  # training goes on from the raw weights
     assert (tmp_path / "run" / BUNDLE_FILE).exists()
+
+
+def test_ensemble_members_can_differ_in_network_and_settings(tiny_dataset, tmp_path):
+    members = [{"model": "smallnet"}, {"model": "vanilla-cnn", "epochs": 1, "augment": {"rotation_deg": 3}}]
+    cfg = _cfg(tiny_dataset, epochs=2, seed=4, ensemble_members=members)
+    assert cfg.ensemble == 2
+    out = train(cfg, tmp_path / "mixed")
+    saved = [build_config(out / "members" / str(k) / "config.yaml", {}) for k in range(2)]
+    assert [(c.model, c.epochs, c.seed) for c in saved] == [("smallnet", 2, 4), ("vanilla-cnn", 1, 5)]
+    assert saved[1].augment.rotation_deg == 3 and saved[1].augment.shift == cfg.augment.shift  # merged key by key
+    meta = torch.load(out / BUNDLE_FILE, weights_only=True)["meta"]
+    assert [m["model"] for m in meta["extra"]["members"]] == ["smallnet", "vanilla-cnn"]
+    assert cxr.load(out).predict([tiny_dataset / "test"]).probabilities.shape == (8, 2)
+    assert build_config(out / "config.yaml", {}).ensemble_members == members  # `--resume` reads it back
+
+    for bad, message in [
+        ([{"model": "nope"}, {}], r"ensemble_members\[0\]: key 'model': unknown model"),
+        ([{"image_size": 64}, {}], r"ensemble_members\[0\] sets image_size, which all members share"),
+        ([{}], "an ensemble needs two or more"),
+    ]:
+        with pytest.raises(CxrError, match=message):
+            _cfg(tiny_dataset, ensemble_members=bad)
+    with pytest.raises(CxrError, match="ensemble: 3 but ensemble_members lists 2"):
+        _cfg(tiny_dataset, ensemble=3, ensemble_members=[{}, {}])

@@ -1,4 +1,5 @@
-"""Train an ensemble: `ensemble` members with consecutive seeds on one validation split, combined into one bundle.
+"""Train an ensemble: `ensemble` members with consecutive seeds (and, with `ensemble_members`, their own networks or
+settings) on one validation split, combined into one bundle.
 
 Each member is an ordinary run under `OUT/members/<k>/`; a finished member is kept, so `--resume` continues an
 interrupted ensemble at the member it stopped in. The combined bundle's temperature (and binary threshold) is fitted
@@ -22,7 +23,7 @@ from cxr.training.train import check_run_dir, peak_rss_gb, set_aside_previous_ru
 
 
 def member_config(cfg: TrainConfig, k: int) -> TrainConfig:
-    return cfg.model_copy(update={"seed": cfg.seed + k, "split_seed": split_seed(cfg), "ensemble": 1})
+    return cfg.for_member(k).model_copy(update={"split_seed": split_seed(cfg)})
 
 
 def train_ensemble(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite: bool = False) -> Path:
