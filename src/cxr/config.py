@@ -156,9 +156,7 @@ class TrainConfig(_Strict):
         """Member k of an ensemble: this config with seed+k and the member's own keys (sections merged key by key)."""
         values = self.model_dump()
         values.update(seed=self.seed + k, ensemble=1, ensemble_members=None)
-        changes = self.ensemble_members[k] if self.ensemble_members else {}
-        if not isinstance(changes, dict):
-            raise ValueError(f"ensemble_members[{k}] must be a mapping of config keys, not {changes!r}")
+        changes = self.ensemble_members[k] if self.ensemble_members else {}  # a dict: the field's type checked it
         shared = sorted(changes.keys() & MEMBERS_SHARE)
         if shared:
             raise ValueError(f"ensemble_members[{k}] sets {', '.join(shared)}, which all members share; set it once")
