@@ -45,6 +45,9 @@ def train(
     ),
     monitor: Optional[str] = typer.Option(None, help="val_loss | val_auc: picks the best checkpoint"),
     ema_decay: Optional[float] = typer.Option(None, help="validate and save a moving average of the weights, e.g. 0.9"),
+    refit: Optional[bool] = typer.Option(
+        None, "--refit/--no-refit", help="then train again on train + val for the epochs validation chose"
+    ),
     seed: Optional[int] = typer.Option(None),
     split_seed: Optional[int] = typer.Option(None, help="seed of the validation carve-out (default: --seed)"),
     ensemble: Optional[int] = typer.Option(None, help="train N members (seeds seed..seed+N-1, one val split), average them"),
@@ -75,7 +78,8 @@ def train(
         val_fraction=val_fraction, class_weight=class_weight, sampling=sampling, monitor=monitor, seed=seed, num_workers=num_workers,
         precision=precision, devices=devices, strategy=strategy, accelerator=accelerator, cache_dir=cache_dir,
         strict=strict, operating_point=operating_point, weights=weights, freeze_backbone=freeze_backbone,
-        split_seed=split_seed, ensemble=ensemble, input_norm=input_norm, ema_decay=ema_decay, **{"augment.hflip": hflip},
+        split_seed=split_seed, ensemble=ensemble, input_norm=input_norm, ema_decay=ema_decay, refit=refit,
+        **{"augment.hflip": hflip},
     )  # fmt: skip
     base = out / "config.yaml" if resume and config is None else config
     cfg = build_config(base, overrides)
@@ -318,6 +322,8 @@ def _print_training_summary(run: Path) -> None:
     t = json.loads(metrics_path.read_text()).get("training", {})
     best = t.get("best_score")
     best = f", best {t.get('monitor')}={best:.4f}" if best is not None else ""
+    if t.get("refit"):
+        best = f", then refit on train + val ({run / t['refit']['from']} chose {t['refit']['epochs']} epochs)"
     console.print(
         f"[green]finished[/] {run}: {t.get('epochs_run')} epochs{best}, "
         f"{t.get('wall_seconds')} s, {len(t.get('skipped_unreadable', []))} unreadable image(s) skipped"

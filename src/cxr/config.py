@@ -71,6 +71,11 @@ class TrainConfig(_Strict):
         None, description="members that differ: per member, the config keys it changes, e.g. [{model: smallnet}, "
         "{model: resnet18, epochs: 30}]; their number is `ensemble`, member k's seed is seed+k unless it sets one",
     )  # fmt: skip
+    refit: bool = Field(
+        False, description="after training, train a fresh model on train + val for the epochs validation chose, "
+        "with the same learning rates; the bundle is that model, the validation figures the first run's "
+        "(OUT/selection)",
+    )  # fmt: skip
     monitor: Literal["val_loss", "val_auc"] = "val_loss"
     ema_decay: float | None = Field(
         None, gt=0, lt=1, description="keep an exponential moving average of the weights (decay per optimizer step); "
@@ -167,6 +172,13 @@ class TrainConfig(_Strict):
             return TrainConfig.model_validate(values)
         except ValidationError as e:
             raise ValueError(format_validation_error(e, f"ensemble_members[{k}]")) from None
+
+    @model_validator(mode="after")
+    def _refit_alone(self) -> "TrainConfig":
+        if self.refit and self.ensemble > 1:  # the ensemble's temperature is fitted on val, which refit trains on
+            raise ValueError("refit and ensemble cannot be combined: the ensemble is calibrated on the validation "
+                             "images a refit model has trained on; choose one")  # fmt: skip
+        return self
 
     @model_validator(mode="after")
     def _freeze_needs_weights(self) -> "TrainConfig":

@@ -38,17 +38,17 @@ def train_ensemble(cfg: TrainConfig, out: str | Path, resume: bool = False, over
 
 
 def _train_members_and_combine(cfg: TrainConfig, out: Path) -> Path:
+    save_config(cfg, out / "config.yaml")  # `--resume` reads it back, even if a member stops
     members_dir = out / "members"
     runs = []
     for k in range(cfg.ensemble):
         run = members_dir / str(k)
         if not (run / BUNDLE_FILE).is_file():
-            started = (run / "checkpoints" / "last.ckpt").is_file()
+            started = (run / "checkpoints" / "last.ckpt").is_file()  # members never refit (config refuses it)
             train(member_config(cfg, k), run, resume=started, overwrite=not started)
         runs.append(run)
     t_combine = time.perf_counter()
     combine_runs(runs, out)
-    save_config(cfg, out / "config.yaml")
     calibration = calibrate_run(out, cfg.operating_point or "none")
     members = [json.loads((r / "metrics.json").read_text())["training"] for r in runs]
     speeds = [m["train_images_per_second"] for m in members if m.get("train_images_per_second")]

@@ -1,4 +1,5 @@
-"""LightningModule: one registry model, cross-entropy (optionally class-weighted), Adam/AdamW, LR on plateau."""
+"""LightningModule: one registry model, cross-entropy (optionally class-weighted), Adam/AdamW, LR on plateau (or, when
+refitting without validation, the learning rate of each epoch given in advance)."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ class Classifier(L.LightningModule):
         weights: str | None = None,
         freeze_backbone: bool = False,
         input_norm: str = "dataset",
+        lr_schedule: list[float] | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -79,6 +81,10 @@ class Classifier(L.LightningModule):
         opt_cls = torch.optim.AdamW if hp.optimizer == "adamw" else torch.optim.Adam
         trainable = [p for p in self.parameters() if p.requires_grad]
         opt = opt_cls(trainable, lr=hp.lr, weight_decay=hp.weight_decay)
+        if hp.lr_schedule:  # epoch e trains at lr_schedule[e] (the last one beyond the list)
+            schedule = list(hp.lr_schedule)
+            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: schedule[min(e, len(schedule) - 1)] / hp.lr)
+            return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
         mode = "min" if hp.monitor == "val_loss" else "max"
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=mode, factor=hp.lr_factor, patience=hp.lr_patience)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": hp.monitor}}

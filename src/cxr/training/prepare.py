@@ -42,7 +42,8 @@ def split_seed(cfg: TrainConfig) -> int:
     return cfg.seed if cfg.split_seed is None else cfg.split_seed
 
 
-def prepare_data(cfg: TrainConfig, run_dir: Path) -> PreparedData:
+def prepare_data(cfg: TrainConfig, run_dir: Path, merge_val: bool = False) -> PreparedData:
+    """Decoded train and val of `cfg.data`; with `merge_val` (refit) one train split that holds both, and no val."""
     if cfg.data is None:
         raise CxrError("no data given; pass --data FOLDER (with train/<class>/ subfolders) or set `data:` in the config")
     ds = load_dataset(cfg.data)  # class folders or a CSV manifest
@@ -63,13 +64,16 @@ def prepare_data(cfg: TrainConfig, run_dir: Path) -> PreparedData:
         missing = set(range(len(ds.classes))) - set(files.labels)
         if missing:
             raise CxrError(f"{name} split has no readable images of class {ds.classes[min(missing)]!r}")
-    files = {"train": train, "val": val}
+    files, images = {"train": train, "val": val}, {"train": train_images, "val": val_images}
+    if merge_val:
+        files = {"train": LabeledFiles(train.paths + val.paths, train.labels + val.labels)}
+        images = {"train": np.concatenate([train_images, val_images])}
     if "test" in ds.splits:
         files["test"] = ds.splits["test"]
     write_splits_csv(Path(run_dir) / "splits.csv", files, ds.classes)
-    pixels = train_images.astype(np.float32) / 255.0
+    pixels = images["train"].astype(np.float32) / 255.0
     mean, std = float(pixels.mean()), float(pixels.std()) or 1.0
-    return PreparedData(ds.classes, files, {"train": train_images, "val": val_images}, mean, std, skipped)
+    return PreparedData(ds.classes, files, images, mean, std, skipped)
 
 
 def balanced_class_weights(labels: list[int], num_classes: int) -> list[float]:

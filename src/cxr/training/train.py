@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import lightning as L
 import torch
@@ -37,6 +38,9 @@ from cxr.training.history import HistoryWriter
 from cxr.training.module import Classifier
 from cxr.training.prepare import balanced_class_weights, balanced_sampler, prepare_data
 
+if TYPE_CHECKING:
+    from cxr.training.refit import RefitPlan
+
 log = logging.getLogger("cxr")
 
 
@@ -52,6 +56,7 @@ class _ProgressBar(RichProgressBar):
 RUN_ARTIFACTS = (
     BUNDLE_FILE, "checkpoints", "logs", "plots", "history.csv", "metrics.json", "splits.csv", "config.yaml",
     "predictions_train.csv", "predictions_val.csv", "predictions_test.csv", "audit", "model.onnx", "members",
+    "selection",
 )  # fmt: skip
 PREVIOUS_RUN = ".previous-run"  # where --overwrite keeps the old run until the new one has finished
 
@@ -107,8 +112,9 @@ def _remove_artifacts(out: Path) -> None:
 
 
 def _resumable(out: Path) -> bool:
-    """A checkpoint `--resume` can continue from: the run's own, or an ensemble member's."""
-    return (out / "checkpoints" / "last.ckpt").is_file() or any((out / "members").glob("*/checkpoints/last.ckpt"))
+    """A checkpoint `--resume` can continue from: the run's own, an ensemble member's or a refit's selection run."""
+    nested = ("members/*/checkpoints/last.ckpt", "selection/checkpoints/last.ckpt")
+    return (out / "checkpoints" / "last.ckpt").is_file() or any(any(out.glob(pattern)) for pattern in nested)
 
 
 def _is_rank_zero() -> bool:
@@ -149,25 +155,31 @@ def peak_rss_gb() -> float:
     return round(peak_kib / 2**20, 2)
 
 
-def _build_trainer(cfg: TrainConfig, out: Path) -> tuple[L.Trainer, ModelCheckpoint, str]:
-    """The Lightning Trainer with cxr's callbacks and loggers; a device/strategy Lightning refuses is a CxrError."""
+def _build_trainer(
+    cfg: TrainConfig, out: Path, refit: RefitPlan | None = None
+) -> tuple[L.Trainer, ModelCheckpoint, str]:
+    """The Lightning Trainer with cxr's callbacks and loggers; a device/strategy Lightning refuses is a CxrError.
+
+    A refit has no validation: it runs the planned epochs and keeps the last, with no early stopping.
+    """
     mode = "min" if cfg.monitor == "val_loss" else "max"
     ckpt = ModelCheckpoint(
-        dirpath=out / "checkpoints", filename="best-{epoch:03d}", monitor=cfg.monitor, mode=mode,
-        save_top_k=1, save_last=True,
+        dirpath=out / "checkpoints", filename="best-{epoch:03d}", monitor=None if refit else cfg.monitor, mode=mode,
+        save_top_k=0 if refit else 1, save_last=True,
     )  # fmt: skip
+    stopping = [] if refit else [EarlyStopping(monitor=cfg.monitor, mode=mode, patience=cfg.early_stopping_patience)]
     precision = resolve_precision(cfg)
     loggers = [CSVLogger(out, name="logs", version="csv"), TensorBoardLogger(out, name="logs", version="tensorboard")]
     try:
         trainer = L.Trainer(
-            max_epochs=cfg.epochs,
+            max_epochs=refit.epochs if refit else cfg.epochs,
             accelerator=cfg.accelerator,
             devices=cfg.devices,
             strategy=cfg.strategy,
             precision=precision,
             callbacks=[
                 ckpt,
-                EarlyStopping(monitor=cfg.monitor, mode=mode, patience=cfg.early_stopping_patience),
+                *stopping,
                 LearningRateMonitor(logging_interval="epoch"),
                 HistoryWriter(out / "history.csv"),
                 _ProgressBar(),
@@ -193,25 +205,30 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite: bo
 
         return train_ensemble(cfg, out, resume, overwrite)
     out = Path(out)
-    check_run_dir(out, resume, overwrite)
+    if cfg.refit:
+        from cxr.training.refit import check_refit_dir, train_refit  # it calls back here for the selection run
+
+        check_refit_dir(out, resume, overwrite)
+    else:
+        check_run_dir(out, resume, overwrite)
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
-        with set_aside_previous_run(out, overwrite):
-            return _train_one(cfg, out, resume)
+        with set_aside_previous_run(out, overwrite and not resume):
+            return train_refit(cfg, out) if cfg.refit else _train_one(cfg, out, resume)
     except BaseException:
         if created and _is_rank_zero() and not _resumable(out):
             shutil.rmtree(out, ignore_errors=True)  # nothing to resume: no half-made run folder is left behind
         raise
 
 
-def _train_one(cfg: TrainConfig, out: Path, resume: bool) -> Path:
+def _train_one(cfg: TrainConfig, out: Path, resume: bool, refit: RefitPlan | None = None) -> Path:
     for name in ("lightning.pytorch", "lightning.fabric"):  # hardware banners and tips; keep warnings
         logging.getLogger(name).setLevel(logging.WARNING)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     t_start = time.perf_counter()
-    trainer, ckpt, precision = _build_trainer(cfg, out)  # before decoding: a bad device/strategy flag fails at once
-    data = prepare_data(cfg, out)
+    trainer, ckpt, precision = _build_trainer(cfg, out, refit)  # before decoding: a bad device/strategy fails at once
+    data = prepare_data(cfg, out, merge_val=refit is not None)
     save_config(cfg, out / "config.yaml")
 
     n_cls = len(data.classes)
@@ -221,20 +238,22 @@ def _train_one(cfg: TrainConfig, out: Path, resume: bool) -> Path:
         cfg.model, n_cls, lr=cfg.lr, weight_decay=cfg.weight_decay, optimizer=cfg.optimizer, class_weights=weights,
         monitor=cfg.monitor, lr_patience=cfg.lr_patience, lr_factor=cfg.lr_factor, channels_last=cfg.channels_last,
         weights=str(cfg.weights) if cfg.weights and not resume else None, freeze_backbone=cfg.freeze_backbone,
-        input_norm=cfg.input_norm,
+        input_norm=cfg.input_norm, lr_schedule=refit.lrs if refit else None,
     )  # fmt: skip
     if module.weights_report is not None:
         log.info(module.weights_report.summary())
     aug = train_augmentation(cfg.augment, cfg.image_size, cfg.seed)
     train_ds = DecodedImageDataset(data.images["train"], data.files["train"].labels, data.mean, data.std, aug)
-    val_ds = DecodedImageDataset(data.images["val"], data.files["val"].labels, data.mean, data.std)
     workers = resolve_workers(cfg)
     loader_kw = dict(batch_size=cfg.batch_size, num_workers=workers, persistent_workers=workers > 0)
     sampler = balanced_sampler(data.files["train"].labels, cfg.seed) if cfg.sampling == "balanced" else None
     train_loader = DataLoader(
         train_ds, shuffle=sampler is None, sampler=sampler, drop_last=len(train_ds) > cfg.batch_size, **loader_kw
     )
-    val_loader = DataLoader(val_ds, shuffle=False, **loader_kw)
+    val_loader = None
+    if refit is None:
+        val_ds = DecodedImageDataset(data.images["val"], data.files["val"].labels, data.mean, data.std)
+        val_loader = DataLoader(val_ds, shuffle=False, **loader_kw)
 
     trainer.fit(module, train_loader, val_loader, ckpt_path=str(out / "checkpoints" / "last.ckpt") if resume else None)
     if trainer.interrupted:
@@ -250,8 +269,11 @@ def _train_one(cfg: TrainConfig, out: Path, resume: bool) -> Path:
         model=cfg.model, classes=data.classes, image_size=cfg.image_size, mean=data.mean, std=data.std,
         input_norm=cfg.input_norm,
     )  # fmt: skip
-    val_logits = logits_in_batches(module.net, data.images["val"], data.mean, data.std)
-    calibration = calibrate_on_validation(val_logits, data.files["val"].labels, data.classes, cfg.operating_point)
+    if refit is None:
+        val_logits = logits_in_batches(module.net, data.images["val"], data.mean, data.std)
+        calibration = calibrate_on_validation(val_logits, data.files["val"].labels, data.classes, cfg.operating_point)
+    else:
+        calibration = refit.calibration  # this model has trained on the validation images: nothing to fit on
     meta = apply_to_meta(meta, calibration)  # temperature (and threshold) fitted on validation
     summary = {
         "epochs_run": trainer.current_epoch,
@@ -264,6 +286,7 @@ def _train_one(cfg: TrainConfig, out: Path, resume: bool) -> Path:
         "freeze_backbone": cfg.freeze_backbone,
         "sampling": cfg.sampling,
         "ema_decay": cfg.ema_decay,
+        "refit": refit.summary() if refit else None,
         "precision": precision,
         "num_workers": workers,
         "wall_seconds": round(time.perf_counter() - t_start, 1),

@@ -1,0 +1,76 @@
+"""Refit (`refit: true`): choose the epochs on validation, then train once more on train + val.
+
+With a few hundred images, the 15 % held out for early stopping is data the final model never learns from. A refit
+first trains an ordinary run under `OUT/selection/`: validation picks its best epoch and fits its temperature (and
+binary threshold). Then a fresh model, same seed and config, trains on train + val for as many epochs as the
+selection run's best checkpoint had, at the learning rate the selection run had in each of those epochs (its plateau
+schedule replayed: with no validation left there is no plateau to detect). That model is the bundle in `OUT/`.
+
+The refit model has seen the validation images, so nothing is fitted or measured on them again: it keeps the
+selection run's temperature and threshold, and the figures on validation are the selection run's. `OUT/splits.csv`
+lists the merged images as train, so `cxr evaluate OUT --split val` is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from cxr.config import TrainConfig, save_config
+from cxr.errors import CxrError
+from cxr.evaluation.calibration import Calibration
+from cxr.evaluation.history import read_history
+from cxr.inference.bundle import BUNDLE_FILE, Bundle
+from cxr.training.train import _train_one, check_run_dir, train
+
+SELECTION = "selection"
+
+
+@dataclass
+class RefitPlan:
+    epochs: int  # epochs the selection run's best checkpoint had trained
+    lrs: list[float]  # the learning rate of each of those epochs
+    calibration: Calibration  # the selection run's, fitted on validation
+    selection_best: str  # its best checkpoint, for the run summary
+
+    def summary(self) -> dict:
+        return {"from": SELECTION, "epochs": self.epochs, "lrs": self.lrs, "selection_best": self.selection_best}
+
+
+def refit_plan(selection: Path) -> RefitPlan:
+    """Epochs, learning rates and calibration to copy from a finished selection run."""
+    metrics = json.loads((selection / "metrics.json").read_text())
+    best = metrics["training"]["best_checkpoint"]
+    match = re.search(r"epoch=(\d+)", best)
+    epochs = int(match.group(1)) + 1 if match else int(metrics["training"]["epochs_run"])
+    lrs = [row["lr"] for row in read_history(selection / "history.csv") if row["epoch"] < epochs]
+    if len(lrs) != epochs:
+        raise CxrError(f"{selection / 'history.csv'} lacks epochs before {best}; retrain with --overwrite")
+    meta = Bundle.load(selection, backend="torch").meta
+    summary = {**metrics.get("calibration", {}), "fitted_by": f"{SELECTION} (the refit model trained on val)"}
+    calibration = Calibration(meta.temperature, meta.threshold, meta.extra.get("operating_point"), summary)
+    return RefitPlan(epochs, lrs, calibration, best)
+
+
+def check_refit_dir(out: Path, resume: bool, overwrite: bool) -> None:
+    """`check_run_dir`'s rules, where a started selection run is something to resume too."""
+    selection = out / SELECTION
+    if resume and ((out / BUNDLE_FILE).is_file() or not selection.is_dir()):
+        check_run_dir(out, resume=True, overwrite=False)  # finished, or nothing to resume: its one-line errors
+    if not resume:
+        check_run_dir(out, resume=False, overwrite=overwrite)
+        if not overwrite and selection.is_dir():
+            raise CxrError(f"{out} holds an unfinished refit; pass --resume to continue it or --overwrite to start "
+                           "over")  # fmt: skip
+
+
+def train_refit(cfg: TrainConfig, out: Path) -> Path:
+    """The selection run (kept once finished, resumed if started), then the refit (resumed if started)."""
+    save_config(cfg, out / "config.yaml")  # `--resume` reads it back, even if the selection run stops
+    selection = out / SELECTION
+    if not (selection / BUNDLE_FILE).is_file():
+        started = (selection / "checkpoints" / "last.ckpt").is_file()
+        train(cfg.model_copy(update={"refit": False}), selection, resume=started, overwrite=not started)
+    return _train_one(cfg, out, (out / "checkpoints" / "last.ckpt").is_file(), refit_plan(selection))
