@@ -322,10 +322,11 @@ def _print_training_summary(run: Path) -> None:
     t = json.loads(metrics_path.read_text()).get("training", {})
     best = t.get("best_score")
     best = f", best {t.get('monitor')}={best:.4f}" if best is not None else ""
+    trained = f"{t.get('epochs_run')} epochs{best}"
     if t.get("refit"):
-        best = f", then refit on train + val ({run / t['refit']['from']} chose {t['refit']['epochs']} epochs)"
+        trained = f"{t['epochs_run']} epochs on train + val, as many as {run / t['refit']['from']} chose on validation"
     console.print(
-        f"[green]finished[/] {run}: {t.get('epochs_run')} epochs{best}, "
+        f"[green]finished[/] {run}: {trained}, "
         f"{t.get('wall_seconds')} s, {len(t.get('skipped_unreadable', []))} unreadable image(s) skipped"
     )
 

@@ -30,7 +30,9 @@ def split_files(run_dir: Path, split: str, classes: list[str], data: Path | None
             raise CxrError(f"{run_dir} has no splits.csv; pass --data FOLDER to evaluate on a folder's {split}/")
         splits = read_splits_csv(splits_csv, classes)
         if split not in splits:
-            raise CxrError(f"{splits_csv} has no {split!r} split")
+            refit = (run_dir / "selection").is_dir() and split == "val"  # cxr.training.refit's first run
+            hint = f" (a refit: its model trained on val; {run_dir / 'selection'} is the validated run)"
+            raise CxrError(f"{splits_csv} has no {split!r} split{hint if refit else ''}")
         return splits[split]
     root = data if data is not None else load_run_config(run_dir).data
     ds = load_dataset(root)  # class folders or a CSV manifest

@@ -18,12 +18,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from cxr.config import TrainConfig, save_config
 from cxr.errors import CxrError
 from cxr.evaluation.calibration import Calibration
 from cxr.evaluation.history import read_history
 from cxr.inference.bundle import BUNDLE_FILE, Bundle
-from cxr.training.train import _train_one, check_run_dir, train
+from cxr.training.train import _is_rank_zero, _train_one, check_run_dir, train
 
 SELECTION = "selection"
 
@@ -34,6 +36,7 @@ class RefitPlan:
     lrs: list[float]  # the learning rate of each of those epochs
     calibration: Calibration  # the selection run's, fitted on validation
     selection_best: str  # its best checkpoint, for the run summary
+    selection_seconds: float  # its training time: the refit run's wall time counts it
 
     def summary(self) -> dict:
         return {"from": SELECTION, "epochs": self.epochs, "lrs": self.lrs, "selection_best": self.selection_best}
@@ -51,7 +54,7 @@ def refit_plan(selection: Path) -> RefitPlan:
     meta = Bundle.load(selection, backend="torch").meta
     summary = {**metrics.get("calibration", {}), "fitted_by": f"{SELECTION} (the refit model trained on val)"}
     calibration = Calibration(meta.temperature, meta.threshold, meta.extra.get("operating_point"), summary)
-    return RefitPlan(epochs, lrs, calibration, best)
+    return RefitPlan(epochs, lrs, calibration, best, float(metrics["training"].get("wall_seconds") or 0.0))
 
 
 def check_refit_dir(out: Path, resume: bool, overwrite: bool) -> None:
@@ -61,7 +64,7 @@ def check_refit_dir(out: Path, resume: bool, overwrite: bool) -> None:
         check_run_dir(out, resume=True, overwrite=False)  # finished, or nothing to resume: its one-line errors
     if not resume:
         check_run_dir(out, resume=False, overwrite=overwrite)
-        if not overwrite and selection.is_dir():
+        if not overwrite and selection.is_dir() and _is_rank_zero():  # DDP ranks > 0 start after rank 0 made it
             raise CxrError(f"{out} holds an unfinished refit; pass --resume to continue it or --overwrite to start "
                            "over")  # fmt: skip
 
@@ -73,4 +76,6 @@ def train_refit(cfg: TrainConfig, out: Path) -> Path:
     if not (selection / BUNDLE_FILE).is_file():
         started = (selection / "checkpoints" / "last.ckpt").is_file()
         train(cfg.model_copy(update={"refit": False}), selection, resume=started, overwrite=not started)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()  # under DDP, rank 0 writes the selection's bundle after the others return
     return _train_one(cfg, out, (out / "checkpoints" / "last.ckpt").is_file(), refit_plan(selection))

@@ -7,6 +7,7 @@ import os
 import resource
 import shutil
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,6 +24,7 @@ from lightning.pytorch.callbacks import (
 )
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from monai.data import DataLoader
 
 from cxr.config import TrainConfig, save_config
@@ -255,7 +257,11 @@ def _train_one(cfg: TrainConfig, out: Path, resume: bool, refit: RefitPlan | Non
         val_ds = DecodedImageDataset(data.images["val"], data.files["val"].labels, data.mean, data.std)
         val_loader = DataLoader(val_ds, shuffle=False, **loader_kw)
 
-    trainer.fit(module, train_loader, val_loader, ckpt_path=str(out / "checkpoints" / "last.ckpt") if resume else None)
+    with warnings.catch_warnings():
+        if refit:  # no validation, by design
+            warnings.filterwarnings("ignore", "You defined a `validation_step`", PossibleUserWarning)
+        last = str(out / "checkpoints" / "last.ckpt") if resume else None
+        trainer.fit(module, train_loader, val_loader, ckpt_path=last)
     if trainer.interrupted:
         raise CxrError(f"training interrupted; continue it with `cxr train --resume --out {out}`")
     if not trainer.is_global_zero:
@@ -289,7 +295,7 @@ def _train_one(cfg: TrainConfig, out: Path, resume: bool, refit: RefitPlan | Non
         "refit": refit.summary() if refit else None,
         "precision": precision,
         "num_workers": workers,
-        "wall_seconds": round(time.perf_counter() - t_start, 1),
+        "wall_seconds": round(time.perf_counter() - t_start + (refit.selection_seconds if refit else 0.0), 1),
         "train_images_per_second": None,
         "peak_rss_gb": peak_rss_gb(),
     }
