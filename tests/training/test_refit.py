@@ -13,6 +13,7 @@ from cxr.config import build_config
 from cxr.errors import CxrError
 from cxr.evaluation.evaluate import evaluate_run
 from cxr.evaluation.history import read_history
+from cxr.evaluation.report import write_report
 from cxr.inference.bundle import BUNDLE_FILE
 from cxr.training.module import Classifier
 from cxr.training.train import train
@@ -60,6 +61,8 @@ def test_refit_trains_on_train_and_val_for_the_chosen_epochs_at_the_chosen_rates
     with pytest.raises(CxrError, match="no .val. split .a refit"):
         evaluate_run(out, "val")
     assert evaluate_run(out, "test")["n"] == 8
+    html = " ".join(write_report(out, gradcam=False, gallery_size=2).read_text().split())
+    assert f"{best_epoch + 1} on train + val (refit" in html and "validation images by the selection run" in html
 
 
 def test_replayed_schedule_sets_each_epochs_rate_and_keeps_the_last():
