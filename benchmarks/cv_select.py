@@ -6,8 +6,9 @@ Candidates are those of benchmarks/model_selection.py. Writes benchmarks/results
 out-of-fold accuracy, macro-F1, AUC and log loss per candidate.
 
 By default the held-out fold is also each run's validation split (early stopping, best checkpoint, temperature), so
-the scores lean optimistic. `--nested` holds the fold out as `test` instead: each run carves its own validation from
-the other folds, as `cxr train` does on the full train split, and the held-out fold is only scored (key "NAME nested").
+the scores lean optimistic (kept for the earlier entries of the results file). `--nested` runs `cxr train --cv`
+(cxr.training.cv) instead: each run carves its own validation from the other folds, as `cxr train` does on the full
+train split, and the held-out fold is only scored (key "NAME nested"). Both use the same folds.
 """
 
 from __future__ import annotations
@@ -26,17 +27,18 @@ from sklearn.model_selection import StratifiedKFold
 from cxr.config import build_config
 from cxr.data.manifest import load_dataset
 from cxr.evaluation.evaluate import evaluate_run
+from cxr.training.cv import cross_validate
 from cxr.training.train import train
 
 
-def write_fold_manifest(path, files, val_idx, held_out: str = "val") -> None:
+def write_fold_manifest(path, files, val_idx) -> None:
     val = set(val_idx.tolist())
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["path", "label", "split"])
         for i, (p, y) in enumerate(zip(files.paths, files.labels)):
-            w.writerow([os.path.relpath(p, path.parent), y, held_out if i in val else "train"])
+            w.writerow([os.path.relpath(p, path.parent), y, "val" if i in val else "train"])
 
 
 def main() -> None:
@@ -44,7 +46,7 @@ def main() -> None:
     ap.add_argument("dataset")
     ap.add_argument("candidates", nargs="+")
     ap.add_argument("--folds", type=int, default=5)
-    ap.add_argument("--nested", action="store_true", help="score the held-out fold as test; runs carve their own val")
+    ap.add_argument("--nested", action="store_true", help="cxr train --cv: runs carve their own val from the rest")
     args = ap.parse_args()
     ds = load_dataset(DATASETS[args.dataset])
     files = ds.splits["train"]
@@ -53,33 +55,44 @@ def main() -> None:
     folds = list(StratifiedKFold(args.folds, shuffle=True, random_state=0).split(labels, labels))
     out_file = RESULTS / f"cv_{args.dataset}.json"
     results = json.loads(out_file.read_text()) if out_file.is_file() else {}
-    held_out, cv_dir = ("test", ROOT / "runs" / "cv" / args.dataset / "nested") if args.nested else (
-        "val", ROOT / "runs" / "cv" / args.dataset)
     for name in args.candidates:
-        y_all, p_all, t0 = [], [], time.perf_counter()
-        for k, (_, val_idx) in enumerate(folds):
-            manifest = cv_dir / f"fold{k}.csv"
-            write_fold_manifest(manifest, files, val_idx, held_out)
-            cfg = build_config(None, {**CANDIDATES[args.dataset][name], "data": manifest})
-            run = cv_dir / name / f"fold{k}"
-            train(cfg, run, overwrite=True)
-            evaluate_run(run, held_out)
-            with open(run / f"predictions_{held_out}.csv") as f:
-                for row in csv.DictReader(f):
-                    y_all.append(ds.classes.index(row["label"]))
-                    p_all.append([float(row[f"p_{c}"]) for c in ds.classes])
-        y, p = np.array(y_all), np.array(p_all)
+        t0 = time.perf_counter()
+        if args.nested:
+            cfg = build_config(None, {**CANDIDATES[args.dataset][name], "data": DATASETS[args.dataset]})
+            cv = cross_validate(cfg, ROOT / "runs" / "cv" / args.dataset / "nested" / name, args.folds, overwrite=True)
+            scores = {"n": cv["n"], "cv_accuracy": cv["accuracy"], "cv_macro_f1": cv["macro_avg"]["f1-score"],
+                      "cv_auc": cv["roc_auc"], "cv_log_loss": cv["log_loss"]}  # fmt: skip
+        else:
+            scores = optimistic_cv(args.dataset, name, ds, files, folds)
         key = f"{name} nested" if args.nested else name
         results[key] = {
             "config": CANDIDATES[args.dataset][name],
             "folds": args.folds,
-            "n": int(len(y)),
-            **cv_scores(y, p, ds.classes),
+            **scores,
             "seconds": round(time.perf_counter() - t0, 1),
         }
         print(key, results[key], flush=True)
         RESULTS.mkdir(parents=True, exist_ok=True)
         out_file.write_text(json.dumps(results, indent=2, default=str))
+
+
+def optimistic_cv(dataset: str, name: str, ds, files, folds) -> dict:
+    """The held-out fold as each run's validation split: early stopping and temperature see the scored images."""
+    y_all, p_all = [], []
+    cv_dir = ROOT / "runs" / "cv" / dataset
+    for k, (_, val_idx) in enumerate(folds):
+        manifest = cv_dir / f"fold{k}.csv"
+        write_fold_manifest(manifest, files, val_idx)
+        cfg = build_config(None, {**CANDIDATES[dataset][name], "data": manifest})
+        run = cv_dir / name / f"fold{k}"
+        train(cfg, run, overwrite=True)
+        evaluate_run(run, "val")
+        with open(run / "predictions_val.csv") as f:
+            for row in csv.DictReader(f):
+                y_all.append(ds.classes.index(row["label"]))
+                p_all.append([float(row[f"p_{c}"]) for c in ds.classes])
+    y, p = np.array(y_all), np.array(p_all)
+    return {"n": int(len(y)), **cv_scores(y, p, ds.classes)}
 
 
 if __name__ == "__main__":

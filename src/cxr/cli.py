@@ -66,10 +66,13 @@ def train(
     freeze_backbone: Optional[bool] = typer.Option(
         None, "--freeze-backbone/--no-freeze-backbone", help="train only the classification head (with --weights)"
     ),
+    cv: Optional[int] = typer.Option(
+        None, min=2, help="cross-validate this config in K folds of train instead (writes cv.json, no model)"
+    ),
     resume: bool = typer.Option(False, help="continue the unfinished run in --out from its last checkpoint"),
     overwrite: bool = typer.Option(False, help="replace an earlier run in --out"),
 ) -> None:
-    """Train a model on a class-folder dataset; writes a model bundle to --out."""
+    """Train a model on a class-folder dataset; writes a model bundle to --out (with --cv K: a K-fold estimate)."""
     from cxr.config import build_config
     from cxr.training.train import train as run_training
 
@@ -83,6 +86,11 @@ def train(
     )  # fmt: skip
     base = out / "config.yaml" if resume and config is None else config
     cfg = build_config(base, overrides)
+    if cv is not None:
+        from cxr.cli_output import print_cv_summary
+        from cxr.training.cv import cross_validate
+
+        return print_cv_summary(cross_validate(cfg, out, cv, resume=resume, overwrite=overwrite), out)
     run = run_training(cfg, out, resume=resume, overwrite=overwrite)
     _print_training_summary(run)
 

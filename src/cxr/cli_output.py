@@ -17,3 +17,14 @@ def print_error(message: str) -> None:
 def warn(message: str) -> None:
     """As plain text: a file name with brackets must not be read as rich markup."""
     err_console.print(Text("warning: ", style="yellow") + Text(message), highlight=False, soft_wrap=True)
+
+
+def print_cv_summary(summary: dict, out) -> None:
+    """The pooled out-of-fold figures of `cxr train --cv`, and each fold's accuracy."""
+    from cxr.evaluation.tables import headline
+
+    folds = ", ".join(f"{a:.3f}" for a in summary["fold_accuracy"])
+    console.print(f"[green]cross-validated[/] {summary['folds']} folds, {summary['n']} images scored out of fold "
+                  f"(written to {out}/cv.json, predictions_oof.csv)")  # fmt: skip
+    console.print(headline(summary))
+    console.print(f"log loss {summary['log_loss']:.3f}   fold accuracies {folds}")

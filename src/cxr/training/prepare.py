@@ -12,7 +12,7 @@ import torch
 
 from cxr.config import TrainConfig
 from cxr.data.cache import decode_cached
-from cxr.data.folders import LabeledFiles
+from cxr.data.folders import ClassFolderDataset, LabeledFiles
 from cxr.data.manifest import load_dataset
 from cxr.data.splits import carve_validation, patient_groups, write_splits_csv
 from cxr.errors import CxrError
@@ -42,11 +42,16 @@ def split_seed(cfg: TrainConfig) -> int:
     return cfg.seed if cfg.split_seed is None else cfg.split_seed
 
 
-def prepare_data(cfg: TrainConfig, run_dir: Path, merge_val: bool = False) -> PreparedData:
-    """Decoded train and val of `cfg.data`; with `merge_val` (refit) one train split that holds both, and no val."""
+def load_config_data(cfg: TrainConfig) -> ClassFolderDataset:
+    """The config's dataset: class folders or a CSV manifest."""
     if cfg.data is None:
         raise CxrError("no data given; pass --data FOLDER (with train/<class>/ subfolders) or set `data:` in the config")
-    ds = load_dataset(cfg.data)  # class folders or a CSV manifest
+    return load_dataset(cfg.data)
+
+
+def prepare_data(cfg: TrainConfig, run_dir: Path, merge_val: bool = False) -> PreparedData:
+    """Decoded train and val of `cfg.data`; with `merge_val` (refit) one train split that holds both, and no val."""
+    ds = load_config_data(cfg)
     if "val" in ds.splits:
         train, val = ds.splits["train"], ds.splits["val"]
     else:

@@ -1,0 +1,144 @@
+"""k-fold cross-validation of one config (`cxr train --cv K`): an estimate of how it does, not a model.
+
+With a few hundred images, a 15 % validation split is ~40 images, where one image moves accuracy by 2.5 points: too
+coarse to choose a network, epochs or augmentation. Cross-validation scores every training image once, each with a
+model that never saw it.
+
+The folds come from the train split (and val, if the dataset has one); test is never read. They are stratified by
+class, grouped by patient when ids exist, and seeded by `split_seed` (0 when unset), not by `seed`: configs and seeds
+compared on one dataset meet the same folds. Each fold is an ordinary run under `OUT/folds/<k>/`, trained on a
+manifest whose held-out images are its `test` split, so the run carves its own validation from the rest exactly as
+`cxr train` does on the whole train split: early stopping never sees the images it is scored on. A finished fold is
+kept, so `--resume` continues at the fold that stopped.
+
+Writes `OUT/cv.json` (pooled out-of-fold figures with bootstrap intervals, log loss, each fold's accuracy) and
+`OUT/predictions_oof.csv` (every image's out-of-fold probabilities). Decisions are each probability's argmax.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+from sklearn.metrics import log_loss
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+from cxr.atomic import atomic_path, write_text_atomic
+from cxr.config import TrainConfig, save_config
+from cxr.data.folders import LabeledFiles
+from cxr.data.manifest import write_manifest
+from cxr.data.splits import patient_groups, patient_ids
+from cxr.errors import CxrError
+from cxr.evaluation.metrics import compute_metrics
+from cxr.inference.bundle import BUNDLE_FILE, Bundle
+from cxr.training.prepare import load_config_data
+from cxr.training.train import _resumable, train
+
+CV_FILES = ("cv.json", "predictions_oof.csv", "folds", "manifests", "config.yaml")
+
+
+def pooled_files(cfg: TrainConfig) -> tuple[list[str], LabeledFiles, dict[Path, str]]:
+    """Classes, the images cross-validation may use (train, and val if given) and their patient ids by path."""
+    ds = load_config_data(cfg)
+    files = LabeledFiles(list(ds.splits["train"].paths), list(ds.splits["train"].labels))
+    if "val" in ds.splits:
+        files = LabeledFiles(files.paths + ds.splits["val"].paths, files.labels + ds.splits["val"].labels)
+    ids = patient_ids(files.paths, cfg.patient_id_pattern, ds.patient_ids)
+    return ds.classes, files, {Path(p): pid for p, pid in zip(files.paths, ids) if pid is not None}
+
+
+def fold_seed(cfg: TrainConfig) -> int:
+    """`split_seed`, else 0: not `seed`, so runs that differ only in their training seed meet the same folds."""
+    return 0 if cfg.split_seed is None else cfg.split_seed
+
+
+def held_out_folds(files: LabeledFiles, classes: list[str], k: int, seed: int, groups: list[str] | None):
+    """Per fold, the indices it holds out: stratified, and grouped by patient when `groups` is given."""
+    counts = np.bincount(files.labels, minlength=len(classes))
+    if counts.min() < k:
+        raise CxrError(f"class {classes[int(counts.argmin())]!r} has {counts.min()} image(s), fewer than --cv {k} "
+                       "folds; choose fewer folds")  # fmt: skip
+    splitter = StratifiedGroupKFold(k, shuffle=True, random_state=seed) if groups else StratifiedKFold(
+        k, shuffle=True, random_state=seed)  # fmt: skip
+    idx = np.arange(len(files))
+    return [held for _, held in splitter.split(idx, files.labels, groups)]
+
+
+def _check_out(out: Path, resume: bool, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise CxrError(f"--out {out} is a file; pass a folder for the cross-validation")
+    if (out / BUNDLE_FILE).is_file():
+        raise CxrError(f"{out} holds a trained model; choose another --out for the cross-validation")
+    started = (out / "folds").is_dir()
+    if resume and not started:
+        raise CxrError(f"{out} has no cross-validation to resume; start one without --resume")
+    if overwrite and not resume:
+        for name in CV_FILES:
+            p = out / name
+            shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
+    elif not resume and (out / "cv.json").is_file():
+        raise CxrError(f"{out} already holds a finished cross-validation; choose another --out or pass --overwrite")
+    elif not resume and started:
+        raise CxrError(f"{out} holds an unfinished cross-validation; pass --resume to continue it or --overwrite")
+
+
+def cross_validate(cfg: TrainConfig, out: str | Path, k: int, resume: bool = False, overwrite: bool = False) -> dict:
+    """Train one run per fold, score each on the images it held out, pool; returns what `cv.json` holds."""
+    if k < 2:
+        raise CxrError(f"--cv {k}: cross-validation needs 2 or more folds")
+    out = Path(out)
+    _check_out(out, resume, overwrite)
+    classes, files, ids = pooled_files(cfg)
+    groups = patient_groups(files.paths, "", ids)  # the ids found above, from a manifest or the file names
+    seed = fold_seed(cfg)
+    folds = held_out_folds(files, classes, k, seed, groups)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")  # `--resume` reads it back
+    y: list[int] = []
+    probs, scored, per_fold = [], [], []
+    for f, held in enumerate(folds):
+        run = _train_fold(cfg, out, f, files, held, classes, ids)
+        preds = Bundle.load(run, backend="torch").predict([files.paths[i] for i in held])
+        label_of = {str(files.paths[i]): files.labels[i] for i in held}
+        fold_y = [label_of[str(p)] for p in preds.paths]
+        per_fold.append(float(np.mean(preds.probabilities.argmax(axis=1) == np.array(fold_y))))
+        y += fold_y
+        probs.append(preds.probabilities)
+        scored += [(str(p), f) for p in preds.paths]
+    p = np.concatenate(probs)
+    metrics = compute_metrics(np.array(y), p, classes, n_bootstrap=1000, seed=0)
+    summary = {
+        "folds": k, "fold_seed": seed, "grouped_by_patient": groups is not None, "n": len(y),
+        "unscored": len(files) - len(y),  # unreadable images, skipped by prediction
+        "fold_accuracy": per_fold, "log_loss": float(log_loss(y, p, labels=list(range(len(classes))))), **metrics,
+    }  # fmt: skip
+    _write_oof(out / "predictions_oof.csv", scored, y, p, classes)
+    write_text_atomic(out / "cv.json", json.dumps(summary, indent=2))
+    return summary
+
+
+def _train_fold(
+    cfg: TrainConfig, out: Path, f: int, files: LabeledFiles, held: np.ndarray, classes: list[str], ids: dict
+) -> Path:
+    """Fold f's run (trained, resumed or kept): its manifest's train rows are every image it does not hold out."""
+    held_set = set(held.tolist())
+    train_ix = [i for i in range(len(files)) if i not in held_set]
+    subset = {name: LabeledFiles([files.paths[i] for i in ix], [files.labels[i] for i in ix])
+              for name, ix in (("train", train_ix), ("test", held))}  # fmt: skip
+    manifest = write_manifest(out / "manifests" / f"fold{f}.csv", subset, classes, ids)
+    run = out / "folds" / str(f)
+    if not (run / BUNDLE_FILE).is_file():
+        started = _resumable(run)
+        train(cfg.model_copy(update={"data": manifest}), run, resume=started, overwrite=not started)
+    return run
+
+
+def _write_oof(path: Path, seen: list[tuple[str, int]], y: list[int], p: np.ndarray, classes: list[str]) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "label", "fold", *(f"p_{c}" for c in classes)])
+        for (image, fold), label, row in zip(seen, y, p):
+            w.writerow([image, classes[label], fold, *(f"{v:.6f}" for v in row)])
