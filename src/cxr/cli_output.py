@@ -19,8 +19,10 @@ def warn(message: str) -> None:
     err_console.print(Text("warning: ", style="yellow") + Text(message), highlight=False, soft_wrap=True)
 
 
-def print_cv_summary(summary: dict, out) -> None:
-    """The pooled out-of-fold figures of `cxr train --cv`, and each fold's accuracy."""
+def print_cv_summary(summary: dict | None, out) -> None:
+    """The pooled out-of-fold figures of `cxr train --cv`, and each fold's accuracy (None: a DDP rank > 0)."""
+    if summary is None:
+        return
     from cxr.evaluation.tables import headline
 
     folds = ", ".join(f"{a:.3f}" for a in summary["fold_accuracy"])

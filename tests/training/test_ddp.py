@@ -28,3 +28,18 @@ def test_two_process_ddp_on_cpu(tiny_dataset, tmp_path):
     # weight averaging under DDP: a checkpoint holds the average, with the raw weights beside it for --resume
     assert set(selection["current_model_state"]) == set(selection["state_dict"])
     assert any(not torch.equal(selection["current_model_state"][k], v) for k, v in selection["state_dict"].items())
+
+
+def test_cross_validation_under_two_process_ddp(tiny_dataset, tmp_path):
+    out = tmp_path / "cv"
+    cmd = [sys.executable, "-m", "cxr.cli", "train", "--data", tiny_dataset, "--out", out, "--cv", "2", "--epochs", "1",
+           "--image-size", "32", "--batch-size", "4", "--num-workers", "0", "--accelerator", "cpu",
+           "--devices", "2", "--strategy", "ddp"]  # fmt: skip
+    proc = subprocess.run(list(map(str, cmd)), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("cross-validated 2 folds") == 1  # rank 0 alone scores and reports
+    assert json.loads((out / "cv.json").read_text())["n"] == 24
+    # each fold trains on the other 12 images less 2 for validation: 5 per rank, one full batch of 4 (the last dropped)
+    for k in range(2):
+        ckpt = torch.load(out / "folds" / str(k) / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+        assert ckpt["global_step"] == 1

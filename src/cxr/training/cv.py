@@ -23,6 +23,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import torch
 from sklearn.metrics import log_loss
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
@@ -35,7 +36,7 @@ from cxr.errors import CxrError
 from cxr.evaluation.metrics import compute_metrics
 from cxr.inference.bundle import BUNDLE_FILE, Bundle
 from cxr.training.prepare import load_config_data
-from cxr.training.train import _resumable, train
+from cxr.training.train import _is_rank_zero, _resumable, train
 
 CV_FILES = ("cv.json", "predictions_oof.csv", "folds", "manifests", "config.yaml")
 
@@ -85,22 +86,31 @@ def _check_out(out: Path, resume: bool, overwrite: bool) -> None:
         raise CxrError(f"{out} holds an unfinished cross-validation; pass --resume to continue it or --overwrite")
 
 
-def cross_validate(cfg: TrainConfig, out: str | Path, k: int, resume: bool = False, overwrite: bool = False) -> dict:
-    """Train one run per fold, score each on the images it held out, pool; returns what `cv.json` holds."""
+def cross_validate(
+    cfg: TrainConfig, out: str | Path, k: int, resume: bool = False, overwrite: bool = False
+) -> dict | None:
+    """Train one run per fold, score each on the images it held out, pool; returns what `cv.json` holds (None on
+    DDP ranks > 0)."""
     if k < 2:
         raise CxrError(f"--cv {k}: cross-validation needs 2 or more folds")
     out = Path(out)
-    _check_out(out, resume, overwrite)
+    if _is_rank_zero():  # under DDP, ranks > 0 start once rank 0 has made the folders
+        _check_out(out, resume, overwrite)
     classes, files, ids = pooled_files(cfg)
     groups = patient_groups(files.paths, "", ids)  # the ids found above, from a manifest or the file names
     seed = fold_seed(cfg)
     folds = held_out_folds(files, classes, k, seed, groups)
     out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")  # `--resume` reads it back
+    if _is_rank_zero():
+        save_config(cfg, out / "config.yaml")  # `--resume` reads it back
     y: list[int] = []
     probs, scored, per_fold = [], [], []
     for f, held in enumerate(folds):
         run = _train_fold(cfg, out, f, files, held, classes, ids)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.barrier()  # rank 0 writes the fold's bundle after the other ranks return
+        if not _is_rank_zero():
+            continue  # rank 0 scores and writes
         preds = Bundle.load(run, backend="torch").predict([files.paths[i] for i in held])
         label_of = {str(files.paths[i]): files.labels[i] for i in held}
         fold_y = [label_of[str(p)] for p in preds.paths]
@@ -108,6 +118,8 @@ def cross_validate(cfg: TrainConfig, out: str | Path, k: int, resume: bool = Fal
         y += fold_y
         probs.append(preds.probabilities)
         scored += [(str(p), f) for p in preds.paths]
+    if not _is_rank_zero():
+        return None
     p = np.concatenate(probs)
     metrics = compute_metrics(np.array(y), p, classes, n_bootstrap=1000, seed=0)
     summary = {
