@@ -8,7 +8,13 @@ import torch
 
 import cxr
 from cxr.errors import CxrError
-from cxr.evaluation.calibration import calibrate_run, calibration_summary, fit_temperature
+from cxr.evaluation.calibration import (
+    TEMPERATURE_PRIOR_SIGMA,
+    TEMPERATURE_RANGE,
+    calibrate_run,
+    calibration_summary,
+    fit_temperature,
+)
 from cxr.evaluation.metrics import expected_calibration_error
 from cxr.inference.bundle import BUNDLE_FILE, Bundle
 from cxr.inference.predict import apply_temperature
@@ -42,6 +48,17 @@ def test_fit_recovers_overconfidence_and_lowers_ece_on_held_out_data(c):
 def test_a_calibrated_model_keeps_temperature_near_one():
     z, y = _calibrated_logits(4000, 3, np.random.default_rng(0))
     assert fit_temperature(z, y) == pytest.approx(1.0, abs=0.1)
+
+
+def test_the_prior_stops_a_small_error_free_validation_set_from_sharpening_to_the_bound():
+    rng = np.random.default_rng(1)
+    y = np.arange(30) % 2
+    z = np.stack([-(2 * y - 1) * rng.uniform(1, 4, 30), (2 * y - 1) * rng.uniform(1, 4, 30)], 1)  # all 30 right
+    assert fit_temperature(z, y) < 2 * TEMPERATURE_RANGE[0]  # likelihood alone: down to the bound (flat there)
+    assert 0.5 < fit_temperature(z, y, prior_sigma=TEMPERATURE_PRIOR_SIGMA) < 1.0
+    z_many, y_many = _calibrated_logits(4000, 3, rng)  # thousands of images: the prior barely moves the fit
+    free, with_prior = fit_temperature(3 * z_many, y_many), fit_temperature(3 * z_many, y_many, TEMPERATURE_PRIOR_SIGMA)
+    assert with_prior == pytest.approx(free, rel=0.03) and free == pytest.approx(3.0, rel=0.15)
 
 
 def test_bundle_temperature_is_applied_by_predict_and_old_bundles_load(tmp_path):
