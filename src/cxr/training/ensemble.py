@@ -49,6 +49,7 @@ def _train_members_and_combine(cfg: TrainConfig, out: Path) -> Path:
         runs.append(run)
     t_combine = time.perf_counter()
     combine_runs(runs, out)
+    save_config(cfg, out / "config.yaml")  # the ensemble's own, over the member config combine_runs copies
     calibration = calibrate_run(out, cfg.operating_point or "none")
     members = [json.loads((r / "metrics.json").read_text())["training"] for r in runs]
     speeds = [m["train_images_per_second"] for m in members if m.get("train_images_per_second")]
