@@ -52,6 +52,8 @@ def test_cv_scores_each_train_image_once_with_a_model_that_never_saw_it(tiny_dat
     assert summary["accuracy"] == pytest.approx(np.mean((probs[:, 1] > probs[:, 0]) == labels))
     assert summary["n"] == 24 and len(summary["fold_accuracy"]) == 3 and "ci" in summary
     assert summary["accuracy"] == pytest.approx(np.mean(summary["fold_accuracy"]))  # equal folds of 8
+    assert np.sum(summary["confusion_matrix"]) == 24
+    assert all((out / "plots" / f"{name}_oof.png").stat().st_size > 1000 for name in ("confusion_matrix", "roc"))
 
 
 def test_folds_keep_each_patient_in_one_fold_and_every_class_in_each():

@@ -11,8 +11,9 @@ manifest whose held-out images are its `test` split, so the run carves its own v
 `cxr train` does on the whole train split: early stopping never sees the images it is scored on. A finished fold is
 kept, so `--resume` continues at the fold that stopped.
 
-Writes `OUT/cv.json` (pooled out-of-fold figures with bootstrap intervals, log loss, each fold's accuracy) and
-`OUT/predictions_oof.csv` (every image's out-of-fold probabilities). Decisions are each probability's argmax.
+Writes `OUT/cv.json` (pooled out-of-fold figures with bootstrap intervals, log loss, each fold's accuracy),
+`OUT/predictions_oof.csv` (every image's out-of-fold probabilities) and `OUT/plots/` (confusion matrix and ROC curves
+out of fold). Decisions are each probability's argmax.
 """
 
 from __future__ import annotations
@@ -34,11 +35,12 @@ from cxr.data.manifest import write_manifest
 from cxr.data.splits import patient_groups, patient_ids
 from cxr.errors import CxrError
 from cxr.evaluation.metrics import compute_metrics
+from cxr.evaluation.plots import plot_confusion_matrix, plot_roc
 from cxr.inference.bundle import BUNDLE_FILE, Bundle
 from cxr.training.prepare import load_config_data
 from cxr.training.train import _is_rank_zero, _resumable, train
 
-CV_FILES = ("cv.json", "predictions_oof.csv", "folds", "manifests", "config.yaml")
+CV_FILES = ("cv.json", "predictions_oof.csv", "plots", "folds", "manifests", "config.yaml")
 
 
 def pooled_files(cfg: TrainConfig) -> tuple[list[str], LabeledFiles, dict[Path, str]]:
@@ -128,6 +130,9 @@ def cross_validate(
         "fold_accuracy": per_fold, "log_loss": float(log_loss(y, p, labels=list(range(len(classes))))), **metrics,
     }  # fmt: skip
     _write_oof(out / "predictions_oof.csv", scored, y, p, classes)
+    plot_confusion_matrix(metrics["confusion_matrix"], classes, out / "plots" / "confusion_matrix_oof.png",
+                          f"{k}-fold cross-validation, out of fold (n={len(y)})")  # fmt: skip
+    plot_roc(np.array(y), p, classes, out / "plots" / "roc_oof.png", f"{k}-fold cross-validation, out of fold")
     write_text_atomic(out / "cv.json", json.dumps(summary, indent=2))
     return summary
 
