@@ -11,7 +11,7 @@ from cxr.data.folders import LabeledFiles
 from cxr.errors import CxrError
 from cxr.inference.bundle import BUNDLE_FILE
 from cxr.training.cv import cross_validate, fold_seed, held_out_folds
-from tests.test_cli import run_cli_inprocess
+from tests.test_cli import assert_one_line_error, run_cli_inprocess
 
 from .test_refit import _CrashIn
 from .test_train import _cfg, _trainers_get
@@ -53,6 +53,8 @@ def test_cv_scores_each_train_image_once_with_a_model_that_never_saw_it(tiny_dat
     assert summary["n"] == 24 and len(summary["fold_accuracy"]) == 3 and "ci" in summary
     assert summary["accuracy"] == pytest.approx(np.mean(summary["fold_accuracy"]))  # equal folds of 8
     assert np.sum(summary["confusion_matrix"]) == 24
+    assert_one_line_error(run_cli_inprocess(capsys, monkeypatch, "predict", out, tiny_dataset / "test"),
+                          "is a cross-validation (cv.json)")  # fmt: skip
     assert all((out / "plots" / f"{name}_oof.png").stat().st_size > 1000 for name in ("confusion_matrix", "roc"))
 
 

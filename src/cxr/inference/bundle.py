@@ -102,6 +102,8 @@ def read_bundle_file(run_dir: str | Path) -> dict[str, Any]:
     if not path.is_file():
         if (run_dir / "checkpoints" / "last.ckpt").is_file():  # an interrupted run: say how to finish it
             hint = f"finish it with `cxr train --resume --out {run_dir}`"
+        elif (run_dir / "cv.json").is_file() or (run_dir / "folds").is_dir():  # `cxr train --cv`: an estimate
+            hint = f"it is a cross-validation (cv.json); each fold's model is in {run_dir / 'folds'}/<k>"
         else:
             hint = "pass a run directory made by `cxr train` (it holds model.pt)"
         raise CxrError(f"{run_dir} is not a finished model (no {BUNDLE_FILE}); {hint}")
