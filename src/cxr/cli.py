@@ -179,7 +179,7 @@ def calibrate(
 
 @app.command()
 def compare(
-    run_a: Path = typer.Argument(..., help="first run (A)"),
+    run_a: Path = typer.Argument(..., help="first run (A), or a cross-validation folder (then B is one too)"),
     run_b: Path = typer.Argument(..., help="second run (B)"),
     data: Optional[Path] = typer.Option(None, help="dataset root whose --split both models are run on (default: A's)"),
     split: str = typer.Option("test", help="test | val | train", callback=split_name),
@@ -190,7 +190,7 @@ def compare(
     seed: int = typer.Option(0),
     batch_size: int = typer.Option(64, min=1),
 ) -> None:
-    """Two models on the same images: McNemar on their errors, DeLong on the AUC difference, side-by-side ROC."""
+    """Two models on the same images (or two `train --cv` folders, out of fold): McNemar, DeLong, side-by-side ROC."""
     from cxr.evaluation.compare import compare_runs
     from cxr.evaluation.tables import comparison
 
@@ -202,7 +202,7 @@ def compare(
     if "auc_test" in result:
         t = result["auc_test"]
         console.print(f"AUC difference {t['difference']:+.4f} ({t['method']}), p = {t['p_value']:.3g}")
-    console.print(f"wrote {result['out']}/comparison.json and roc_compare_{split}.png")
+    console.print(f"wrote {result['out']}/comparison.json and roc_compare_{result['split']}.png")
 
 
 @app.command()

@@ -1,15 +1,18 @@
 """Comparing two models: McNemar on discordant errors, DeLong on correlated AUCs, paired bootstrap, the command."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 from scipy.stats import binomtest
+from sklearn.metrics import roc_auc_score
 
+from cxr.errors import CxrError
 from cxr.evaluation.bootstrap import bootstrap_distribution
 from cxr.evaluation.compare import compare_runs, delong_test, mcnemar_exact
 from cxr.evaluation.metrics import rank_auc
-from sklearn.metrics import roc_auc_score
+from cxr.evaluation.oof import write_oof
 from tests.evaluation.runs import make_run
 
 
@@ -73,3 +76,32 @@ def test_compare_multiclass_uses_paired_bootstrap(tmp_path):
     assert result["auc_test"]["method"].startswith("paired stratified bootstrap")
     lo, hi = result["auc_test"]["ci"]
     assert lo <= result["auc_test"]["difference"] <= hi
+
+
+def _fake_cross_validation(folder: Path, probs_of_class1: list[float], labels: list[int], paths: list[str]) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "cv.json").write_text("{}")
+    p1 = np.array(probs_of_class1)
+    write_oof(folder / "predictions_oof.csv", [(p, i % 3) for i, p in enumerate(paths)], labels,
+              np.stack([1 - p1, p1], 1), ["normal", "pneumonia"])  # fmt: skip
+    return folder
+
+
+def test_compare_pairs_two_cross_validations_image_by_image(tmp_path):
+    labels = [0, 1] * 10
+    paths = [f"/data/img{i}.png" for i in range(20)]
+    right, wrong = (lambda y: 0.9 if y else 0.1), (lambda y: 0.1 if y else 0.9)
+    a_probs = [right(y) if i < 16 else wrong(y) for i, y in enumerate(labels)]  # A wrong on images 16-19
+    b_probs = [right(y) if 6 <= i else wrong(y) for i, y in enumerate(labels)]  # B wrong on 0-5
+    cv_a = _fake_cross_validation(tmp_path / "cv-a", a_probs, labels, paths)
+    cv_b = _fake_cross_validation(tmp_path / "cv-b", b_probs[::-1], labels[::-1], paths[::-1])  # other row order
+    (tmp_path / "cv-b" / "predictions_oof.csv").write_text(
+        (tmp_path / "cv-b" / "predictions_oof.csv").read_text() + "/data/only-in-b.png,normal,0,0.9,0.1\n")
+    result = compare_runs(cv_a, cv_b, n_bootstrap=200)
+    assert result["split"] == "out-of-fold" and result["n"] == 20  # the image B alone scored is left out
+    assert result["mcnemar"]["a_right_b_wrong"] == 6 and result["mcnemar"]["a_wrong_b_right"] == 4
+    names = list(result["metrics"])
+    assert [result["metrics"][n]["accuracy"] for n in names] == [0.8, 0.7]
+    assert (Path(result["out"]) / "roc_compare_out-of-fold.png").is_file()
+    with pytest.raises(CxrError, match="not one of each"):
+        compare_runs(cv_a, make_run(tmp_path / "model", steps=1))

@@ -1,6 +1,6 @@
-"""`cxr compare`: two finished runs on the same test images. McNemar's exact test on their errors, DeLong's test on
-the AUC difference (binary; a paired bootstrap for multi-class macro AUC), paired-bootstrap intervals for the
-differences, and a side-by-side ROC plot."""
+"""`cxr compare`: two finished runs on the same test images, or two cross-validations (`cxr train --cv`) on the same
+out-of-fold images. McNemar's exact test on their errors, DeLong's test on the AUC difference (binary; a paired
+bootstrap for multi-class macro AUC), paired-bootstrap intervals for the differences, and a side-by-side ROC plot."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from scipy.stats import binomtest, norm, rankdata
 from cxr.errors import CxrError
 from cxr.evaluation.bootstrap import DEFAULT_RESAMPLES, bootstrap_distribution, describe, intervals
 from cxr.evaluation.metrics import compute_metrics, resampled_metrics
+from cxr.evaluation.oof import is_cross_validation, read_oof
 from cxr.evaluation.plots import plot_roc_compare
 from cxr.inference.predict import decide
 
@@ -83,32 +84,20 @@ def compare_runs(
     run_a: Path, run_b: Path, data: Path | None = None, split: str = "test", out: Path | None = None,
     n_bootstrap: int = DEFAULT_RESAMPLES, seed: int = 0, batch_size: int = 64, progress: bool = False,
 ) -> dict[str, Any]:  # fmt: skip
-    """Run both models on `split` of `data` (default: run A's data); write comparison.json and the ROC plot."""
-    from cxr.evaluation.evaluate import split_files
-    from cxr.inference.bundle import Bundle
-
+    """Run both models on `split` of `data` (default: run A's data), or pair two cross-validations' out-of-fold
+    predictions; write comparison.json and the ROC plot."""
     run_a, run_b = Path(run_a), Path(run_b)
-    a, b = Bundle.load(run_a), Bundle.load(run_b)
-    if a.classes != b.classes:
-        raise CxrError(f"{run_a} classes {a.classes} differ from {run_b} classes {b.classes}; compare like with like")
-    files = split_files(run_a, split, a.classes, data)
-    pa = a.predict(files.paths, batch_size=batch_size, progress=progress)
-    pb = b.predict(files.paths, batch_size=batch_size, progress=progress)
-    common = sorted(set(map(Path, pa.paths)) & set(map(Path, pb.paths)))
-    if not common:
-        raise CxrError(f"no readable images in the {split} split")
-    row_a = {Path(p): i for i, p in enumerate(pa.paths)}
-    row_b = {Path(p): i for i, p in enumerate(pb.paths)}
-    probs_a = pa.probabilities[[row_a[p] for p in common]]
-    probs_b = pb.probabilities[[row_b[p] for p in common]]
-    label_of = {Path(p): y for p, y in zip(files.paths, files.labels)}
-    y_true = np.array([label_of[p] for p in common])
-    classes = a.classes
+    if is_cross_validation(run_a) or is_cross_validation(run_b):
+        classes, y_true, probs_a, probs_b = _paired_out_of_fold(run_a, run_b)
+        thresholds: tuple[float | None, float | None] = (None, None)  # argmax, as cv.json decides
+        split = "out-of-fold"
+    else:
+        classes, y_true, probs_a, probs_b, thresholds = _paired_predictions(
+            run_a, run_b, data, split, batch_size, progress)
     names = _display_names(run_a, run_b)
-    thresholds = (a.meta.threshold, b.meta.threshold)
     result: dict[str, Any] = {
         "split": split,
-        "n": len(common),
+        "n": len(y_true),
         "classes": classes,
         "runs": {names[0]: str(run_a), names[1]: str(run_b)},
         "metrics": {
@@ -126,13 +115,51 @@ def compare_runs(
             d = result["differences"]["roc_auc"]
             auc = [result["metrics"][n]["roc_auc"] for n in names]
             result["auc_test"] = {"auc_a": auc[0], "auc_b": auc[1], "difference": auc[0] - auc[1], "ci": d["ci"],
-                                  "p_value": d["p_value"], "method": "paired stratified bootstrap (macro AUC)"}  # fmt: skip
+                                  "p_value": d["p_value"],
+                                  "method": "paired stratified bootstrap (macro AUC)"}  # fmt: skip
     out = Path(out) if out is not None else run_a.parent / f"compare_{run_a.name}_vs_{run_b.name}"
     out.mkdir(parents=True, exist_ok=True)
     plot_roc_compare(y_true, {names[0]: probs_a, names[1]: probs_b}, classes, out / f"roc_compare_{split}.png")
     (out / "comparison.json").write_text(json.dumps(result, indent=2))
     result["out"] = str(out)
     return result
+
+
+def _paired_out_of_fold(cv_a: Path, cv_b: Path) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """Labels and both cross-validations' out-of-fold probabilities on the images both scored."""
+    if not (is_cross_validation(cv_a) and is_cross_validation(cv_b)):
+        raise CxrError(f"compare two cross-validations (cv.json) or two models, not one of each: {cv_a}, {cv_b}")
+    (classes, a), (classes_b, b) = read_oof(cv_a), read_oof(cv_b)
+    if classes != classes_b:
+        raise CxrError(f"{cv_a} classes {classes} differ from {cv_b} classes {classes_b}; compare like with like")
+    common = sorted(a.keys() & b.keys())
+    if not common:
+        raise CxrError(f"{cv_a} and {cv_b} scored no image in common; cross-validate the same data")
+    y_true = np.array([a[p][0] for p in common])
+    return classes, y_true, np.stack([a[p][1] for p in common]), np.stack([b[p][1] for p in common])
+
+
+def _paired_predictions(run_a: Path, run_b: Path, data: Path | None, split: str, batch_size: int, progress: bool):
+    """Labels, both models' probabilities on the readable images of `split`, and their decision thresholds."""
+    from cxr.evaluation.evaluate import split_files
+    from cxr.inference.bundle import Bundle
+
+    a, b = Bundle.load(run_a), Bundle.load(run_b)
+    if a.classes != b.classes:
+        raise CxrError(f"{run_a} classes {a.classes} differ from {run_b} classes {b.classes}; compare like with like")
+    files = split_files(run_a, split, a.classes, data)
+    pa = a.predict(files.paths, batch_size=batch_size, progress=progress)
+    pb = b.predict(files.paths, batch_size=batch_size, progress=progress)
+    common = sorted(set(map(Path, pa.paths)) & set(map(Path, pb.paths)))
+    if not common:
+        raise CxrError(f"no readable images in the {split} split")
+    row_a = {Path(p): i for i, p in enumerate(pa.paths)}
+    row_b = {Path(p): i for i, p in enumerate(pb.paths)}
+    probs_a = pa.probabilities[[row_a[p] for p in common]]
+    probs_b = pb.probabilities[[row_b[p] for p in common]]
+    label_of = {Path(p): y for p, y in zip(files.paths, files.labels)}
+    y_true = np.array([label_of[p] for p in common])
+    return a.classes, y_true, probs_a, probs_b, (a.meta.threshold, b.meta.threshold)
 
 
 def _display_names(run_a: Path, run_b: Path) -> tuple[str, str]:

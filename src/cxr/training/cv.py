@@ -18,7 +18,6 @@ out of fold). Decisions are each probability's argmax.
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 from pathlib import Path
@@ -28,19 +27,20 @@ import torch
 from sklearn.metrics import log_loss
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
-from cxr.atomic import atomic_path, write_text_atomic
+from cxr.atomic import write_text_atomic
 from cxr.config import TrainConfig, save_config
 from cxr.data.folders import LabeledFiles
 from cxr.data.manifest import write_manifest
 from cxr.data.splits import patient_groups, patient_ids
 from cxr.errors import CxrError
 from cxr.evaluation.metrics import compute_metrics
+from cxr.evaluation.oof import CV_FILE, OOF_FILE, write_oof
 from cxr.evaluation.plots import plot_confusion_matrix, plot_roc
 from cxr.inference.bundle import BUNDLE_FILE, Bundle
 from cxr.training.prepare import load_config_data
 from cxr.training.train import _is_rank_zero, _resumable, train
 
-CV_FILES = ("cv.json", "predictions_oof.csv", "plots", "folds", "manifests", "config.yaml")
+CV_FILES = (CV_FILE, OOF_FILE, "plots", "folds", "manifests", "config.yaml")
 
 
 def pooled_files(cfg: TrainConfig) -> tuple[list[str], LabeledFiles, dict[Path, str]]:
@@ -82,7 +82,7 @@ def _check_out(out: Path, resume: bool, overwrite: bool) -> None:
         for name in CV_FILES:
             p = out / name
             shutil.rmtree(p) if p.is_dir() else p.unlink(missing_ok=True)
-    elif not resume and (out / "cv.json").is_file():
+    elif not resume and (out / CV_FILE).is_file():
         raise CxrError(f"{out} already holds a finished cross-validation; choose another --out or pass --overwrite")
     elif not resume and started:
         raise CxrError(f"{out} holds an unfinished cross-validation; pass --resume to continue it or --overwrite")
@@ -129,11 +129,11 @@ def cross_validate(
         "unscored": len(files) - len(y),  # unreadable images, skipped by prediction
         "fold_accuracy": per_fold, "log_loss": float(log_loss(y, p, labels=list(range(len(classes))))), **metrics,
     }  # fmt: skip
-    _write_oof(out / "predictions_oof.csv", scored, y, p, classes)
+    write_oof(out / OOF_FILE, scored, y, p, classes)
     plot_confusion_matrix(metrics["confusion_matrix"], classes, out / "plots" / "confusion_matrix_oof.png",
                           f"{k}-fold cross-validation, out of fold (n={len(y)})")  # fmt: skip
     plot_roc(np.array(y), p, classes, out / "plots" / "roc_oof.png", f"{k}-fold cross-validation, out of fold")
-    write_text_atomic(out / "cv.json", json.dumps(summary, indent=2))
+    write_text_atomic(out / CV_FILE, json.dumps(summary, indent=2))
     return summary
 
 
@@ -151,11 +151,3 @@ def _train_fold(
         started = _resumable(run)
         train(cfg.model_copy(update={"data": manifest}), run, resume=started, overwrite=not started)
     return run
-
-
-def _write_oof(path: Path, seen: list[tuple[str, int]], y: list[int], p: np.ndarray, classes: list[str]) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["path", "label", "fold", *(f"p_{c}" for c in classes)])
-        for (image, fold), label, row in zip(seen, y, p):
-            w.writerow([image, classes[label], fold, *(f"{v:.6f}" for v in row)])
