@@ -19,6 +19,7 @@ out of fold). Decisions are each probability's argmax.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -40,6 +41,7 @@ from cxr.inference.bundle import BUNDLE_FILE, Bundle
 from cxr.training.prepare import load_config_data
 from cxr.training.train import _is_rank_zero, _resumable, train
 
+log = logging.getLogger("cxr")
 CV_FILES = (CV_FILE, OOF_FILE, "plots", "folds", "manifests", "config.yaml")
 
 
@@ -108,6 +110,7 @@ def cross_validate(
     y: list[int] = []
     probs, scored, per_fold = [], [], []
     for f, held in enumerate(folds):
+        log.info("fold %d of %d: %d images held out, the run trains on the rest", f + 1, k, len(held))
         run = _train_fold(cfg, out, f, files, held, classes, ids)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.barrier()  # rank 0 writes the fold's bundle after the other ranks return
