@@ -83,3 +83,20 @@ def test_cv_refuses_what_it_cannot_do(tiny_dataset, tmp_path):
     with pytest.raises(CxrError, match="holds a trained model"):
         cross_validate(cfg, run, 3)
     assert fold_seed(_cfg(tiny_dataset, seed=5)) == 0 and fold_seed(_cfg(tiny_dataset, seed=5, split_seed=3)) == 3
+
+
+def test_cv_pools_train_and_val_and_reads_patient_ids_from_a_manifest(tiny_dataset, tmp_path):
+    from cxr.training.cv import pooled_files
+
+    for name in ("normal", "pneumonia"):
+        (tiny_dataset / "val" / name).mkdir(parents=True)
+        (tiny_dataset / "train" / name / "img000.png").rename(tiny_dataset / "val" / name / "img000.png")
+    classes, files, ids = pooled_files(_cfg(tiny_dataset))
+    assert len(files) == 24 and any(p.parent.parent.name == "val" for p in files.paths) and ids == {}
+    manifest = tmp_path / "m.csv"
+    rows = [f"{p.relative_to(tmp_path)},{classes[y]},patient{i // 2},train" for i, (p, y) in
+            enumerate(zip(files.paths, files.labels))]  # fmt: skip
+    manifest.write_text("path,label,patient_id,split\n" + "\n".join(rows) + "\n")
+    _, from_manifest, ids = pooled_files(_cfg(manifest))
+    assert len(from_manifest) == 24 and len(set(ids.values())) == 12  # two images per patient
+
