@@ -24,7 +24,6 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import torch
 from sklearn.metrics import log_loss
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
@@ -39,7 +38,7 @@ from cxr.evaluation.oof import CV_FILE, OOF_FILE, write_oof
 from cxr.evaluation.plots import plot_confusion_matrix, plot_roc
 from cxr.inference.bundle import BUNDLE_FILE, Bundle
 from cxr.training.prepare import load_config_data
-from cxr.training.train import _is_rank_zero, _resumable, train
+from cxr.training.train import _is_rank_zero, _resumable, train, wait_for_rank_zero
 
 log = logging.getLogger("cxr")
 CV_FILES = (CV_FILE, OOF_FILE, "plots", "folds", "manifests", "config.yaml")
@@ -112,8 +111,7 @@ def cross_validate(
     for f, held in enumerate(folds):
         log.info("fold %d of %d: %d images held out, the run trains on the rest", f + 1, k, len(held))
         run = _train_fold(cfg, out, f, files, held, classes, ids)
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.barrier()  # rank 0 writes the fold's bundle after the other ranks return
+        wait_for_rank_zero()  # the fold's bundle is written by rank 0 after the others return
         if not _is_rank_zero():
             continue  # rank 0 scores and writes
         preds = Bundle.load(run, backend="torch").predict([files.paths[i] for i in held])

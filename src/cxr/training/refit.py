@@ -18,14 +18,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from cxr.config import TrainConfig, save_config
 from cxr.errors import CxrError
 from cxr.evaluation.calibration import Calibration
 from cxr.evaluation.history import read_history
 from cxr.inference.bundle import BUNDLE_FILE, Bundle
-from cxr.training.train import _is_rank_zero, _train_one, check_run_dir, train
+from cxr.training.train import _is_rank_zero, _train_one, check_run_dir, train, wait_for_rank_zero
 
 SELECTION = "selection"
 
@@ -76,6 +74,5 @@ def train_refit(cfg: TrainConfig, out: Path) -> Path:
     if not (selection / BUNDLE_FILE).is_file():
         started = (selection / "checkpoints" / "last.ckpt").is_file()
         train(cfg.model_copy(update={"refit": False}), selection, resume=started, overwrite=not started)
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.barrier()  # under DDP, rank 0 writes the selection's bundle after the others return
+    wait_for_rank_zero()  # the plan reads the selection's bundle and metrics, which rank 0 writes after the others
     return _train_one(cfg, out, (out / "checkpoints" / "last.ckpt").is_file(), refit_plan(selection))

@@ -123,6 +123,12 @@ def _is_rank_zero() -> bool:
     return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
 
 
+def wait_for_rank_zero() -> None:
+    """Under DDP, hold every rank here until rank 0 has written what it alone writes (a bundle) after training."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+
+
 @contextmanager
 def set_aside_previous_run(out: Path, overwrite: bool) -> Iterator[None]:
     """`--overwrite` moves the old run to OUT/.previous-run and deletes it only once the new run has finished.
