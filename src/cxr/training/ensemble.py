@@ -13,13 +13,12 @@ import time
 from pathlib import Path
 
 from cxr.config import TrainConfig, save_config
-from cxr.errors import CxrError
 from cxr.evaluation.calibration import calibrate_run
 from cxr.evaluation.metrics import merge_metrics_json
 from cxr.inference.bundle import BUNDLE_FILE
 from cxr.inference.ensemble import combine_runs
 from cxr.training.prepare import split_seed
-from cxr.training.train import _is_rank_zero, check_run_dir, peak_rss_gb, set_aside_previous_run, train
+from cxr.training.train import check_run_dir, peak_rss_gb, set_aside_previous_run, train
 
 
 def member_config(cfg: TrainConfig, k: int) -> TrainConfig:
@@ -30,8 +29,6 @@ def train_ensemble(cfg: TrainConfig, out: str | Path, resume: bool = False, over
     out = Path(out)
     if not resume:  # as for one run: --resume wins; --overwrite sets the old run aside; a finished model is refused
         check_run_dir(out, resume=False, overwrite=overwrite)
-        if not overwrite and (out / "members").is_dir() and _is_rank_zero():  # DDP ranks > 0 start after rank 0
-            raise CxrError(f"{out} holds an unfinished ensemble; pass --resume to continue it or --overwrite to start over")
     out.mkdir(parents=True, exist_ok=True)
     with set_aside_previous_run(out, overwrite and not resume):
         return _train_members_and_combine(cfg, out)

@@ -23,7 +23,7 @@ from cxr.errors import CxrError
 from cxr.evaluation.calibration import Calibration
 from cxr.evaluation.history import read_history
 from cxr.inference.bundle import BUNDLE_FILE, Bundle
-from cxr.training.train import _is_rank_zero, _train_one, check_run_dir, train, wait_for_rank_zero
+from cxr.training.train import _train_one, check_run_dir, train, wait_for_rank_zero
 
 SELECTION = "selection"
 
@@ -57,14 +57,8 @@ def refit_plan(selection: Path) -> RefitPlan:
 
 def check_refit_dir(out: Path, resume: bool, overwrite: bool) -> None:
     """`check_run_dir`'s rules, where a started selection run is something to resume too."""
-    selection = out / SELECTION
-    if resume and ((out / BUNDLE_FILE).is_file() or not selection.is_dir()):
-        check_run_dir(out, resume=True, overwrite=False)  # finished, or nothing to resume: its one-line errors
-    if not resume:
-        check_run_dir(out, resume=False, overwrite=overwrite)
-        if not overwrite and selection.is_dir() and _is_rank_zero():  # DDP ranks > 0 start after rank 0 made it
-            raise CxrError(f"{out} holds an unfinished refit; pass --resume to continue it or --overwrite to start "
-                           "over")  # fmt: skip
+    if not resume or (out / BUNDLE_FILE).is_file() or not (out / SELECTION).is_dir():
+        check_run_dir(out, resume, overwrite)  # its one-line errors: finished, nothing to resume, unfinished
 
 
 def train_refit(cfg: TrainConfig, out: Path) -> Path:

@@ -60,6 +60,7 @@ RUN_ARTIFACTS = (
     "predictions_train.csv", "predictions_val.csv", "predictions_test.csv", "audit", "model.onnx", "members",
     "selection",
 )  # fmt: skip
+NESTED_RUNS = {"members": "ensemble", "selection": "refit"}  # runs inside a run: ensemble members, refit's first
 PREVIOUS_RUN = ".previous-run"  # where --overwrite keeps the old run until the new one has finished
 
 
@@ -103,8 +104,10 @@ def check_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
         return
     if finished:
         raise CxrError(f"{out} already holds a finished model; choose another --out or pass --overwrite")
-    if started:
-        raise CxrError(f"{out} holds an unfinished run; pass --resume to continue it or --overwrite to start over")
+    nested = next((what for name, what in NESTED_RUNS.items() if (out / name).is_dir()), None)
+    if (started or nested) and _is_rank_zero():  # DDP ranks > 0 start once rank 0 has begun the run
+        raise CxrError(f"{out} holds an unfinished {nested or 'run'}; pass --resume to continue it or --overwrite to "
+                       "start over")  # fmt: skip
 
 
 def _remove_artifacts(out: Path) -> None:
@@ -115,8 +118,8 @@ def _remove_artifacts(out: Path) -> None:
 
 def _resumable(out: Path) -> bool:
     """A checkpoint `--resume` can continue from: the run's own, an ensemble member's or a refit's selection run."""
-    nested = ("members/*/checkpoints/last.ckpt", "selection/checkpoints/last.ckpt")
-    return (out / "checkpoints" / "last.ckpt").is_file() or any(any(out.glob(pattern)) for pattern in nested)
+    patterns = ("members/*/checkpoints/last.ckpt", "selection/checkpoints/last.ckpt")
+    return (out / "checkpoints" / "last.ckpt").is_file() or any(any(out.glob(pattern)) for pattern in patterns)
 
 
 def _is_rank_zero() -> bool:
