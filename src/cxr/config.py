@@ -38,6 +38,10 @@ class AugmentConfig(_Strict):
         0.0, ge=0, le=1, description="probability of down- then up-sampling by 0.25x-1x (0 = off); films arrive at "
         "many resolutions and resampling histories",
     )  # fmt: skip
+    mixup: float = Field(
+        0.0, ge=0, le=10, description="mixup: train on blends of two images with their labels blended alike, "
+        "weight ~ Beta(mixup, mixup), e.g. 0.2 (0 = off)",
+    )  # fmt: skip
 
 
 # what every ensemble member must have in common: one dataset, one validation split, one input size

@@ -30,6 +30,7 @@ class Classifier(L.LightningModule):
         freeze_backbone: bool = False,
         input_norm: str = "dataset",
         lr_schedule: list[float] | None = None,
+        mixup_alpha: float = 0.0,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -52,10 +53,11 @@ class Classifier(L.LightningModule):
             x = x.contiguous(memory_format=torch.channels_last)
         return self.net(x)
 
-    def _step(self, batch, stage: str) -> torch.Tensor:
+    def _step(self, batch, stage: str, target: torch.Tensor | None = None) -> torch.Tensor:
+        """Loss against `y`, or against soft `target` (mixup: then `y` is the larger share, used by the metrics)."""
         x, y = batch
         logits = self(x).float()
-        loss = F.cross_entropy(logits, y, weight=self.class_weights)
+        loss = F.cross_entropy(logits, y if target is None else target, weight=self.class_weights)
         probs = logits.softmax(dim=1)
         acc, auc = getattr(self, f"{stage}_acc"), getattr(self, f"{stage}_auc")
         acc.update(probs, y)
@@ -71,7 +73,9 @@ class Classifier(L.LightningModule):
             keep_frozen_norms_in_eval(self.net, self.head)
 
     def training_step(self, batch, batch_idx):
-        return self._step(batch, "train")
+        if not self.hparams.mixup_alpha:
+            return self._step(batch, "train")
+        return self._step(*mixup(batch, self.hparams.mixup_alpha, self.hparams.num_classes), "train")
 
     def validation_step(self, batch, batch_idx):
         self._step(batch, "val")
@@ -88,3 +92,15 @@ class Classifier(L.LightningModule):
         mode = "min" if hp.monitor == "val_loss" else "max"
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=mode, factor=hp.lr_factor, patience=hp.lr_patience)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": hp.monitor}}
+
+
+def mixup(batch, alpha: float, num_classes: int) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Mixup (Zhang et al. 2018): each image blended with another of the batch, weight ~ Beta(alpha, alpha); returns
+    ((mixed images, labels of the larger share), soft targets). Hand-written: MONAI's MixUp mixes labels only as images."""
+    x, y = batch
+    lam = float(torch.distributions.Beta(alpha, alpha).sample())
+    perm = torch.randperm(len(y), device=y.device)
+    one_hot = F.one_hot(y, num_classes).float()
+    target = lam * one_hot + (1 - lam) * one_hot[perm]
+    dominant = y if lam >= 0.5 else y[perm]
+    return (lam * x + (1 - lam) * x[perm], dominant), target

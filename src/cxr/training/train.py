@@ -249,7 +249,7 @@ def _train_one(cfg: TrainConfig, out: Path, resume: bool, refit: RefitPlan | Non
         cfg.model, n_cls, lr=cfg.lr, weight_decay=cfg.weight_decay, optimizer=cfg.optimizer, class_weights=weights,
         monitor=cfg.monitor, lr_patience=cfg.lr_patience, lr_factor=cfg.lr_factor, channels_last=cfg.channels_last,
         weights=str(cfg.weights) if cfg.weights and not resume else None, freeze_backbone=cfg.freeze_backbone,
-        input_norm=cfg.input_norm, lr_schedule=refit.lrs if refit else None,
+        input_norm=cfg.input_norm, lr_schedule=refit.lrs if refit else None, mixup_alpha=cfg.augment.mixup,
     )  # fmt: skip
     if module.weights_report is not None:
         log.info(module.weights_report.summary())
