@@ -75,7 +75,8 @@ class Classifier(L.LightningModule):
     def training_step(self, batch, batch_idx):
         if not self.hparams.mixup_alpha:
             return self._step(batch, "train")
-        return self._step(*mixup(batch, self.hparams.mixup_alpha, self.hparams.num_classes), "train")
+        mixed, target = mixup(batch, self.hparams.mixup_alpha, self.hparams.num_classes)
+        return self._step(mixed, "train", target)
 
     def validation_step(self, batch, batch_idx):
         self._step(batch, "val")
