@@ -18,6 +18,8 @@ from cxr.cli_explain import audit_shortcuts, explain
 from cxr.cli_output import console, err_console, print_error, warn
 from cxr.errors import CxrError
 
+TTA_HELP = "average each image's prediction over nine small shifts, rotations and zooms (9x slower)"
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
@@ -110,14 +112,15 @@ def evaluate(
     gallery: bool = typer.Option(
         False, "--gallery", help="also write plots/gallery_<split>.png and plots/misclassified_<split>.png (Grad-CAM)"
     ),
+    tta: bool = typer.Option(False, "--tta", help=TTA_HELP + "; results go under <split>-tta"),
 ) -> None:
     """Evaluate a trained run; writes metrics.json, plots/ and predictions_<split>.csv into the run."""
     from cxr.evaluation.evaluate import evaluate_run, evaluation_key
 
-    key = evaluation_key(run, split, data)  # another dataset: `test@<name>`, the run's own figures stay
+    key = evaluation_key(run, split, data, tta)  # another dataset: `test@<name>`, the run's own figures stay
     metrics = evaluate_run(
         run, split, data=data, batch_size=batch_size, progress=True, n_bootstrap=bootstrap, seed=seed,
-        reference=reference, key=key,
+        reference=reference, key=key, tta=tta,
     )  # fmt: skip
     _print_metrics(metrics, key)
     for msg in metrics.get("skipped_unreadable", []):
@@ -228,12 +231,13 @@ def predict(
     ),
     batch_size: int = typer.Option(32, min=1),
     backend: str = typer.Option("auto", help="auto (onnx when `cxr export` made model.onnx, else torch) | onnx | torch"),
+    tta: bool = typer.Option(False, "--tta", help=TTA_HELP),
 ) -> None:
     """Predict classes for images and folders of images."""
     from cxr.inference.bundle import Bundle
 
     bundle = Bundle.load(run, backend=backend)
-    preds = bundle.predict(inputs, batch_size=batch_size, progress=True)
+    preds = bundle.predict(inputs, batch_size=batch_size, progress=True, tta=tta)
     for msg in preds.errors:
         warn(f"skipped {msg}")
     if not preds.paths:

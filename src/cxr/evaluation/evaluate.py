@@ -57,18 +57,20 @@ def write_predictions_csv(path: Path, preds: Predictions, y_true: np.ndarray) ->
             w.writerow([str(p), preds.classes[y], preds.classes[yhat], int(y == yhat), *[f"{x:.6f}" for x in probs]])
 
 
-def evaluation_key(run_dir: Path, split: str, data: Path | None = None) -> str:
+def evaluation_key(run_dir: Path, split: str, data: Path | None = None, tta: bool = False) -> str:
     """Where results go: `split` for the run's own data, `split@<name>` for another dataset, so evaluating on
-    another site never overwrites the run's own figures (metrics.json section, plots, predictions CSV)."""
+    another site never overwrites the run's own figures (metrics.json section, plots, predictions CSV); `-tta` is
+    appended for test-time augmentation, which leaves the plain figures in place too."""
+    suffix = "-tta" if tta else ""
     if data is None:
-        return split
+        return split + suffix
     try:
         own = load_run_config(run_dir).data
     except CxrError:  # a bare model file has no config: any data is another dataset
         own = None
     if own is not None and Path(own).resolve() == Path(data).resolve():
-        return split
-    return f"{split}@{Path(data).stem}"
+        return split + suffix
+    return f"{split}@{Path(data).stem}{suffix}"
 
 
 def evaluate_run(
@@ -81,22 +83,24 @@ def evaluate_run(
     seed: int = 0,
     reference: Path | None = None,
     key: str | None = None,
+    tta: bool = False,
 ) -> dict[str, Any]:
     """Metrics with bootstrap intervals (`n_bootstrap` 0 = none), calibration, operating points, reader agreement.
 
     Written under `key` (default `evaluation_key(...)`): metrics.json[key], plots/*_<key>.png, predictions_<key>.csv.
     """
     run_dir = Path(run_dir)
-    key = key or evaluation_key(run_dir, split, data)
+    key = key or evaluation_key(run_dir, split, data, tta)
     bundle = Bundle.load(run_dir)
     files = split_files(run_dir, split, bundle.classes, data)
     label_of = {Path(p): y for p, y in zip(files.paths, files.labels)}
-    preds = bundle.predict(files.paths, batch_size=batch_size, progress=progress)
+    preds = bundle.predict(files.paths, batch_size=batch_size, progress=progress, tta=tta)
     if not preds.paths:
         raise CxrError(f"no readable images in the {split} split")
     y_true = np.array([label_of[Path(p)] for p in preds.paths])
     metrics = compute_metrics(y_true, preds.probabilities, bundle.classes, bundle.meta.threshold, n_bootstrap, seed)
     metrics["skipped_unreadable"] = preds.errors
+    metrics["tta"] = tta
 
     plots = run_dir / "plots"
     metrics.update(clinical_sections(y_true, preds, bundle.meta, key, plots, n_bootstrap, seed, reference))

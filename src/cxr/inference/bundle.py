@@ -154,26 +154,31 @@ class Bundle:
     def backend(self) -> str:
         return "torch" if self.onnx is None else "onnx"
 
-    def logits(self, images_uint8: np.ndarray) -> np.ndarray:
-        """(N, S, S) uint8 -> (N, C) logits on the chosen backend: every prediction path goes through here."""
+    def logits(self, images_uint8: np.ndarray, tta: bool = False) -> np.ndarray:
+        """(N, S, S) uint8 -> (N, C) logits on the chosen backend: every prediction path goes through here.
+        `tta`: the mean over nine small shifts, rotations and zooms of each image (cxr.inference.tta), 9x the work."""
         from cxr.inference.predict import predict_logits
+        from cxr.inference.tta import tta_logits
 
-        if self.onnx is None:
-            return predict_logits(self.model, images_uint8, self.meta.mean, self.meta.std)
-        return self.onnx.logits(images_uint8)
+        def backend_logits(images: np.ndarray) -> np.ndarray:
+            if self.onnx is None:
+                return predict_logits(self.model, images, self.meta.mean, self.meta.std)
+            return self.onnx.logits(images)
 
-    def probabilities(self, images_uint8: np.ndarray) -> np.ndarray:
+        return tta_logits(backend_logits, images_uint8) if tta else backend_logits(images_uint8)
+
+    def probabilities(self, images_uint8: np.ndarray, tta: bool = False) -> np.ndarray:
         """(N, S, S) uint8 -> (N, C) probabilities, with the bundle's temperature."""
         from cxr.inference.predict import apply_temperature
 
-        return apply_temperature(self.logits(images_uint8), self.meta.temperature)
+        return apply_temperature(self.logits(images_uint8, tta), self.meta.temperature)
 
     @property
     def classes(self) -> list[str]:
         return self.meta.classes
 
-    def predict(self, paths, batch_size: int = 32, progress: bool = False):
+    def predict(self, paths, batch_size: int = 32, progress: bool = False, tta: bool = False):
         """Probabilities for every readable image under `paths` (files or folders); see `Predictions`."""
         from cxr.inference.predict import predict_paths
 
-        return predict_paths(self, paths, batch_size=batch_size, progress=progress)
+        return predict_paths(self, paths, batch_size=batch_size, progress=progress, tta=tta)

@@ -99,7 +99,7 @@ def decoded_batches(
             bar.advance(task, len(chunk))
 
 
-def predict_paths(bundle, paths, batch_size: int = 32, progress: bool = False) -> Predictions:
+def predict_paths(bundle, paths, batch_size: int = 32, progress: bool = False, tta: bool = False) -> Predictions:
     meta = bundle.meta
     kept: list[Path] = []
     logits: list[np.ndarray] = []
@@ -108,7 +108,7 @@ def predict_paths(bundle, paths, batch_size: int = 32, progress: bool = False) -
         errors.extend(bad)
         if images is not None:
             kept.extend(good)
-            logits.append(bundle.logits(images))
+            logits.append(bundle.logits(images, tta))
     all_logits = np.concatenate(logits) if logits else np.zeros((0, len(meta.classes)), np.float32)
     return Predictions(
         paths=kept,

@@ -96,8 +96,10 @@ class Classifier(L.LightningModule):
 
 
 def mixup(batch, alpha: float, num_classes: int) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """Mixup (Zhang et al. 2018): each image blended with another of the batch, weight ~ Beta(alpha, alpha); returns
-    ((mixed images, labels of the larger share), soft targets). Hand-written: MONAI's MixUp mixes labels only as images."""
+    """Mixup (Zhang et al. 2018): each image blended with another of the batch, weight ~ Beta(alpha, alpha).
+
+    Returns ((mixed images, labels of the larger share), soft targets). Hand-written: MONAI's MixUp mixes labels
+    only as images (3-4 dimensions), not class indices."""
     x, y = batch
     lam = float(torch.distributions.Beta(alpha, alpha).sample())
     perm = torch.randperm(len(y), device=y.device)
