@@ -58,6 +58,7 @@ def test_bad_inputs_are_one_line_errors(tmp_path, capsys, monkeypatch):
         (["train", "--data", tmp_path / "ok", "--config", tmp_path / "bad.yaml"], ["'epochz'", "unknown key"]),
         (["train", "--data", tmp_path / "ok", "--config", tmp_path / "badval.yaml"], ["'batch_size'"]),
         (["train", "--data", tmp_path / "ok", "--model", "vgg99"], ["'model'", "vgg99"]),
+        (["train", "--data", tmp_path / "ok", "--mixup", "-1"], ["'augment.mixup'"]),
         (["predict", tmp_path / "unfinished", tmp_path / "ok"], ["not a finished model"]),
         (["evaluate", tmp_path / "missing-run"], ["no such run"]),
         # outputs are checked before any work, and never replace a run's model.pt

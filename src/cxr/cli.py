@@ -60,6 +60,9 @@ def train(
     accelerator: Optional[str] = typer.Option(None, help="auto | cpu | gpu"),
     cache_dir: Optional[Path] = typer.Option(None, help="where decoded images are cached (default ~/.cache/cxr)"),
     hflip: Optional[bool] = typer.Option(None, "--hflip/--no-hflip", help="horizontal flip augmentation"),
+    mixup: Optional[float] = typer.Option(
+        None, help="train on blends of two images and their labels, weight ~ Beta(MIXUP, MIXUP), e.g. 0.2 (0 = off)"
+    ),
     strict: Optional[bool] = typer.Option(None, "--strict/--no-strict", help="fail on unreadable images"),
     operating_point: Optional[str] = typer.Option(
         None, help="binary: decision threshold chosen on validation: sensitivity=0.95 | specificity=0.90 | youden"
@@ -84,7 +87,7 @@ def train(
         precision=precision, devices=devices, strategy=strategy, accelerator=accelerator, cache_dir=cache_dir,
         strict=strict, operating_point=operating_point, weights=weights, freeze_backbone=freeze_backbone,
         split_seed=split_seed, ensemble=ensemble, input_norm=input_norm, ema_decay=ema_decay, refit=refit,
-        **{"augment.hflip": hflip},
+        **{"augment.hflip": hflip, "augment.mixup": mixup},
     )  # fmt: skip
     base = out / "config.yaml" if resume and config is None else config
     cfg = build_config(base, overrides)
