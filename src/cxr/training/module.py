@@ -1,5 +1,5 @@
-"""LightningModule: one registry model, cross-entropy (optionally class-weighted), Adam/AdamW, LR on plateau (or, when
-refitting without validation, the learning rate of each epoch given in advance)."""
+"""LightningModule: one registry model, cross-entropy (optionally class-weighted, optionally on mixup blends),
+Adam/AdamW, LR on plateau (or, when refitting without validation, the learning rate of each epoch given in advance)."""
 
 from __future__ import annotations
 
