@@ -12,7 +12,6 @@ higher. One set of views (TTA_VIEWS) and one way of combining them (mean logits)
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
 from pathlib import Path
@@ -21,26 +20,23 @@ import numpy as np
 from common import RESULTS, cv_scores, machine
 
 from cxr.data.images import load_grayscale
+from cxr.evaluation.oof import read_oof
 from cxr.inference.bundle import Bundle
-from cxr.inference.predict import apply_temperature
-from cxr.inference.tta import TTA_VIEWS, tta_logits
+from cxr.inference.tta import TTA_VIEWS
 
 
 def score(cv_dir: Path) -> dict:
-    with open(cv_dir / "predictions_oof.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    classes = [c.removeprefix("p_") for c in rows[0] if c.startswith("p_")]
+    classes, rows = read_oof(cv_dir)
     y_all, plain_all, tta_all, stored_all = [], [], [], []
-    for fold in sorted({r["fold"] for r in rows}):
-        mine = [r for r in rows if r["fold"] == fold]
+    for fold in sorted({f for _, _, f in rows.values()}):
+        mine = [(path, y, p) for path, (y, p, f) in rows.items() if f == fold]
         bundle = Bundle.load(cv_dir / "folds" / fold, backend="torch")
         assert bundle.classes == classes
-        images = np.stack([load_grayscale(Path(r["path"]), bundle.meta.image_size) for r in mine])
-        t = bundle.meta.temperature
-        plain_all.append(apply_temperature(bundle.logits(images), t))
-        tta_all.append(apply_temperature(tta_logits(bundle.logits, images), t))
-        stored_all.append([[float(r[f"p_{c}"]) for c in classes] for r in mine])
-        y_all += [classes.index(r["label"]) for r in mine]
+        images = np.stack([load_grayscale(Path(path), bundle.meta.image_size) for path, _, _ in mine])
+        plain_all.append(bundle.probabilities(images))  # what `cxr predict` gives, without and with --tta
+        tta_all.append(bundle.probabilities(images, tta=True))
+        stored_all.append(np.stack([p for _, _, p in mine]))
+        y_all += [y for _, y, _ in mine]
     y = np.array(y_all)
     plain, tta, stored = np.concatenate(plain_all), np.concatenate(tta_all), np.concatenate(stored_all)
     # the plain scores recomputed here must be the cross-validation's own: same models, same images

@@ -28,13 +28,17 @@ def write_oof(path: Path, scored: list[tuple[str, int]], y: list[int], probs: np
             w.writerow([image, classes[label], fold, *(f"{v:.6f}" for v in row)])
 
 
-def read_oof(folder: Path) -> tuple[list[str], dict[str, tuple[int, np.ndarray]]]:
-    """Classes and, per image path, (label index, probabilities) of a finished cross-validation."""
+def read_oof(folder: Path) -> tuple[list[str], dict[str, tuple[int, np.ndarray, str]]]:
+    """Classes and, per image path, (label index, probabilities, the fold that held it out) of a finished
+    cross-validation."""
     path = Path(folder) / OOF_FILE
     if not path.is_file():
         raise CxrError(f"{folder} has no {OOF_FILE}; finish the cross-validation with `cxr train --resume --cv K`")
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
         classes = [c.removeprefix("p_") for c in reader.fieldnames or [] if c.startswith("p_")]
-        rows = {r["path"]: (classes.index(r["label"]), np.array([float(r[f"p_{c}"]) for c in classes])) for r in reader}
+        rows = {
+            r["path"]: (classes.index(r["label"]), np.array([float(r[f"p_{c}"]) for c in classes]), r["fold"])
+            for r in reader
+        }
     return classes, rows
