@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from cxr.config import TrainConfig
+from cxr.training.train import cpu_model
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -52,12 +54,10 @@ def predict_site(run: Path, data: Path, split: str):
 
 
 def machine() -> dict:
-    cpu = platform.processor()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads()}
+    from cxr.training.train import resolve_precision
+
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "auto_precision": resolve_precision(TrainConfig())}  # fmt: skip
 
 
 def write_result(name: str, result: dict) -> Path:

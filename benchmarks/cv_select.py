@@ -21,10 +21,9 @@ import time
 
 import numpy as np
 from common import RESULTS, ROOT, cv_scores
-from model_selection import CANDIDATES, DATASETS
+from model_selection import CANDIDATES, DATASETS, candidate_config
 from sklearn.model_selection import StratifiedKFold
 
-from cxr.config import build_config
 from cxr.data.manifest import load_dataset
 from cxr.evaluation.evaluate import evaluate_run
 from cxr.training.cv import cross_validate
@@ -58,7 +57,7 @@ def main() -> None:
     for name in args.candidates:
         t0 = time.perf_counter()
         if args.nested:
-            cfg = build_config(None, {**CANDIDATES[args.dataset][name], "data": DATASETS[args.dataset]})
+            cfg = candidate_config(args.dataset, name, DATASETS[args.dataset])
             cv = cross_validate(cfg, ROOT / "runs" / "cv" / args.dataset / "nested" / name, args.folds, overwrite=True)
             scores = {"n": cv["n"], "cv_accuracy": cv["accuracy"], "cv_macro_f1": cv["macro_avg"]["f1-score"],
                       "cv_auc": cv["roc_auc"], "cv_log_loss": cv["log_loss"]}  # fmt: skip
@@ -83,7 +82,7 @@ def optimistic_cv(dataset: str, name: str, ds, files, folds) -> dict:
     for k, (_, val_idx) in enumerate(folds):
         manifest = cv_dir / f"fold{k}.csv"
         write_fold_manifest(manifest, files, val_idx)
-        cfg = build_config(None, {**CANDIDATES[dataset][name], "data": manifest})
+        cfg = candidate_config(dataset, name, manifest)
         run = cv_dir / name / f"fold{k}"
         train(cfg, run, overwrite=True)
         evaluate_run(run, "val")

@@ -1,7 +1,7 @@
 """Reproduce the results table: train each benchmark's config, evaluate on its official test split once,
 time training and prediction, and write JSON per benchmark plus benchmarks/RESULTS.md (ours beside published).
 
-Usage: python benchmarks/run.py codecademy [pneumoniamnist ...]
+Usage: python benchmarks/run.py codecademy [pneumoniamnist ...] [--seeds 0 1 2 3 4]; --place RUN: where a run falls
 Every config was chosen on validation (benchmarks/model_selection.py, benchmarks/cv_select.py); test is read once here.
 """
 
@@ -14,8 +14,9 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import yaml
-from common import RESULTS, ROOT, SHARED_DATA, machine, write_result
+from common import RESULTS, ROOT, SHARED_DATA, machine
 
 import cxr
 from cxr.config import build_config
@@ -27,12 +28,12 @@ from cxr.training.train import peak_rss_gb, train
 BENCHMARKS = {
     "codecademy": {
         "data": SHARED_DATA / "covid19-codecademy",
-        "config": ROOT / "configs" / "default.yaml",
+        "recipe": None,  # cxr's defaults: the validated recipe
         "published": {"issue bar (3-class accuracy)": {"accuracy": 0.90}, "seed Keras recipe, 30 epochs": {"accuracy": 0.44}},
     },
     "kermany": {
         "data": SHARED_DATA / "chest-xray-pneumonia",
-        "config": ROOT / "configs" / "kermany.yaml",
+        "recipe": "kermany",
         "published": {
             "Kermany et al. 2018": {"accuracy": 0.928, "roc_auc": 0.968, "sensitivity": 0.932, "specificity": 0.901},
             "MedMNIST+ ResNet-18 (224)": {"accuracy": 0.911, "roc_auc": 0.980},
@@ -41,13 +42,13 @@ BENCHMARKS = {
     "radiography": {
         "data": lambda: radiography_minus_codecademy(),
         "test_data": SHARED_DATA / "covid19-radiography",  # the official 1,538 test images, all of them
-        "config": ROOT / "configs" / "radiography.yaml",
+        "recipe": "radiography",
         "publish_weights": ROOT / "weights" / "smallnet-radiography-224.pt",
         "published": {"Chowdhury et al. / Rahman et al. (their split, ImageNet-pretrained)": {"accuracy": 0.983}},
     },
     "pneumoniamnist": {
         "data": SHARED_DATA / "pneumoniamnist" / "pneumoniamnist.npz",
-        "config": ROOT / "configs" / "pneumoniamnist.yaml",
+        "recipe": "pneumoniamnist",
         "published": {
             "MedMNIST v2 ResNet-18 (28)": {"accuracy": 0.854, "roc_auc": 0.944},
             "MedMNIST v2 AutoKeras": {"accuracy": 0.878, "roc_auc": 0.947},
@@ -74,7 +75,7 @@ def _value(key: str, value):
 
 
 def radiography_minus_codecademy() -> Path:
-    """covid19-radiography without its copies of covid19-codecademy images (see configs/radiography.yaml); built once."""
+    """covid19-radiography without its copies of covid19-codecademy images (see cxr/recipes/radiography.yaml); built once."""
     out = ROOT / "runs" / "manifests" / "radiography-minus-codecademy.csv"
     if not out.is_file():
         result = exclude_near_duplicates(SHARED_DATA / "covid19-radiography", SHARED_DATA / "covid19-codecademy",
@@ -83,26 +84,32 @@ def radiography_minus_codecademy() -> Path:
     return out
 
 
-def bench_run_dir(name: str) -> Path:
-    return ROOT / "runs" / f"bench-{name}"
+def bench_run_dir(name: str, seed: int = 0) -> Path:
+    return ROOT / "runs" / (f"bench-{name}" if seed == 0 else f"bench-{name}-seed{seed}")
 
 
-def run_benchmark(name: str, reuse: Path | None = None) -> dict:
-    """Train (or reuse a finished run trained with exactly this config, e.g. by model_selection.py), then test once."""
+def benchmark_config(name: str, seed: int = 0):
+    """The benchmark's recipe (None: cxr's defaults, the validated codecademy recipe) on its data, with this seed."""
     spec = BENCHMARKS[name]
     data = spec["data"]() if callable(spec["data"]) else spec["data"]
-    cfg = build_config(spec["config"], {"data": data})
+    return build_config(spec["recipe"], {"data": data, "seed": seed})
+
+
+def run_benchmark(name: str, seed: int = 0, reuse: Path | None = None, publish: bool = False) -> dict:
+    """Train one seed (or reuse a finished run trained with exactly this config, e.g. by model_selection.py), then
+    test once. Returns that seed's entry for results/<name>.json."""
+    spec = BENCHMARKS[name]
+    cfg = benchmark_config(name, seed)
     if reuse is not None:
         if not same_config(cfg.to_yaml_dict(), yaml.safe_load((reuse / "config.yaml").read_text())):
-            raise SystemExit(f"{reuse} was trained with another config than {spec['config']}; cannot reuse it")
+            raise SystemExit(f"{reuse} was trained with another config than {recipe_name(name)} seed {seed}")
         out = reuse
     else:
-        out = bench_run_dir(name)
+        out = bench_run_dir(name, seed)
         train(cfg, out, overwrite=True)
-        if "publish_weights" in spec:  # the pretrained start other configs name (weights/README.md)
+        if publish and "publish_weights" in spec:  # the pretrained start other recipes name (weights/README.md)
             shutil.copyfile(out / "model.pt", spec["publish_weights"])
     training = json.loads((out / "metrics.json").read_text())["training"]
-    train_wall = training["wall_seconds"]
     # key "test": radiography's official test images are this run's test split, though read from the full dataset
     test = evaluate_run(out, "test", data=spec.get("test_data"), n_bootstrap=1000, key="test")
 
@@ -115,53 +122,110 @@ def run_benchmark(name: str, reuse: Path | None = None) -> dict:
     predict_ips = n / (time.perf_counter() - t0)
 
     ci = test.get("ci", {})
-    result = {
-        "command": f"python benchmarks/run.py {name}" + (f" --reuse {reuse.relative_to(ROOT)}" if reuse else ""),
-        "config": str(spec["config"].relative_to(ROOT)),
+    return {
+        "seed": seed,
+        "command": f"python benchmarks/run.py {name} --seeds {seed}" + (f" --reuse {reuse.relative_to(ROOT)}" if reuse else ""),
+        "run": str(out.relative_to(ROOT)),
         "test": {"n": test["n"], **{k: test[k] for k in REPORTED if k in test},
                  "macro_f1": test["macro_avg"]["f1-score"],
                  "ci95": {k: ci.get(k) for k in REPORTED if k in ci}},  # fmt: skip
-        "published": spec["published"],
         "epochs_run": training["epochs_run"],
-        "train_wall_seconds": round(train_wall, 1),
+        "precision": training["precision"],
+        "train_wall_seconds": round(training["wall_seconds"], 1),
         "train_images_per_second": training["train_images_per_second"],
         "predict_images_per_second": round(predict_ips, 1),
         # the training run's own peak (process or loader worker); runs trained before it was recorded: this process
         "peak_rss_gb": training.get("peak_rss_gb") or peak_rss_gb(),
+        "machine": machine(),
     }
-    write_result(name, result)
+
+
+def recipe_name(name: str) -> str:
+    return BENCHMARKS[name]["recipe"] or "the defaults (the validated recipe)"
+
+
+def load_results(name: str) -> dict:
+    """results/<name>.json; a file from before seeds were recorded becomes its one run (it was seed 0)."""
+    path = RESULTS / f"{name}.json"
+    r = json.loads(path.read_text()) if path.is_file() else {}
+    if "test" in r and "runs" not in r:
+        legacy = {k: r[k] for k in ("test", "epochs_run", "train_wall_seconds", "train_images_per_second",
+                                    "predict_images_per_second", "peak_rss_gb", "machine") if k in r}  # fmt: skip
+        r = {"runs": [{"seed": 0, "command": r["command"], "precision": "32", **legacy}]}  # fp32: no native bf16 there
+    return r
+
+
+def seed_spread(runs: list[dict]) -> dict:
+    """Mean and range over training seeds of the headline figures."""
+    out = {"seeds": sorted(r["seed"] for r in runs), "runs": len(runs)}
+    for key in ("accuracy", "roc_auc", "balanced_accuracy", "sensitivity", "specificity"):
+        values = [r["test"][key] for r in runs if r["test"].get(key) is not None]
+        if values:
+            out[key] = {"mean": float(np.mean(values)), "min": min(values), "max": max(values)}
+    out["train_wall_minutes"] = round(sum(r["train_wall_seconds"] for r in runs) / 60, 1)
+    return out
+
+
+def _run_key(run: dict) -> tuple:
+    """A seed trained again on the same CPU in the same precision replaces its entry; elsewhere it is another draw."""
+    return run["machine"]["cpu"], run["precision"], run["seed"]
+
+
+def record(name: str, entries: list[dict]) -> dict:
+    """Merge seeds' entries into results/<name>.json (a seed run again replaces its entry) and recompute the spread."""
+    results = load_results(name)
+    runs = {_run_key(r): r for r in results.get("runs", [])}
+    runs.update({_run_key(e): e for e in entries})
+    ordered = [runs[k] for k in sorted(runs)]
+    result = {"config": recipe_name(name), "published": BENCHMARKS[name]["published"], "spread": seed_spread(ordered),
+              "runs": ordered}  # fmt: skip
+    path = RESULTS / f"{name}.json"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2))
     return result
+
+
+def place(name: str, run: Path) -> str:
+    """One line placing a run's test accuracy among the benchmark's recorded seeds (`make demo` ends with it)."""
+    spread = load_results(name).get("spread")
+    metrics = json.loads((run / "metrics.json").read_text())
+    if not spread or "test" not in metrics:
+        return f"{run}: no recorded seeds or no test figures to compare with"
+    acc, a = metrics["test"]["accuracy"], spread["accuracy"]
+    where = "within" if a["min"] <= acc <= a["max"] else "below" if acc < a["min"] else "above"
+    return (f"{run}: test accuracy {acc:.3f}, {where} the range of {len(spread['seeds'])} training seeds of this "
+            f"recipe ({a['min']:.3f}-{a['max']:.3f}, mean {a['mean']:.3f}; benchmarks/results/{name}.json)")
+
+
+def _range(s: dict, key: str) -> str:
+    if key not in s:
+        return "-"
+    v = s[key]
+    return f"{v['mean']:.3f} ({v['min']:.3f}-{v['max']:.3f})" if v["min"] != v["max"] else f"{v['mean']:.3f}"
 
 
 def write_table() -> None:
     """benchmarks/RESULTS.md from every results/<benchmark>.json present."""
-    lines = ["# Results", "", f"Machine: {machine()['cpu']}, {machine()['cores']} cores, CPU only.", "",
-             "| benchmark | model | test n | accuracy [95% CI] | AUC [95% CI] | sensitivity | specificity | train wall "
-             "| peak RSS | published |",
-             "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = ["# Results", "", "Test figures over training seeds: mean (min-max); each run's machine and precision in "
+             "benchmarks/results/<benchmark>.json.", "",
+             "| benchmark | model | test n | seeds | accuracy | AUC | sensitivity | specificity | train wall per seed "
+             "| machine, precision | published |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for name in BENCHMARKS:
-        path = RESULTS / f"{name}.json"
-        if not path.is_file():
+        r = load_results(name)
+        if "runs" not in r:
             continue
-        r = json.loads(path.read_text())
-        if "published" not in r:  # written by an older script; rerun this benchmark to list it
-            continue
-        t, ci = r["test"], r["test"].get("ci95", {})
-
-        def fmt(key: str) -> str:
-            if t.get(key) is None:
-                return "-"
-            lo_hi = ci.get(key)
-            return f"{t[key]:.3f}" + (f" [{lo_hi[0]:.3f}, {lo_hi[1]:.3f}]" if lo_hi else "")
-
+        s = r.get("spread") or seed_spread(r["runs"])
         published = "; ".join(
-            f"{k}: " + ", ".join(f"{m} {v:.3f}" for m, v in vals.items()) for k, vals in r["published"].items()
+            f"{k}: " + ", ".join(f"{m} {v:.3f}" for m, v in vals.items()) for k, vals in BENCHMARKS[name]["published"].items()
         )
-        cfg = build_config(ROOT / r["config"], {})
+        cfg = benchmark_config(name)
+        machines = sorted({f"{run['machine']['cpu']}, {run['precision']}" for run in r["runs"]})
         lines.append(
-            f"| {name} | {cfg.model} @ {cfg.image_size}px | {t['n']} | {fmt('accuracy')} | {fmt('roc_auc')} | "
-            f"{fmt('sensitivity')} | {fmt('specificity')} | {r['train_wall_seconds'] / 60:.1f} min | "
-            f"{r.get('peak_rss_gb', '-')} GB | {published} |"
+            f"| {name} | {cfg.model} @ {cfg.image_size}px | {r['runs'][0]['test']['n']} | {len(s['seeds'])} | "
+            f"{_range(s, 'accuracy')} | {_range(s, 'roc_auc')} | {_range(s, 'sensitivity')} | "
+            f"{_range(s, 'specificity')} | {s['train_wall_minutes'] / len(s['seeds']):.1f} min | {'; '.join(machines)} "
+            f"| {published} |"
         )
     (ROOT / "benchmarks" / "RESULTS.md").write_text("\n".join(lines) + "\n")
 
@@ -169,15 +233,26 @@ def write_table() -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("benchmarks", nargs="*", help=f"any of {', '.join(BENCHMARKS)}")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds to run (default: 0)")
     ap.add_argument("--table-only", action="store_true", help="rebuild RESULTS.md from existing JSON")
-    ap.add_argument("--reuse", type=Path, help="a finished run trained with the same config (one benchmark only)")
+    ap.add_argument("--reuse", type=Path, help="a finished run trained with the same config (one benchmark, one seed)")
+    ap.add_argument("--publish", action="store_true", help="radiography: copy the model to weights/ (the shipped start)")
+    ap.add_argument("--place", type=Path, help="print where this finished run's test accuracy falls among the seeds")
     args = ap.parse_args()
     unknown = set(args.benchmarks) - set(BENCHMARKS)
     if unknown:
         ap.error(f"unknown benchmark(s) {sorted(unknown)}; choose from {', '.join(BENCHMARKS)}")
+    if args.place:
+        for name in args.benchmarks:
+            print(place(name, args.place))
+        return
+    if args.reuse and (len(args.benchmarks) != 1 or len(args.seeds) != 1):
+        ap.error("--reuse takes one benchmark and one seed")
     if not args.table_only:
         for name in args.benchmarks:
-            run_benchmark(name, args.reuse.resolve() if args.reuse else None)
+            for seed in args.seeds:  # recorded after each seed: a long series keeps what it finished
+                entry = run_benchmark(name, seed, args.reuse.resolve() if args.reuse else None, args.publish)
+                print(json.dumps(record(name, [entry])["spread"], indent=2), flush=True)
     write_table()
 
 

@@ -20,7 +20,7 @@ from common import RESULTS, SHARED_DATA, write_result
 from cxr.config import build_config
 from cxr.data.cache import decode_cached
 from cxr.data.folders import scan_class_folders
-from cxr.evaluation.history import read_history
+from cxr.evaluation.history import read_epoch_seconds
 from cxr.inference.predict import predict_arrays
 from cxr.models import create_model
 from cxr.training.train import train
@@ -74,7 +74,7 @@ def main() -> None:
                                           early_stopping_patience=100, **opts))  # fmt: skip
             run = tmp / f"{model}-{i}"
             train(cfg, run)
-            secs = [r["seconds"] for r in read_history(run / "history.csv")][1:]
+            secs = read_epoch_seconds(run)[1:]
             n_train = len(scan_class_folders(DATA).splits["train"]) * (1 - cfg.val_fraction)
             ips = round(n_train * len(secs) / sum(secs), 1)
             results["train"][f"{model} {name}"] = {"train_images_per_second": ips}

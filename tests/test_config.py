@@ -43,3 +43,40 @@ def test_missing_and_malformed_yaml(tmp_path):
     f.write_text("- 1\n- 2\n")
     with pytest.raises(CxrError, match="mapping"):
         build_config(f)
+
+
+def test_no_config_is_the_validated_recipe():
+    """What cross-validation chose for codecademy (benchmarks/model_selection.py `default-fp32`) is the default."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from model_selection import CANDIDATES, candidate_config
+
+    chosen = {k: v for k, v in CANDIDATES["codecademy"]["default-fp32"].items() if k != "precision"}
+    cfg = build_config(None)
+    assert candidate_config("codecademy", "default-fp32", None).model_copy(update={"precision": "auto"}) == cfg
+    assert cfg.model_dump(include=set(chosen) - {"augment"}) == {k: v for k, v in chosen.items() if k != "augment"}
+    assert cfg.augment.low_res == chosen["augment"]["low_res"] and cfg.augment.mixup == chosen["augment"]["mixup"]
+
+
+def test_class_weights_alone_switch_off_the_default_balanced_sampling():
+    assert build_config(None).sampling == "balanced"
+    assert build_config(None, {"class_weight": "balanced"}).sampling == "shuffle"
+    with pytest.raises(CxrError, match="choose one"):  # both asked for: refused, not silently changed
+        build_config(None, {"class_weight": "balanced", "sampling": "balanced"})
+
+
+def test_a_shipped_recipe_by_name_and_a_file_of_that_name_wins(tmp_path, monkeypatch):
+    from cxr.config import available_recipes
+
+    assert available_recipes() == ["kermany", "pneumoniamnist", "radiography"]
+    for name in available_recipes():  # each keeps what it was chosen with before the defaults changed
+        cfg = build_config(name)
+        assert cfg.sampling == "shuffle" and cfg.augment.mixup == 0 and cfg.augment.low_res == 0, name
+    assert build_config("pneumoniamnist").image_size == 64 and build_config("kermany").class_weight == "balanced"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "kermany").write_text("epochs: 3\n")
+    assert build_config("kermany").epochs == 3
+    with pytest.raises(CxrError, match="shipped recipe: kermany, pneumoniamnist, radiography"):
+        build_config("kermanny")

@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.logging import RichHandler
 from rich.table import Table
 
 from cxr.cli_checks import csv_out, folder_out, html_out, split_name
 from cxr.cli_data import data_app
 from cxr.cli_explain import audit_shortcuts, explain
-from cxr.cli_output import console, err_console, print_error, warn
+from cxr.cli_output import PlainLogFormatter, console, display_path, print_error, print_table, warn
+from cxr.config import DEFAULT_RECIPE
 from cxr.errors import CxrError
 
 TTA_HELP = "average each image's prediction over nine small shifts, rotations and zooms (9x slower)"
@@ -29,11 +29,15 @@ app = typer.Typer(
 app.add_typer(data_app, name="data")
 
 
-@app.command()
+@app.command(help=f"Train a model on a class-folder dataset; writes a model bundle to --out (with --cv K: a K-fold "
+             f"estimate). With no --config it trains the default recipe: {DEFAULT_RECIPE}.")
 def train(
     data: Optional[Path] = typer.Option(None, help="dataset root with train/<class>/ (test/, val/), or a CSV manifest"),
     out: Path = typer.Option(Path("runs/latest"), help="run directory (becomes the model bundle)", callback=folder_out),
-    config: Optional[Path] = typer.Option(None, help="YAML config; flags given here override it"),
+    config: Optional[str] = typer.Option(
+        None, help="YAML file, or a shipped recipe: kermany | pneumoniamnist | radiography (default: the validated "
+        "recipe below); flags given here override it",
+    ),  # fmt: skip
     model: Optional[str] = typer.Option(None, help="model name (see `cxr models`)"),
     epochs: Optional[int] = typer.Option(None),
     image_size: Optional[int] = typer.Option(None, help="images are resized to SIZE x SIZE"),
@@ -77,7 +81,6 @@ def train(
     resume: bool = typer.Option(False, help="continue the unfinished run in --out from its last checkpoint"),
     overwrite: bool = typer.Option(False, help="replace an earlier run in --out"),
 ) -> None:
-    """Train a model on a class-folder dataset; writes a model bundle to --out (with --cv K: a K-fold estimate)."""
     from cxr.config import build_config
     from cxr.training.train import train as run_training
 
@@ -201,7 +204,7 @@ def compare(
     from cxr.evaluation.tables import comparison
 
     result = compare_runs(run_a, run_b, data, split, out, bootstrap, seed, batch_size, progress=True)
-    console.print(comparison(result))
+    print_table(comparison(result))
     mc = result["mcnemar"]
     console.print(f"McNemar (exact): only A right {mc['a_right_b_wrong']}, only B right {mc['a_wrong_b_right']}, "
                   f"p = {mc['p_value']:.3g}")  # fmt: skip
@@ -246,13 +249,14 @@ def predict(
     if not preds.paths:
         raise CxrError(f"no readable image among the inputs ({len(preds.errors)} skipped); pass image files "
                        "(PNG, JPEG, DICOM) or folders that hold them")  # fmt: skip
-    table = Table("path", "predicted", *[f"p({c})" for c in preds.classes])
+    table = Table("file", "predicted", *[f"p({c})" for c in preds.classes])
     shown = 20
     for p, label, probs in list(zip(preds.paths, preds.predicted, preds.probabilities))[:shown]:
-        table.add_row(str(p), label, *[f"{x:.3f}" for x in probs])
-    console.print(table)
+        table.add_row(display_path(p, inputs), label, *[f"{x:.3f}" for x in probs])
+    print_table(table)
     if len(preds.paths) > shown:
-        console.print(f"... and {len(preds.paths) - shown} more")
+        where = f"all of them in {out}" if out is not None else "pass --out FILE.csv for all of them"
+        console.print(f"... and {len(preds.paths) - shown} more ({where})")
     console.print(f"{len(preds.paths)} predicted, {len(preds.errors)} skipped ({bundle.backend} backend)")
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -287,7 +291,7 @@ def models() -> None:
     table = Table("name", "parameters", "description")
     for name in available_models():
         table.add_row(name, f"{count_parameters(create_model(name, num_classes=2)):,}", model_spec(name).description)
-    console.print(table)
+    print_table(table)
 
 
 @app.command()
@@ -354,20 +358,24 @@ def _print_metrics(m: dict, split: str) -> None:
     for name in ("macro_avg", "weighted_avg"):
         v = m[name]
         table.add_row(name.replace("_", " "), f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1-score']:.3f}", "", "")
-    console.print(table)
+    print_table(table)
     from cxr.evaluation import tables
 
     console.print(tables.headline(m))
     extras = [tables.operating_points(m), tables.calibration(m.get("calibration")), *tables.agreement(m.get("agreement"))]
     for extra in extras:
-        if extra:
+        if isinstance(extra, Table):
+            print_table(extra)
+        elif extra:
             console.print(extra)
 
 
 def _setup_logging() -> None:
     cxr_log = logging.getLogger("cxr")
     cxr_log.setLevel(logging.INFO)
-    cxr_log.addHandler(RichHandler(console=err_console, show_time=False, show_path=False))
+    handler = logging.StreamHandler(sys.stderr)  # plain lines: a log read without a terminal must not be re-wrapped
+    handler.setFormatter(PlainLogFormatter())
+    cxr_log.addHandler(handler)
     cxr_log.propagate = False
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # Lightning vs torch 2.13 internals, not the user's

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from cxr.cli_checks import csv_out, folder_out, image_out
-from cxr.cli_output import console, err_console, warn
+from cxr.cli_output import console, err_console, print_table, warn
 
 data_app = typer.Typer(no_args_is_help=True, help="Dataset tools: split, audit, dedup, preview.")
 
@@ -38,7 +38,7 @@ def data_split(
         per_class = [str(files.labels.count(i)) for i in range(len(result.classes))]
         ids = {result.patient_ids[p] for p in files.paths if result.patient_ids[p]}
         table.add_row(name, *per_class, str(len(files)), str(len(ids)))
-    console.print(table)
+    print_table(table)
     n_ids = sum(pid is not None for pid in result.patient_ids.values())
     how = "grouped by patient" if result.grouped else "by image (no patient ids found)" if by_patient else "by image"
     n_all = len(result.patient_ids)

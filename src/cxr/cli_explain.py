@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from cxr.cli_checks import folder_out, split_name
-from cxr.cli_output import console, warn
+from cxr.cli_output import console, print_table, warn
 from cxr.errors import CxrError
 
 
@@ -58,7 +58,7 @@ def audit_shortcuts(
         if "mean" in st:
             table.add_row(name, str(st["n"]), f"{st['mean']:.3f}", f"{st['median']:.3f}", f"{st['p90']:.3f}",
                           f"{st['flagged']} ({st['flagged_share']:.0%})")  # fmt: skip
-    console.print(table)
+    print_table(table)
     if summary["unreadable_skipped"]:
         warn(f"{summary['unreadable_skipped']} unreadable image(s) skipped")
     written = ", ".join(map(str, paths.values()))

@@ -33,10 +33,13 @@ def test_augmentation_is_seeded_train_only_and_keeps_black_padding():
 
 
 def test_flip_only_when_enabled():
-    names = [type(t).__name__ for t in train_augmentation(AugmentConfig(), 32, 0).transforms]
+    plain = AugmentConfig(low_res=0.0)  # the default's low-resolution simulation off: affine only
+    names = [type(t).__name__ for t in train_augmentation(plain, 32, 0).transforms]
     assert names == ["RandAffine"]
-    names = [type(t).__name__ for t in train_augmentation(AugmentConfig(hflip=True, contrast=0.2), 32, 0).transforms]
+    flipped = plain.model_copy(update={"hflip": True, "contrast": 0.2})
+    names = [type(t).__name__ for t in train_augmentation(flipped, 32, 0).transforms]
     assert names == ["RandAffine", "RandFlip", "RandAdjustContrast"]
+    assert "RandFlip" not in [type(t).__name__ for t in train_augmentation(AugmentConfig(), 32, 0).transforms]
 
 
 def test_low_res_removes_fine_detail_and_keeps_the_image():
@@ -48,5 +51,5 @@ def test_low_res_removes_fine_detail_and_keeps_the_image():
     plain = normalise(checker, 0.0, 1.0)
     assert x.shape == plain.shape and detail(x) < 0.5 * detail(plain)
     assert abs(float(x.mean()) - float(plain.mean())) < 0.05  # brightness kept: only resolution is lost
-    default = [type(t).__name__ for t in train_augmentation(AugmentConfig(), 64, 0).transforms]
-    assert "RandSimulateLowResolution" not in default
+    off = [type(t).__name__ for t in train_augmentation(AugmentConfig(low_res=0.0), 64, 0).transforms]
+    assert "RandSimulateLowResolution" not in off

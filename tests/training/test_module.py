@@ -30,9 +30,9 @@ def test_training_uses_mixup_only_when_asked(tiny_dataset, tmp_path, monkeypatch
     real = module_mod.mixup
     monkeypatch.setattr(module_mod, "mixup", lambda *a: calls.append(a[1]) or real(*a))
     base = dict(data=tiny_dataset, model="smallnet", image_size=32, epochs=1, batch_size=8, num_workers=0)
-    train(build_config(None, base), tmp_path / "plain")
+    train(build_config(None, {**base, "augment": {"mixup": 0.0}}), tmp_path / "plain")
     assert calls == []
-    run = train(build_config(None, {**base, "augment": {"mixup": 0.2}}), tmp_path / "mixup")
+    run = train(build_config(None, base), tmp_path / "mixup")  # the default recipe has mixup 0.2
     n_train = json.loads((run / "metrics.json").read_text())["training"]["images"]["train"]
     assert len(calls) == n_train // 8 >= 1 and set(calls) == {0.2}  # every training batch (drop_last), alpha 0.2
     with pytest.raises(CxrError, match="mixup"):

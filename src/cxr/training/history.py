@@ -1,4 +1,5 @@
-"""Lightning callback that appends each finished epoch to `history.csv` (format in evaluation/history.py)."""
+"""Lightning callback that appends each finished epoch to `history.csv` and its wall time to `timings.csv`
+(formats in evaluation/history.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 
 import lightning as L
 
-from cxr.evaluation.history import HISTORY_COLUMNS, read_history, write_history
+from cxr.evaluation.history import HISTORY_COLUMNS, TIMING_COLUMNS, read_history, write_history
 
 
 class HistoryWriter(L.Callback):
@@ -15,6 +16,7 @@ class HistoryWriter(L.Callback):
 
     def __init__(self, path: Path):
         self.path = Path(path)
+        self.timings = self.path.with_name("timings.csv")
         self._t0 = 0.0
 
     def on_train_epoch_start(self, trainer, pl_module):
@@ -23,12 +25,10 @@ class HistoryWriter(L.Callback):
     def on_train_epoch_end(self, trainer, pl_module):
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
-        m = trainer.callback_metrics
-        row: dict[str, float] = {
-            "epoch": trainer.current_epoch,
-            "lr": trainer.optimizers[0].param_groups[0]["lr"],
-            "seconds": round(time.perf_counter() - self._t0, 3),
-        }
-        row.update({k: round(float(m[k]), 6) for k in HISTORY_COLUMNS[2:-1] if k in m})
-        rows = [r for r in read_history(self.path) if r["epoch"] < trainer.current_epoch]
-        write_history(self.path, rows + [row])
+        m, epoch = trainer.callback_metrics, trainer.current_epoch
+        row: dict[str, float] = {"epoch": epoch, "lr": trainer.optimizers[0].param_groups[0]["lr"]}
+        row.update({k: round(float(m[k]), 6) for k in HISTORY_COLUMNS[2:] if k in m})
+        timing = {"epoch": epoch, "seconds": round(time.perf_counter() - self._t0, 3)}
+        for path, new, columns in ((self.path, row, HISTORY_COLUMNS), (self.timings, timing, TIMING_COLUMNS)):
+            rows = [r for r in read_history(path) if r["epoch"] < epoch]
+            write_history(path, rows + [new], columns)
