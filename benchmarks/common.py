@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from cxr.config import TrainConfig
-from cxr.training.train import cpu_model
+from cxr.training.train import cpu_model, resolve_precision
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -54,8 +54,6 @@ def predict_site(run: Path, data: Path, split: str):
 
 
 def machine() -> dict:
-    from cxr.training.train import resolve_precision
-
     return {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
             "auto_precision": resolve_precision(TrainConfig())}  # fmt: skip
 

@@ -124,7 +124,8 @@ def run_benchmark(name: str, seed: int = 0, reuse: Path | None = None, publish: 
     ci = test.get("ci", {})
     return {
         "seed": seed,
-        "command": f"python benchmarks/run.py {name} --seeds {seed}" + (f" --reuse {reuse.relative_to(ROOT)}" if reuse else ""),
+        "command": f"python benchmarks/run.py {name} --seeds {seed}"
+        + (f" --reuse {reuse.relative_to(ROOT)}" if reuse else ""),
         "run": str(out.relative_to(ROOT)),
         "test": {"n": test["n"], **{k: test[k] for k in REPORTED if k in test},
                  "macro_f1": test["macro_avg"]["f1-score"],
@@ -187,10 +188,11 @@ def record(name: str, entries: list[dict]) -> dict:
 
 def place(name: str, run: Path) -> str:
     """One line placing a run's test accuracy among the benchmark's recorded seeds (`make demo` ends with it)."""
-    spread = load_results(name).get("spread")
+    runs = load_results(name).get("runs")
     metrics = json.loads((run / "metrics.json").read_text())
-    if not spread or "test" not in metrics:
+    if not runs or "test" not in metrics:
         return f"{run}: no recorded seeds or no test figures to compare with"
+    spread = seed_spread(runs)
     acc, a = metrics["test"]["accuracy"], spread["accuracy"]
     where = "within" if a["min"] <= acc <= a["max"] else "below" if acc < a["min"] else "above"
     return (f"{run}: test accuracy {acc:.3f}, {where} the range of {len(spread['seeds'])} training seeds of this "
@@ -215,10 +217,9 @@ def write_table() -> None:
         r = load_results(name)
         if "runs" not in r:
             continue
-        s = r.get("spread") or seed_spread(r["runs"])
-        published = "; ".join(
-            f"{k}: " + ", ".join(f"{m} {v:.3f}" for m, v in vals.items()) for k, vals in BENCHMARKS[name]["published"].items()
-        )
+        s = seed_spread(r["runs"])
+        published = "; ".join(f"{k}: " + ", ".join(f"{m} {v:.3f}" for m, v in vals.items())
+                              for k, vals in BENCHMARKS[name]["published"].items())  # fmt: skip
         cfg = benchmark_config(name)
         machines = sorted({f"{run['machine']['cpu']}, {run['precision']}" for run in r["runs"]})
         lines.append(
