@@ -11,14 +11,13 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from cxr.cli_checks import csv_out, folder_out, html_out, split_name
+from cxr.cli_checks import folder_out, html_out, split_name
 from cxr.cli_data import data_app
 from cxr.cli_explain import audit_shortcuts, explain
-from cxr.cli_output import PlainLogFormatter, console, display_path, print_error, print_table, warn
+from cxr.cli_trust import TTA_HELP, guard, predict, stress
+from cxr.cli_output import PlainLogFormatter, console, print_error, print_table, warn
 from cxr.config import DEFAULT_RECIPE
 from cxr.errors import CxrError
-
-TTA_HELP = "average each image's prediction over nine small shifts, rotations and zooms (9x slower)"
 
 app = typer.Typer(
     add_completion=False,
@@ -131,6 +130,10 @@ def evaluate(
     _print_metrics(metrics, key)
     for msg in metrics.get("skipped_unreadable", []):
         warn(f"skipped {msg}")
+    if metrics.get("guard"):
+        g = metrics["guard"]
+        console.print(f"input guard: {g['flagged']} of {metrics['n']} films ({100 * g['share']:.1f} %) would be flagged "
+                      "as unlike the training films")  # fmt: skip
     console.print(f"wrote '{key}' in {run / 'metrics.json'}, {run / f'predictions_{key}.csv'} and {run / 'plots'}/")
     if gallery:
         from cxr.explain.gallery import write_gallery
@@ -229,42 +232,6 @@ def report(
 
 
 @app.command()
-def predict(
-    run: Path = typer.Argument(..., help="run directory (model bundle)"),
-    inputs: list[Path] = typer.Argument(..., help="image files and/or folders (searched recursively)"),
-    out: Optional[Path] = typer.Option(
-        None, help="CSV file: path, predicted class, one probability per class", callback=csv_out
-    ),
-    batch_size: int = typer.Option(32, min=1),
-    backend: str = typer.Option("auto", help="auto (onnx when `cxr export` made model.onnx, else torch) | onnx | torch"),
-    tta: bool = typer.Option(False, "--tta", help=TTA_HELP),
-) -> None:
-    """Predict classes for images and folders of images."""
-    from cxr.inference.bundle import Bundle
-
-    bundle = Bundle.load(run, backend=backend)
-    preds = bundle.predict(inputs, batch_size=batch_size, progress=True, tta=tta)
-    for msg in preds.errors:
-        warn(f"skipped {msg}")
-    if not preds.paths:
-        raise CxrError(f"no readable image among the inputs ({len(preds.errors)} skipped); pass image files "
-                       "(PNG, JPEG, DICOM) or folders that hold them")  # fmt: skip
-    table = Table("file", "predicted", *[f"p({c})" for c in preds.classes])
-    shown = 20
-    for p, label, probs in list(zip(preds.paths, preds.predicted, preds.probabilities))[:shown]:
-        table.add_row(display_path(p, inputs), label, *[f"{x:.3f}" for x in probs])
-    print_table(table)
-    if len(preds.paths) > shown:
-        where = f"all of them in {out}" if out is not None else "pass --out FILE.csv for all of them"
-        console.print(f"... and {len(preds.paths) - shown} more ({where})")
-    console.print(f"{len(preds.paths)} predicted, {len(preds.errors)} skipped ({bundle.backend} backend)")
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        preds.write_csv(out)
-        console.print(f"wrote {out}")
-
-
-@app.command()
 def adapt(
     run: Path = typer.Argument(..., help="finished run directory (model bundle); it is not changed"),
     inputs: list[Path] = typer.Argument(..., help="unlabeled images from the new site: files and/or folders"),
@@ -328,6 +295,9 @@ def serve(
                max_pending=max_pending)  # fmt: skip
 
 
+app.command()(predict)
+app.command()(stress)
+app.command()(guard)
 app.command()(explain)
 app.command("audit-shortcuts")(audit_shortcuts)
 

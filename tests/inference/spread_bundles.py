@@ -15,6 +15,7 @@ import torch
 from cxr.data.images import find_images, load_grayscale
 from cxr.data.transforms import normalise
 from cxr.inference.bundle import BundleMeta, save_bundle
+from cxr.inference.guard_fit import fit_guard
 from cxr.models import create_model
 from tests.conftest import CODECADEMY
 
@@ -30,9 +31,13 @@ def codecademy_sample(split: str, per_class: int, size: int) -> tuple[list[str],
 
 
 def make_bundle(run_dir: Path, model: str = "smallnet", image_size: int = 64, steps: int = 12, seed: int = 0,
-                **meta) -> Path:  # fmt: skip
-    """Write model.pt for `model` fitted briefly on 8 codecademy train images per class; returns run_dir."""
-    classes, _, images, labels = codecademy_sample("train", 8, image_size)
+                guard: bool = False, **meta) -> Path:  # fmt: skip
+    """Write model.pt for `model` fitted briefly on 8 codecademy train images per class; returns run_dir.
+    `guard`: also fit the input guard, on those images and (threshold) the next 8 per class."""
+    classes, paths, sample, sample_labels = codecademy_sample("train", 16 if guard else 8, image_size)
+    first = np.concatenate([np.flatnonzero(sample_labels == c)[:8] for c in range(len(classes))])
+    rest = np.setdiff1d(np.arange(len(sample)), first)
+    images, labels = sample[first], sample_labels[first]
     torch.manual_seed(seed)
     net = create_model(model, num_classes=len(classes), input_norm=meta.get("input_norm", "dataset"))
     optimiser = torch.optim.Adam(net.parameters(), lr=3e-3)
@@ -48,5 +53,7 @@ def make_bundle(run_dir: Path, model: str = "smallnet", image_size: int = 64, st
     finally:
         torch.set_num_threads(threads)
     run_dir.mkdir(parents=True, exist_ok=True)
-    save_bundle(run_dir, net.eval(), BundleMeta(model, classes, image_size, MEAN, STD, **meta))
+    bundle_meta = BundleMeta(model, classes, image_size, MEAN, STD, **meta)
+    fitted = fit_guard(net.eval(), bundle_meta, images, labels, sample[rest], [paths[i] for i in first]) if guard else None
+    save_bundle(run_dir, net.eval(), bundle_meta, fitted)
     return run_dir

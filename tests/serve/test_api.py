@@ -51,6 +51,26 @@ def test_predict_matches_the_bundle_on_a_real_xray(client, served_run, xray):
     assert body["backend"] == "torch" and body["filename"] == xray.name and body["threshold"] is None
 
 
+def test_inputs_unlike_the_training_films_get_a_score_and_a_warning(client, served_run, xray):
+    from skimage import data
+
+    odd = {
+        "black.png": _png_bytes(Image.fromarray(np.zeros((512, 512), np.uint8))),
+        "one_pixel.png": _png_bytes(Image.fromarray(np.full((1, 1), 128, np.uint8))),
+        "sliver.png": _png_bytes(Image.fromarray(np.full((3, 5000), 90, np.uint8))),
+        "cmyk.jpg": (lambda b: (Image.fromarray(data.astronaut()).convert("CMYK").save(b, format="JPEG"), b.getvalue())[1])(io.BytesIO()),
+    }  # fmt: skip
+    for name, payload in odd.items():
+        body = client.post("/v1/predict", files=_upload(payload, name)).json()
+        assert body["in_distribution"] is False and body["ood_score"] > 0, (name, body)
+        assert "unlike the films the model was trained on" in body["warning"], body
+    body = client.post("/v1/predict", files=_upload(xray)).json()
+    expected = Bundle.load(served_run, backend="torch").predict([xray])
+    assert body["in_distribution"] == bool(expected.in_distribution[0])
+    assert body["ood_score"] == pytest.approx(float(expected.ood_score[0]), rel=1e-5)
+    assert (body["warning"] is None) == body["in_distribution"]
+
+
 def test_dicom_upload_is_decoded_by_the_shared_decoder(client, served_run, xray, tmp_path):
     dcm = write_dicom(tmp_path / "scan.dcm", load_grayscale(xray))
     r = client.post("/v1/predict", files={"file": ("scan", dcm.read_bytes(), "application/dicom")})  # no extension

@@ -83,6 +83,27 @@ def test_upload_shows_the_apis_prediction_and_a_grad_cam_overlay(page, server_ur
     assert (tmp_path / "prediction.png").stat().st_size > 10_000 and (tmp_path / "overlay.png").stat().st_size > 10_000
 
 
+def test_a_film_unlike_the_training_films_shows_the_warning_above_the_bars(page, server_url, xray, tmp_path):
+    from PIL import Image
+
+    black = tmp_path / "black.png"
+    Image.new("L", (512, 512)).save(black)
+    page.goto(server_url)
+    page.set_input_files("#file", str(black))
+    page.wait_for_selector("body[data-state=ready]")
+    warning = page.locator("#ood-warning")
+    assert warning.is_visible() and "unlike the films the model was trained on" in warning.inner_text()
+    above = page.evaluate("document.getElementById('ood-warning').getBoundingClientRect().bottom <= "
+                          "document.getElementById('bars').getBoundingClientRect().top")  # fmt: skip
+    assert above
+    page.screenshot(path=str(tmp_path / "warning.png"), full_page=True)
+    page.set_input_files("#file", str(xray))  # a real film afterwards: the warning goes unless the guard flags it too
+    page.wait_for_function("document.getElementById('filename').textContent.includes('IM-0001')")
+    page.wait_for_selector("body[data-state=ready]")
+    api = httpx.post(f"{server_url}/v1/predict", files={"file": (xray.name, xray.read_bytes())}, timeout=30).json()
+    assert warning.is_visible() == (api["warning"] is not None)
+
+
 def test_a_file_that_is_not_an_image_shows_the_servers_message(page, server_url, tmp_path):
     notes = tmp_path / "notes.png"
     notes.write_text("not an X-ray")

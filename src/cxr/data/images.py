@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import io
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -102,6 +103,67 @@ def load_grayscale(source: str | Path | BinaryIO, size: int | None = None, name:
         raise ImageReadError(f"{path}: not a readable image ({type(e).__name__})") from None
     except (OSError, ValueError, SyntaxError, EOFError, struct.error, MemoryError) as e:
         raise ImageReadError(f"{path}: corrupt or truncated image ({e})") from None
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the file itself says before resizing: the input guard's cheap checks read it (a 1x1 image, a sliver,
+    a colour photograph or a float image of NaNs all look like some radiograph once squashed to gray 224 x 224)."""
+
+    width: int
+    height: int
+    mode: str  # Pillow mode ("L", "RGB", "CMYK", "I;16", "F", ...) or "DICOM <photometric>"
+    colourfulness: float  # Hasler & Suesstrunk (2003) on a small RGB view: 0 for gray, ~33 "moderately colourful"
+    nonfinite: bool  # a float image holding NaN or infinity
+
+
+COLOUR_VIEW_SIDE = 64  # colourfulness is a global statistic: a 64 px view measures it at a fraction of the cost
+
+
+def _colourfulness(rgb: np.ndarray) -> float:
+    """Hasler & Suesstrunk's colourfulness metric of an (H, W, 3) image: sqrt of the opponent channels' spread and mean."""
+    r, g, b = (rgb[..., i].astype(np.float64) for i in range(3))
+    rg, yb = r - g, 0.5 * (r + g) - b
+    return float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
+
+
+def _describe_pil(source: str | Path | BinaryIO) -> ImageInfo:
+    with Image.open(source) as im:
+        width, height, mode = im.size[0], im.size[1], im.mode
+        colour = 0.0
+        if mode in ("RGB", "RGBA", "P", "PA", "CMYK", "YCbCr", "LA"):
+            if im.format == "JPEG":
+                im.draft("RGB", (COLOUR_VIEW_SIDE, COLOUR_VIEW_SIDE))  # DCT-domain downscale: no full decode
+            small = im.convert("RGB")
+            small.thumbnail((COLOUR_VIEW_SIDE, COLOUR_VIEW_SIDE))
+            colour = _colourfulness(np.asarray(small))
+        nonfinite = mode.startswith("F") and not bool(np.isfinite(np.asarray(im, dtype=np.float32)).all())
+    return ImageInfo(width, height, mode, colour, nonfinite)
+
+
+def describe_image(source: str | Path | BinaryIO, name: str | None = None) -> ImageInfo:
+    """The file's own size, mode and colour, read from its header and a tiny view (no full decode for JPEG/PNG
+    headers); an unreadable file raises ImageReadError as `load_grayscale` would."""
+    path = Path(source) if isinstance(source, (str, Path)) else Path(name or getattr(source, "name", None) or "<upload>")
+    try:
+        source, head = _peek_source(source)
+        start = None if isinstance(source, (str, Path)) else source.tell()
+        if is_dicom(path, head):
+            from cxr.data.dicom import dicom_summary
+
+            opened = open(source, "rb") if isinstance(source, (str, Path)) else contextlib.nullcontext(source)
+            with opened as stream:
+                width, height, mode = dicom_summary(stream, str(path))
+            info = ImageInfo(width, height, mode, 0.0, False)
+        else:
+            info = _describe_pil(source)
+        if start is not None:
+            source.seek(start)  # the caller decodes the same stream next
+        return info
+    except ImageReadError:
+        raise
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error, MemoryError, UnidentifiedImageError) as e:
+        raise ImageReadError(f"{path}: not a readable image ({type(e).__name__})") from None
 
 
 def find_images(paths: list[str | Path]) -> list[Path]:

@@ -147,7 +147,7 @@ def calibrate_run(
     label_of = {Path(p): y for p, y in zip(files.paths, files.labels)}
     y_true = np.array([label_of[Path(p)] for p in preds.paths])
     cal = calibrate_on_validation(preds.logits, y_true, bundle.classes, operating_point, fit_temp)
-    save_bundle(run_dir, bundle.model, apply_to_meta(bundle.meta, cal))
+    save_bundle(run_dir, bundle.model, apply_to_meta(bundle.meta, cal), bundle.guard)  # same features: same guard
     merge_metrics_json(run_dir / "metrics.json", {"calibration": cal.summary})
     return cal
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,20 @@ def write_predictions_csv(path: Path, preds: Predictions, y_true: np.ndarray) ->
             w.writerow([str(p), preds.classes[y], preds.classes[yhat], int(y == yhat), *[f"{x:.6f}" for x in probs]])
 
 
+def guard_section(preds: Predictions) -> dict[str, Any] | None:
+    """How many of the scored films the input guard would flag, and why (None for a model without a guard)."""
+    if preds.in_distribution is None:
+        return None
+    flagged = [i for i, ok in enumerate(preds.in_distribution) if not ok]
+    return {
+        "flagged": len(flagged),
+        "share": len(flagged) / max(1, len(preds.paths)),
+        "median_score": float(np.median(preds.ood_score)) if len(preds.ood_score) else None,
+        "examples": [{"path": str(preds.paths[i]), "score": float(preds.ood_score[i]), "reason": preds.ood_reason[i]}
+                     for i in flagged[:20]],
+    }  # fmt: skip
+
+
 def evaluation_key(run_dir: Path, split: str, data: Path | None = None, tta: bool = False) -> str:
     """Where results go: `split` for the run's own data, `split@<name>` for another dataset, so evaluating on
     another site never overwrites the run's own figures (metrics.json section, plots, predictions CSV); `-tta` is
@@ -101,6 +116,7 @@ def evaluate_run(
     metrics = compute_metrics(y_true, preds.probabilities, bundle.classes, bundle.meta.threshold, n_bootstrap, seed)
     metrics["skipped_unreadable"] = preds.errors
     metrics["tta"] = tta
+    metrics["guard"] = guard_section(preds)
 
     plots = run_dir / "plots"
     metrics.update(clinical_sections(y_true, preds, bundle.meta, key, plots, n_bootstrap, seed, reference))
@@ -109,5 +125,9 @@ def evaluate_run(
     plot_roc(y_true, preds.probabilities, bundle.classes, plots / f"roc_{key}.png", title=f"ROC ({key})")
     plot_training_curves(read_history(run_dir / "history.csv"), plots / "training_curves.png")
     write_predictions_csv(run_dir / f"predictions_{key}.csv", preds, y_true)
-    merge_metrics_json(run_dir / "metrics.json", {key: metrics})
+    metrics_path = run_dir / "metrics.json"
+    previous = json.loads(metrics_path.read_text()).get(key, {}) if metrics_path.is_file() else {}
+    if "stress" in previous:  # `cxr stress` figures of the same films: a re-evaluation keeps them
+        metrics["stress"] = previous["stress"]
+    merge_metrics_json(metrics_path, {key: metrics})
     return metrics

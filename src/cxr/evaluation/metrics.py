@@ -21,7 +21,7 @@ from cxr.evaluation.bootstrap import bootstrap_distribution, describe, intervals
 from cxr.inference.predict import decide
 
 
-def _auc(y_true: np.ndarray, probs: np.ndarray) -> tuple[float | None, dict[int, float | None]]:
+def macro_auc(y_true: np.ndarray, probs: np.ndarray) -> tuple[float | None, dict[int, float | None]]:
     """Binary AUC of class 1, or macro one-vs-rest AUC; None where a class is absent (AUC undefined)."""
     n_cls = probs.shape[1]
     per_class: dict[int, float | None] = {}
@@ -54,7 +54,7 @@ def compute_metrics(
     report = classification_report(
         y_true, y_pred, labels=labels, target_names=classes, output_dict=True, zero_division=0
     )
-    auc, auc_per_class = _auc(y_true, probs)
+    auc, auc_per_class = macro_auc(y_true, probs)
     out: dict[str, Any] = {
         "n": int(len(y_true)),
         "accuracy": float(accuracy_score(y_true, y_pred)),

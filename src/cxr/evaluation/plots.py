@@ -120,3 +120,23 @@ def plot_roc_compare(
         ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1)
         ax.set_title(f"ROC, {classes[c]}" + (" (positive class)" if len(classes) == 2 else " vs rest"))
     return _save(fig, path)
+
+
+def plot_stress(section: dict, path: Path, title: str = "") -> Path:
+    """Accuracy against severity, one line per shift (a single marker for one-level shifts); dashed: clean."""
+    fig, ax = plt.subplots(figsize=(8.5, 5))
+    by_shift: dict[str, list[tuple[int, float]]] = {}
+    for r in section["conditions"]:
+        by_shift.setdefault(r["shift"], []).append((r["severity"], r["accuracy"]))
+    cmap = plt.get_cmap("tab20")
+    for i, (name, points) in enumerate(by_shift.items()):
+        x, y = zip(*sorted(points))
+        ax.plot(x, y, marker="o", markersize=4, color=cmap(i % 20), label=name)
+    ax.axhline(section["clean"]["accuracy"], color="black", linestyle="--", linewidth=1, label="clean")
+    ax.set_xlabel("severity (1 = mild)")
+    ax.set_ylabel("accuracy")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=7, ncol=2, loc="lower left")
+    ax.set_title(title or "Acquisition shifts")
+    return _save(fig, path)

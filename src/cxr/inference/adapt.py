@@ -73,5 +73,5 @@ def adapt_batchnorm(
             shutil.copyfile(src / name, out / name)
     meta.extra = {**meta.extra, "adapted": {"source_run": str(src), "images": seen, "skipped": len(skipped),
                                             "batch_norm_layers": len(norms)}}  # fmt: skip
-    path = save_bundle(out, model, meta)
+    path = save_bundle(out, model, meta)  # no input guard: its features moved with the batch-norm statistics
     return AdaptResult(path, seen, skipped, len(norms))

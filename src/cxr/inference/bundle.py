@@ -19,6 +19,7 @@ from torch import nn
 from cxr import __version__
 from cxr.atomic import atomic_path
 from cxr.errors import CxrError
+from cxr.inference.guard import InputGuard
 from cxr.models import count_parameters, create_model, model_spec
 from cxr.models.ensemble import ENSEMBLE, ensemble_from_specs
 
@@ -54,8 +55,9 @@ class BundleMeta:
         }
 
 
-def save_bundle(run_dir: Path, model: nn.Module, meta: BundleMeta) -> Path:
-    """Write `model.pt` atomically (temp file + rename): a crash never leaves a half-written model."""
+def save_bundle(run_dir: Path, model: nn.Module, meta: BundleMeta, guard: InputGuard | None = None) -> Path:
+    """Write `model.pt` atomically (temp file + rename): a crash never leaves a half-written model. `guard`: the input
+    guard fitted for these weights (cxr.inference.guard); a caller that changes the features must refit or drop it."""
     target = Path(run_dir) / BUNDLE_FILE
     payload = {
         "format": BUNDLE_FORMAT,
@@ -65,6 +67,8 @@ def save_bundle(run_dir: Path, model: nn.Module, meta: BundleMeta) -> Path:
         "num_parameters": count_parameters(model),
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
     }
+    if guard is not None:
+        payload["guard"] = guard.to_payload()
     with atomic_path(target) as tmp:
         torch.save(payload, tmp)
     return target
@@ -119,12 +123,16 @@ def read_bundle_file(run_dir: str | Path) -> dict[str, Any]:
 class Bundle:
     """A loaded model with its metadata; `predict` takes files and folders."""
 
-    def __init__(self, run_dir: Path, meta: BundleMeta, model: nn.Module, info: dict[str, Any], onnx=None):
+    def __init__(
+        self, run_dir: Path, meta: BundleMeta, model: nn.Module, info: dict[str, Any], onnx=None,
+        guard: InputGuard | None = None,
+    ):  # fmt: skip
         self.run_dir = run_dir
         self.meta = meta
-        self.model = model.eval()  # always loaded: Grad-CAM and calibration need the PyTorch model
+        self.model = model.eval()  # always loaded: Grad-CAM, calibration and the guard's features need it
         self.info = info
         self.onnx = onnx  # an OnnxPredictor when the onnx backend was chosen, else None
+        self.guard = guard  # None for a model saved before cxr 0.6 (`cxr guard RUN` fits one)
 
     @classmethod
     def load(cls, run_dir: str | Path, backend: str = "auto") -> "Bundle":
@@ -148,7 +156,7 @@ class Bundle:
         run = Path(run_dir)
         run = run if run.is_dir() else run.parent
         onnx = load_backend(run, backend, payload["state_dict"], meta.mean, meta.std)
-        return cls(run, meta, model, info, onnx)
+        return cls(run, meta, model, info, onnx, InputGuard.from_payload(payload.get("guard")))
 
     @property
     def backend(self) -> str:
@@ -166,6 +174,18 @@ class Bundle:
             return self.onnx.logits(images)
 
         return tta_logits(backend_logits, images_uint8) if tta else backend_logits(images_uint8)
+
+    def logits_and_guard(self, images_uint8: np.ndarray, infos=None, tta: bool = False):
+        """Logits and the input guard's verdict (None without a guard). The guard reads the PyTorch model's
+        features; on that backend, without TTA, the same forward pass gives the logits."""
+        from cxr.inference.guard import feature_taps, features_and_logits
+
+        if self.guard is None:
+            return self.logits(images_uint8, tta), None
+        taps = feature_taps(self.model, self.meta.model, self.meta.extra.get("members"))
+        features, plain = features_and_logits(self.model, taps, images_uint8, self.meta.mean, self.meta.std)
+        logits = plain if self.onnx is None and not tta else self.logits(images_uint8, tta)
+        return logits, self.guard.assess(images_uint8, features, infos)
 
     def probabilities(self, images_uint8: np.ndarray, tta: bool = False) -> np.ndarray:
         """(N, S, S) uint8 -> (N, C) probabilities, with the bundle's temperature."""

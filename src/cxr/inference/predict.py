@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from rich.progress import Progress
 
-from cxr.data.images import ImageReadError, find_images, load_grayscale
+from cxr.data.images import ImageInfo, ImageReadError, describe_image, find_images, load_grayscale
 from cxr.data.transforms import normalise
 
 
@@ -25,6 +25,24 @@ class Predictions:
     threshold: float | None
     errors: list[str]  # unreadable inputs, skipped
     logits: np.ndarray | None = None  # (N, C) raw model outputs, before temperature and softmax
+    # the input guard's verdicts (None when the model has none): score over 1 = unlike the training films
+    ood_score: np.ndarray | None = None
+    in_distribution: np.ndarray | None = None
+    ood_reason: list[str] | None = None
+
+    @property
+    def flagged(self) -> int:
+        return 0 if self.in_distribution is None else int((~self.in_distribution).sum())
+
+    def subset(self, keep: np.ndarray) -> "Predictions":
+        """The predictions of the images where `keep` is true (e.g. `--reject-ood` keeps the in-distribution ones)."""
+        idx = np.flatnonzero(keep)
+        pick = (lambda a: None if a is None else a[idx])  # noqa: E731
+        return Predictions(
+            [self.paths[i] for i in idx], self.probabilities[idx], self.classes, self.threshold, self.errors,
+            pick(self.logits), pick(self.ood_score), pick(self.in_distribution),
+            None if self.ood_reason is None else [self.ood_reason[i] for i in idx],
+        )  # fmt: skip
 
     @property
     def predicted_index(self) -> np.ndarray:
@@ -37,9 +55,12 @@ class Predictions:
     def write_csv(self, path: str | Path) -> None:
         with open(path, "w", newline="") as f:
             w = csv.writer(f)
-            w.writerow(["path", "predicted", *[f"p_{c}" for c in self.classes]])
-            for p, label, probs in zip(self.paths, self.predicted, self.probabilities):
-                w.writerow([str(p), label, *[f"{x:.6f}" for x in probs]])
+            guarded = self.ood_score is not None
+            w.writerow(["path", "predicted", *[f"p_{c}" for c in self.classes],
+                        *(["ood_score", "in_distribution", "ood_reason"] if guarded else [])])  # fmt: skip
+            for i, (p, label, probs) in enumerate(zip(self.paths, self.predicted, self.probabilities)):
+                guard = [f"{self.ood_score[i]:.4f}", str(bool(self.in_distribution[i])).lower(), self.ood_reason[i]]
+                w.writerow([str(p), label, *[f"{x:.6f}" for x in probs], *(guard if guarded else [])])
 
 
 def decide(probabilities: np.ndarray, threshold: float | None) -> np.ndarray:
@@ -76,14 +97,16 @@ def predict_arrays(
 
 
 def decoded_batches(
-    paths, image_size: int, batch_size: int = 32, progress: bool = False, label: str = "predicting"
+    paths, image_size: int, batch_size: int = 32, progress: bool = False, label: str = "predicting",
+    infos: list[ImageInfo] | None = None,
 ) -> Iterator[tuple[list[Path], np.ndarray | None, list[str]]]:
-    """Files and folders -> (readable paths, (n, S, S) uint8 or None, errors) per batch: decoded in threads, streamed."""
+    """Files and folders -> (readable paths, (n, S, S) uint8 or None, errors) per batch: decoded in threads, streamed.
+    `infos`: a list that receives each readable file's ImageInfo (what the input guard checks), in the same order."""
     files = find_images(list(paths))
 
     def read(p: Path):
         try:
-            return load_grayscale(p, image_size)
+            return load_grayscale(p, image_size), (describe_image(p) if infos is not None else None)
         except ImageReadError as e:
             return str(e)
 
@@ -95,7 +118,9 @@ def decoded_batches(
             decoded = list(pool.map(read, chunk))
             good = [(p, a) for p, a in zip(chunk, decoded) if not isinstance(a, str)]
             errors = [a for a in decoded if isinstance(a, str)]
-            yield [p for p, _ in good], (np.stack([a for _, a in good]) if good else None), errors
+            if infos is not None:
+                infos.extend(info for _, (_, info) in good)
+            yield [p for p, _ in good], (np.stack([a for _, (a, _) in good]) if good else None), errors
             bar.advance(task, len(chunk))
 
 
@@ -104,13 +129,17 @@ def predict_paths(bundle, paths, batch_size: int = 32, progress: bool = False, t
     kept: list[Path] = []
     logits: list[np.ndarray] = []
     errors: list[str] = []
-    for good, images, bad in decoded_batches(paths, meta.image_size, batch_size, progress):
+    infos: list[ImageInfo] | None = [] if bundle.guard is not None else None
+    verdicts = []
+    for good, images, bad in decoded_batches(paths, meta.image_size, batch_size, progress, infos=infos):
         errors.extend(bad)
         if images is not None:
+            batch_logits, verdict = bundle.logits_and_guard(images, None if infos is None else infos[len(kept) :], tta)
             kept.extend(good)
-            logits.append(bundle.logits(images, tta))
+            logits.append(batch_logits)
+            verdicts.append(verdict)
     all_logits = np.concatenate(logits) if logits else np.zeros((0, len(meta.classes)), np.float32)
-    return Predictions(
+    preds = Predictions(
         paths=kept,
         probabilities=apply_temperature(all_logits, meta.temperature),
         classes=list(meta.classes),
@@ -118,3 +147,8 @@ def predict_paths(bundle, paths, batch_size: int = 32, progress: bool = False, t
         errors=errors,
         logits=all_logits,
     )
+    if bundle.guard is not None:
+        preds.ood_score = np.concatenate([v.scores for v in verdicts]) if verdicts else np.zeros(0, np.float32)
+        preds.in_distribution = np.concatenate([v.in_distribution for v in verdicts]) if verdicts else np.zeros(0, bool)
+        preds.ood_reason = [r for v in verdicts for r in v.reasons]
+    return preds

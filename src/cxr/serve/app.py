@@ -26,11 +26,11 @@ from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel
 
 from cxr import __version__
-from cxr.data.images import ImageReadError, load_grayscale
+from cxr.data.images import ImageInfo, ImageReadError, describe_image, load_grayscale
 from cxr.errors import CxrError
 from cxr.inference.bundle import Bundle
 from cxr.inference.onnx_export import weights_digest
-from cxr.inference.predict import decide
+from cxr.inference.predict import apply_temperature, decide
 from cxr.serve.limits import BodySizeLimit, InferencePool
 
 API_KEY_ENV = "CXR_API_KEY"
@@ -52,6 +52,10 @@ class Prediction(BaseModel):
     backend: str
     filename: str | None
     seconds: float
+    # the input guard (None for a model saved before cxr 0.6): score over 1 = unlike the films the model trained on
+    ood_score: float | None = None
+    in_distribution: bool | None = None
+    warning: str | None = None  # plain words for the reader when the film is unlike the training films
 
 
 class ModelInfo(BaseModel):
@@ -78,6 +82,15 @@ def metrics_summary(run_dir: Path) -> dict[str, dict[str, Any]]:
         for name, section in sections.items()
         if isinstance(section, dict)
     }
+
+
+def describe_upload(stream: BinaryIO, filename: str | None) -> ImageInfo:
+    """The upload's own size, mode and colour for the input guard; unreadable -> 415, as decoding would say."""
+    stream.seek(0)
+    try:
+        return describe_image(stream, name=filename or "upload")
+    except ImageReadError as e:
+        raise HTTPException(415, str(e)) from None
 
 
 def decode_upload(stream: BinaryIO, filename: str | None, size: int | None) -> np.ndarray:
@@ -123,6 +136,9 @@ def create_app(
     """Build the app for one run. `api_key` defaults to $CXR_API_KEY; when set, /v1/* needs the X-API-Key header."""
     bundle = Bundle.load(run_dir, backend=backend)
     meta = bundle.meta
+    if bundle.guard is None:
+        log.warning("%s has no input guard: films unlike its training films are not flagged (`cxr guard %s` fits one)",
+                    run_dir, run_dir)  # fmt: skip
     key = api_key if api_key is not None else (os.environ.get(API_KEY_ENV) or None)
     ref = ModelRef(id=bundle.run_dir.resolve().name, version=weights_digest(bundle.model.state_dict())[:12],
                    architecture=meta.model)  # fmt: skip
@@ -156,13 +172,19 @@ def create_app(
 
     def predict_one(upload: UploadFile) -> Prediction:
         t0 = time.perf_counter()
+        info = describe_upload(upload.file, upload.filename)
         image = decode_upload(upload.file, upload.filename, meta.image_size)
-        probs = bundle.probabilities(image[None])
+        logits, verdict = bundle.logits_and_guard(image[None], [info])
+        probs = apply_temperature(logits, meta.temperature)
         predicted = meta.classes[int(decide(probs, meta.threshold)[0])]
+        guard = {}
+        if verdict is not None:
+            guard = dict(ood_score=float(verdict.scores[0]), in_distribution=bool(verdict.in_distribution[0]),
+                         warning=verdict.warning(0))  # fmt: skip
         return Prediction(
             predicted=predicted, probabilities={c: float(p) for c, p in zip(meta.classes, probs[0])},
             threshold=meta.threshold, model=ref, backend=bundle.backend, filename=upload.filename,
-            seconds=round(time.perf_counter() - t0, 4),
+            seconds=round(time.perf_counter() - t0, 4), **guard,
         )  # fmt: skip
 
     def explain_one(upload: UploadFile, target: str | None) -> bytes:

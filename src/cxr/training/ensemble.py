@@ -17,6 +17,7 @@ from cxr.evaluation.calibration import calibrate_run
 from cxr.evaluation.metrics import merge_metrics_json
 from cxr.inference.bundle import BUNDLE_FILE
 from cxr.inference.ensemble import combine_runs
+from cxr.inference.guard_fit import fit_run_guard
 from cxr.training.prepare import split_seed
 from cxr.training.train import check_run_dir, peak_rss_gb, set_aside_previous_run, train
 
@@ -48,6 +49,7 @@ def _train_members_and_combine(cfg: TrainConfig, out: Path) -> Path:
     combine_runs(runs, out)
     save_config(cfg, out / "config.yaml")  # the ensemble's own, over the member config combine_runs copies
     calibration = calibrate_run(out, cfg.operating_point or "none")
+    fit_run_guard(out)  # the ensemble's features are its members' together: its own guard
     members = [json.loads((r / "metrics.json").read_text())["training"] for r in runs]
     speeds = [m["train_images_per_second"] for m in members if m.get("train_images_per_second")]
     summary = {

@@ -36,6 +36,7 @@ from cxr.evaluation.history import read_epoch_seconds
 from cxr.evaluation.metrics import merge_metrics_json
 from cxr.evaluation.operating_point import check_binary
 from cxr.inference.bundle import BUNDLE_FILE, BundleMeta, save_bundle
+from cxr.inference.guard_fit import fit_guard
 from cxr.training.history import HistoryWriter
 from cxr.training.module import Classifier
 from cxr.training.prepare import balanced_class_weights, balanced_sampler, prepare_data
@@ -329,7 +330,11 @@ def _train_one(cfg: TrainConfig, out: Path, resume: bool, refit: RefitPlan | Non
     epochs_seconds = sum(read_epoch_seconds(out))
     if epochs_seconds:
         summary["train_images_per_second"] = round(len(train_ds) * trainer.current_epoch / epochs_seconds, 1)
-    merge_metrics_json(out / "metrics.json", {"training": summary, "calibration": calibration.summary})
-    save_bundle(out, module.net, meta)  # last: its presence marks the run as finished
+    module.net.eval()
+    guard = fit_guard(module.net, meta, data.images["train"], data.files["train"].labels,
+                      data.images["val"] if refit is None else None, data.files["train"].paths)  # fmt: skip
+    merge_metrics_json(out / "metrics.json", {"training": summary, "calibration": calibration.summary,
+                                              "guard": guard.fitted})  # fmt: skip
+    save_bundle(out, module.net, meta, guard)  # last: its presence marks the run as finished
     return out
 

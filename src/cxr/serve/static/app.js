@@ -46,6 +46,9 @@ async function loadModel() {
 }
 
 function renderBars(prediction) {
+  // the input guard: a film unlike the training films gets its warning above the probabilities
+  $("ood-warning").hidden = !prediction.warning;
+  $("ood-warning").textContent = prediction.warning || "";
   const bars = $("bars");
   bars.replaceChildren();
   for (const [name, p] of Object.entries(prediction.probabilities)) {

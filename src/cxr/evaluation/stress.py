@@ -1,0 +1,135 @@
+"""`cxr stress`: a model's figures under the acquisition-shift battery (cxr.evaluation.shifts), before it is trusted.
+
+The films of a split are decoded once; each shift and severity is applied to all of them and predicted through the
+bundle (either backend, ensembles alike). Results go to metrics.json[<split>]["stress"], plots/stress_<split>.png and
+stress_<split>.csv; a re-run of `cxr evaluate` keeps them.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from rich.progress import Progress
+
+from cxr.errors import CxrError
+from cxr.evaluation.metrics import expected_calibration_error, macro_auc, merge_metrics_json
+from cxr.evaluation.shifts import apply_shift, choose_shifts
+from cxr.inference.bundle import Bundle
+from cxr.inference.predict import decide, decoded_batches
+
+
+def figures(y_true: np.ndarray, probs: np.ndarray, classes: list[str], threshold: float | None) -> dict[str, Any]:
+    """Accuracy, AUC (binary, or macro one-vs-rest), recall per class and ECE of one condition."""
+    predicted = decide(probs, threshold)
+    auc, _ = macro_auc(y_true, probs)
+    recall = {c: (float((predicted[y_true == i] == i).mean()) if (y_true == i).any() else None)
+              for i, c in enumerate(classes)}  # fmt: skip
+    return {
+        "accuracy": float((predicted == y_true).mean()),
+        "auc": auc,
+        "recall": recall,
+        "ece": float(expected_calibration_error(probs, y_true)[0]),
+    }
+
+
+def _decode_split(bundle: Bundle, paths: list[Path], labels: list[int], progress: bool):
+    label_of = dict(zip(map(Path, paths), labels))
+    images, y = [], []
+    for good, batch, _errors in decoded_batches(paths, bundle.meta.image_size, 64, progress, label="decoding"):
+        if batch is not None:
+            images.append(batch)
+            y.extend(label_of[Path(p)] for p in good)
+    if not images:
+        raise CxrError("no readable images in the split; nothing to stress")
+    return np.concatenate(images), np.array(y)
+
+
+def _probabilities(bundle: Bundle, images: np.ndarray, batch_size: int) -> np.ndarray:
+    return np.concatenate([bundle.probabilities(images[i : i + batch_size]) for i in range(0, len(images), batch_size)])
+
+
+def summarise(clean: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Mean over every shifted condition, the shift whose mean is lowest, and the single worst condition."""
+    by_shift: dict[str, list[float]] = {}
+    for r in rows:
+        by_shift.setdefault(r["shift"], []).append(r["accuracy"])
+    shift_means = {name: float(np.mean(v)) for name, v in by_shift.items()}
+    worst = min(rows, key=lambda r: r["accuracy"])
+    weakest = min(shift_means, key=shift_means.get)
+    aucs = [r["auc"] for r in rows if r["auc"] is not None]
+    return {
+        "clean_accuracy": clean["accuracy"],
+        "mean_accuracy": float(np.mean([r["accuracy"] for r in rows])),
+        "mean_auc": float(np.mean(aucs)) if aucs else None,
+        "mean_ece": float(np.mean([r["ece"] for r in rows])),
+        "shift_means": shift_means,
+        "worst_shift": {"shift": weakest, "mean_accuracy": shift_means[weakest]},
+        "worst_condition": {k: worst[k] for k in ("shift", "severity", "parameter", "accuracy")},
+    }
+
+
+def run_stress(
+    run_dir: str | Path,
+    split: str = "test",
+    data: Path | None = None,
+    backend: str = "auto",
+    shifts: list[str] | None = None,
+    severity: int | None = None,
+    batch_size: int = 64,
+    seed: int = 0,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Run the battery; returns (and writes) the `stress` section of metrics.json under the split's evaluation key."""
+    from cxr.evaluation.evaluate import evaluation_key, split_files  # evaluate imports this module's neighbours
+    from cxr.evaluation.plots import plot_stress  # matplotlib: only when a plot is drawn
+
+    pairs = choose_shifts(shifts, severity)  # a bad name or severity fails before the model is loaded
+    run_dir = Path(run_dir)
+    bundle = Bundle.load(run_dir, backend=backend)
+    key = evaluation_key(run_dir, split, data)
+    files = split_files(run_dir, split, bundle.classes, data)
+    t0 = time.perf_counter()
+    images, y = _decode_split(bundle, files.paths, files.labels, progress)
+    classes, threshold = bundle.classes, bundle.meta.threshold
+    clean = figures(y, _probabilities(bundle, images, batch_size), classes, threshold)
+    rows = []
+    with Progress(transient=True, disable=not progress) as bar:
+        task = bar.add_task("stressing", total=len(pairs))
+        for shift, k in pairs:
+            shifted = apply_shift(shift, k, images, seed)
+            probs = _probabilities(bundle, shifted, batch_size)
+            row = {"shift": shift.name, "severity": k, "parameter": shift.levels[k - 1], "unit": shift.unit}
+            rows.append({**row, **figures(y, probs, classes, threshold)})
+            bar.advance(task)
+    section = {
+        "n": int(len(y)),
+        "backend": bundle.backend,
+        "seed": seed,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "clean": clean,
+        "conditions": rows,
+        "summary": summarise(clean, rows),
+    }
+    metrics_path = run_dir / "metrics.json"
+    current = json.loads(metrics_path.read_text()).get(key, {}) if metrics_path.is_file() else {}
+    merge_metrics_json(metrics_path, {key: {**current, "stress": section}})
+    _write_csv(run_dir / f"stress_{key}.csv", clean, rows, classes)
+    plot_stress(section, run_dir / "plots" / f"stress_{key}.png", title=f"Acquisition shifts ({key}, n={len(y)})")
+    section["key"] = key
+    return section
+
+
+def _write_csv(path: Path, clean: dict[str, Any], rows: list[dict[str, Any]], classes: list[str]) -> None:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["shift", "severity", "parameter", "accuracy", "auc", "ece", *[f"recall_{c}" for c in classes]])
+        for r in [{"shift": "clean", "severity": 0, "parameter": "", **clean}, *rows]:
+            auc = "" if r["auc"] is None else f"{r['auc']:.4f}"
+            recalls = ["" if r["recall"][c] is None else f"{r['recall'][c]:.4f}" for c in classes]
+            w.writerow([r["shift"], r["severity"], r["parameter"], f"{r['accuracy']:.4f}", auc, f"{r['ece']:.4f}",
+                        *recalls])  # fmt: skip
