@@ -69,7 +69,7 @@ def test_messages_with_long_paths_stay_on_one_line(model_and_films, tmp_path):
     (films / "Covid" / "broken.png").write_bytes(b"not a png")
     proc = run_cli("predict", run, films / "Covid" / "broken.png", films / "Normal", columns=40)
     assert proc.returncode == 0, proc.stderr
-    warning = next(line for line in proc.stderr.splitlines() if line.startswith("warning:"))
+    warning = next(line for line in proc.stderr.splitlines() if line.startswith("warning:") and "skipped" in line)
     assert str(films / "Covid" / "broken.png") in warning
     assert "12 predicted, 1 skipped" in proc.stdout
 

@@ -18,8 +18,8 @@ TTA_HELP = "average each image's prediction over nine small shifts, rotations an
 def no_guard_notice(bundle) -> None:
     """Said once per command: an old model predicts as before, with nothing to say about unfamiliar inputs."""
     if bundle.guard is None:
-        warn(f"{bundle.run_dir} has no input guard (saved by cxr {bundle.info.get('cxr_version', '?')}), so films "
-             f"unlike its training films are not flagged; fit one with `cxr guard {bundle.run_dir}`")  # fmt: skip
+        warn(f"this model has no input guard (saved by cxr {bundle.info.get('cxr_version', '?')}), so films unlike "
+             "its training films are not flagged; `cxr guard RUN` fits one")  # fmt: skip
 
 
 def predict(
@@ -29,7 +29,7 @@ def predict(
         None, help="CSV file: path, predicted class, one probability per class, ood_score, in_distribution",
         callback=csv_out,
     ),  # fmt: skip
-    batch_size: int = typer.Option(32, min=1),
+    batch_size: int = typer.Option(32, min=1, help="images decoded and predicted together"),
     backend: str = typer.Option("auto", help="auto (onnx when `cxr export` made model.onnx, else torch) | onnx | torch"),
     tta: bool = typer.Option(False, "--tta", help=TTA_HELP),
     reject_ood: bool = typer.Option(
@@ -78,7 +78,7 @@ def stress(
     shift: Optional[list[str]] = typer.Option(None, help="run only this shift (repeatable; default: all)"),
     severity: Optional[int] = typer.Option(None, help="run only this severity, 1 (mild) to 4 (severe)"),
     backend: str = typer.Option("auto", help="auto (onnx when `cxr export` made model.onnx: fastest) | onnx | torch"),
-    batch_size: int = typer.Option(64, min=1),
+    batch_size: int = typer.Option(64, min=1, help="images predicted together"),
     seed: int = typer.Option(0, help="seed of the random shifts (noise)"),
 ) -> None:
     """The model's figures under acquisition shifts (gamma, contrast, blur, noise, JPEG, resolution, geometry,

@@ -141,3 +141,17 @@ def test_cli_stress_prints_the_table_and_refuses_bad_input_in_one_line(run):
                               capture_output=True, text=True)  # fmt: skip
         assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+@needs_data
+def test_report_shows_the_stress_section_once_stress_has_run(run, tmp_path):
+    from cxr.evaluation.report import write_report
+
+    copy = shutil.copytree(run, tmp_path / "run")
+    html = write_report(copy, "test", gradcam=False).read_text()
+    assert 'id="stress"' not in html  # never stressed: no section
+    run_stress(copy, "test", shifts=["contrast", "invert"])
+    html = write_report(copy, "test", gradcam=False).read_text()
+    section = html[html.index('id="stress"') : html.index("</section>", html.index('id="stress"'))]
+    assert "Acquisition shifts" in section and "contrast" in section and "invert" in section
+    assert section.count("<tr>") == 3 and "data:image/png;base64" in section

@@ -153,6 +153,15 @@ def _notes(section: dict[str, Any], classes: list[str], meta) -> list[str]:
     return notes
 
 
+def _stress_rows(stress: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """One row per shift: its unit and the accuracy at severities 1-4 (None where it has no such level)."""
+    rows: dict[str, dict[str, Any]] = {}
+    for c in (stress or {}).get("conditions", []):
+        row = rows.setdefault(c["shift"], {"shift": c["shift"], "unit": c["unit"], "accuracy": [None] * 4})
+        row["accuracy"][c["severity"] - 1] = c["accuracy"]
+    return list(rows.values())
+
+
 def build_context(run_dir: Path, split: str, gallery_size: int = 12, gradcam: bool = True) -> dict[str, Any]:
     bundle = Bundle.load(run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -183,7 +192,11 @@ def build_context(run_dir: Path, split: str, gallery_size: int = 12, gradcam: bo
             "roc": _data_uri(plots / f"roc_{split}.png"),
             "pr": _data_uri(plots / f"pr_{split}.png"),
             "reliability": _data_uri(plots / f"reliability_{split}.png"),
+            "stress": _data_uri(plots / f"stress_{split}.png"),
         },
+        "stress": section.get("stress"),
+        "stress_rows": _stress_rows(section.get("stress")),
+        "guard": section.get("guard"),
         "gallery": error_gallery(bundle, run_dir / f"predictions_{split}.csv", gallery_size, gradcam),
     }
 

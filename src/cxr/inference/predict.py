@@ -59,8 +59,10 @@ class Predictions:
             w.writerow(["path", "predicted", *[f"p_{c}" for c in self.classes],
                         *(["ood_score", "in_distribution", "ood_reason"] if guarded else [])])  # fmt: skip
             for i, (p, label, probs) in enumerate(zip(self.paths, self.predicted, self.probabilities)):
-                guard = [f"{self.ood_score[i]:.4f}", str(bool(self.in_distribution[i])).lower(), self.ood_reason[i]]
-                w.writerow([str(p), label, *[f"{x:.6f}" for x in probs], *(guard if guarded else [])])
+                guard = []
+                if guarded:
+                    guard = [f"{self.ood_score[i]:.4f}", str(bool(self.in_distribution[i])).lower(), self.ood_reason[i]]
+                w.writerow([str(p), label, *[f"{x:.6f}" for x in probs], *guard])
 
 
 def decide(probabilities: np.ndarray, threshold: float | None) -> np.ndarray:
