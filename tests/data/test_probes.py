@@ -27,10 +27,10 @@ def save(img: np.ndarray, path: Path, **kw) -> None:
     Image.fromarray(img.astype(np.uint8)).save(path, **kw)
 
 
-def build(root: Path, n: int, make, seed: int = 0) -> Path:
+def build(root: Path, n: int, make, seed: int = 0, classes=("a", "b")) -> Path:
     """`n` images per class, half in train/ and half in test/; make(class_index, i, rng) -> (array, suffix, kw)."""
     rng = np.random.default_rng(seed)
-    for c, cls in enumerate(("a", "b")):
+    for c, cls in enumerate(classes):
         for i in range(n):
             img, suffix, kw = make(c, i, rng)
             save(img, root / ("train" if i % 2 else "test") / cls / f"{i:03d}{suffix}", **kw)
@@ -68,6 +68,38 @@ def test_a_file_format_cue_is_found_by_the_file_property_probe(tmp_path):
     assert probe["auc"] >= 0.95 and probe["warning"] and "format 1.00" in probe["warning"]
     assert probe["feature_aucs"]["format"] == 1.0 and "width" not in probe["feature_aucs"]  # constant: skipped
     assert probe_aucs(r)["border"] < PROBE_WARN_AUC and probe_aucs(r)["thumbnail"] < PROBE_WARN_AUC
+
+
+def test_jpeg_quality_is_a_file_property(tmp_path):
+    def make(c, i, rng):  # both JPEG, same size: only the encoder's quality setting differs
+        return background(rng), ".jpg", {"quality": (95, 60)[c]}
+
+    probe = audit_dataset(build(tmp_path / "quality", 30, make), pattern="", workers=1)["probes"]["file_properties"]
+    assert probe["feature_aucs"]["jpeg_tables"] == 1.0 and probe["header_auc"] == 1.0 and probe["warning"]
+
+
+def test_a_cue_in_the_file_size_alone_is_a_note_not_a_warning(tmp_path):
+    def make(c, i, rng):  # same size, format, mode; class b is grainier, so its PNGs compress worse
+        return (background(rng) + rng.normal(0, 1 + 20 * c, (SIZE, SIZE))).clip(0, 255), ".png", {}
+
+    r = audit_dataset(build(tmp_path / "grain", 30, make), pattern="", workers=1)
+    probe = r["probes"]["file_properties"]
+    assert probe["feature_aucs"]["log2_file_size"] >= 0.95 and probe["header_auc"] is None  # nothing else varies
+    assert probe["warning"] is None and probe["note"].startswith("file size alone predicts the label")
+    assert any(line.startswith("  note: file size alone") for line in summary_lines(r))
+
+
+def test_a_warning_names_the_class_that_stands_out(tmp_path):
+    def make(c, i, rng):  # only class c was collimated
+        img = background(rng)
+        if c == 2:
+            img[:, :10] = img[:, -10:] = 0
+        return img, ".png", {}
+
+    r = audit_dataset(build(tmp_path / "three", 20, make, classes=("a", "b", "c")), pattern="", workers=1)
+    border = r["probes"]["border"]
+    assert border["class_aucs"]["c"] >= 0.95 and border["class_aucs"]["a"] < border["class_aucs"]["c"]
+    assert "c against the rest" in border["warning"]
 
 
 def test_no_cue_gives_no_warning(tmp_path):

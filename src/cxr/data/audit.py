@@ -21,7 +21,7 @@ import numpy as np
 from cxr.atomic import write_text_atomic
 from cxr.data.images import DICOM_MAGIC_END, ImageReadError, is_dicom, load_grayscale
 from cxr.data.manifest import load_dataset
-from cxr.data.probes import bit_depth, probe_groups, probe_lines, probe_pixels, run_probes
+from cxr.data.probes import bit_depth, encoder_digest, probe_groups, probe_lines, probe_pixels, run_probes
 from cxr.data.splits import patient_ids
 
 # pHash with a 16x16 DCT block (256 bits): on covid19-radiography and Kermany, re-encoded/cropped copies of one
@@ -39,6 +39,7 @@ class FileFacts:
     mode: str = ""
     bits: int = 0  # bits per sample, from the header
     file_size: int = 0
+    jpeg_tables: str = ""  # a digest of the JPEG quantisation tables: which encoder and quality saved the file
     phash: bytes = b""  # packed bits; empty when unreadable
     intensity: tuple[float, ...] = ()  # the image's global look: mean, std and percentiles of its pixel values
     probe_pixels: bytes = b""  # 32x32 grayscale for the shortcut probes; empty when unreadable
@@ -64,6 +65,7 @@ def inspect_file(path: Path) -> FileFacts:
             with Image.open(io.BytesIO(data)) as im:
                 facts.width, facts.height = im.size
                 facts.mode, facts.bits = f"{im.format} {im.mode}", bit_depth(im.mode)
+                facts.jpeg_tables = encoder_digest(im)
         # THE decoder, at the hash's working size (pHash resizes to 4 x HASH_SIZE anyway): JPEG decodes at 1/4 scale.
         gray = load_grayscale(io.BytesIO(data), size=4 * HASH_SIZE, name=str(path))
         bits = imagehash.phash(Image.fromarray(gray), hash_size=HASH_SIZE).hash

@@ -13,6 +13,7 @@ ask about layout (markers, framing, body size), not the global brightness the in
 
 from __future__ import annotations
 
+import hashlib
 import math
 import warnings
 from collections.abc import Sequence
@@ -34,26 +35,37 @@ THUMBNAIL_SIDE = 8
 # full set made the probes as slow as the whole rest of the audit.
 PROBE_MAX_IMAGES = 5000
 
-FILE_FEATURES = ("width", "height", "aspect", "bit_depth", "log2_file_size", "format", "mode")
-_CATEGORICAL = ("format", "mode")
+FILE_FEATURES = ("width", "height", "aspect", "bit_depth", "log2_file_size", "format", "mode", "jpeg_tables")
+_CATEGORICAL = ("format", "mode", "jpeg_tables")
+FILE_SIZE = "log2_file_size"  # the one property that also follows the content: compressed size tracks haze and texture
 # Bits per sample of Pillow modes; every other mode (L, P, RGB, RGBA, LA, CMYK, YCbCr) stores 8.
 _MODE_BITS = {"1": 1, "I;16": 16, "I;16B": 16, "I;16L": 16, "I;16N": 16, "I": 32, "F": 32}
 
 WARNINGS = {
-    "file_properties": "the label can be predicted from the files' properties alone (AUC {auc:.2f}; strongest: "
-    "{top}): the classes were acquired, exported or saved differently; resize and re-encode every image alike, "
-    "or check that the model does not learn the source",
-    "border": "the label can be predicted from the image border alone (AUC {auc:.2f}): markers, text or "
+    "file_properties": "the label can be predicted from the files' properties alone (AUC {auc:.2f}{detail}): the "
+    "classes were acquired, exported or saved differently; resize and re-encode every image alike, or check that "
+    "the model does not learn the source",
+    "border": "the label can be predicted from the image border alone (AUC {auc:.2f}{detail}): markers, text or "
     "collimation differ by class; check with `cxr audit-shortcuts` that the model does not read them",
-    "thumbnail": "the label can be predicted from an 8x8 thumbnail (AUC {auc:.2f}): coarse framing, body size or "
-    "age differ by class (or the finding is visible at that scale); check that the classes come from the same "
-    "population and sites",
+    "thumbnail": "the label can be predicted from an 8x8 thumbnail (AUC {auc:.2f}{detail}): coarse framing, body "
+    "size or age differ by class (or the finding is visible at that scale); check that the classes come from the "
+    "same population and sites",
 }
+FILE_SIZE_NOTE = (
+    "file size alone predicts the label (AUC {size:.2f}) but the header facts do not ({header}): compressed size "
+    "follows the image content (haze, texture, noise), so this is probably the finding itself, not the source"
+)
 TITLES = {"file_properties": "file properties", "border": "border only", "thumbnail": "8x8 thumbnail"}
 
 
 def bit_depth(pil_mode: str) -> int:
     return _MODE_BITS.get(pil_mode, 8)
+
+
+def encoder_digest(im: Any) -> str:
+    """8 hex digits naming a JPEG's quantisation tables (encoder and quality) from its header; '' for other files."""
+    tables = getattr(im, "quantization", None)
+    return hashlib.sha1(repr(sorted(tables.items())).encode()).hexdigest()[:8] if tables else ""
 
 
 def probe_pixels(gray: np.ndarray) -> bytes:
@@ -87,15 +99,24 @@ def thumbnail_features(smalls: Sequence[bytes]) -> np.ndarray:
 
 def file_property_features(facts: Sequence[FileFacts]) -> tuple[np.ndarray, list[bool]]:
     """Header facts as a numeric matrix (format and mode as category codes) and the categorical-column mask."""
-    formats = [f.mode.split(" ", 1) for f in facts]  # the audit's mode string is "<format> <mode>"
-    codes = {k: {v: i for i, v in enumerate(sorted({p[j] if len(p) > j else "" for p in formats}))}
-             for j, k in enumerate(_CATEGORICAL)}  # fmt: skip
+    split = [(f.mode.split(" ", 1) + [""])[:2] for f in facts]  # the audit's mode string is "<format> <mode>"
+    columns = {"format": [p[0] for p in split], "mode": [p[1] for p in split],
+               "jpeg_tables": [f.jpeg_tables for f in facts]}  # fmt: skip
+    codes = {k: _category_codes(v) for k, v in columns.items()}
     rows = [
         (f.width, f.height, f.width / max(1, f.height), f.bits, math.log2(max(1, f.file_size)),
-         codes["format"][p[0]], codes["mode"][p[1] if len(p) > 1 else ""])
-        for f, p in zip(facts, formats)
+         codes["format"][i], codes["mode"][i], codes["jpeg_tables"][i])
+        for i, f in enumerate(facts)
     ]  # fmt: skip
     return np.array(rows, dtype=np.float64), [name in _CATEGORICAL for name in FILE_FEATURES]
+
+
+def _category_codes(values: list[str], most: int = 250) -> list[int]:
+    """Codes by frequency; the rarest beyond `most` share one (the trees take at most 255 categories)."""
+    from collections import Counter
+
+    rank = {v: min(i, most) for i, (v, _) in enumerate(Counter(values).most_common())}
+    return [rank[v] for v in values]
 
 
 def probe_groups(n: int, linked: list[tuple[int, int]]) -> np.ndarray:
@@ -108,24 +129,43 @@ def probe_groups(n: int, linked: list[tuple[int, int]]) -> np.ndarray:
 
 
 def cross_validated_auc(
-    make_model: Callable[[], Any], x: np.ndarray, y: np.ndarray, groups: np.ndarray, folds: int = PROBE_FOLDS
+    make_model: Callable[[], Any], x: np.ndarray, y: np.ndarray, groups: np.ndarray, classes: Sequence[str] = (),
+    folds: int = PROBE_FOLDS,
 ) -> dict[str, Any] | None:
-    """AUC (one-vs-rest macro for several classes) per fold of a StratifiedGroupKFold; None when too few images."""
-    from sklearn.model_selection import StratifiedGroupKFold, cross_val_score
+    """AUC (one-vs-rest macro for several classes) per fold of a StratifiedGroupKFold; None when too few images.
+
+    With several classes, also each class against the rest on the pooled out-of-fold predictions: a cue often
+    marks one class (the one collected elsewhere), and the warning should say which.
+    """
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
 
     counts = np.bincount(y)
     if len(counts) < 2 or counts.min() < folds or len(np.unique(groups)) < folds:
         return None
-    cv = StratifiedGroupKFold(folds, shuffle=True, random_state=0)
-    scoring = "roc_auc" if len(counts) == 2 else "roc_auc_ovr"
-    with warnings.catch_warnings():  # a fold missing a class scores NaN (dropped below); convergence chatter
+    splits = list(StratifiedGroupKFold(folds, shuffle=True, random_state=0).split(x, y, groups))
+    with warnings.catch_warnings():  # convergence chatter; a training fold missing a class gets probability 0
         warnings.simplefilter("ignore")
-        scores = cross_val_score(make_model(), x, y, groups=groups, cv=cv, scoring=scoring, error_score=np.nan)
-    scores = scores[np.isfinite(scores)]
+        oof = cross_val_predict(make_model(), x, y, cv=splits, method="predict_proba")
+    scores = np.array([a for a in (_auc(y[test], oof[test]) for _, test in splits) if a is not None])
     if len(scores) == 0:
         return None
-    return {"auc": round(float(scores.mean()), 3), "auc_sd": round(float(scores.std()), 3),
-            "fold_aucs": [round(float(s), 3) for s in scores]}  # fmt: skip
+    out = {"auc": round(float(scores.mean()), 3), "auc_sd": round(float(scores.std()), 3),
+           "fold_aucs": [round(float(s), 3) for s in scores]}  # fmt: skip
+    if len(counts) > 2 and len(classes) == len(counts):
+        out["class_aucs"] = {c: round(float(roc_auc_score(y == k, oof[:, k])), 3) for k, c in enumerate(classes)}
+    return out
+
+
+def _auc(y: np.ndarray, probs: np.ndarray) -> float | None:
+    """ROC AUC of one fold, one-vs-rest macro for several classes; None when the fold lacks a class."""
+    from sklearn.metrics import roc_auc_score
+
+    k = probs.shape[1]
+    y = np.asarray(y, dtype=int)
+    if len(np.unique(y)) < k:
+        return None
+    return float(roc_auc_score(y, probs[:, 1]) if k == 2 else roc_auc_score(y, probs, multi_class="ovr"))
 
 
 def _linear_model():
@@ -163,10 +203,11 @@ def _run_probes(facts: Sequence[FileFacts], labels: Sequence[str], groups: np.nd
     readable = len(rows)
     if readable > PROBE_MAX_IMAGES:
         rows = sorted(np.random.default_rng(0).choice(rows, PROBE_MAX_IMAGES, replace=False).tolist())
-    _, y = np.unique([labels[i] for i in rows], return_inverse=True)
+    classes, y = np.unique([labels[i] for i in rows], return_inverse=True)
+    classes = [str(c) for c in classes]
     g = np.asarray(groups)[rows]
     kept = [facts[i] for i in rows]
-    file_x, categorical = file_property_features(kept) if kept else (np.zeros((0, 7)), [])
+    file_x, categorical = file_property_features(kept) if kept else (np.zeros((0, len(FILE_FEATURES))), [])
     smalls = [f.probe_pixels for f in kept]
     ring = max(1, round(BORDER_FRACTION * PROBE_SIDE))
     specs = {
@@ -185,32 +226,45 @@ def _run_probes(facts: Sequence[FileFacts], labels: Sequence[str], groups: np.nd
                      "images": len(rows), "readable_images": readable},  # fmt: skip
     }
     for name, (x, make_model, features, model) in specs.items():
-        result = cross_validated_auc(make_model, x, y, g) if kept else None
+        result = cross_validated_auc(make_model, x, y, g, classes) if kept else None
         probe: dict[str, Any] = {"n": len(rows), "groups": len(np.unique(g)), "features": features, "model": model}
-        probe.update(result or {"auc": None, "note": f"not measured (a class has fewer than {PROBE_FOLDS} images)"})
+        probe.update(result or {"auc": None, "skipped": f"a class has fewer than {PROBE_FOLDS} images or groups"})
         if name == "file_properties" and result:
-            probe["feature_aucs"] = _single_feature_aucs(x, y, g, categorical)
-        probe["warning"] = _warning(name, probe)
+            probe.update(_file_property_detail(x, y, g, categorical))
+        probe["warning"], probe["note"] = _verdict(name, probe)
         out[name] = probe
     return out
 
 
-def _single_feature_aucs(x: np.ndarray, y: np.ndarray, g: np.ndarray, categorical: list[bool]) -> dict[str, float]:
-    """Each file property alone (constant ones skipped), so the warning can say which one carries the label."""
-    out = {}
-    for j, name in enumerate(FILE_FEATURES):
-        if np.ptp(x[:, j]) > 0:
-            r = cross_validated_auc(_tree_model([categorical[j]]), x[:, [j]], y, g)
-            if r:
-                out[name] = r["auc"]
-    return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+def _file_property_detail(x: np.ndarray, y: np.ndarray, g: np.ndarray, categorical: list[bool]) -> dict[str, Any]:
+    """Each property alone, and all but the file size together: which fact carries the label, and is it the
+    header (how the file was made) or only the compressed size (which also follows the content)?"""
+    varying = [j for j in range(x.shape[1]) if np.ptp(x[:, j]) > 0]
+    single = {}
+    for j in varying:
+        r = cross_validated_auc(_tree_model([categorical[j]]), x[:, [j]], y, g)
+        if r:
+            single[FILE_FEATURES[j]] = r["auc"]
+    header = [j for j in varying if FILE_FEATURES[j] != FILE_SIZE]
+    r = cross_validated_auc(_tree_model([categorical[j] for j in header]), x[:, header], y, g) if header else None
+    return {"feature_aucs": dict(sorted(single.items(), key=lambda kv: -kv[1])),
+            "header_auc": r["auc"] if r else None}  # fmt: skip
 
 
-def _warning(name: str, probe: dict[str, Any]) -> str | None:
+def _verdict(name: str, probe: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(warning, note): a warning when the probe reaches PROBE_WARN_AUC, except when only the file size does."""
     if probe["auc"] is None or probe["auc"] < PROBE_WARN_AUC:
-        return None
-    top = ", ".join(f"{k} {v:.2f}" for k, v in list(probe.get("feature_aucs", {}).items())[:2]) or "-"
-    return WARNINGS[name].format(auc=probe["auc"], top=top)
+        return None, None
+    if name == "file_properties":
+        header, size = probe.get("header_auc"), probe["feature_aucs"].get(FILE_SIZE, 0.0)
+        if (header or 0.0) < PROBE_WARN_AUC and size >= PROBE_WARN_AUC:
+            shown = f"AUC {header:.2f}" if header is not None else "every file has the same"
+            return None, FILE_SIZE_NOTE.format(size=size, header=shown)
+        detail = "; strongest: " + ", ".join(f"{k} {v:.2f}" for k, v in list(probe["feature_aucs"].items())[:2])
+    else:
+        top = max(probe.get("class_aucs", {}).items(), key=lambda kv: kv[1], default=None)
+        detail = f"; {top[0]} against the rest {top[1]:.2f}" if top else ""
+    return WARNINGS[name].format(auc=probe["auc"], detail=detail), None
 
 
 def probe_lines(probes: dict[str, Any]) -> list[str]:
@@ -222,5 +276,6 @@ def probe_lines(probes: dict[str, Any]) -> list[str]:
     ]  # fmt: skip
     s = probes["settings"]
     lines = [f"shortcut probes ({s['folds']}-fold CV AUC, all splits pooled, grouped by patient): " + ", ".join(parts)]
-    lines += [f"  warning: {p['warning']}" for k, p in probes.items() if k in TITLES and p["warning"]]
+    for kind in ("warning", "note"):
+        lines += [f"  {kind}: {p[kind]}" for k, p in probes.items() if k in TITLES and p[kind]]
     return lines
