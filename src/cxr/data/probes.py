@@ -230,25 +230,30 @@ def _run_probes(facts: Sequence[FileFacts], labels: Sequence[str], groups: np.nd
         probe: dict[str, Any] = {"n": len(rows), "groups": len(np.unique(g)), "features": features, "model": model}
         probe.update(result or {"auc": None, "skipped": f"a class has fewer than {PROBE_FOLDS} images or groups"})
         if name == "file_properties" and result:
-            probe.update(_file_property_detail(x, y, g, categorical))
+            probe.update(_file_property_detail(x, y, g, categorical, result["auc"]))
         probe["warning"], probe["note"] = _verdict(name, probe)
         out[name] = probe
     return out
 
 
-def _file_property_detail(x: np.ndarray, y: np.ndarray, g: np.ndarray, categorical: list[bool]) -> dict[str, Any]:
+def _file_property_detail(
+    x: np.ndarray, y: np.ndarray, g: np.ndarray, categorical: list[bool], auc: float
+) -> dict[str, Any]:
     """Each property alone, and all but the file size together: which fact carries the label, and is it the
     header (how the file was made) or only the compressed size (which also follows the content)?"""
     varying = [j for j in range(x.shape[1]) if np.ptp(x[:, j]) > 0]
-    single = {}
-    for j in varying:
+    single = {FILE_FEATURES[varying[0]]: auc} if len(varying) == 1 else {}  # the probe itself: no second fit
+    for j in varying if len(varying) > 1 else []:
         r = cross_validated_auc(_tree_model([categorical[j]]), x[:, [j]], y, g)
         if r:
             single[FILE_FEATURES[j]] = r["auc"]
     header = [j for j in varying if FILE_FEATURES[j] != FILE_SIZE]
-    r = cross_validated_auc(_tree_model([categorical[j] for j in header]), x[:, header], y, g) if header else None
-    return {"feature_aucs": dict(sorted(single.items(), key=lambda kv: -kv[1])),
-            "header_auc": r["auc"] if r else None}  # fmt: skip
+    if len(header) == len(varying) or len(header) == 1:  # already fitted: the whole probe, or that one fact
+        header_auc = auc if len(header) == len(varying) else single.get(FILE_FEATURES[header[0]])
+    else:
+        r = cross_validated_auc(_tree_model([categorical[j] for j in header]), x[:, header], y, g) if header else None
+        header_auc = r["auc"] if r else None
+    return {"feature_aucs": dict(sorted(single.items(), key=lambda kv: -kv[1])), "header_auc": header_auc}
 
 
 def _verdict(name: str, probe: dict[str, Any]) -> tuple[str | None, str | None]:
@@ -258,7 +263,7 @@ def _verdict(name: str, probe: dict[str, Any]) -> tuple[str | None, str | None]:
     if name == "file_properties":
         header, size = probe.get("header_auc"), probe["feature_aucs"].get(FILE_SIZE, 0.0)
         if (header or 0.0) < PROBE_WARN_AUC and size >= PROBE_WARN_AUC:
-            shown = f"AUC {header:.2f}" if header is not None else "every file has the same"
+            shown = f"AUC {header:.2f}" if header is not None else "all files share dimensions, format, mode, tables"
             return None, FILE_SIZE_NOTE.format(size=size, header=shown)
         detail = "; strongest: " + ", ".join(f"{k} {v:.2f}" for k, v in list(probe["feature_aucs"].items())[:2])
     else:
