@@ -55,7 +55,7 @@ def data_audit(
     patient_pattern: Optional[str] = typer.Option(None, help=PATIENT_PATTERN_HELP),
     workers: Optional[int] = typer.Option(None, min=1, help="processes for hashing (default: all cores)"),
 ) -> None:
-    """Find leakage and data problems; exit code 1 when anything is shared across splits."""
+    """Find leakage, data problems and shortcut cues; exit code 1 when anything is shared across splits."""
     from cxr.data.audit import run_audit, summary_lines
     from cxr.data.splits import resolve_patient_pattern
 

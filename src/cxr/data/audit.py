@@ -21,6 +21,7 @@ import numpy as np
 from cxr.atomic import write_text_atomic
 from cxr.data.images import DICOM_MAGIC_END, ImageReadError, is_dicom, load_grayscale
 from cxr.data.manifest import load_dataset
+from cxr.data.probes import bit_depth, encoder_digest, probe_groups, probe_lines, probe_pixels, run_probes
 from cxr.data.splits import patient_ids
 
 # pHash with a 16x16 DCT block (256 bits): on covid19-radiography and Kermany, re-encoded/cropped copies of one
@@ -36,8 +37,12 @@ class FileFacts:
     width: int = 0
     height: int = 0
     mode: str = ""
+    bits: int = 0  # bits per sample, from the header
+    file_size: int = 0
+    jpeg_tables: str = ""  # a digest of the JPEG quantisation tables: which encoder and quality saved the file
     phash: bytes = b""  # packed bits; empty when unreadable
     intensity: tuple[float, ...] = ()  # the image's global look: mean, std and percentiles of its pixel values
+    probe_pixels: bytes = b""  # 32x32 grayscale for the shortcut probes; empty when unreadable
     error: str = ""
 
 
@@ -50,21 +55,23 @@ def inspect_file(path: Path) -> FileFacts:
         data = path.read_bytes()
     except OSError as e:
         return FileFacts(sha256="", error=f"{path}: cannot be read ({e.strerror or e})")
-    facts = FileFacts(sha256=hashlib.sha256(data).hexdigest())
+    facts = FileFacts(sha256=hashlib.sha256(data).hexdigest(), file_size=len(data))
     try:
         if is_dicom(path, data[:DICOM_MAGIC_END]):
             from cxr.data.dicom import dicom_summary
 
-            facts.width, facts.height, facts.mode = dicom_summary(io.BytesIO(data), str(path))
+            facts.width, facts.height, facts.mode, facts.bits = dicom_summary(io.BytesIO(data), str(path))
         else:
             with Image.open(io.BytesIO(data)) as im:
                 facts.width, facts.height = im.size
-                facts.mode = f"{im.format} {im.mode}"
+                facts.mode, facts.bits = f"{im.format} {im.mode}", bit_depth(im.mode)
+                facts.jpeg_tables = encoder_digest(im)
         # THE decoder, at the hash's working size (pHash resizes to 4 x HASH_SIZE anyway): JPEG decodes at 1/4 scale.
         gray = load_grayscale(io.BytesIO(data), size=4 * HASH_SIZE, name=str(path))
         bits = imagehash.phash(Image.fromarray(gray), hash_size=HASH_SIZE).hash
         facts.phash = np.packbits(bits.ravel()).tobytes()
         facts.intensity = intensity_profile(gray)
+        facts.probe_pixels = probe_pixels(gray)  # the same decode feeds the shortcut probes: no second read
     except ImageReadError as e:
         facts.error = str(e)
     except Exception as e:  # Pillow's header parsing on a corrupt file; the decoder itself only raises ImageReadError
@@ -245,6 +252,11 @@ def audit_dataset(
         np.array([facts[i].intensity for i in cue_rows]), np.array([entries[i].label for i in cue_rows])
     ) if cue_rows else None  # fmt: skip
 
+    first_of: dict[str, int] = {}  # a patient's first image: the others link to it
+    linked = [(a, b) for a, b, _ in pairs] + [(ix[0], j) for ix in by_hash.values() for j in ix[1:]]
+    linked += [(first_of.setdefault(e.patient, i), i) for i, e in enumerate(entries) if e.patient]
+    probes = run_probes(facts, [e.label for e in entries], probe_groups(len(entries), linked))
+
     sizes = Counter(f"{f.width}x{f.height}" for f in facts if f.width)
     summary = {
         "images": len(entries),
@@ -260,6 +272,8 @@ def audit_dataset(
         "files_without_patient_id": sum(e.patient is None for e in entries),
         "patients_across_splits": len(overlap),
         "intensity_cue_auc": None if cue is None else round(cue, 3),
+        "shortcut_probe_aucs": {k: p["auc"] for k, p in probes.items() if k != "settings"},
+        "shortcut_warnings": sum(bool(p.get("warning")) for p in probes.values()),
     }
     summary["leakage"] = bool(
         summary["exact_duplicate_groups_across_splits"] or summary["near_duplicate_pairs_across_splits"] or overlap
@@ -282,6 +296,7 @@ def audit_dataset(
             {"distance": d, "files": [_file_record(entries[a]), _file_record(entries[b])]} for a, b, d in cross_pairs
         ],
         "patient_overlap": overlap,
+        "probes": probes,
     }
 
 
@@ -350,6 +365,7 @@ def summary_lines(report: dict[str, Any], examples: int = 3) -> list[str]:
         f"patients: {s['patients']} ids ({s['files_without_patient_id']} files without one), "
         f"{s['patients_across_splits']} in more than one split",
         _intensity_cue_line(s["intensity_cue_auc"], report["settings"]["intensity_cue_split"]),
+        *probe_lines(report["probes"]),
     ]
 
     def show(title: str, findings: list[dict[str, Any]]) -> None:

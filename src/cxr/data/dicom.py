@@ -126,11 +126,11 @@ def dicom_to_uint8(source: BinaryIO, label: str, max_pixels: int) -> np.ndarray:
         raise _error(label, f"malformed DICOM ({type(e).__name__}: {detail})") from None
 
 
-def dicom_summary(source: BinaryIO, label: str) -> tuple[int, int, str]:
-    """(width, height, mode) from the header only, for the data audit."""
+def dicom_summary(source: BinaryIO, label: str) -> tuple[int, int, str, int]:
+    """(width, height, mode, bits stored) from the header only, for the data audit."""
     ds = _read_dataset(source, label, stop_before_pixels=True)
     try:
-        mode = f"DICOM {ds.get('PhotometricInterpretation', '?')} {int(ds.get('BitsStored', 0))}-bit"
-        return int(ds.Columns), int(ds.Rows), mode
+        bits = int(ds.get("BitsStored", 0))
+        return int(ds.Columns), int(ds.Rows), f"DICOM {ds.get('PhotometricInterpretation', '?')} {bits}-bit", bits
     except Exception:  # lazily parsed elements: see dicom_to_uint8
         raise _error(label, "DICOM lacks valid Rows/Columns; not an image") from None
