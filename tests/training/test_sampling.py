@@ -3,9 +3,12 @@ each other class; and the dense baseline, trained with it."""
 
 import csv
 import json
+import subprocess
+import sys
 from collections import Counter
 
 import numpy as np
+import pytest
 import torch
 
 from cxr.config import build_config
@@ -62,3 +65,20 @@ def test_dense_baseline_trains_an_epoch_with_undersampling(tmp_path):
     training = json.loads((run / "metrics.json").read_text())["training"]
     assert training["sampling"] == "undersample" and training["epochs_run"] == 1
     assert np.isfinite(ckpt["state_dict"]["net.features.1.weight"].numpy()).all()
+
+
+@pytest.mark.slow
+def test_undersampling_under_two_process_ddp_splits_one_draw_between_the_ranks(tmp_path):
+    data = make_class_folders(tmp_path / "data", n_train=14, n_test=2, size=32)
+    for extra in sorted((data / "train" / "pneumonia").iterdir())[6:]:
+        extra.unlink()
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "cxr.cli", "train", "--data", data, "--out", run, "--model", "dense-baseline",
+           "--sampling", "undersample", "--epochs", "1", "--image-size", "32", "--batch-size", "2",
+           "--num-workers", "0", "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp"]  # fmt: skip
+    proc = subprocess.run(list(map(str, cmd)), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(run / "splits.csv", newline="") as f:
+        smallest = min(Counter(row["label"] for row in csv.DictReader(f) if row["split"] == "train").values())
+    ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["global_step"] == smallest // 2  # each rank takes half of the 2 x smallest draw, in batches of 2
