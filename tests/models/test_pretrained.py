@@ -57,6 +57,8 @@ class _Server:
 def torch_home(tmp_path, monkeypatch):
     home = tmp_path / "torch-home"
     monkeypatch.setenv("TORCH_HOME", str(home))
+    for proxy in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(proxy, raising=False)  # the loopback server is reached directly, never through a proxy
     return home
 
 
