@@ -80,3 +80,27 @@ def test_a_shipped_recipe_by_name_and_a_file_of_that_name_wins(tmp_path, monkeyp
     assert build_config("kermany").epochs == 3
     with pytest.raises(CxrError, match="shipped recipe: kermany, pneumoniamnist, radiography"):
         build_config("kermanny")
+
+
+def test_an_imagenet_start_standardises_each_image_unless_input_norm_is_set():
+    assert build_config(None, {"model": "resnet18", "pretrained": "imagenet"}).input_norm == "image"
+    assert build_config(None, {"model": "resnet18", "pretrained": "imagenet", "input_norm": "histeq"}).input_norm == "histeq"
+    assert build_config(None, {"model": "resnet18"}).input_norm == "dataset"
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [({"model": "resnet18", "pretrained": "imagenet", "weights": "x.pt"}, "two starting points; choose one"),
+     ({"model": "vanilla-cnn", "pretrained": "imagenet"}, "'vanilla-cnn' has no published ImageNet weights"),
+     ({"model": "resnet18", "pretrained": "radiography"}, "radiography is a smallnet"),
+     ({"pretrained": "cifar"}, "'pretrained'"),
+     ({"sampling": "undersample", "class_weight": "balanced"}, "undersample and class_weight: balanced")],
+)  # fmt: skip
+def test_starts_and_imbalance_corrections_that_conflict_are_refused(values, message):
+    with pytest.raises(CxrError, match=message):
+        build_config(None, values)
+
+
+def test_a_pretrained_start_can_train_the_head_only():
+    cfg = build_config(None, {"model": "vgg19", "pretrained": "imagenet", "freeze_backbone": True})
+    assert cfg.freeze_backbone and cfg.weights is None

@@ -14,8 +14,9 @@ from rich.table import Table
 from cxr.cli_checks import folder_out, html_out, split_name
 from cxr.cli_data import data_app
 from cxr.cli_explain import audit_shortcuts, explain
-from cxr.cli_trust import TTA_HELP, guard, predict, stress
 from cxr.cli_output import PlainLogFormatter, console, print_error, print_table, warn
+from cxr.cli_trust import TTA_HELP, guard, predict, stress
+from cxr.cli_weights import weights_app
 from cxr.config import DEFAULT_RECIPE
 from cxr.errors import CxrError
 
@@ -26,6 +27,7 @@ app = typer.Typer(
     help="Chest X-ray classification: train, evaluate, predict, explain and serve.",
 )
 app.add_typer(data_app, name="data")
+app.add_typer(weights_app, name="weights")
 
 
 @app.command(help=f"Train a model on a class-folder dataset; writes a model bundle to --out (with --cv K: a K-fold "
@@ -44,7 +46,10 @@ def train(
     lr: Optional[float] = typer.Option(None, help="learning rate"),
     val_fraction: Optional[float] = typer.Option(None, help="validation share carved from train when there is no val/"),
     class_weight: Optional[str] = typer.Option(None, help="none | balanced: loss weighted by 1 / class size"),
-    sampling: Optional[str] = typer.Option(None, help="shuffle | balanced: draw each class equally often"),
+    sampling: Optional[str] = typer.Option(
+        None, help="shuffle | balanced: draw each class equally often | undersample: each epoch all of the smallest "
+        "class and as many, freshly drawn, of each other"
+    ),  # fmt: skip
     input_norm: Optional[str] = typer.Option(
         None, help="dataset | image | histeq: one mean/std, or standardise, or histogram-equalise each image"
     ),
@@ -71,8 +76,13 @@ def train(
         None, help="binary: decision threshold chosen on validation: sensitivity=0.95 | specificity=0.90 | youden"
     ),
     weights: Optional[Path] = typer.Option(None, help="initialise from a cxr run, model.pt, .ckpt or state dict"),
+    pretrained: Optional[str] = typer.Option(
+        None, help="imagenet: start from the model's published ImageNet weights (downloaded once, SHA-256 checked; "
+        "`cxr weights list`) | radiography: cxr's smallnet | none"
+    ),  # fmt: skip
     freeze_backbone: Optional[bool] = typer.Option(
-        None, "--freeze-backbone/--no-freeze-backbone", help="train only the classification head (with --weights)"
+        None, "--freeze-backbone/--no-freeze-backbone",
+        help="train only the classification head (with --weights or --pretrained)",
     ),
     cv: Optional[int] = typer.Option(
         None, min=2, help="cross-validate this config in K folds of train instead (writes cv.json, no model)"
@@ -87,7 +97,8 @@ def train(
         data=data, model=model, epochs=epochs, image_size=image_size, batch_size=batch_size, lr=lr,
         val_fraction=val_fraction, class_weight=class_weight, sampling=sampling, monitor=monitor, seed=seed, num_workers=num_workers,
         precision=precision, devices=devices, strategy=strategy, accelerator=accelerator, cache_dir=cache_dir,
-        strict=strict, operating_point=operating_point, weights=weights, freeze_backbone=freeze_backbone,
+        strict=strict, operating_point=operating_point, weights=weights, pretrained=pretrained,
+        freeze_backbone=freeze_backbone,
         split_seed=split_seed, ensemble=ensemble, input_norm=input_norm, ema_decay=ema_decay, refit=refit,
         **{"augment.hflip": hflip, "augment.mixup": mixup},
     )  # fmt: skip
@@ -252,12 +263,15 @@ def adapt(
 
 @app.command()
 def models() -> None:
-    """List available models with parameter counts (1 input channel, 2 classes)."""
+    """List available models with parameter counts (1 input channel, 2 classes) and published weights."""
     from cxr.models import available_models, count_parameters, create_model, model_spec
+    from cxr.models.pretrained import PUBLISHED
 
-    table = Table("name", "parameters", "description")
+    table = Table("name", "parameters", "--pretrained", "description")
     for name in available_models():
-        table.add_row(name, f"{count_parameters(create_model(name, num_classes=2)):,}", model_spec(name).description)
+        starts = "imagenet" if name in PUBLISHED else "radiography" if name == "smallnet" else "-"
+        n = count_parameters(create_model(name, num_classes=2))
+        table.add_row(name, f"{n:,}", starts, model_spec(name).description)
     print_table(table)
 
 

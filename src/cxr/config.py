@@ -91,9 +91,10 @@ class TrainConfig(_Strict):
     weight_decay: float = Field(1e-4, ge=0, le=1)
     optimizer: Literal["adam", "adamw"] = "adamw"
     class_weight: Literal["none", "balanced"] = "none"
-    sampling: Literal["shuffle", "balanced"] = Field(
+    sampling: Literal["shuffle", "balanced", "undersample"] = Field(
         "balanced", description="balanced: draw training images with replacement so each class is seen equally often; "
-        "shuffle: each image once per epoch (the default with class_weight: balanced)",
+        "shuffle: each image once per epoch (the default with class_weight: balanced); undersample: each epoch every "
+        "image of the smallest class and as many, freshly drawn, of each other class (shorter epochs)",
     )  # fmt: skip
     val_fraction: float = Field(0.15, gt=0, lt=1)
     seed: int = 0
@@ -125,7 +126,12 @@ class TrainConfig(_Strict):
     )  # fmt: skip
     augment: AugmentConfig = AugmentConfig()
     weights: Path | None = Field(None, description="initialise from a cxr run, model.pt, .ckpt or state dict")
-    freeze_backbone: bool = Field(False, description="train only the head (needs `weights`)")
+    pretrained: Literal["none", "imagenet", "radiography"] = Field(
+        "none", description="start from published weights instead of random ones: imagenet = the model's ImageNet "
+        "file (downloaded once into $TORCH_HOME/hub/checkpoints and SHA-256 checked; `cxr weights list`), with "
+        "input_norm image unless set; radiography = cxr's smallnet trained on COVID-19 Radiography (smallnet only)",
+    )  # fmt: skip
+    freeze_backbone: bool = Field(False, description="train only the head (needs `weights` or `pretrained`)")
     num_workers: int | Literal["auto"] = Field("auto", description="loader processes (auto: cores - 1)")
     precision: Literal["auto", "32", "bf16-mixed"] = "auto"
     channels_last: bool = True
@@ -177,8 +183,31 @@ class TrainConfig(_Strict):
 
     @model_validator(mode="after")
     def _one_imbalance_correction(self) -> "TrainConfig":
-        if self.sampling == "balanced" and self.class_weight == "balanced":
-            raise ValueError("sampling: balanced and class_weight: balanced both correct class imbalance; choose one")
+        if self.sampling in ("balanced", "undersample") and self.class_weight == "balanced":
+            raise ValueError(f"sampling: {self.sampling} and class_weight: balanced both correct class imbalance; "
+                             "choose one")  # fmt: skip
+        return self
+
+    @model_validator(mode="before")
+    @classmethod
+    def _imagenet_start_standardises_each_image(cls, values: Any) -> Any:
+        """ImageNet nets learnt on inputs standardised per channel: the closest for a film is `input_norm: image`."""
+        if isinstance(values, dict) and values.get("pretrained") == "imagenet" and "input_norm" not in values:
+            return {**values, "input_norm": "image"}
+        return values
+
+    @model_validator(mode="after")
+    def _one_start(self) -> "TrainConfig":
+        from cxr.models.pretrained import PUBLISHED
+
+        if self.pretrained != "none" and self.weights is not None:
+            raise ValueError(f"pretrained: {self.pretrained} and weights: {self.weights} are two starting points; "
+                             "choose one (--pretrained or --weights)")  # fmt: skip
+        if self.pretrained == "imagenet" and self.model not in PUBLISHED:
+            raise ValueError(f"model {self.model!r} has no published ImageNet weights; pretrained: imagenet works "
+                             f"with {', '.join(PUBLISHED)}")  # fmt: skip
+        if self.pretrained == "radiography" and self.model != "smallnet":
+            raise ValueError(f"pretrained: radiography is a smallnet; use model: smallnet, not {self.model!r}")
         return self
 
     @model_validator(mode="before")
@@ -225,8 +254,9 @@ class TrainConfig(_Strict):
 
     @model_validator(mode="after")
     def _freeze_needs_weights(self) -> "TrainConfig":
-        if self.freeze_backbone and self.weights is None:
-            raise ValueError("freeze_backbone needs weights: pass --weights FILE (a frozen random backbone learns nothing)")
+        if self.freeze_backbone and self.weights is None and self.pretrained == "none":
+            raise ValueError("freeze_backbone needs weights to start from: pass --weights FILE or --pretrained "
+                             "imagenet (a frozen random backbone learns nothing)")  # fmt: skip
         return self
 
     @field_validator("operating_point")

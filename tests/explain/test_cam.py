@@ -85,6 +85,10 @@ def test_every_registry_model_gets_a_target_layer_and_a_heatmap(name):
     torch.manual_seed(0)
     model = create_model(name, 3).eval()
     bundle = Bundle(None, BundleMeta(name, ["a", "b", "c"], 64, 0.5, 0.25), model, {})
+    if name == "dense-baseline":  # no convolutions: its only spatial map is the pooled film itself
+        with pytest.raises(CxrError, match="no learnt layer with a spatial feature map"):
+            CamExplainer(bundle)
+        return
     if name in EXPECTED_LAYER:  # built-ins: the last layer with a spatial map, as one would pick by hand
         assert choose_target_layer(model, 64) == EXPECTED_LAYER[name]
     image = np.random.default_rng(0).integers(0, 255, (40, 90), dtype=np.uint8)

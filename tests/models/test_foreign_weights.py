@@ -32,10 +32,18 @@ TORCHVISION_RESNETS = {"resnet18": ((2, 2, 2, 2), False), "resnet34": ((3, 4, 6,
                        "resnet50": ((3, 4, 6, 3), True)}  # fmt: skip
 
 
-def _torchvision_vgg16_names(batch_norm: bool) -> list[str]:
-    plain = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
-    with_bn = (0, 3, 7, 10, 14, 17, 20, 24, 27, 30, 34, 37, 40)
-    convs = with_bn if batch_norm else plain
+# the `features.N` index of every convolution in torchvision's vgg16 / vgg16_bn / vgg19 / vgg19_bn
+TORCHVISION_VGG_CONVS = {
+    "vgg16": (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28),
+    "vgg16-bn": (0, 3, 7, 10, 14, 17, 20, 24, 27, 30, 34, 37, 40),
+    "vgg19": (0, 2, 5, 7, 10, 12, 14, 16, 19, 21, 23, 25, 28, 30, 32, 34),
+    "vgg19-bn": (0, 3, 7, 10, 14, 17, 20, 23, 27, 30, 33, 36, 40, 43, 46, 49),
+}
+
+
+def _torchvision_vgg_names(name: str) -> list[str]:
+    batch_norm = name.endswith("-bn")
+    convs = TORCHVISION_VGG_CONVS[name]
     names = []
     for i in convs:
         names += [f"features.{i}.weight", f"features.{i}.bias"]
@@ -116,20 +124,24 @@ def test_efficientnet_b0_loads_efficientnet_pytorch_names(tmp_path):
                     "_blocks.6.15._project_conv.weight", "_blocks.15._project_conv.weight")  # fmt: skip
 
 
-@pytest.mark.parametrize("name,batch_norm", [("vgg16", False), ("vgg16-bn", True)])
-def test_vgg16_base_has_torchvision_names_and_its_dense_head_is_left_out(tmp_path, name, batch_norm):
+@pytest.mark.parametrize("name", list(TORCHVISION_VGG_CONVS))
+def test_vgg_base_has_torchvision_names_and_its_dense_head_is_left_out(tmp_path, name):
     state = create_model(name, 2).state_dict()
-    assert [k for k in state if k.startswith("features.")] == _torchvision_vgg16_names(batch_norm)
+    assert [k for k in state if k.startswith("features.")] == _torchvision_vgg_names(name)
     foreign = _imagenet_file(name, lambda k: k, tmp_path / "v.pth", "features.0.weight", ())
     for k in ("classifier.2.weight", "classifier.2.bias"):  # our 2-way head: torchvision's is Linear 25088 -> 4096 ...
         del foreign[k]
-    foreign |= {"classifier.0.weight": torch.randn(4096, 25088), "classifier.6.weight": torch.randn(1000, 4096)}
+    # torchvision's dense head: (4096, 25088), (4096, 4096), (1000, 4096); shortened here (only the names matter)
+    foreign |= {"classifier.0.weight": torch.randn(8, 25088), "classifier.6.weight": torch.randn(1000, 8)}
     torch.save(foreign, tmp_path / "v.pth")
     model = create_model(name, 2)
     report = load_matching_weights(model, tmp_path / "v.pth")
     assert set(report.not_loaded) == {"classifier.2.weight", "classifier.2.bias"}
     assert set(report.unused) == {"classifier.0.weight", "classifier.6.weight"}
     torch.testing.assert_close(model.features[0].weight, foreign["features.0.weight"].sum(1, keepdim=True))
+    convs = [f"features.{i}.weight" for i in TORCHVISION_VGG_CONVS[name]]
+    assert set(convs) <= set(report.loaded)  # every convolution loaded, the last one too
+    torch.testing.assert_close(model.state_dict()[convs[-1]], foreign[convs[-1]])
 
 
 def test_wrapper_prefixes_are_removed_only_when_the_model_lacks_them(tmp_path):

@@ -153,7 +153,7 @@ def describe_image(source: str | Path | BinaryIO, name: str | None = None) -> Im
 
             opened = open(source, "rb") if isinstance(source, (str, Path)) else contextlib.nullcontext(source)
             with opened as stream:
-                width, height, mode = dicom_summary(stream, str(path))
+                width, height, mode, _bits = dicom_summary(stream, str(path))
             info = ImageInfo(width, height, mode, 0.0, False)
         else:
             info = _describe_pil(source)

@@ -63,19 +63,22 @@ def choose_target_layer(model: torch.nn.Module, image_size: int, in_channels: in
 
     Found by one dummy forward pass, so it works for any registered model without a hand-kept table. Modules
     called more than once (shared activations, e.g. EfficientNet's `_swish`) are skipped: their hooks would
-    mix the gradients of several places in the network.
+    mix the gradients of several places in the network. A map computed before any learnt layer (e.g. the pooled
+    film of `dense-baseline`) is the input, not a feature map, and is skipped too.
     """
-    finished: list[tuple[str, tuple[int, ...]]] = []
+    finished: list[tuple[str, tuple[int, ...], bool]] = []
     calls: dict[str, int] = {}
     hooks = []
+    learnt = {"seen": False}  # has a module with its own parameters run yet?
     for name, module in model.named_modules():
         if not name:
             continue
 
-        def record(_m, _inp, out, name=name):
+        def record(m, _inp, out, name=name):
             calls[name] = calls.get(name, 0) + 1
+            learnt["seen"] = learnt["seen"] or next(m.parameters(recurse=False), None) is not None
             if isinstance(out, torch.Tensor):
-                finished.append((name, tuple(out.shape)))
+                finished.append((name, tuple(out.shape), learnt["seen"]))
 
         hooks.append(module.register_forward_hook(record))
     was_training = model.training
@@ -88,9 +91,11 @@ def choose_target_layer(model: torch.nn.Module, image_size: int, in_channels: in
         for h in hooks:
             h.remove()
         model.train(was_training)
-    spatial = [n for n, s in finished if len(s) == 4 and max(s[2:]) > 1 and calls[n] == 1]
+    spatial = [n for n, s, learnt_before in finished
+               if len(s) == 4 and max(s[2:]) > 1 and calls[n] == 1 and learnt_before]  # fmt: skip
     if not spatial:
-        raise CxrError(f"no layer with a spatial feature map at image size {image_size}; pass --layer NAME")
+        raise CxrError(f"this model has no learnt layer with a spatial feature map at image size {image_size} (a "
+                       "dense network such as dense-baseline has none), so Grad-CAM cannot explain it")  # fmt: skip
     return spatial[-1]
 
 

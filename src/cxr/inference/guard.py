@@ -59,8 +59,8 @@ def feature_taps(model: nn.Module, model_name: str, members: list[dict[str, Any]
     nets = list(zip(model.members, [m["model"] for m in members or []])) if model_name == ENSEMBLE else [(model, model_name)]
     taps = []
     for net, name in nets:
-        convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]
-        taps += [Tap(convs[len(convs) // 3], "output"), Tap(convs[2 * len(convs) // 3], "output")]
+        convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]  # none in dense-baseline: the head alone
+        taps += [Tap(convs[i], "output") for i in sorted({len(convs) // 3, 2 * len(convs) // 3}) if convs]
         taps.append(Tap(net.get_submodule(model_spec(name).head), "input"))
     return taps
 

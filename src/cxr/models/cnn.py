@@ -1,4 +1,5 @@
-"""CNNs of the classic Keras chest X-ray notebooks: small baselines (with batch norm, which they lacked) and VGG-16."""
+"""Networks of the classic Keras chest X-ray notebooks: small baselines (with batch norm, which they lacked), the plain
+dense baseline, and VGG-16 / VGG-19."""
 
 from __future__ import annotations
 
@@ -51,15 +52,41 @@ class VanillaCNN(nn.Module):
         return self.classifier(self.pool(self.features(x)))
 
 
-# torchvision's configuration "D": numbers are 3x3 conv widths, "M" a 2x2 max pool
+DENSE_BASELINE_SIDE = 64  # the dense baseline sees each film averaged down to 64 x 64 pixels
+DENSE_BASELINE_HIDDEN = 128
+
+
+class DenseBaseline(nn.Module):
+    """The pneumonia notebook's first model: flatten the pixels, one hidden dense layer, output; no convolutions.
+
+    The film is area-averaged to 64 x 64 first, whatever `image_size` is, so the first layer stays 4,096 x 128
+    (525k parameters for two classes) instead of 6.4M at 224 px: the baseline that shows what convolutions add.
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, side: int = DENSE_BASELINE_SIDE):
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(side)
+        self.features = nn.Sequential(
+            nn.Flatten(), nn.Linear(in_channels * side * side, DENSE_BASELINE_HIDDEN), nn.ReLU(inplace=True)
+        )
+        self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(DENSE_BASELINE_HIDDEN, num_classes))
+
+    def forward(self, x):
+        return self.classifier(self.features(self.pool(x)))
+
+
+# torchvision's configurations "D" (VGG-16) and "E" (VGG-19): numbers are 3x3 conv widths, "M" a 2x2 max pool
 VGG16_LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+VGG19_LAYOUT = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M")
 
 
 class VGG(nn.Module):
-    """VGG-16's convolutional base -> global average pool -> dropout -> linear: the notebooks' transfer recipe.
+    """VGG-16's (or VGG-19's) convolutional base -> global average pool -> dropout -> linear: the notebooks' transfer
+    recipe.
 
-    `features` is built layer for layer as torchvision builds it, so its ImageNet file (vgg16 / vgg16_bn) loads
-    with `--weights` (the RGB first conv summed to one channel); the 120M-parameter dense head is not copied.
+    `features` is built layer for layer as torchvision builds it, so its ImageNet file (vgg16 / vgg16_bn / vgg19 /
+    vgg19_bn) loads with `--weights` (the RGB first conv summed to one channel); the 120M-parameter dense head is not
+    copied.
     """
 
     def __init__(self, in_channels: int, num_classes: int, batch_norm: bool = False, layout=VGG16_LAYOUT):
@@ -100,3 +127,18 @@ def vgg16(in_channels: int, num_classes: int) -> nn.Module:
 @register_model("vgg16-bn", "VGG-16 with batch norm (torchvision vgg16_bn layers) + GAP + linear")
 def vgg16_bn(in_channels: int, num_classes: int) -> nn.Module:
     return VGG(in_channels, num_classes, batch_norm=True)
+
+
+@register_model("vgg19", "VGG-19 conv base (torchvision layers) + GAP + linear; for ImageNet weights files")
+def vgg19(in_channels: int, num_classes: int) -> nn.Module:
+    return VGG(in_channels, num_classes, layout=VGG19_LAYOUT)
+
+
+@register_model("vgg19-bn", "VGG-19 with batch norm (torchvision vgg19_bn layers) + GAP + linear")
+def vgg19_bn(in_channels: int, num_classes: int) -> nn.Module:
+    return VGG(in_channels, num_classes, batch_norm=True, layout=VGG19_LAYOUT)
+
+
+@register_model("dense-baseline", "no convolutions: film averaged to 64x64, flattened, dense 128, output (notebook)")
+def dense_baseline(in_channels: int, num_classes: int) -> nn.Module:
+    return DenseBaseline(in_channels, num_classes)

@@ -62,7 +62,7 @@ EFFICIENTNET_PYTORCH_NAMES = ((r"^_blocks\.\d+\.(\d+)\.", r"_blocks.\1."),)
 
 
 @register_model(
-    "efficientnet-b0", "MONAI EfficientNet-B0 (2D), 1 input channel, no pretrained download", head="_fc",
+    "efficientnet-b0", "MONAI EfficientNet-B0 (2D), 1 input channel, EfficientNet-PyTorch tensor names", head="_fc",
     foreign_names=EFFICIENTNET_PYTORCH_NAMES,
 )  # fmt: skip
 def efficientnet_b0(in_channels: int, num_classes: int) -> nn.Module:

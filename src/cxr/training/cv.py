@@ -38,7 +38,7 @@ from cxr.evaluation.oof import CV_FILE, OOF_FILE, write_oof
 from cxr.evaluation.plots import plot_confusion_matrix, plot_roc
 from cxr.inference.bundle import BUNDLE_FILE, Bundle
 from cxr.training.prepare import load_config_data
-from cxr.training.train import _is_rank_zero, _resumable, train, wait_for_rank_zero
+from cxr.training.train import _is_rank_zero, _resumable, fetch_start_weights, train, wait_for_rank_zero
 
 log = logging.getLogger("cxr")
 CV_FILES = (CV_FILE, OOF_FILE, "plots", "folds", "manifests", "config.yaml")
@@ -99,6 +99,7 @@ def cross_validate(
     out = Path(out)
     if _is_rank_zero():  # under DDP, ranks > 0 start once rank 0 has made the folders
         _check_out(out, resume, overwrite)
+    fetch_start_weights(cfg)
     classes, files, ids = pooled_files(cfg)
     groups = patient_groups(files.paths, "", ids)  # the ids found above, from a manifest or the file names
     seed = fold_seed(cfg)

@@ -98,3 +98,38 @@ def balanced_sampler(labels: list[int], seed: int) -> torch.utils.data.WeightedR
     generator = torch.Generator().manual_seed(seed)
     return torch.utils.data.WeightedRandomSampler(per_image.tolist(), num_samples=len(y), replacement=True,
                                                   generator=generator)  # fmt: skip
+
+
+class UndersamplingSampler(torch.utils.data.Sampler[int]):
+    """Each epoch every image of the smallest class and an equal number drawn afresh from each other class.
+
+    The draw is seeded by (seed, epoch), so a run (and a resumed one) sees the same epochs; Lightning calls `set_epoch`
+    each epoch, under DDP through its distributed wrapper, whose ranks then split one identical draw (as they split
+    `balanced_sampler`'s).
+    """
+
+    def __init__(self, labels: list[int], seed: int):
+        y = np.asarray(labels)
+        self.by_class = [np.flatnonzero(y == c) for c in range(int(y.max()) + 1)]
+        self.per_class = min(len(ix) for ix in self.by_class if len(ix))
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.per_class * sum(1 for ix in self.by_class if len(ix))
+
+    def __iter__(self):
+        rng = np.random.default_rng([self.seed, self.epoch])
+        drawn = [rng.choice(ix, self.per_class, replace=False) for ix in self.by_class if len(ix)]
+        return iter(rng.permutation(np.concatenate(drawn)).tolist())
+
+
+def train_sampler(sampling: str, labels: list[int], seed: int) -> torch.utils.data.Sampler | None:
+    """The sampler of `sampling` (config key); None: shuffle each epoch."""
+    if sampling == "balanced":
+        return balanced_sampler(labels, seed)
+    if sampling == "undersample":
+        return UndersamplingSampler(labels, seed)
+    return None

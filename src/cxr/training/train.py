@@ -37,9 +37,10 @@ from cxr.evaluation.metrics import merge_metrics_json
 from cxr.evaluation.operating_point import check_binary
 from cxr.inference.bundle import BUNDLE_FILE, BundleMeta, save_bundle
 from cxr.inference.guard_fit import fit_guard
+from cxr.models.pretrained import pretrained_file
 from cxr.training.history import HistoryWriter
 from cxr.training.module import Classifier
-from cxr.training.prepare import balanced_class_weights, balanced_sampler, prepare_data
+from cxr.training.prepare import balanced_class_weights, prepare_data, train_sampler
 
 if TYPE_CHECKING:
     from cxr.training.refit import RefitPlan
@@ -228,7 +229,20 @@ def _build_trainer(
     return trainer, ckpt, precision
 
 
+def start_weights(cfg: TrainConfig) -> Path | None:
+    """The file the model starts from: `weights`, or the `pretrained` file (downloaded and verified when needed)."""
+    return cfg.weights if cfg.weights is not None else pretrained_file(cfg.pretrained, cfg.model)
+
+
+def fetch_start_weights(cfg: TrainConfig) -> None:
+    """Every member's start file present and verified before any data is read: offline, fail now, not after decoding."""
+    for k in range(len(cfg.ensemble_members or [None])):
+        start_weights(cfg.for_member(k) if cfg.ensemble_members else cfg)
+
+
 def train(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite: bool = False) -> Path:
+    if not resume:  # a resumed run's checkpoint holds its weights
+        fetch_start_weights(cfg)
     if cfg.ensemble > 1:
         from cxr.training.ensemble import train_ensemble  # it calls back here once per member
 
@@ -256,6 +270,7 @@ def _train_one(cfg: TrainConfig, out: Path, resume: bool, refit: RefitPlan | Non
         logging.getLogger(name).setLevel(logging.WARNING)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     t_start = time.perf_counter()
+    init = None if resume else start_weights(cfg)
     trainer, ckpt, precision = _build_trainer(cfg, out, refit)  # before decoding: a bad device/strategy fails at once
     data = prepare_data(cfg, out, merge_val=refit is not None)
     save_config(cfg, out / "config.yaml")
@@ -266,7 +281,7 @@ def _train_one(cfg: TrainConfig, out: Path, resume: bool, refit: RefitPlan | Non
     module = Classifier(
         cfg.model, n_cls, lr=cfg.lr, weight_decay=cfg.weight_decay, optimizer=cfg.optimizer, class_weights=weights,
         monitor=cfg.monitor, lr_patience=cfg.lr_patience, lr_factor=cfg.lr_factor, channels_last=cfg.channels_last,
-        weights=str(cfg.weights) if cfg.weights and not resume else None, freeze_backbone=cfg.freeze_backbone,
+        weights=str(init) if init else None, freeze_backbone=cfg.freeze_backbone,
         input_norm=cfg.input_norm, lr_schedule=refit.lrs if refit else None, mixup_alpha=cfg.augment.mixup,
     )  # fmt: skip
     if module.weights_report is not None:
@@ -275,9 +290,10 @@ def _train_one(cfg: TrainConfig, out: Path, resume: bool, refit: RefitPlan | Non
     train_ds = DecodedImageDataset(data.images["train"], data.files["train"].labels, data.mean, data.std, aug)
     workers = resolve_workers(cfg)
     loader_kw = dict(batch_size=cfg.batch_size, num_workers=workers, persistent_workers=workers > 0)
-    sampler = balanced_sampler(data.files["train"].labels, cfg.seed) if cfg.sampling == "balanced" else None
+    sampler = train_sampler(cfg.sampling, data.files["train"].labels, cfg.seed)
+    per_epoch = len(sampler) if sampler is not None else len(train_ds)
     train_loader = DataLoader(
-        train_ds, shuffle=sampler is None, sampler=sampler, drop_last=len(train_ds) > cfg.batch_size, **loader_kw
+        train_ds, shuffle=sampler is None, sampler=sampler, drop_last=per_epoch > cfg.batch_size, **loader_kw
     )
     val_loader = None
     if refit is None:
@@ -329,7 +345,7 @@ def _train_one(cfg: TrainConfig, out: Path, resume: bool, refit: RefitPlan | Non
     }
     epochs_seconds = sum(read_epoch_seconds(out))
     if epochs_seconds:
-        summary["train_images_per_second"] = round(len(train_ds) * trainer.current_epoch / epochs_seconds, 1)
+        summary["train_images_per_second"] = round(per_epoch * trainer.current_epoch / epochs_seconds, 1)
     module.net.eval()
     guard = fit_guard(module.net, meta, data.images["train"], data.files["train"].labels,
                       data.images["val"] if refit is None else None, data.files["train"].paths)  # fmt: skip

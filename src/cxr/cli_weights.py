@@ -1,0 +1,61 @@
+"""`cxr weights ...`: the published pretrained weights, listed and fetched ahead of training (cli.py reports errors)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from cxr.cli_output import console, print_table
+
+weights_app = typer.Typer(
+    no_args_is_help=True, help="Published pretrained weights: list them, fetch them for a machine without internet."
+)
+
+
+def _size(path: Path, published: int | None) -> str:
+    size = path.stat().st_size if path.is_file() else published
+    return "?" if size is None else f"{size / 1e6:.1f} MB"
+
+
+@weights_app.command("list")
+def weights_list() -> None:
+    """Every published start point: the model, where it comes from, its file and whether this machine has it."""
+    from cxr.models.pretrained import PUBLISHED, RADIOGRAPHY_FILE, hub_checkpoints_dir
+
+    cache = hub_checkpoints_dir()
+    table = Table("model", "--pretrained", "source", "file", "size", "SHA-256 checked", "here")
+    for model, entry in PUBLISHED.items():
+        path = cache / entry.file_name
+        checked = "all 64 digits" if entry.full_hash else f"first {len(entry.sha256)} digits"
+        table.add_row(model, "imagenet", entry.source, entry.file_name, _size(path, entry.size_bytes), checked,
+                      "cached" if path.is_file() else "not cached")  # fmt: skip
+    shipped = "shipped" if RADIOGRAPHY_FILE.is_file() else "missing"
+    table.add_row("smallnet", "radiography", "cxr (weights/README.md)", RADIOGRAPHY_FILE.name,
+                  _size(RADIOGRAPHY_FILE, None), "-", shipped)  # fmt: skip
+    print_table(table)
+    console.print(f"cache: {cache} ($TORCH_HOME/hub/checkpoints); `cxr weights fetch MODEL` downloads into it")
+
+
+@weights_app.command("fetch")
+def weights_fetch(
+    models: list[str] = typer.Argument(
+        ..., help="registry models with published ImageNet weights (`cxr weights list`)"
+    ),
+    to: Optional[Path] = typer.Option(
+        None, help="folder to download into, to carry to a machine without internet (default: the torch hub cache)"
+    ),
+) -> None:
+    """Download and verify ImageNet weights now (a file already there is verified, not downloaded again)."""
+    from cxr.models.pretrained import fetch, hub_checkpoints_dir, published_weights
+
+    for model in models:
+        published_weights(model)  # every name checked before the first download starts
+    for model in models:
+        path = fetch(model, to, progress=True)
+        console.print(f"{model}: {path} (SHA-256 matches {published_weights(model).url})")
+    if to is not None:
+        console.print(f"on the machine that trains, put the files in $TORCH_HOME/hub/checkpoints/ "
+                      f"(here: {hub_checkpoints_dir()}/)")  # fmt: skip

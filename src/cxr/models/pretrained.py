@@ -1,0 +1,180 @@
+"""Published ImageNet weights for registry models: where each file is, its SHA-256, and a verified local copy.
+
+`cxr train --pretrained imagenet` fetches the file once into the torch hub cache (`$TORCH_HOME/hub/checkpoints`,
+where torchvision puts the same files), checks its hash and loads it through the `--weights` path (name
+translation, grayscale first convolution, head left out, load report). No torchvision is needed: the files are plain
+state dicts. An air-gapped machine takes a copy made by `cxr weights fetch MODEL --to DIR` elsewhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from cxr.errors import CxrError
+
+RADIOGRAPHY_FILE = Path(__file__).resolve().parents[3] / "weights" / "smallnet-radiography-224.pt"
+PRETRAINED_SOURCES = ("none", "imagenet", "radiography")
+DOWNLOAD_TIMEOUT_S = 60  # per socket operation: a network that drops packets fails in a minute instead of hanging
+HASH_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class PublishedWeights:
+    url: str
+    # The file's SHA-256: 64 hex digits where a public source records it, else the digits its publisher put in the
+    # file name (torch.hub's convention: the first 8 of the SHA-256), which is all that is checked then
+    sha256: str
+    size_bytes: int | None  # None where no public source records it
+    source: str
+
+    @property
+    def file_name(self) -> str:
+        return self.url.rsplit("/", 1)[-1]
+
+    @property
+    def full_hash(self) -> bool:
+        return len(self.sha256) == 64
+
+
+_TORCHVISION = "https://download.pytorch.org/models/"
+# URLs: torchvision's weight enums (torchvision/models/resnet.py, densenet.py, vgg.py: `*_Weights.IMAGENET1K_V1.url`;
+# resnet50 takes V1, the classic recipe, like every other file here, not V2's long schedule) and EfficientNet-PyTorch's
+# `url_map` (efficientnet_pytorch/utils.py, the file MONAI's EfficientNetBN(pretrained=True) fetches too).
+# Full SHA-256 and sizes: the same digests and byte counts recorded by several independent public projects that pinned
+# these files (e.g. backbone catalogues and `sha256sum --check` scripts found with the code search); each agrees with
+# the 8-digit prefix torchvision published in the file name. EfficientNet-PyTorch's full digest and size were not found:
+# its file-name prefix is checked (unconfirmed as a SHA-256 prefix here: torchvision's own EfficientNet names once
+# were not, pytorch/vision#7744; a mismatch is refused, never loaded).
+PUBLISHED: dict[str, PublishedWeights] = {
+    "resnet18": PublishedWeights(
+        _TORCHVISION + "resnet18-f37072fd.pth",
+        "f37072fd47e89c5e827621c5baffa7500819f7896bbacec160b1a16c560e07ec", 46_830_571, "torchvision",
+    ),
+    "resnet34": PublishedWeights(
+        _TORCHVISION + "resnet34-b627a593.pth",
+        "b627a593bcbe140c234610266fe4f8ae95ea42fc881d091c9b6052e6b1d0590f", 87_319_819, "torchvision",
+    ),
+    "resnet50": PublishedWeights(
+        _TORCHVISION + "resnet50-0676ba61.pth",
+        "0676ba61b6795bbe1773cffd859882e5e297624d384b6993f7c9e683e722fb8a", 102_530_333, "torchvision",
+    ),
+    "densenet121": PublishedWeights(
+        _TORCHVISION + "densenet121-a639ec97.pth",
+        "a639ec97d7c33b07ae66f0b5fb7d0192f95a3b11b7576c66c0126c2a727c4395", 32_342_954, "torchvision",
+    ),
+    "efficientnet-b0": PublishedWeights(
+        "https://github.com/lukemelas/EfficientNet-PyTorch/releases/download/1.0/efficientnet-b0-355c32eb.pth",
+        "355c32eb", None, "EfficientNet-PyTorch",
+    ),
+    "vgg16": PublishedWeights(
+        _TORCHVISION + "vgg16-397923af.pth",
+        "397923af8e79cdbb6a7127f12361acd7a2f83e06b05044ddf496e83de57a5bf0", 553_433_881, "torchvision",
+    ),
+    "vgg16-bn": PublishedWeights(
+        _TORCHVISION + "vgg16_bn-6c64b313.pth",
+        "6c64b3138f2f4fcb3bcc4cafde11619c4f440eb1631787e93a682fd88305888a", 553_507_836, "torchvision",
+    ),
+    "vgg19": PublishedWeights(
+        _TORCHVISION + "vgg19-dcbb9e9d.pth",
+        "dcbb9e9dad569fff7a846263a77324fc34978fea2bfb039c012d710e1776ae44", 574_673_361, "torchvision",
+    ),
+    "vgg19-bn": PublishedWeights(
+        _TORCHVISION + "vgg19_bn-c79401a0.pth",
+        "c79401a0cf3cb42714e4182f5868c7a6f4f4534f5df9e956e2bb2098de41cbb6", 574_769_405, "torchvision",
+    ),
+}  # fmt: skip
+
+
+def published_weights(model: str) -> PublishedWeights:
+    if model not in PUBLISHED:
+        raise CxrError(f"model {model!r} has no published ImageNet weights; --pretrained imagenet works with "
+                       f"{', '.join(PUBLISHED)} (see `cxr weights list`)")  # fmt: skip
+    return PUBLISHED[model]
+
+
+def hub_checkpoints_dir() -> Path:
+    """Where torch.hub (and torchvision) keep downloaded weights: $TORCH_HOME/hub/checkpoints."""
+    import torch.hub
+
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def cached_path(model: str) -> Path:
+    return hub_checkpoints_dir() / published_weights(model).file_name
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(HASH_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+_verified: dict[tuple[str, int, int], str] = {}  # (path, size, mtime) -> digest: a run's members hash a file once
+
+
+def verify(path: Path, entry: PublishedWeights) -> None:
+    """Refuse (and delete) a file whose SHA-256 is not the published one: a partial or tampered copy never loads."""
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    digest = _verified.get(key) or file_sha256(path)
+    if not digest.startswith(entry.sha256):
+        path.unlink(missing_ok=True)
+        _verified.pop(key, None)
+        raise CxrError(f"{path} has SHA-256 {digest[:16]}..., not the published {entry.sha256[:16]}... of "
+                       f"{entry.url}; deleted it, fetch it again (`cxr weights fetch`)")  # fmt: skip
+    _verified[key] = digest
+
+
+@contextmanager
+def _socket_timeout(seconds: float) -> Iterator[None]:
+    # torch.hub's download_url_to_file takes no timeout; urllib uses the process-wide default
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def fetch(model: str, to: Path | None = None, progress: bool = False) -> Path:
+    """The verified file of `model`'s ImageNet weights in `to` (default: the hub cache), downloaded if absent."""
+    from torch.hub import download_url_to_file
+
+    entry = published_weights(model)
+    dst = (to or hub_checkpoints_dir()) / entry.file_name
+    if dst.is_file():
+        verify(dst, entry)
+        return dst
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        with _socket_timeout(DOWNLOAD_TIMEOUT_S):
+            # hashed while it streams into a temp file, renamed to `dst` only when complete and matching
+            download_url_to_file(entry.url, str(dst), hash_prefix=entry.sha256, progress=progress)
+    except RuntimeError as e:  # torch.hub's hash mismatch; it has deleted the download
+        raise CxrError(f"the file downloaded from {entry.url} is not the published one ({e}); refused and deleted, "
+                       "nothing was loaded") from None  # fmt: skip
+    except OSError as e:  # URLError, HTTPError, timeouts and refused connections are all OSErrors
+        reason = " ".join(str(getattr(e, "reason", None) or e).split())[:120]
+        raise CxrError(f"{entry.file_name} ({model}'s ImageNet weights) is not in {dst.parent} and could not be "
+                       f"downloaded from {entry.url} ({reason}); on a machine with internet run `cxr weights fetch "
+                       f"{model} --to DIR` (or download that URL) and copy the file to {dst}") from None  # fmt: skip
+    return dst
+
+
+def pretrained_file(pretrained: str, model: str) -> Path | None:
+    """The weights file a `pretrained` start loads: ImageNet's (fetched and verified), the shipped radiography one."""
+    if pretrained == "imagenet":
+        return fetch(model)
+    if pretrained == "radiography":
+        if not RADIOGRAPHY_FILE.is_file():
+            raise CxrError(f"{RADIOGRAPHY_FILE} not found: --pretrained radiography needs cxr's source checkout "
+                           "(its weights/ folder); pass --weights FILE with a copy of smallnet-radiography-224.pt")
+        return RADIOGRAPHY_FILE
+    return None
