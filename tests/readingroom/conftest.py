@@ -1,4 +1,4 @@
-"""A reading room on a fresh SQLite file per test (the PostgreSQL fixtures live in tests/readingroom/postgres.py)."""
+"""A reading room on a fresh database per test: a SQLite file, and a database on a throw-away PostgreSQL cluster."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import pytest
 from cxr.readingroom import ReadingRoom
 from cxr.readingroom.db import sqlite_url
 from cxr.readingroom.service import ModelFacts
+from tests.pg import postgres_server, postgres_url  # noqa: F401 (fixtures)
 
 MODEL = ModelFacts("demo", "0123456789ab", "smallnet", ["Covid", "Normal", "Viral Pneumonia"], None)
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -17,8 +18,9 @@ def fake_png(i: int) -> bytes:
     return PNG + f"film {i}".encode()
 
 
-@pytest.fixture
-def room(tmp_path):
-    r = ReadingRoom(sqlite_url(tmp_path / "reading.db"), tmp_path / "images", salt=b"pepper")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def room(request, tmp_path):
+    url = sqlite_url(tmp_path / "reading.db") if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    r = ReadingRoom(url, tmp_path / "images", salt=b"pepper")
     yield r
     r.close()

@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 
 from cxr.readingroom.db import sqlite_url
 from cxr.serve import create_app
+from tests.pg import postgres_server, postgres_url  # noqa: F401 (fixtures)
 
 CLASSES = ["Covid", "Normal", "Viral Pneumonia"]
 
@@ -120,3 +121,17 @@ def test_watched_folder_films_are_recorded_once(served_run, tmp_path, xray):
                                watch=drop)) as c:  # fmt: skip
         assert c.app.state.reading.watcher.poll() == []  # after a restart: the same film is not recorded again
         assert c.get("/v1/studies").json()["total"] == 1
+
+
+def test_two_services_on_one_postgresql_database_see_each_others_films(served_run, postgres_url, xray, tmp_path):
+    make = lambda: create_app(served_run, backend="torch", explain=False, db=postgres_url)  # noqa: E731
+    with TestClient(make()) as a, TestClient(make()) as b:
+        from_a = _post(a, xray).json()["study_id"]
+        from_b = _post(b, xray).json()["study_id"]
+        key = a.app.state.reading.room.add_reader("ann")
+        assert b.post(f"/v1/studies/{from_a}/reads", json={"label": "indeterminate"},
+                      headers={"X-Reader-Key": key}).status_code == 201  # fmt: skip
+        for client in (a, b):
+            assert {x["id"] for x in client.get("/v1/studies").json()["items"]} == {from_a, from_b}
+        assert a.get(f"/v1/studies/{from_a}").json()["reads"][0]["label"] == "indeterminate"
+        assert b.get(f"/v1/studies/{from_b}/image").content == xray.read_bytes()  # one image store (the run's)

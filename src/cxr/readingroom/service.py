@@ -182,8 +182,10 @@ class ReadingRoom:
             return [{"name": r.name, "created_at": queries.iso(r.created_at), "revoked_at": queries.iso(r.revoked_at),
                      "reads": counts.get(r.id, 0)} for r in rows]  # fmt: skip
 
-    def reader_for_key(self, session: Session, key: str | None) -> Reader:
-        reader = session.scalar(select(Reader).where(Reader.key_hash == key_hash(key))) if key else None
+    def reader_for_key(self, session: Session, key: str | None, lock: bool = False) -> Reader:
+        """The reader holding `key`; `lock` (PostgreSQL: FOR UPDATE) serialises one reader's concurrent reads."""
+        query = select(Reader).where(Reader.key_hash == key_hash(key or ""))
+        reader = session.scalar(query.with_for_update() if lock else query) if key else None
         if reader is None or reader.revoked_at is not None:
             raise BadReaderKey("missing, unknown or revoked reader key: send it in the X-Reader-Key header "
                                "(`cxr readers add NAME` makes one)")  # fmt: skip
@@ -191,7 +193,7 @@ class ReadingRoom:
 
     def add_read(self, film_id: str, key: str | None, label: str, note: str | None = None) -> dict[str, Any]:
         """Record a reader's label; a reader's earlier read of the film stays, the new one is the next version."""
-        for attempt in range(5):  # two reads by one reader at the same instant: one wins the version, one retries
+        for attempt in range(5):  # belt and braces: the reader lock already orders one reader's reads
             try:
                 return self._add_read(film_id, key, label, note)
             except IntegrityError:
@@ -201,7 +203,7 @@ class ReadingRoom:
 
     def _add_read(self, film_id: str, key: str | None, label: str, note: str | None) -> dict[str, Any]:
         with self.writing() as session:
-            reader = self.reader_for_key(session, key)
+            reader = self.reader_for_key(session, key, lock=True)
             film = session.get(Film, film_id)
             if film is None:
                 raise UnknownFilm(f"no study {film_id!r}; list them with GET /v1/studies")

@@ -1,0 +1,46 @@
+"""Several writers at once, on SQLite (WAL, BEGIN IMMEDIATE) and on PostgreSQL: every write lands exactly once."""
+
+from concurrent.futures import ThreadPoolExecutor
+
+from sqlalchemy import func, select
+
+from cxr.readingroom import ReadingRoom
+from cxr.readingroom.schema import Film, Read
+from tests.readingroom.conftest import MODEL, fake_png
+
+CLIENTS, EACH = 8, 6
+
+
+def test_eight_concurrent_writers_lose_and_repeat_nothing(room):
+    key = room.add_reader("ann")
+    target = room.record(fake_png(-1), "shared.png", MODEL, [0.2, 0.7, 0.1], "Normal")["id"]
+
+    def client(c: int) -> tuple[list[str], list[int]]:
+        films, versions = [], []
+        for i in range(EACH):
+            films.append(room.record(fake_png(c * 100 + i), f"{c}-{i}.png", MODEL, [0.5, 0.3, 0.2], "Covid")["id"])
+            versions.append(room.add_read(target, key, "Covid" if i % 2 else "Normal")["version"])  # one reader, one film
+        return films, versions
+
+    with ThreadPoolExecutor(CLIENTS) as pool:
+        results = list(pool.map(client, range(CLIENTS)))
+    films = [f for fs, _ in results for f in fs]
+    versions = sorted(v for _, vs in results for v in vs)
+    assert versions == list(range(1, CLIENTS * EACH + 1))  # each change a new version: none lost, none twice
+    with room.session() as s:
+        stored = s.scalars(select(Film.id).where(Film.id != target)).all()
+        assert s.scalar(select(func.count()).select_from(Read)) == CLIENTS * EACH
+    assert sorted(stored) == sorted(films) and len(set(films)) == CLIENTS * EACH
+
+
+def test_two_instances_on_one_database_see_each_others_films(room, tmp_path):
+    other = ReadingRoom(room.url, room.store.root, salt=b"pepper")  # a second service on the same database
+    try:
+        a = room.record(fake_png(1), "a.png", MODEL, [0.2, 0.7, 0.1], "Normal")["id"]
+        b = other.record(fake_png(2), "b.png", MODEL, [0.7, 0.2, 0.1], "Covid")["id"]
+        key = other.add_reader("bob")
+        room.add_read(b, key, "Normal")
+        assert [x["id"] for x in other.studies()["items"]] == [b, a]
+        assert other.studies()["items"][0]["disagreeing_readers"] == ["bob"]
+    finally:
+        other.close()
