@@ -84,6 +84,8 @@ def test_worklist_filters_reads_and_disagreements(app_client, xray, served_run):
     history = app_client.get(f"/v1/studies/{ids[0]}").json()["history"]
     assert [(h["label"], h["version"]) for h in history] == [(other, 1), (predicted, 2)]
     assert app_client.get("/v1/disagreements").json()["total"] == 0
+    worklist = app_client.get("/worklist")
+    assert worklist.status_code == 200 and 'src="/static/worklist.js"' in worklist.text
 
 
 def test_the_api_key_guards_the_reading_routes(served_run, tmp_path, monkeypatch):

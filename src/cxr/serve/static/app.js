@@ -2,26 +2,11 @@
 // Plain JS with no external libraries (hospitals' machines often have no internet).
 "use strict";
 
-const $ = (id) => document.getElementById(id);
-const state = { key: sessionStorage.getItem("cxr-api-key") || "", file: null, overlayUrl: null, previewUrl: null, previewOk: true };
+// common.js (loaded first) provides $, keys, apiHeaders, setStatus, errorText and percent.
+const state = { file: null, overlayUrl: null, previewUrl: null, previewOk: true, study: null };
 
 function headers() {
-  return state.key ? { "X-API-Key": state.key } : {};
-}
-
-function setStatus(text, isError = false) {
-  $("status").textContent = text;
-  $("status").classList.toggle("error", isError);
-}
-
-async function errorText(response) {
-  try {
-    const body = await response.json();
-    if (typeof body.detail === "string") return body.detail;
-    return JSON.stringify(body.detail);
-  } catch (_) {
-    return `${response.status} ${response.statusText}`;
-  }
+  return apiHeaders();
 }
 
 async function loadModel() {
@@ -65,7 +50,7 @@ function renderBars(prediction) {
     track.append(fill);
     const value = document.createElement("span");
     value.className = "value";
-    value.textContent = `${(100 * p).toFixed(1)}%`;
+    value.textContent = percent(p);
     row.append(label, track, value);
     bars.append(row);
   }
@@ -111,6 +96,7 @@ async function predict(file) {
   const prediction = await response.json();
   renderBars(prediction);
   $("result").hidden = false;
+  if (prediction.study_id) showStudyReads(prediction.study_id).catch((e) => setStatus(String(e), true));
   setStatus(`${file.name}: ${prediction.predicted} (${prediction.backend}, ${(1000 * prediction.seconds).toFixed(0)} ms)`);
   document.body.dataset.state = "ready";
 }
@@ -152,9 +138,10 @@ document.addEventListener("DOMContentLoaded", () => {
   drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); $("file").click(); } });
   $("overlay-toggle").addEventListener("change", () => toggleOverlay().catch((e) => setStatus(String(e), true)));
   $("api-key-save").addEventListener("click", () => {
-    state.key = $("api-key").value.trim();
-    sessionStorage.setItem("cxr-api-key", state.key);
+    saveKey("api", $("api-key").value);
     loadModel().then((ok) => { if (ok && state.file) predict(state.file); });
   });
-  loadModel().catch((e) => setStatus(String(e), true));
+  setUpReads();
+  const study = new URLSearchParams(location.search).get("study");
+  loadModel().then((ok) => { if (ok && study) return openStudy(study); }).catch((e) => setStatus(String(e), true));
 });
