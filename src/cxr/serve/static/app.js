@@ -2,7 +2,7 @@
 // Plain JS with no external libraries (hospitals' machines often have no internet).
 "use strict";
 
-// common.js (loaded first) provides $, keys, apiHeaders, setStatus, errorText and percent.
+// common.js (loaded first) provides $, keys, apiHeaders, fetchModel, setStatus, errorText and percent.
 const state = { file: null, overlayUrl: null, previewUrl: null, previewOk: true, study: null };
 
 function headers() {
@@ -10,18 +10,8 @@ function headers() {
 }
 
 async function loadModel() {
-  const response = await fetch("/v1/model", { headers: headers() });
-  if (response.status === 401) {
-    $("auth").hidden = false;
-    $("model-line").textContent = "this server requires an API key";
-    return false;
-  }
-  if (!response.ok) {
-    setStatus(await errorText(response), true);
-    return false;
-  }
-  const info = await response.json();
-  $("auth").hidden = true;
+  const info = await fetchModel();
+  if (!info) return false;
   const m = info.model;
   $("model-line").textContent =
     `model ${m.id} · ${m.architecture} · version ${m.version} · ${info.classes.length} classes: ${info.classes.join(", ")}`;

@@ -33,6 +33,34 @@ async function errorText(response) {
   }
 }
 
+// The API key card, shown when the server answers 401 (both pages carry the same one)
+(function addAuthCard() {
+  const card = document.createElement("section");
+  card.id = "auth";
+  card.className = "card";
+  card.hidden = true;
+  card.innerHTML = '<label for="api-key">API key</label> ' +
+    '<input id="api-key" type="password" autocomplete="off" placeholder="this server requires an API key"> ' +
+    '<button id="api-key-save" type="button">Use key</button>';
+  document.querySelector("main").prepend(card);
+})();
+
+async function fetchModel() {
+  // the model's description, or null after showing why: the API key card on 401, the server's message otherwise
+  const response = await fetch("/v1/model", { headers: apiHeaders() });
+  if (response.status === 401) {
+    $("auth").hidden = false;
+    $("model-line").textContent = "this server requires an API key";
+    return null;
+  }
+  if (!response.ok) {
+    setStatus(await errorText(response), true);
+    return null;
+  }
+  $("auth").hidden = true;
+  return response.json();
+}
+
 function percent(p) {
   return `${(100 * p).toFixed(1)}%`;
 }

@@ -20,18 +20,8 @@ function queryString() {
 }
 
 async function loadModel() {
-  const response = await fetch("/v1/model", { headers: apiHeaders() });
-  if (response.status === 401) {
-    $("auth").hidden = false;
-    $("model-line").textContent = "this server requires an API key";
-    return false;
-  }
-  if (!response.ok) {
-    setStatus(await errorText(response), true);
-    return false;
-  }
-  const info = await response.json();
-  $("auth").hidden = true;
+  const info = await fetchModel();
+  if (!info) return false;
   $("model-line").textContent = `model ${info.model.id} · version ${info.model.version} · classes: ${info.classes.join(", ")}`;
   return true;
 }
