@@ -144,7 +144,7 @@ def check(room: ReadingRoom, tally: Tally, before: tuple[list[str], list[int]]) 
         "reads_acknowledged": len(tally.reads),
         "reads_missing": len(set(tally.reads) - stored_reads),
         "reads_committed_unacknowledged": len(stored_reads - set(tally.reads)),
-        "rows_duplicated": (len(films) - len(stored_films)) + (len(reads) - len(stored_reads)),
+        "rows_duplicated": (len(films) - len(set(films))) + (len(reads) - len(set(reads))),
     }
 
 

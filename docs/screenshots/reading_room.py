@@ -51,7 +51,7 @@ def main() -> None:
             agree, overrule = items[0], items[-1]  # the reader confirms the top film and overrules the last
             room.add_read(agree["id"], key, agree["predicted"])
             other = next(c for c in overrule["probabilities"] if c != overrule["predicted"])
-            room.add_read(overrule["id"], key, other, "consolidation right lower zone")
+            room.add_read(overrule["id"], key, other, "no consolidation; the model overcalls")
             page.reload()
             page.wait_for_selector(f"body[data-listed='{len(films)}']")
             page.screenshot(path=str(OUT / "reading-room-worklist.png"), full_page=True)

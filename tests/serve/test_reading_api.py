@@ -137,3 +137,13 @@ def test_two_services_on_one_postgresql_database_see_each_others_films(served_ru
             assert {x["id"] for x in client.get("/v1/studies").json()["items"]} == {from_a, from_b}
         assert a.get(f"/v1/studies/{from_a}").json()["reads"][0]["label"] == "indeterminate"
         assert b.get(f"/v1/studies/{from_b}/image").content == xray.read_bytes()  # one image store (the run's)
+
+
+def test_a_prediction_that_cannot_be_recorded_is_503_and_leaves_nothing(served_run, tmp_path, xray):
+    app = create_app(served_run, backend="torch", explain=False, db=sqlite_url(tmp_path / "r.db"))
+    (tmp_path / "not-a-folder").write_text("")
+    app.state.reading.room.store.root = tmp_path / "not-a-folder"  # the image store cannot be written
+    with TestClient(app) as c:
+        r = _post(c, xray)
+        assert r.status_code == 503 and "retry" in r.json()["detail"]
+        assert c.get("/v1/studies").json()["total"] == 0

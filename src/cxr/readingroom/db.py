@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, OperationalError
 
 from cxr.errors import CxrError
 
@@ -93,5 +93,3 @@ def current_revision(engine: Engine) -> str | None:
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
 
-
-__all__ = ["connect", "upgrade", "sqlite_url", "sqlite_path", "current_revision", "WRITE", "SQLAlchemyError"]

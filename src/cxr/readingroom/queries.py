@@ -65,7 +65,7 @@ def conditions(f: StudyFilter) -> list:
 
 
 def list_films(session: Session, f: StudyFilter, order: str, limit: int, offset: int) -> tuple[int, list[Film]]:
-    where = and_(*conditions(f)) if conditions(f) else True
+    where = and_(True, *conditions(f))
     total = session.scalar(select(func.count()).select_from(Film).where(where))
     keys = [Film.received_at.desc(), Film.id] if order == "newest" else [
         Film.positive_score.desc(), Film.received_at.desc(), Film.id]  # fmt: skip

@@ -32,16 +32,16 @@ class ReadIn(BaseModel):
 
 def _http(e: Exception) -> HTTPException:
     status = {UnknownFilm: 404, BadReaderKey: 401, BadRead: 422}.get(type(e), 503)
-    detail = str(e) if status != 503 else f"the reading-room database is unavailable ({type(e).__name__}); retry"
+    detail = str(e) if status != 503 else f"the reading room cannot store records now ({type(e).__name__}); retry"
     return HTTPException(status, detail)
 
 
 def _call(fn: Callable[..., Any], *args, **kwargs) -> Any:
-    """Run a reading-room call; its known failures become 401/404/422, a database outage 503."""
+    """Run a reading-room call; its known failures become 401/404/422, a database or disk failure 503."""
     try:
         return fn(*args, **kwargs)
-    except (UnknownFilm, BadReaderKey, BadRead, SQLAlchemyError) as e:
-        if isinstance(e, SQLAlchemyError):
+    except (UnknownFilm, BadReaderKey, BadRead, SQLAlchemyError, OSError) as e:
+        if not isinstance(e, (UnknownFilm, BadReaderKey, BadRead)):
             log.error("reading room: %s", e)
         raise _http(e) from None
 
