@@ -22,8 +22,11 @@ readers_app = typer.Typer(no_args_is_help=True, help="Readers of the reading roo
 feedback_app = typer.Typer(no_args_is_help=True, help="Reader feedback: export reviewed films, agreement statistics.")
 
 
-def open_room(db: str, images: Optional[Path] = None):
-    """The room named by --db (a URL, a run directory or a .db file); the CLI records no films, so no salt."""
+def open_room(db: str, images: Optional[Path] = None, create: bool = False):
+    """The room named by --db (a URL, a run directory or a .db file); the CLI records no films, so no salt.
+
+    Only `readers add` may create a SQLite file: elsewhere a typo in --db must not leave an empty database behind.
+    """
     from cxr.readingroom import ReadingRoom
     from cxr.readingroom.db import sqlite_path, sqlite_url
     from cxr.readingroom.service import DB_FILE, default_images
@@ -35,7 +38,11 @@ def open_room(db: str, images: Optional[Path] = None):
             run_dir, path = path, path / DB_FILE
         elif path.suffix != ".db":
             raise CxrError(f"--db {db}: not a folder, a .db file or a database URL; pass the run directory you serve")
+        if not create and not path.is_file():
+            raise CxrError(f"--db {db}: no reading-room database at {path}; serve the run first (`cxr serve RUN`)")
         db = sqlite_url(path)
+    elif not create and (sqlite_file := sqlite_path(db)) is not None and not sqlite_file.is_file():
+        raise CxrError(f"--db {db}: no reading-room database at {sqlite_file}; serve the run first (`cxr serve RUN`)")
     if images is None and (run_dir is not None or sqlite_path(db) is not None):
         images = default_images(db, run_dir)
     return ReadingRoom(db, images, salt=b"")
@@ -48,7 +55,7 @@ DB = typer.Option(..., "--db", help=DB_HELP)
 def readers_add(name: str = typer.Argument(..., help="the reader's name, as it will appear on every read"),
                 db: str = DB) -> None:  # fmt: skip
     """Create a reader and print their key once (only its hash is stored: a lost key means a new reader)."""
-    room = open_room(db)
+    room = open_room(db, create=True)  # readers may be added before the first film arrives
     key = room.add_reader(name)
     console.print(f"reader {name!r} added; their key (shown once, send it as X-Reader-Key or paste it on the page):")
     print(key)
