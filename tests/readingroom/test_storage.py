@@ -127,3 +127,14 @@ def test_an_unsupported_or_malformed_url_is_a_one_line_error(url):
 def test_a_sqlite_file_in_a_missing_folder_is_a_one_line_error(tmp_path):
     with pytest.raises(CxrError, match="does not exist"):
         connect(sqlite_url(tmp_path / "nope" / "r.db"))
+
+
+def test_an_unreachable_postgresql_server_is_a_one_line_error():
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(CxrError, match="cannot open database .*Connection refused") as e:
+        connect(f"postgresql+psycopg://postgres:secret@127.0.0.1:{port}/x")
+    assert "secret" not in str(e.value) and f"postgres:***@127.0.0.1:{port}/x" in str(e.value)  # no password shown
