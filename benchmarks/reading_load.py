@@ -175,7 +175,8 @@ def run_backend(backend: str, run: Path, args, data: bytes, stack: ExitStack) ->
     try:
         out["start_seconds"] = round(server.start(), 1)
         before = stored(room)
-        tally, elapsed, _ = asyncio.run(load(server, data, args.image.name, labels, key, args.clients, args.seconds, None))
+        tally, elapsed, _ = asyncio.run(
+            load(server, data, args.image.name, labels, key, args.clients, args.seconds, None))  # fmt: skip
         out["load"] = summary(tally, elapsed) | check(room, tally, before)
         print(backend, "load", out["load"], flush=True)
         before = stored(room)

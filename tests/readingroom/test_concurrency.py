@@ -25,7 +25,8 @@ def test_eight_concurrent_writers_lose_and_repeat_nothing(room):
         films, versions = [], []
         for i in range(EACH):
             films.append(room.record(fake_png(c * 100 + i), f"{c}-{i}.png", MODEL, [0.5, 0.3, 0.2], "Covid")["id"])
-            versions.append(room.add_read(target, key, "Covid" if i % 2 else "Normal")["version"])  # one reader, one film
+            label = "Covid" if i % 2 else "Normal"
+            versions.append(room.add_read(target, key, label)["version"])  # one reader, one film, 8 threads
         return films, versions
 
     with ThreadPoolExecutor(CLIENTS) as pool:

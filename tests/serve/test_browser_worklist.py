@@ -9,7 +9,8 @@ from tests.conftest import SHARED_DATA
 from tests.serve.test_browser import pytestmark as browser_marks
 from tests.serve.test_browser import page, serving  # noqa: F401 (page is a fixture)
 
-pytestmark = [browser_marks, pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"needs the datasets at {SHARED_DATA}")]
+needs_data = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"needs the shared datasets at {SHARED_DATA}")
+pytestmark = [browser_marks, needs_data]
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,8 @@ def test_every_prediction_is_recorded_with_its_image(app_client, xray):
     pred = r.json()
     study = app_client.get(f"/v1/studies/{pred['study_id']}").json()
     assert study["predicted"] == pred["predicted"] and study["filename"] == xray.name and study["source"] == "upload"
-    np.testing.assert_allclose([study["probabilities"][c] for c in CLASSES], [pred["probabilities"][c] for c in CLASSES])
+    stored, answered = ([x["probabilities"][c] for c in CLASSES] for x in (study, pred))
+    np.testing.assert_allclose(stored, answered)
     assert study["model"] == {k: pred["model"][k] for k in ("id", "version", "architecture")}
     assert app_client.get(f"/v1/studies/{pred['study_id']}/image").content == xray.read_bytes()
     assert app_client.get("/v1/studies/nope").status_code == 404

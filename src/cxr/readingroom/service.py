@@ -119,7 +119,8 @@ class ReadingRoom:
 
     def has_film(self, digest: str, source: str) -> bool:
         with self.session() as session:
-            return session.scalar(select(Film.id).where(Film.sha256 == digest, Film.source == source).limit(1)) is not None
+            query = select(Film.id).where(Film.sha256 == digest, Film.source == source).limit(1)
+            return session.scalar(query) is not None
 
     def studies(self, f: StudyFilter = StudyFilter(), order: str = "triage", limit: int = 50,
                 offset: int = 0) -> dict[str, Any]:  # fmt: skip

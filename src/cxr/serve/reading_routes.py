@@ -119,8 +119,11 @@ def add_reading_routes(app: FastAPI, service: ReadingService, require_key: Calla
         return FileResponse(_call(room.image_path, study_id), media_type="application/octet-stream")
 
     @router.post("/v1/studies/{study_id}/reads", status_code=201)
-    def add_read(study_id: str, read: ReadIn, reader_key: str | None = Header(
-            None, alias=READER_KEY_HEADER, description="the reader's key (`cxr readers add NAME`)")) -> dict[str, Any]:  # fmt: skip
+    def add_read(
+        study_id: str,
+        read: ReadIn,
+        reader_key: str | None = Header(None, alias=READER_KEY_HEADER, description="`cxr readers add NAME` prints it"),
+    ) -> dict[str, Any]:
         """Record a reader's own read; a changed read is a new version, the earlier one stays."""
         return _call(room.add_read, study_id, reader_key, read.label, read.note)
 
