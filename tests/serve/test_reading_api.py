@@ -148,3 +148,23 @@ def test_a_prediction_that_cannot_be_recorded_is_503_and_leaves_nothing(served_r
         r = _post(c, xray)
         assert r.status_code == 503 and "retry" in r.json()["detail"]
         assert c.get("/v1/studies").json()["total"] == 0
+
+
+def test_the_watcher_takes_dicom_without_a_suffix_once_its_size_holds(served_run, tmp_path, xray):
+    from tests.readingroom.test_storage import _dicom_bytes
+
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    app = create_app(served_run, backend="torch", explain=False, db=sqlite_url(tmp_path / "r.db"), watch=drop)
+    watcher = app.state.reading.watcher  # polled by hand here: the thread starts with the app
+    data, _ = _dicom_bytes(tmp_path, "PATIENT-1")
+    (drop / "IM0001").write_bytes(data)
+    (drop / ".IM0002.partial").write_bytes(data)  # a copy in progress: hidden, never taken
+    (drop / "README").write_text("not DICOM, no suffix")
+    assert watcher.poll() == []  # first sight: wait one poll for the size to hold
+    (recorded,) = watcher.poll()
+    assert watcher.poll() == []
+    study = app.state.reading.room.study(recorded)
+    assert study["filename"] == "IM0001" and study["source"] == "watch" and study["dicom"]["study_uid"] == "1.2.3"
+    assert app.state.reading.room.studies()["total"] == 1
+    app.state.reading.stop()

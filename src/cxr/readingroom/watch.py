@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Callable
 
-from cxr.data.images import find_images
+from cxr.data.images import DICOM_MAGIC_END, is_dicom, is_image_file
 from cxr.errors import CxrError
 from cxr.readingroom.store import sha256
 
@@ -48,10 +48,29 @@ class FolderWatcher:
                 log.exception("watch %s: poll failed", self.folder)
             self._stop.wait(self.poll_seconds)
 
+    def candidates(self) -> list[Path]:
+        """Image files, and files without a suffix that are DICOM (modalities often write `IM0001`); not hidden ones
+        (a copy in progress is often a hidden temp file)."""
+        found = []
+        for path in sorted(self.folder.rglob("*")):
+            if path.name.startswith(".") or not path.is_file():
+                continue
+            if is_image_file(path) or (not path.suffix and self._dicom_head(path)):
+                found.append(path)
+        return found
+
+    @staticmethod
+    def _dicom_head(path: Path) -> bool:
+        try:
+            with open(path, "rb") as f:
+                return is_dicom(path, f.read(DICOM_MAGIC_END))
+        except OSError:
+            return False
+
     def poll(self) -> list[str]:
         """One pass over the folder; returns the study ids recorded."""
         recorded = []
-        for path in find_images([self.folder]):
+        for path in self.candidates():
             try:
                 st = path.stat()
             except OSError:  # removed between listing and stat
