@@ -14,7 +14,7 @@ from rich.table import Table
 from cxr.cli_checks import csv_out, folder_out, html_out, split_name
 from cxr.cli_data import data_app
 from cxr.cli_explain import audit_shortcuts, explain
-from cxr.cli_reading import DB_HELP, feedback_app, readers_app
+from cxr.cli_reading import SERVE_DB_HELP, feedback_app, readers_app
 from cxr.cli_output import PlainLogFormatter, console, display_path, print_error, print_table, warn
 from cxr.config import DEFAULT_RECIPE
 from cxr.errors import CxrError
@@ -321,7 +321,7 @@ def serve(
     max_upload_mb: float = typer.Option(20.0, min=0.001, max=100_000, help="larger uploads get 413"),
     workers: int = typer.Option(1, min=1, help="inference threads"),
     max_pending: int = typer.Option(64, min=1, help="requests allowed to wait for a worker; more get 503"),
-    db: Optional[str] = typer.Option(None, help=DB_HELP),
+    db: Optional[str] = typer.Option(None, help=SERVE_DB_HELP),
     store_images: bool = typer.Option(True, "--store-images/--no-store-images", help="keep each film's bytes "
                                       "in a content-addressed store beside the database (off: hashes only)"),
     watch: Optional[Path] = typer.Option(None, help="record every film that appears in this folder, as uploads are"),

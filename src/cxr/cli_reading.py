@@ -16,6 +16,8 @@ from cxr.errors import CxrError
 
 DB_HELP = ("reading-room database: a SQLAlchemy URL (sqlite:///PATH or postgresql+psycopg://USER@HOST/DB) or a run "
            "directory (its reading.db); default for `cxr serve`: RUN/reading.db")  # fmt: skip
+SERVE_DB_HELP = ("where every prediction is recorded: a URL, sqlite:///PATH/reading.db or "
+                 "postgresql+psycopg://USER@HOST/DB (default: SQLite at RUN/reading.db)")  # fmt: skip
 IMAGES_HELP = "the image store (default: images/ beside a SQLite file, or in the run directory)"
 
 readers_app = typer.Typer(no_args_is_help=True, help="Readers of the reading room: API keys for recording reads.")
