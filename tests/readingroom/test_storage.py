@@ -138,3 +138,39 @@ def test_an_unreachable_postgresql_server_is_a_one_line_error():
     with pytest.raises(CxrError, match="cannot open database .*Connection refused") as e:
         connect(f"postgresql+psycopg://postgres:secret@127.0.0.1:{port}/x")
     assert "secret" not in str(e.value) and f"postgres:***@127.0.0.1:{port}/x" in str(e.value)  # no password shown
+
+
+NEXT_REVISION = '''
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.add_column("films", sa.Column("view_position", sa.String(8), nullable=True))
+'''
+
+
+def test_a_later_migration_upgrades_a_database_in_use_and_keeps_its_records(room, tmp_path):
+    """What a newer cxr does at start-up: `upgrade head` adds its schema change to a database holding records."""
+    import shutil
+    from importlib import resources
+
+    from cxr.readingroom.db import upgrade
+
+    film = room.record(fake_png(1), "a.png", MODEL, [0.2, 0.7, 0.1], "Normal")
+    key = room.add_reader("ann")
+    room.add_read(film["id"], key, "Covid")
+    scripts = tmp_path / "migrations"
+    shutil.copytree(resources.files("cxr.readingroom") / "migrations", scripts)
+    (scripts / "versions" / "0002_view_position.py").write_text(NEXT_REVISION)
+    upgrade(room.engine, str(scripts))
+    assert current_revision(room.engine) == "0002"
+    with room.engine.connect() as conn:
+        row = conn.exec_driver_sql("SELECT id, view_position FROM films").one()
+    assert tuple(row) == (film["id"], None)
+    assert room.study(film["id"])["history"][0]["label"] == "Covid"  # the read survived too

@@ -15,6 +15,7 @@ from cxr.errors import CxrError
 BUSY_TIMEOUT_MS = 30_000
 WRITE = {"cxr_write": True}  # execution option: this transaction writes (SQLite takes the write lock up front)
 MIGRATION_LOCK = 0x63787231  # "cxr1": PostgreSQL advisory lock, so two processes starting at once migrate once
+MIGRATIONS = "cxr.readingroom:migrations"  # shipped in the package: no alembic.ini to install or find
 URL_HELP = "use sqlite:///PATH/reading.db or postgresql+psycopg://USER@HOST:PORT/DB"
 
 
@@ -72,13 +73,13 @@ def connect(url: str) -> Engine:
     return engine
 
 
-def upgrade(engine: Engine) -> None:
-    """Run the shipped migrations up to head, on PostgreSQL under an advisory lock."""
+def upgrade(engine: Engine, script_location: str = MIGRATIONS) -> None:
+    """Run the migrations (by default the shipped ones) up to head, on PostgreSQL under an advisory lock."""
     from alembic import command
     from alembic.config import Config
 
     cfg = Config()
-    cfg.set_main_option("script_location", "cxr.readingroom:migrations")
+    cfg.set_main_option("script_location", script_location)
     with engine.connect().execution_options(**WRITE) as connection:
         if engine.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
