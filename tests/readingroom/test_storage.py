@@ -174,3 +174,16 @@ def test_a_later_migration_upgrades_a_database_in_use_and_keeps_its_records(room
         row = conn.exec_driver_sql("SELECT id, view_position FROM films").one()
     assert tuple(row) == (film["id"], None)
     assert room.study(film["id"])["history"][0]["label"] == "Covid"  # the read survived too
+
+
+def test_processes_starting_together_agree_on_one_salt(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    monkeypatch.delenv(SALT_ENV, raising=False)
+    code = "import sys; from cxr.readingroom.identity import load_salt; print(load_salt(sys.argv[1]).decode())"
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+             for _ in range(6)]  # fmt: skip
+    salts = {p.communicate(timeout=60)[0].strip() for p in procs}
+    assert salts == {(tmp_path / "reading-salt").read_text()} and len(salts.pop()) == 64
+    assert [p.name for p in tmp_path.iterdir()] == ["reading-salt"]  # no temp file left

@@ -22,21 +22,29 @@ SALT_FILE = "reading-salt"
 
 
 def load_salt(folder: str | Path) -> bytes:
-    """$CXR_SALT, else the salt file in `folder`, created on first use (O_EXCL: two processes agree on one)."""
+    """$CXR_SALT, else the salt file in `folder`, created on first use.
+
+    Written to a private temp file, then hard-linked into place: the link fails if the file exists, so two processes
+    starting together agree on one salt, and neither can read a salt file before its content is there.
+    """
     if os.environ.get(SALT_ENV):
         return os.environ[SALT_ENV].encode()
     path = Path(folder) / SALT_FILE
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        pass
-    except OSError as e:
-        raise CxrError(f"cannot create the salt file {path} ({e.strerror}); set ${SALT_ENV} instead") from None
-    else:
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32))
-            f.flush()
-            os.fsync(f.fileno())
+    if not path.exists():
+        tmp = path.with_name(f".{SALT_FILE}.{os.getpid()}")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))
+                f.flush()
+                os.fsync(f.fileno())
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process made it first: use theirs
+        except OSError as e:
+            raise CxrError(f"cannot create the salt file {path} ({e.strerror}); set ${SALT_ENV} instead") from None
+        finally:
+            tmp.unlink(missing_ok=True)
     salt = path.read_text().strip()
     if not salt:
         raise CxrError(f"{path} is empty; delete it (a new salt is made) or set ${SALT_ENV}")
