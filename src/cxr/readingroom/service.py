@@ -192,6 +192,10 @@ class ReadingRoom:
                                "(`cxr readers add NAME` makes one)")  # fmt: skip
         return reader
 
+    def reader_name(self, key: str | None) -> str:
+        with self.session() as session:
+            return self.reader_for_key(session, key).name
+
     def add_read(self, film_id: str, key: str | None, label: str, note: str | None = None) -> dict[str, Any]:
         """Record a reader's label; a reader's earlier read of the film stays, the new one is the next version."""
         for attempt in range(5):  # belt and braces: the reader lock already orders one reader's reads

@@ -130,10 +130,6 @@ def add_reading_routes(app: FastAPI, service: ReadingService, require_key: Calla
     @router.get("/v1/reader")
     def whoami(reader_key: str | None = Header(None, alias=READER_KEY_HEADER)) -> dict[str, str]:
         """The reader a key belongs to (the page checks a key with this before showing the read form)."""
-        def name() -> str:
-            with room.session() as session:
-                return room.reader_for_key(session, reader_key).name
-
-        return {"name": _call(name)}
+        return {"name": _call(room.reader_name, reader_key)}
 
     app.include_router(router)
