@@ -15,6 +15,7 @@ from cxr.cli_checks import folder_out, html_out, split_name
 from cxr.cli_data import data_app
 from cxr.cli_explain import audit_shortcuts, explain
 from cxr.cli_output import PlainLogFormatter, console, print_error, print_table, warn
+from cxr.cli_reading import SERVE_DB_HELP, feedback_app, readers_app
 from cxr.cli_trust import TTA_HELP, guard, predict, stress
 from cxr.cli_weights import weights_app
 from cxr.config import DEFAULT_RECIPE
@@ -28,6 +29,8 @@ app = typer.Typer(
 )
 app.add_typer(data_app, name="data")
 app.add_typer(weights_app, name="weights")
+app.add_typer(readers_app, name="readers")
+app.add_typer(feedback_app, name="feedback")
 
 
 @app.command(help=f"Train a model on a class-folder dataset; writes a model bundle to --out (with --cv K: a K-fold "
@@ -299,14 +302,19 @@ def serve(
     max_upload_mb: float = typer.Option(20.0, min=0.001, max=100_000, help="larger uploads get 413"),
     workers: int = typer.Option(1, min=1, help="inference threads"),
     max_pending: int = typer.Option(64, min=1, help="requests allowed to wait for a worker; more get 503"),
+    db: Optional[str] = typer.Option(None, help=SERVE_DB_HELP),
+    store_images: bool = typer.Option(True, "--store-images/--no-store-images", help="keep each film's bytes "
+                                      "in a content-addressed store beside the database (off: hashes only)"),
+    watch: Optional[Path] = typer.Option(None, help="record every film that appears in this folder, as uploads are"),
 ) -> None:
-    """Serve the model: a web page at /, the JSON API under /v1 (docs at /docs). $CXR_API_KEY turns on the API key."""
+    """Serve the model: a web page at /, the worklist at /worklist, the JSON API under /v1 (docs at /docs).
+    Every prediction is recorded (reading room); $CXR_API_KEY turns on the API key."""
     from cxr.serve.app import serve as run_server
 
     if max_pending < workers:
         raise CxrError("--max-pending must be at least --workers")
     run_server(run, host=host, port=port, backend=backend, max_upload_mb=max_upload_mb, workers=workers,
-               max_pending=max_pending)  # fmt: skip
+               max_pending=max_pending, db=db, store_images=store_images, watch=watch)  # fmt: skip
 
 
 app.command()(predict)

@@ -4,6 +4,8 @@ import re
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -27,13 +29,13 @@ def _free_loopback_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server_url(served_run):
-    """`cxr serve` in a background thread on a free loopback port, stopped after the module."""
+@contextmanager
+def serving(app) -> Iterator[str]:
+    """`app` under uvicorn in a background thread on a free loopback port; yields its URL, stops afterwards."""
     import uvicorn
 
     port = _free_loopback_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(served_run), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -44,6 +46,13 @@ def server_url(served_run):
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def server_url(served_run):
+    """`cxr serve` for the module."""
+    with serving(create_app(served_run)) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

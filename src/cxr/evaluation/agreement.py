@@ -68,7 +68,7 @@ def match_paths(reference: list[str], evaluated: list[Path], base: Path) -> np.n
     return out
 
 
-def _kappa_with_ci(a: np.ndarray, b: np.ndarray, strata: np.ndarray, n_cls: int, n_bootstrap: int, seed: int):
+def kappa_with_ci(a: np.ndarray, b: np.ndarray, strata: np.ndarray, n_cls: int, n_bootstrap: int, seed: int):
     kappa = float(cohen_kappa_from_confusion(batched_confusion(a, b, n_cls))[0])
     ci = None
     if n_bootstrap > 0:
@@ -112,14 +112,14 @@ def reader_agreement(
         both = (ratings[a] != NOT_READ) & (ratings[b] != NOT_READ)
         kappa, ci = (None, None)
         if both.sum() >= 2:
-            kappa, ci = _kappa_with_ci(ratings[a][both], ratings[b][both], y_true[both], n_cls, n_bootstrap, seed)
+            kappa, ci = kappa_with_ci(ratings[a][both], ratings[b][both], y_true[both], n_cls, n_bootstrap, seed)
         pairs.append({"a": a, "b": b, "n": int(both.sum()), "kappa": kappa, "ci": ci})
     vs_truth = []
     for name, r in ratings.items():
         read = r != NOT_READ
         if read.sum() < 2:
             continue
-        kappa, kappa_ci = _kappa_with_ci(r[read], y_true[read], y_true[read], n_cls, n_bootstrap, seed)
+        kappa, kappa_ci = kappa_with_ci(r[read], y_true[read], y_true[read], n_cls, n_bootstrap, seed)
         onehot = np.eye(n_cls)[r[read]]
         m = compute_metrics(y_true[read], onehot, classes, n_bootstrap=n_bootstrap, seed=seed)
         keys = [k for k in ("accuracy", "balanced_accuracy", "sensitivity", "specificity") if k in m]

@@ -31,7 +31,10 @@ from cxr.errors import CxrError
 from cxr.inference.bundle import Bundle
 from cxr.inference.onnx_export import weights_digest
 from cxr.inference.predict import apply_temperature, decide
+from cxr.readingroom import ReadingRoom
+from cxr.readingroom.service import ModelFacts
 from cxr.serve.limits import BodySizeLimit, InferencePool
+from cxr.serve.reading_routes import ReadingService, add_reading_routes
 
 API_KEY_ENV = "CXR_API_KEY"
 API_KEY_HEADER = "X-API-Key"
@@ -48,6 +51,7 @@ class Prediction(BaseModel):
     predicted: str
     probabilities: dict[str, float]
     threshold: float | None
+    study_id: str | None = None  # the reading room's record of this prediction (GET /v1/studies/{id})
     model: ModelRef
     backend: str
     filename: str | None
@@ -132,8 +136,15 @@ def create_app(
     workers: int = 1,
     max_pending: int = 64,
     explain: bool = True,
+    db: str | None = None,
+    store_images: bool = True,
+    watch: str | Path | None = None,
 ) -> FastAPI:
-    """Build the app for one run. `api_key` defaults to $CXR_API_KEY; when set, /v1/* needs the X-API-Key header."""
+    """Build the app for one run. `api_key` defaults to $CXR_API_KEY; when set, /v1/* needs the X-API-Key header.
+
+    Every prediction is recorded in the reading room: `db` (a SQLAlchemy URL, default SQLite at RUN/reading.db),
+    images in a content-addressed store unless `store_images` is False; `watch` ingests films dropped in a folder.
+    """
     bundle = Bundle.load(run_dir, backend=backend)
     meta = bundle.meta
     if bundle.guard is None:
@@ -153,8 +164,10 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
+        reading.start()
         yield
         pool.shutdown()
+        reading.stop()
 
     app = FastAPIOffline(  # FastAPI whose /docs and /redoc load Swagger UI from the package, not a CDN
         title="cxr",
@@ -197,6 +210,11 @@ def create_app(
         (e,) = explainer.explain_arrays([shown], target, model_inputs=model_input[None])
         return _png(overlay_rgb(e.image, e.heatmap))
 
+    room = ReadingRoom.for_run(bundle.run_dir, db, store_images=store_images)
+    model_facts = ModelFacts(ref.id, ref.version, ref.architecture, list(meta.classes), meta.threshold)
+    reading = app.state.reading = ReadingService(room, model_facts, predict_one, Path(watch) if watch else None)
+    add_reading_routes(app, reading, require_key)
+
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> str:
         return resources.files("cxr.serve").joinpath("static/index.html").read_text(encoding="utf-8")
@@ -216,7 +234,7 @@ def create_app(
     @app.post("/v1/predict", response_model=Prediction, dependencies=[Depends(require_key)], tags=["model"])
     async def predict(file: UploadFile = File(..., description="a chest X-ray: PNG, JPEG, BMP, TIFF or DICOM")):
         """Class probabilities and the predicted class for one uploaded X-ray."""
-        return await pool.run(predict_one, file)
+        return await pool.run(reading.predict, file)
 
     @app.post(
         "/v1/explain",

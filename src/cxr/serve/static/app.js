@@ -2,41 +2,16 @@
 // Plain JS with no external libraries (hospitals' machines often have no internet).
 "use strict";
 
-const $ = (id) => document.getElementById(id);
-const state = { key: sessionStorage.getItem("cxr-api-key") || "", file: null, overlayUrl: null, previewUrl: null, previewOk: true };
+// common.js (loaded first) provides $, keys, apiHeaders, fetchModel, setStatus, errorText and percent.
+const state = { file: null, overlayUrl: null, previewUrl: null, previewOk: true, study: null };
 
 function headers() {
-  return state.key ? { "X-API-Key": state.key } : {};
-}
-
-function setStatus(text, isError = false) {
-  $("status").textContent = text;
-  $("status").classList.toggle("error", isError);
-}
-
-async function errorText(response) {
-  try {
-    const body = await response.json();
-    if (typeof body.detail === "string") return body.detail;
-    return JSON.stringify(body.detail);
-  } catch (_) {
-    return `${response.status} ${response.statusText}`;
-  }
+  return apiHeaders();
 }
 
 async function loadModel() {
-  const response = await fetch("/v1/model", { headers: headers() });
-  if (response.status === 401) {
-    $("auth").hidden = false;
-    $("model-line").textContent = "this server requires an API key";
-    return false;
-  }
-  if (!response.ok) {
-    setStatus(await errorText(response), true);
-    return false;
-  }
-  const info = await response.json();
-  $("auth").hidden = true;
+  const info = await fetchModel();
+  if (!info) return false;
   const m = info.model;
   $("model-line").textContent =
     `model ${m.id} · ${m.architecture} · version ${m.version} · ${info.classes.length} classes: ${info.classes.join(", ")}`;
@@ -68,7 +43,7 @@ function renderBars(prediction) {
     track.append(fill);
     const value = document.createElement("span");
     value.className = "value";
-    value.textContent = `${(100 * p).toFixed(1)}%`;
+    value.textContent = percent(p);
     row.append(label, track, value);
     bars.append(row);
   }
@@ -114,6 +89,7 @@ async function predict(file) {
   const prediction = await response.json();
   renderBars(prediction);
   $("result").hidden = false;
+  if (prediction.study_id) showStudyReads(prediction.study_id).catch((e) => setStatus(String(e), true));
   setStatus(`${file.name}: ${prediction.predicted} (${prediction.backend}, ${(1000 * prediction.seconds).toFixed(0)} ms)`);
   document.body.dataset.state = "ready";
 }
@@ -155,9 +131,10 @@ document.addEventListener("DOMContentLoaded", () => {
   drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); $("file").click(); } });
   $("overlay-toggle").addEventListener("change", () => toggleOverlay().catch((e) => setStatus(String(e), true)));
   $("api-key-save").addEventListener("click", () => {
-    state.key = $("api-key").value.trim();
-    sessionStorage.setItem("cxr-api-key", state.key);
+    saveKey("api", $("api-key").value);
     loadModel().then((ok) => { if (ok && state.file) predict(state.file); });
   });
-  loadModel().catch((e) => setStatus(String(e), true));
+  setUpReads();
+  const study = new URLSearchParams(location.search).get("study");
+  loadModel().then((ok) => { if (ok && study) return openStudy(study); }).catch((e) => setStatus(String(e), true));
 });

@@ -1,0 +1,232 @@
+"""Load and crash test of the reading room: 8 concurrent clients post films and reads to `cxr serve` for 30 s,
+against SQLite and against PostgreSQL; then the same load with the server killed (SIGKILL) and restarted mid-way.
+
+Usage: python benchmarks/reading_load.py [RUN] [--clients 8] [--seconds 30] [--backends sqlite postgresql]
+       -> benchmarks/results/reading_load.json
+
+Each client loops: POST /v1/predict (a film), then POST /v1/studies/{id}/reads on the film it got back. Afterwards
+the database is opened directly: every accepted film and read must be there, none twice. A request in flight when
+the server is killed may have committed without its answer arriving ("committed, unacknowledged"): allowed; an
+acknowledged one missing is a failure. PostgreSQL is a throw-away cluster (tests/pg.py). Loopback only; the clients
+share the CPU with the server, so the figures are a floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import httpx
+import numpy as np
+from common import ROOT, write_result
+from serve_load import DEFAULT_IMAGE, HOST, build_demo_run, free_port, wait_until_up
+
+sys.path.insert(0, str(ROOT))  # tests/pg.py: the throw-away PostgreSQL cluster the tests use
+
+from cxr.readingroom import ReadingRoom  # noqa: E402
+from cxr.readingroom.db import sqlite_url  # noqa: E402
+
+
+class Server:
+    """`cxr serve RUN --db URL` in its own process; `kill()` is SIGKILL (no clean-up code runs)."""
+
+    def __init__(self, run: Path, db: str, workers: int):
+        self.port = free_port()
+        self.base = f"http://{HOST}:{self.port}"
+        self.cmd = [sys.executable, "-m", "cxr.cli", "serve", str(run), "--host", HOST, "--port", str(self.port),
+                    "--workers", str(workers), "--db", db]  # fmt: skip
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> float:
+        t0 = time.perf_counter()
+        env = {**os.environ, "CXR_API_KEY": ""}
+        self.proc = subprocess.Popen(self.cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until_up(self.base, self.proc)
+        return time.perf_counter() - t0
+
+    def kill(self) -> None:
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(30)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(30)
+
+
+class Tally:
+    def __init__(self):
+        self.films: list[str] = []
+        self.reads: list[int] = []
+        self.latency = {"predict": [], "read": []}
+        self.errors = 0
+
+
+async def client_loop(client, data: bytes, name: str, labels: list[str], key: str, until: float, tally: Tally,
+                      seed: int) -> None:  # fmt: skip
+    i = seed
+    while time.perf_counter() < until:
+        t0 = time.perf_counter()
+        try:
+            r = await client.post("/v1/predict", files={"file": (name, data, "image/jpeg")})
+        except httpx.HTTPError:
+            tally.errors += 1
+            await asyncio.sleep(0.05)  # server down (killed): retry shortly
+            continue
+        if r.status_code != 200:
+            tally.errors += 1
+            continue
+        tally.latency["predict"].append(time.perf_counter() - t0)
+        study = r.json()["study_id"]
+        tally.films.append(study)
+        t0 = time.perf_counter()
+        try:
+            r = await client.post(f"/v1/studies/{study}/reads", json={"label": labels[i % len(labels)]},
+                                  headers={"X-Reader-Key": key})  # fmt: skip
+        except httpx.HTTPError:
+            tally.errors += 1
+            continue
+        i += 1
+        if r.status_code == 201:
+            tally.latency["read"].append(time.perf_counter() - t0)
+            tally.reads.append(r.json()["id"])
+        else:
+            tally.errors += 1
+
+
+async def load(server: Server, data: bytes, name: str, labels: list[str], key: str, clients: int, seconds: float,
+               kill_at: float | None) -> tuple[Tally, float, float | None]:  # fmt: skip
+    tally = Tally()
+    restart = None
+
+    async def killer():
+        nonlocal restart
+        await asyncio.sleep(kill_at)
+        server.kill()
+        restart = await asyncio.to_thread(server.start)
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=server.base, limits=limits, timeout=60) as client:
+        t0 = time.perf_counter()
+        until = t0 + seconds
+        tasks = [client_loop(client, data, name, labels, key, until, tally, c) for c in range(clients)]
+        await asyncio.gather(*tasks, *([killer()] if kill_at is not None else []))
+        elapsed = time.perf_counter() - t0
+    return tally, elapsed, restart
+
+
+def stored(room: ReadingRoom) -> tuple[list[str], list[int]]:
+    from sqlalchemy import select
+
+    from cxr.readingroom.schema import Film, Read
+
+    with room.session() as s:
+        return list(s.scalars(select(Film.id)).all()), list(s.scalars(select(Read.id)).all())
+
+
+def check(room: ReadingRoom, tally: Tally, before: tuple[list[str], list[int]]) -> dict:
+    """Every acknowledged film and read is in the database, none twice (rows from earlier phases set aside)."""
+    films, reads = stored(room)
+    stored_films, stored_reads = set(films) - set(before[0]), set(reads) - set(before[1])
+    return {
+        "films_acknowledged": len(tally.films),
+        "films_missing": len(set(tally.films) - stored_films),
+        "films_acknowledged_twice": len(tally.films) - len(set(tally.films)),
+        "films_committed_unacknowledged": len(stored_films - set(tally.films)),
+        "reads_acknowledged": len(tally.reads),
+        "reads_missing": len(set(tally.reads) - stored_reads),
+        "reads_committed_unacknowledged": len(stored_reads - set(tally.reads)),
+        "rows_duplicated": (len(films) - len(set(films))) + (len(reads) - len(set(reads))),
+    }
+
+
+def ms(values: list[float], q: float) -> float | None:
+    return round(float(np.percentile(np.array(values) * 1000, q)), 1) if values else None
+
+
+def summary(tally: Tally, elapsed: float) -> dict:
+    done = len(tally.latency["predict"]) + len(tally.latency["read"])
+    return {"seconds": round(elapsed, 1), "requests_ok": done, "errors": tally.errors,
+            "requests_per_s": round(done / elapsed, 2), "films_per_s": round(len(tally.films) / elapsed, 2),
+            "predict_ms_p50": ms(tally.latency["predict"], 50), "predict_ms_p99": ms(tally.latency["predict"], 99),
+            "read_ms_p50": ms(tally.latency["read"], 50), "read_ms_p99": ms(tally.latency["read"], 99)}  # fmt: skip
+
+
+def run_backend(backend: str, run: Path, args, data: bytes, stack: ExitStack) -> dict:
+    if backend == "sqlite":
+        db = sqlite_url(run / "reading.db")
+    else:
+        from tests.pg import fresh_database, throwaway_cluster
+
+        db = fresh_database(stack.enter_context(throwaway_cluster()))
+    room = ReadingRoom(db, None, salt=b"")  # migrates the database, as the server would
+    key = room.add_reader(f"bench-{backend}")
+    labels = ["Normal", "Covid", "indeterminate"]
+    out = {"db": db.split("@")[-1] if backend != "sqlite" else "sqlite:///RUN/reading.db"}
+    server = Server(run, db, args.workers)
+    try:
+        out["start_seconds"] = round(server.start(), 1)
+        before = stored(room)
+        tally, elapsed, _ = asyncio.run(
+            load(server, data, args.image.name, labels, key, args.clients, args.seconds, None))  # fmt: skip
+        out["load"] = summary(tally, elapsed) | check(room, tally, before)
+        print(backend, "load", out["load"], flush=True)
+        before = stored(room)
+        tally, elapsed, restart = asyncio.run(load(server, data, args.image.name, labels, key, args.clients,
+                                                   args.seconds, args.seconds / 3))  # fmt: skip
+        out["kill9"] = summary(tally, elapsed) | check(room, tally, before) | {
+            "killed_at_s": round(args.seconds / 3, 1), "restart_seconds": round(restart, 1)}  # fmt: skip
+        print(backend, "kill -9", out["kill9"], flush=True)
+    finally:
+        server.stop()
+    if backend == "sqlite":
+        with room.engine.connect() as conn:
+            out["integrity_check"] = conn.exec_driver_sql("PRAGMA integrity_check").scalar()
+    room.close()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run", nargs="?", type=Path, help="run directory to serve (default: a demo smallnet)")
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--workers", type=int, default=2, help="cxr serve --workers")
+    parser.add_argument("--image", type=Path, default=DEFAULT_IMAGE)
+    parser.add_argument("--backends", nargs="+", default=["sqlite", "postgresql"], choices=["sqlite", "postgresql"])
+    args = parser.parse_args()
+    data = args.image.read_bytes()
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+        for backend in args.backends:
+            run = Path(tmp) / backend  # a fresh run per backend: its own reading.db, images and salt
+            run.mkdir()
+            if args.run:
+                for f in args.run.iterdir():
+                    if f.is_file() and f.suffix in (".pt", ".onnx", ".json", ".yaml"):
+                        (run / f.name).symlink_to(f.resolve())
+            else:
+                build_demo_run(run)
+            results[backend] = run_backend(backend, run, args, data, stack)
+    write_result("reading_load", {
+        "command": "python benchmarks/reading_load.py " + " ".join(
+            ([str(args.run)] if args.run else []) + ["--clients", str(args.clients), "--seconds", str(args.seconds),
+             "--workers", str(args.workers), "--backends", *args.backends]),  # fmt: skip
+        "model": "smallnet 224 px, ONNX (random weights)" if not args.run else str(args.run),
+        "upload": {"file": "/".join(args.image.parts[-4:]), "bytes": len(data)},
+        "per_client_loop": "POST /v1/predict, then POST /v1/studies/{id}/reads on that film",
+        "server": f"cxr serve --workers {args.workers} on {HOST} (own process); clients in this process",
+        "backends": results,
+    })
+
+
+if __name__ == "__main__":
+    main()

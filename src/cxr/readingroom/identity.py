@@ -1,0 +1,95 @@
+"""Who and what, without clear identifiers: the salted patient hash, DICOM UIDs, and reader keys.
+
+The salt comes from $CXR_SALT, else from a file `reading-salt` in the run directory, created once (mode 0600).
+Several service processes on one PostgreSQL database must share it: set CXR_SALT, or serve the same run directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import io
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from cxr.data.images import DICOM_MAGIC_END, is_dicom
+from cxr.errors import CxrError
+
+SALT_ENV = "CXR_SALT"
+SALT_FILE = "reading-salt"
+
+
+def load_salt(folder: str | Path) -> bytes:
+    """$CXR_SALT, else the salt file in `folder`, created on first use.
+
+    Written to a private temp file, then hard-linked into place: the link fails if the file exists, so two processes
+    starting together agree on one salt, and neither can read a salt file before its content is there.
+    """
+    if os.environ.get(SALT_ENV):
+        return os.environ[SALT_ENV].encode()
+    path = Path(folder) / SALT_FILE
+    if not path.exists():
+        tmp = path.with_name(f".{SALT_FILE}.{os.getpid()}")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))
+                f.flush()
+                os.fsync(f.fileno())
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process made it first: use theirs
+        except OSError as e:
+            raise CxrError(f"cannot create the salt file {path} ({e.strerror}); set ${SALT_ENV} instead") from None
+        finally:
+            tmp.unlink(missing_ok=True)
+    salt = path.read_text().strip()
+    if not salt:
+        raise CxrError(f"{path} is empty; delete it (a new salt is made) or set ${SALT_ENV}")
+    return salt.encode()
+
+
+def patient_hash(salt: bytes, patient_id: str | None) -> str | None:
+    """HMAC-SHA256 of the patient ID: the same patient links across films, the ID itself is never stored."""
+    if not patient_id or not patient_id.strip():
+        return None
+    return hmac.new(salt, patient_id.strip().encode(), hashlib.sha256).hexdigest()
+
+
+@dataclass(frozen=True)
+class DicomIds:
+    study_uid: str | None = None
+    series_uid: str | None = None
+    sop_uid: str | None = None
+    accession: str | None = None
+    patient_id: str | None = None  # only ever passed on to patient_hash
+
+
+def dicom_ids(data: bytes, filename: str | None) -> DicomIds:
+    """The identifiers in a DICOM header (nothing for PNG/JPEG or a header pydicom cannot parse)."""
+    if not is_dicom(Path(filename or "upload"), data[:DICOM_MAGIC_END]):
+        return DicomIds()
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data), force=True, stop_before_pixels=True)
+
+        def value(keyword: str) -> str | None:
+            v = ds.get(keyword)
+            return str(v).strip()[:64] or None if v is not None else None
+
+        return DicomIds(value("StudyInstanceUID"), value("SeriesInstanceUID"), value("SOPInstanceUID"),
+                        value("AccessionNumber"), value("PatientID"))  # fmt: skip
+    except Exception:  # the image itself decoded (the prediction exists); a malformed header only loses the UIDs
+        return DicomIds()
+
+
+def new_reader_key() -> str:
+    return "cxr_" + secrets.token_urlsafe(32)
+
+
+def key_hash(key: str) -> str:
+    # plain SHA-256 is enough: keys are 256 random bits, not passwords a slow hash must protect from guessing
+    return hashlib.sha256(key.encode()).hexdigest()

@@ -1,0 +1,117 @@
+"""Read-side queries: the worklist's filters and orders, current reads, and films as plain dicts for the API."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from sqlalchemy import and_, exists, func, not_, select
+from sqlalchemy.orm import Session, aliased
+
+from cxr.readingroom.schema import INDETERMINATE, Film, Read, Reader
+
+ORDERS = ("triage", "newest")
+
+
+@dataclass(frozen=True)
+class StudyFilter:
+    unread: bool = False  # no reader has read the film
+    flagged: bool = False  # the model calls it positive (not the normal class)
+    disagreement: bool = False  # a reader's current read names another class than the model
+    received_from: datetime | None = None
+    received_to: datetime | None = None
+
+
+def utc_naive(when: datetime | None) -> datetime | None:
+    """The database's convention: naive UTC (an aware time is converted; a naive one is taken as UTC)."""
+    if when is None or when.tzinfo is None:
+        return when
+    return when.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def iso(when: datetime | None) -> str | None:
+    return None if when is None else when.replace(tzinfo=timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def current_reads():
+    """Reads that no later version (same film, same reader) replaced."""
+    later = aliased(Read)
+    return not_(
+        exists().where(later.film_id == Read.film_id, later.reader_id == Read.reader_id, later.version > Read.version)
+    )
+
+
+def disagreeing():
+    """Films with a current read that names a class other than the model's ("indeterminate" is not a class)."""
+    return exists().where(
+        Read.film_id == Film.id, current_reads(), Read.label != Film.predicted, Read.label != INDETERMINATE
+    )
+
+
+def conditions(f: StudyFilter) -> list:
+    out = []
+    if f.unread:
+        out.append(not_(exists().where(Read.film_id == Film.id)))
+    if f.flagged:
+        out.append(Film.flagged.is_(True))
+    if f.disagreement:
+        out.append(disagreeing())
+    if f.received_from is not None:
+        out.append(Film.received_at >= utc_naive(f.received_from))
+    if f.received_to is not None:
+        out.append(Film.received_at < utc_naive(f.received_to))
+    return out
+
+
+def list_films(session: Session, f: StudyFilter, order: str, limit: int, offset: int) -> tuple[int, list[Film]]:
+    where = and_(True, *conditions(f))
+    total = session.scalar(select(func.count()).select_from(Film).where(where))
+    keys = [Film.received_at.desc(), Film.id] if order == "newest" else [
+        Film.positive_score.desc(), Film.received_at.desc(), Film.id]  # fmt: skip
+    films = session.scalars(select(Film).where(where).order_by(*keys).limit(limit).offset(offset)).all()
+    return int(total or 0), list(films)
+
+
+def reads_of(session: Session, film_ids: list[str], history: bool = False) -> dict[str, list[dict]]:
+    """Per film, its reads oldest first: the current ones, or with `history` every version (the audit trail)."""
+    if not film_ids:
+        return {}
+    query = select(Read, Reader.name).join(Reader, Reader.id == Read.reader_id).where(Read.film_id.in_(film_ids))
+    if not history:
+        query = query.where(current_reads())
+    out: dict[str, list[dict]] = defaultdict(list)
+    for read, name in session.execute(query.order_by(Read.created_at, Read.id)):
+        out[read.film_id].append(read_dict(read, name))
+    return out
+
+
+def read_dict(read: Read, reader: str) -> dict:
+    return {"id": read.id, "reader": reader, "label": read.label, "note": read.note, "version": read.version,
+            "created_at": iso(read.created_at)}  # fmt: skip
+
+
+def film_dict(film: Film, reads: list[dict]) -> dict:
+    current = {r["reader"]: r for r in reads}  # oldest first: a later version of a reader's read wins
+    disagree = [r["reader"] for r in current.values() if r["label"] not in (film.predicted, INDETERMINATE)]
+    return {
+        "id": film.id,
+        "received_at": iso(film.received_at),
+        "source": film.source,
+        "filename": film.filename,
+        "predicted": film.predicted,
+        "probabilities": dict(zip(film.classes, film.probabilities)),
+        "threshold": film.threshold,
+        "positive_score": film.positive_score,
+        "flagged": film.flagged,
+        "ood_score": film.ood_score,
+        "model": {"id": film.model_id, "version": film.model_version, "architecture": film.architecture},
+        "sha256": film.sha256,
+        "image_stored": film.image_stored,
+        "dicom": {"study_uid": film.study_uid, "series_uid": film.series_uid, "sop_uid": film.sop_uid,
+                  "accession": film.accession},  # fmt: skip
+        "patient_hash": film.patient_hash,
+        "reads": reads,
+        "disagreement": bool(disagree),
+        "disagreeing_readers": disagree,
+    }

@@ -1,0 +1,78 @@
+"""The tables. Changing them means a new Alembic revision in migrations/versions (a test compares the two).
+
+Times are naive UTC on both backends (SQLite keeps no zone). A film row is written once; a read is never updated:
+a changed read is a new row with the next `version` for that film and reader, so the earlier one stays (audit).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+INDETERMINATE = "indeterminate"
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Film(Base):
+    """One received image and the model's prediction for it (the API calls it a study: /v1/studies/{id})."""
+
+    __tablename__ = "films"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # uuid4 hex, made by the service
+    received_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    source: Mapped[str] = mapped_column(String(16))  # upload | watch
+    filename: Mapped[str | None] = mapped_column(String(255))
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    image_stored: Mapped[bool] = mapped_column(Boolean)
+    image_ext: Mapped[str] = mapped_column(String(8))  # suffix the stored copy and exports carry (.png, .dcm, ...)
+    model_id: Mapped[str] = mapped_column(String(255))
+    model_version: Mapped[str] = mapped_column(String(64))
+    architecture: Mapped[str] = mapped_column(String(64))
+    classes: Mapped[list] = mapped_column(JSON)
+    probabilities: Mapped[list] = mapped_column(JSON)  # in `classes` order
+    predicted: Mapped[str] = mapped_column(String(64))
+    threshold: Mapped[float | None] = mapped_column(Float)
+    positive_score: Mapped[float] = mapped_column(Float, index=True)  # triage key: 1 - P(normal class)
+    flagged: Mapped[bool] = mapped_column(Boolean, index=True)  # predicted class is not the normal one
+    ood_score: Mapped[float | None] = mapped_column(Float)  # the input guard's score, when the model has one
+    seconds: Mapped[float | None] = mapped_column(Float)
+    study_uid: Mapped[str | None] = mapped_column(String(64), index=True)
+    series_uid: Mapped[str | None] = mapped_column(String(64))
+    sop_uid: Mapped[str | None] = mapped_column(String(64))
+    accession: Mapped[str | None] = mapped_column(String(64))
+    patient_hash: Mapped[str | None] = mapped_column(String(64), index=True)  # HMAC-SHA256(salt, PatientID)
+
+
+class Reader(Base):
+    """A person who reads films; identified by an API key of which only the SHA-256 is kept."""
+
+    __tablename__ = "readers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
+class Read(Base):
+    """A reader's label for a film. The current read of (film, reader) is the one with the highest version."""
+
+    __tablename__ = "reads"
+    __table_args__ = (
+        UniqueConstraint("film_id", "reader_id", "version", name="uq_reads_film_reader_version"),
+        Index("ix_reads_film_reader", "film_id", "reader_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    film_id: Mapped[str] = mapped_column(String(32), ForeignKey("films.id"))
+    reader_id: Mapped[int] = mapped_column(Integer, ForeignKey("readers.id"))
+    version: Mapped[int] = mapped_column(Integer)
+    label: Mapped[str] = mapped_column(String(64))  # one of the film's classes, or "indeterminate"
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime, index=True)

@@ -1,0 +1,237 @@
+"""The reading room's write side and its entry point: record a prediction, add a reader, record a read.
+
+Every write is one transaction: a film row with its stored image, or a read, is all there or not there at all.
+"""
+
+from __future__ import annotations
+
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from cxr.errors import CxrError
+from cxr.readingroom import db, queries
+from cxr.readingroom.identity import dicom_ids, key_hash, load_salt, new_reader_key, patient_hash
+from cxr.readingroom.queries import StudyFilter
+from cxr.readingroom.schema import INDETERMINATE, Film, Read, Reader
+from cxr.readingroom.store import ImageStore, image_suffix, sha256
+
+DB_FILE = "reading.db"
+IMAGES_DIR = "images"
+NORMAL_NAMES = ("normal", "no finding", "no_finding", "healthy")
+MAX_NOTE = 2000
+
+
+class UnknownFilm(CxrError):
+    """404: no film with that id."""
+
+
+class BadReaderKey(CxrError):
+    """401: no reader has that key (or it was revoked)."""
+
+
+class BadRead(CxrError):
+    """422: a label the film's model does not know, or a note too long."""
+
+
+@dataclass(frozen=True)
+class ModelFacts:
+    id: str
+    version: str
+    architecture: str
+    classes: Sequence[str]
+    threshold: float | None
+
+
+def normal_class(classes: Sequence[str]) -> str:
+    """The class triage puts last: one named like "normal", else the first (a binary model's negative)."""
+    return next((c for c in classes if c.strip().lower() in NORMAL_NAMES), classes[0])
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class ReadingRoom:
+    """One database (and image store) shared by the web service, the folder watcher and the CLI."""
+
+    def __init__(self, url: str, image_root: str | Path | None, salt: bytes):
+        self.url = url
+        self.engine = db.connect(url)
+        self.store = ImageStore(image_root) if image_root is not None else None
+        self.salt = salt
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    @classmethod
+    def for_run(cls, run_dir: str | Path, url: str | None = None, store_images: bool = True,
+                images: str | Path | None = None) -> "ReadingRoom":  # fmt: skip
+        """`cxr serve RUN`'s defaults: SQLite at RUN/reading.db, images in RUN/images, the salt of the run."""
+        run_dir = Path(run_dir)
+        url = url or db.sqlite_url(run_dir / DB_FILE)
+        image_root = (Path(images) if images else default_images(url, run_dir)) if store_images else None
+        return cls(url, image_root, load_salt(run_dir))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def session(self) -> Session:
+        return self._sessions()
+
+    @contextmanager
+    def writing(self) -> Iterator[Session]:
+        """A write transaction: committed when the block ends, rolled back (nothing half-written) when it raises."""
+        with self._sessions() as session, session.begin():
+            session.connection(execution_options=db.WRITE)  # SQLite: BEGIN IMMEDIATE (see db.py)
+            yield session
+
+    # films ----------------------------------------------------------------------------------------------------------
+
+    def record(self, data: bytes, filename: str | None, model: ModelFacts, probabilities: Sequence[float],
+               predicted: str, *, source: str = "upload", ood_score: float | None = None,
+               seconds: float | None = None) -> dict[str, Any]:  # fmt: skip
+        """Store the image (unless the store is off) and one film row; returns the film as the API shows it."""
+        digest, suffix = sha256(data), image_suffix(data, filename)
+        ids = dicom_ids(data, filename)
+        if self.store is not None:
+            self.store.put(data, digest, suffix)  # before the row: a committed film never lacks its image
+        normal = normal_class(model.classes)
+        probs = [float(p) for p in probabilities]
+        film = Film(
+            id=uuid.uuid4().hex, received_at=now(), source=source, filename=(filename or None) and filename[-255:],
+            sha256=digest, image_stored=self.store is not None, image_ext=suffix, model_id=model.id,
+            model_version=model.version, architecture=model.architecture, classes=list(model.classes),
+            probabilities=probs, predicted=predicted, threshold=model.threshold,
+            positive_score=1.0 - probs[list(model.classes).index(normal)], flagged=predicted != normal,
+            ood_score=None if ood_score is None else float(ood_score), seconds=seconds, study_uid=ids.study_uid,
+            series_uid=ids.series_uid, sop_uid=ids.sop_uid, accession=ids.accession,
+            patient_hash=patient_hash(self.salt, ids.patient_id),
+        )  # fmt: skip
+        with self.writing() as session:
+            session.add(film)
+        return queries.film_dict(film, [])
+
+    def has_film(self, digest: str, source: str) -> bool:
+        with self.session() as session:
+            query = select(Film.id).where(Film.sha256 == digest, Film.source == source).limit(1)
+            return session.scalar(query) is not None
+
+    def studies(self, f: StudyFilter = StudyFilter(), order: str = "triage", limit: int = 50,
+                offset: int = 0) -> dict[str, Any]:  # fmt: skip
+        with self.session() as session:
+            total, films = queries.list_films(session, f, order, limit, offset)
+            reads = queries.reads_of(session, [x.id for x in films])
+            items = [queries.film_dict(x, reads.get(x.id, [])) for x in films]
+        return {"total": total, "limit": limit, "offset": offset, "order": order, "items": items}
+
+    def study(self, film_id: str) -> dict[str, Any]:
+        """One film with its full read history (every version: the audit trail)."""
+        with self.session() as session:
+            film = session.get(Film, film_id)
+            if film is None:
+                raise UnknownFilm(f"no study {film_id!r}; list them with GET /v1/studies")
+            history = queries.reads_of(session, [film_id], history=True).get(film_id, [])
+        out = queries.film_dict(film, history)
+        out["reads"] = list({r["reader"]: r for r in history}.values())
+        out["history"] = history
+        return out
+
+    def image_path(self, film_id: str) -> Path:
+        with self.session() as session:
+            film = session.get(Film, film_id)
+        if film is None:
+            raise UnknownFilm(f"no study {film_id!r}; list them with GET /v1/studies")
+        if self.store is None or not film.image_stored:
+            raise UnknownFilm(f"the image of study {film_id} was not stored (served with --no-store-images)")
+        path = self.store.path(film.sha256, film.image_ext)
+        if not path.is_file():
+            raise UnknownFilm(f"the image of study {film_id} is missing from {self.store.root}")
+        return path
+
+    # readers and reads ----------------------------------------------------------------------------------------------
+
+    def add_reader(self, name: str) -> str:
+        """Create a reader; returns the key (shown once: only its hash is kept)."""
+        name = name.strip()
+        if not name or len(name) > 100:
+            raise CxrError("a reader's name must be 1 to 100 characters")
+        key = new_reader_key()
+        try:
+            with self.writing() as session:
+                session.add(Reader(name=name, key_hash=key_hash(key), created_at=now()))
+        except IntegrityError:
+            raise CxrError(f"a reader named {name!r} exists already; pick another name") from None
+        return key
+
+    def revoke_reader(self, name: str) -> None:
+        with self.writing() as session:
+            reader = session.scalar(select(Reader).where(Reader.name == name))
+            if reader is None:
+                raise CxrError(f"no reader named {name!r}; see `cxr readers list`")
+            reader.revoked_at = reader.revoked_at or now()  # the row stays: their reads still name them
+
+    def readers(self) -> list[dict[str, Any]]:
+        with self.session() as session:
+            counts = dict(session.execute(select(Read.reader_id, func.count()).group_by(Read.reader_id)).all())
+            rows = session.scalars(select(Reader).order_by(Reader.name)).all()
+            return [{"name": r.name, "created_at": queries.iso(r.created_at), "revoked_at": queries.iso(r.revoked_at),
+                     "reads": counts.get(r.id, 0)} for r in rows]  # fmt: skip
+
+    def reader_for_key(self, session: Session, key: str | None, lock: bool = False) -> Reader:
+        """The reader holding `key`; `lock` (PostgreSQL: FOR UPDATE) serialises one reader's concurrent reads."""
+        query = select(Reader).where(Reader.key_hash == key_hash(key or ""))
+        reader = session.scalar(query.with_for_update() if lock else query) if key else None
+        if reader is None or reader.revoked_at is not None:
+            raise BadReaderKey("missing, unknown or revoked reader key: send it in the X-Reader-Key header "
+                               "(`cxr readers add NAME` makes one)")  # fmt: skip
+        return reader
+
+    def reader_name(self, key: str | None) -> str:
+        with self.session() as session:
+            return self.reader_for_key(session, key).name
+
+    def add_read(self, film_id: str, key: str | None, label: str, note: str | None = None) -> dict[str, Any]:
+        """Record a reader's label; a reader's earlier read of the film stays, the new one is the next version."""
+        for attempt in range(5):  # belt and braces: the reader lock already orders one reader's reads
+            try:
+                return self._add_read(film_id, key, label, note)
+            except IntegrityError:
+                if attempt == 4:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _add_read(self, film_id: str, key: str | None, label: str, note: str | None) -> dict[str, Any]:
+        with self.writing() as session:
+            reader = self.reader_for_key(session, key, lock=True)
+            film = session.get(Film, film_id)
+            if film is None:
+                raise UnknownFilm(f"no study {film_id!r}; list them with GET /v1/studies")
+            choices = [*film.classes, INDETERMINATE]
+            label = next((c for c in choices if c.lower() == label.strip().lower()), None) or _bad_label(label, choices)
+            if note is not None and len(note) > MAX_NOTE:
+                raise BadRead(f"the note has {len(note)} characters; at most {MAX_NOTE}")
+            version = session.scalar(
+                select(func.coalesce(func.max(Read.version), 0)).where(Read.film_id == film_id,
+                                                                       Read.reader_id == reader.id)
+            )  # fmt: skip
+            read = Read(film_id=film_id, reader_id=reader.id, version=version + 1, label=label,
+                        note=note or None, created_at=now())  # fmt: skip
+            session.add(read)
+            session.flush()
+            return queries.read_dict(read, reader.name) | {"film_id": film_id}
+
+
+def _bad_label(label: str, choices: list[str]) -> str:
+    raise BadRead(f"label {label!r} is not one of this model's classes or {INDETERMINATE!r}: {', '.join(choices)}")
+
+
+def default_images(url: str, run_dir: Path) -> Path:
+    """Beside a SQLite file; for a server database, in the run directory (share it, or pass --images)."""
+    db_file = db.sqlite_path(url)
+    return (db_file.parent if db_file is not None else run_dir) / IMAGES_DIR

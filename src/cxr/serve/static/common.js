@@ -1,0 +1,66 @@
+// Shared by the upload page (app.js) and the worklist (worklist.js): element lookup, keys, status and errors.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const keys = {
+  api: sessionStorage.getItem("cxr-api-key") || "",
+  reader: sessionStorage.getItem("cxr-reader-key") || "",
+};
+
+function saveKey(which, value) {
+  keys[which] = value.trim();
+  sessionStorage.setItem(which === "api" ? "cxr-api-key" : "cxr-reader-key", keys[which]);
+}
+
+function apiHeaders(extra = {}) {
+  const h = { ...extra };
+  if (keys.api) h["X-API-Key"] = keys.api;
+  return h;
+}
+
+function setStatus(text, isError = false) {
+  $("status").textContent = text;
+  $("status").classList.toggle("error", isError);
+}
+
+async function errorText(response) {
+  try {
+    const body = await response.json();
+    if (typeof body.detail === "string") return body.detail;
+    return JSON.stringify(body.detail);
+  } catch (_) {
+    return `${response.status} ${response.statusText}`;
+  }
+}
+
+// The API key card, shown when the server answers 401 (both pages carry the same one)
+(function addAuthCard() {
+  const card = document.createElement("section");
+  card.id = "auth";
+  card.className = "card";
+  card.hidden = true;
+  card.innerHTML = '<label for="api-key">API key</label> ' +
+    '<input id="api-key" type="password" autocomplete="off" placeholder="this server requires an API key"> ' +
+    '<button id="api-key-save" type="button">Use key</button>';
+  document.querySelector("main").prepend(card);
+})();
+
+async function fetchModel() {
+  // the model's description, or null after showing why: the API key card on 401, the server's message otherwise
+  const response = await fetch("/v1/model", { headers: apiHeaders() });
+  if (response.status === 401) {
+    $("auth").hidden = false;
+    $("model-line").textContent = "this server requires an API key";
+    return null;
+  }
+  if (!response.ok) {
+    setStatus(await errorText(response), true);
+    return null;
+  }
+  $("auth").hidden = true;
+  return response.json();
+}
+
+function percent(p) {
+  return `${(100 * p).toFixed(1)}%`;
+}

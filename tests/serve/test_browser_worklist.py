@@ -1,0 +1,69 @@
+"""The worklist in a real browser (Chromium via Playwright, as test_browser.py): drop two films, see them in triage
+order, record a read that disagrees with the model on the film view, find the film under disagreements."""
+
+import pytest
+
+from cxr.readingroom.db import sqlite_url
+from cxr.serve import create_app
+from tests.conftest import SHARED_DATA
+from tests.serve.test_browser import pytestmark as browser_marks
+from tests.serve.test_browser import page, serving  # noqa: F401 (page is a fixture)
+
+needs_data = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"needs the shared datasets at {SHARED_DATA}")
+pytestmark = [browser_marks, needs_data]
+
+
+@pytest.fixture(scope="module")
+def app(served_run, tmp_path_factory):
+    return create_app(served_run, db=sqlite_url(tmp_path_factory.mktemp("worklist") / "reading.db"))
+
+
+@pytest.fixture(scope="module")
+def server_url(app):
+    with serving(app) as url:
+        yield url
+
+
+def test_drop_two_films_read_one_and_find_it_under_disagreements(page, server_url, app, tmp_path):  # noqa: F811
+    films = [SHARED_DATA / "chest-xray-pneumonia" / "test" / "NORMAL" / "IM-0001-0001.jpeg",
+             SHARED_DATA / "chest-xray-pneumonia" / "test" / "PNEUMONIA" / "person100_bacteria_475.jpeg"]  # fmt: skip
+    key = app.state.reading.room.add_reader("Dr Browser")
+
+    page.goto(f"{server_url}/worklist")
+    page.wait_for_function("document.getElementById('model-line').textContent.includes('version')")
+    page.set_input_files("#files", [str(f) for f in films])
+    page.wait_for_selector("body[data-state=ready][data-listed='2']")
+    rows = page.locator("#studies tr")
+    scores = [float(rows.nth(i).get_attribute("data-score")) for i in range(2)]
+    api = app.state.reading.room.studies()["items"]
+    assert scores == sorted(scores, reverse=True) == [x["positive_score"] for x in api]  # triage order
+    assert [rows.nth(i).get_attribute("data-id") for i in range(2)] == [x["id"] for x in api]
+    assert rows.nth(0).locator("td.score").inner_text().endswith(f"{100 * api[0]['positive_score']:.1f}%")
+    page.screenshot(path=str(tmp_path / "worklist.png"), full_page=True)
+
+    target = api[1]  # the less suspicious film: the reader overrules the model
+    disagreeing = next(c for c in target["probabilities"] if c != target["predicted"])
+    rows.nth(1).locator("a").click()
+    page.wait_for_selector("body[data-state=ready]")
+    assert page.inner_text("#predicted") == target["predicted"]
+    assert page.evaluate("document.getElementById('preview').naturalWidth") > 0  # the stored film is shown
+    page.fill("#reader-key", key)
+    page.click("#reader-key-save")
+    page.wait_for_selector("#read-form:not([hidden])")
+    assert page.inner_text("#reader-name") == "reading as Dr Browser"
+    page.select_option("#read-label", disagreeing)
+    page.fill("#read-note", "opacity in the left lower lobe")
+    page.click("#read-submit")
+    page.wait_for_selector(f'#read-history li[data-label="{disagreeing}"]')
+    assert not page.is_hidden("#disagreement-note")
+    reads = app.state.reading.room.study(target["id"])["reads"]
+    assert [(r["reader"], r["label"], r["note"]) for r in reads] == [
+        ("Dr Browser", disagreeing, "opacity in the left lower lobe")]  # fmt: skip
+
+    page.goto(f"{server_url}/worklist")
+    page.wait_for_selector("body[data-listed='2']")
+    page.check("#disagreement")
+    page.wait_for_selector("body[data-listed='1']")
+    row = page.locator("#studies tr")
+    assert row.get_attribute("data-id") == target["id"] and row.get_attribute("data-disagreement") == "true"
+    assert f"Dr Browser: {disagreeing}" in row.locator("td.reads").inner_text()
