@@ -38,8 +38,10 @@ def _type_text(annotation: Any) -> str:
     if origin in (typing.Union, types.UnionType):
         parts = [_type_text(a) for a in args if a is not type(None)]
         return " or ".join(parts) + (" or unset" if type(None) in args else "")
-    if origin in (list, dict):
-        return f"{origin.__name__} of " + ", ".join(_type_text(a) for a in args) if args else origin.__name__
+    if origin is dict:
+        return "mapping"
+    if origin is list:
+        return f"list of {_type_text(args[0])}s" if args else "list"
     if annotation is Any:
         return "any"
     if annotation is Path:
