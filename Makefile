@@ -6,7 +6,7 @@ CXR := $(VENV)/bin/cxr
 DATA ?= ../shared/data/covid19-codecademy
 RUN ?= runs/demo
 
-.PHONY: setup demo test benchmark clean
+.PHONY: setup demo test docs docs-build benchmark clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,10 +27,17 @@ demo: setup
 test: setup
 	$(PY) -m pytest -m "not slow" -q
 
+# the documentation site (mkdocs.yml, docs/): `make docs` serves it with live reload, `make docs-build` checks it
+docs: setup
+	$(VENV)/bin/mkdocs serve
+
+docs-build: setup
+	$(VENV)/bin/mkdocs build --strict
+
 benchmark: setup
 	$(PY) benchmarks/run.py codecademy --seeds 0 1 2 3 4
 	$(PY) benchmarks/run.py pneumoniamnist --seeds 0 1 2
 	$(PY) benchmarks/run.py radiography kermany --seeds 0 1
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs site .pytest_cache

@@ -43,9 +43,9 @@ def train(
         "recipe below); flags given here override it",
     ),  # fmt: skip
     model: Optional[str] = typer.Option(None, help="model name (see `cxr models`)"),
-    epochs: Optional[int] = typer.Option(None),
+    epochs: Optional[int] = typer.Option(None, help="most epochs to train (early stopping may end sooner)"),
     image_size: Optional[int] = typer.Option(None, help="images are resized to SIZE x SIZE"),
-    batch_size: Optional[int] = typer.Option(None),
+    batch_size: Optional[int] = typer.Option(None, help="images per optimizer step"),
     lr: Optional[float] = typer.Option(None, help="learning rate"),
     val_fraction: Optional[float] = typer.Option(None, help="validation share carved from train when there is no val/"),
     class_weight: Optional[str] = typer.Option(None, help="none | balanced: loss weighted by 1 / class size"),
@@ -61,7 +61,7 @@ def train(
     refit: Optional[bool] = typer.Option(
         None, "--refit/--no-refit", help="then train again on train + val for the epochs validation chose"
     ),
-    seed: Optional[int] = typer.Option(None),
+    seed: Optional[int] = typer.Option(None, help="seed of weights, augmentation and sampling (and of the val split)"),
     split_seed: Optional[int] = typer.Option(None, help="seed of the validation carve-out (default: --seed)"),
     ensemble: Optional[int] = typer.Option(None, help="train N members (seeds seed..seed+N-1, one val split), average them"),
     num_workers: Optional[str] = typer.Option(None, help="data loader processes, or auto"),
@@ -121,7 +121,7 @@ def evaluate(
     run: Path = typer.Argument(..., help="run directory from `cxr train`"),
     split: str = typer.Option("test", help="test | val | train", callback=split_name),
     data: Optional[Path] = typer.Option(None, help="evaluate on another dataset root with the same classes"),
-    batch_size: int = typer.Option(64, min=1),
+    batch_size: int = typer.Option(64, min=1, help="images per forward pass"),
     bootstrap: int = typer.Option(1000, min=0, help="bootstrap resamples for the 95 % intervals (0: none)"),
     seed: int = typer.Option(0, help="bootstrap seed"),
     reference: Optional[Path] = typer.Option(
@@ -187,7 +187,7 @@ def calibrate(
         None, help="binary: sensitivity=0.95 | specificity=0.90 | youden | none (default: keep the run's rule)"
     ),
     temperature: bool = typer.Option(True, "--temperature/--no-temperature", help="fit temperature scaling"),
-    batch_size: int = typer.Option(64, min=1),
+    batch_size: int = typer.Option(64, min=1, help="images per forward pass"),
 ) -> None:
     """Fit temperature (and the operating-point threshold) on the run's validation split, without retraining."""
     from cxr.evaluation.calibration import calibrate_run
@@ -213,8 +213,8 @@ def compare(
         None, help="output folder (default: compare_<A>_vs_<B> beside run A)", callback=folder_out
     ),
     bootstrap: int = typer.Option(1000, min=0, help="bootstrap resamples for intervals and paired tests"),
-    seed: int = typer.Option(0),
-    batch_size: int = typer.Option(64, min=1),
+    seed: int = typer.Option(0, help="bootstrap seed"),
+    batch_size: int = typer.Option(64, min=1, help="images per forward pass"),
 ) -> None:
     """Two models on the same images (or two `train --cv` folders, out of fold): McNemar, DeLong, side-by-side ROC."""
     from cxr.evaluation.compare import compare_runs
@@ -250,7 +250,7 @@ def adapt(
     run: Path = typer.Argument(..., help="finished run directory (model bundle); it is not changed"),
     inputs: list[Path] = typer.Argument(..., help="unlabeled images from the new site: files and/or folders"),
     out: Path = typer.Option(..., help="new run directory for the adapted model", callback=folder_out),
-    batch_size: int = typer.Option(32, min=1),
+    batch_size: int = typer.Option(32, min=1, help="images per forward pass"),
 ) -> None:
     """Adapt a model to a new site without labels: batch-norm statistics re-measured on its images (AdaBN)."""
     from cxr.inference.adapt import adapt_batchnorm
@@ -297,7 +297,7 @@ def export(
 def serve(
     run: Path = typer.Argument(..., help="run directory (model bundle)"),
     host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0.0 exposes it to the network)"),
-    port: int = typer.Option(8000, min=1, max=65535),
+    port: int = typer.Option(8000, min=1, max=65535, help="TCP port to listen on"),
     backend: str = typer.Option("auto", help="auto | onnx | torch"),
     max_upload_mb: float = typer.Option(20.0, min=0.001, max=100_000, help="larger uploads get 413"),
     workers: int = typer.Option(1, min=1, help="inference threads"),

@@ -23,7 +23,7 @@ def data_split(
     val: float = typer.Option(0.1, help="validation fraction of all images"),
     test: float = typer.Option(0.2, help="test fraction of all images"),
     by_patient: bool = typer.Option(True, "--by-patient/--by-image", help="keep each patient's images in one split"),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, help="seed of the split"),
     patient_pattern: Optional[str] = typer.Option(None, help=PATIENT_PATTERN_HELP),
 ) -> None:
     """Write a stratified, seeded train/val/test manifest, grouped by patient when ids exist."""
@@ -111,7 +111,7 @@ def data_preview(
     image_size: Optional[int] = typer.Option(None, help="override the config's image size"),
     per_class: int = typer.Option(6, help="images per class"),
     augment: bool = typer.Option(True, "--augment/--no-augment", help="apply the training augmentation"),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, help="seed of the images chosen and their augmentation"),
 ) -> None:
     """A grid of training images after augmentation, with labels: what the model actually sees."""
     from cxr.config import build_config

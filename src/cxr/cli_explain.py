@@ -22,7 +22,7 @@ def explain(
     class_name: Optional[str] = typer.Option(None, "--class", help="class to explain (default: the predicted one)"),
     alpha: float = typer.Option(0.5, min=0.0, max=1.0, help="heatmap opacity at its hottest"),
     feature_maps: bool = typer.Option(False, "--feature-maps", help="also write the first conv layers' activations"),
-    batch_size: int = typer.Option(16, min=1),
+    batch_size: int = typer.Option(16, min=1, help="images per forward pass"),
 ) -> None:
     """Grad-CAM overlays: where the model looked, with predicted class, probability and (if known) true label."""
     from cxr.explain.images import explain_images

@@ -52,10 +52,10 @@ class _Strict(BaseModel):
 class AugmentConfig(_Strict):
     """Train-only augmentation. Flips are off by default: chest X-rays have a handedness (heart on the left)."""
 
-    rotation_deg: float = Field(10.0, ge=0, le=45)
+    rotation_deg: float = Field(10.0, ge=0, le=45, description="max rotation in degrees, either way")
     shift: float = Field(0.1, ge=0, le=0.5, description="max translation as a fraction of the image side")
     zoom: float = Field(0.1, ge=0, le=0.5, description="max scale change, e.g. 0.1 = 0.9x..1.1x")
-    hflip: bool = False
+    hflip: bool = Field(False, description="random horizontal flips (off: a flipped film puts the heart on the right)")
     prob: float = Field(0.9, ge=0, le=1, description="probability that the affine augmentation is applied")
     contrast: float = Field(0.0, ge=0, lt=1, description="random gamma in 1 +- contrast (0 = off); scanners differ")
     brightness: float = Field(0.0, ge=0, lt=1, description="random intensity scale in 1 +- brightness (0 = off)")
@@ -82,22 +82,29 @@ class TrainConfig(_Strict):
     cross-validation of covid19-codecademy's train split, never on its test split (DEFAULT_RECIPE).
     """
 
-    data: Path | None = None
-    model: str = "smallnet"
-    image_size: int = Field(224, ge=16, le=1024)
-    epochs: int = Field(40, ge=1, le=10_000)
-    batch_size: int = Field(32, ge=1, le=4096)
-    lr: float = Field(1e-3, gt=0, le=1)
-    weight_decay: float = Field(1e-4, ge=0, le=1)
-    optimizer: Literal["adam", "adamw"] = "adamw"
-    class_weight: Literal["none", "balanced"] = "none"
+    data: Path | None = Field(
+        None, description="dataset root with train/<class>/ (optional val/, test/), a CSV manifest or a MedMNIST .npz"
+    )
+    model: str = Field("smallnet", description="network from the model registry (`cxr models` lists them)")
+    image_size: int = Field(224, ge=16, le=1024, description="every image is resized to image_size x image_size")
+    epochs: int = Field(40, ge=1, le=10_000, description="most epochs to train; early stopping may end sooner")
+    batch_size: int = Field(32, ge=1, le=4096, description="images per optimizer step (split across devices under DDP)")
+    lr: float = Field(1e-3, gt=0, le=1, description="initial learning rate; lowered on plateaus (lr_patience, lr_factor)")
+    weight_decay: float = Field(1e-4, ge=0, le=1, description="weight decay of the optimizer")
+    optimizer: Literal["adam", "adamw"] = Field("adamw", description="adam, or adamw (decoupled weight decay)")
+    class_weight: Literal["none", "balanced"] = Field(
+        "none", description="balanced: weight each class's loss by 1 / its size (then sampling defaults to shuffle)"
+    )
     sampling: Literal["shuffle", "balanced", "undersample"] = Field(
         "balanced", description="balanced: draw training images with replacement so each class is seen equally often; "
         "shuffle: each image once per epoch (the default with class_weight: balanced); undersample: each epoch every "
         "image of the smallest class and as many, freshly drawn, of each other class (shorter epochs)",
     )  # fmt: skip
-    val_fraction: float = Field(0.15, gt=0, lt=1)
-    seed: int = 0
+    val_fraction: float = Field(
+        0.15, gt=0, lt=1, description="validation share carved from train (stratified, grouped by patient) when "
+        "the dataset has no val split",
+    )  # fmt: skip
+    seed: int = Field(0, description="seed of weights, augmentation and sampling (and of the validation split)")
     split_seed: int | None = Field(None, description="seed of the validation carve-out (default: seed)")
     ensemble: int = Field(
         1, ge=1, le=20, description="members trained with seeds seed, seed+1, ... on one validation split; "
@@ -112,19 +119,21 @@ class TrainConfig(_Strict):
         "with the same learning rates; the bundle is that model, the validation figures the first run's "
         "(OUT/selection)",
     )  # fmt: skip
-    monitor: Literal["val_loss", "val_auc"] = "val_loss"
+    monitor: Literal["val_loss", "val_auc"] = Field(
+        "val_loss", description="validation figure that picks the best checkpoint and drives early stopping"
+    )
     ema_decay: float | None = Field(
         None, gt=0, lt=1, description="keep an exponential moving average of the weights (decay per optimizer step); "
         "validation, checkpoints and the bundle use the average. Unset: the raw weights",
     )  # fmt: skip
-    early_stopping_patience: int = Field(10, ge=1)
-    lr_patience: int = Field(4, ge=1)
-    lr_factor: float = Field(0.3, gt=0, lt=1)
+    early_stopping_patience: int = Field(10, ge=1, description="stop after this many epochs without a better monitor")
+    lr_patience: int = Field(4, ge=1, description="epochs without a better monitor before the learning rate drops")
+    lr_factor: float = Field(0.3, gt=0, lt=1, description="factor the learning rate is multiplied by on a plateau")
     input_norm: InputNorm = Field(
         "dataset", description="dataset = one mean/std from the training pixels; image = standardise each image "
         "(removes scanner brightness/contrast differences); histeq = equalise each image's histogram (also gamma)",
     )  # fmt: skip
-    augment: AugmentConfig = AugmentConfig()
+    augment: AugmentConfig = Field(AugmentConfig(), description="training-only augmentation (keys augment.* below)")
     weights: Path | None = Field(None, description="initialise from a cxr run, model.pt, .ckpt or state dict")
     pretrained: Literal["none", "imagenet", "radiography"] = Field(
         "none", description="start from published weights instead of random ones: imagenet = the model's ImageNet "
@@ -133,13 +142,17 @@ class TrainConfig(_Strict):
     )  # fmt: skip
     freeze_backbone: bool = Field(False, description="train only the head (needs `weights` or `pretrained`)")
     num_workers: int | Literal["auto"] = Field("auto", description="loader processes (auto: cores - 1)")
-    precision: Literal["auto", "32", "bf16-mixed"] = "auto"
-    channels_last: bool = True
-    accelerator: Literal["auto", "cpu", "gpu"] = "auto"
-    devices: int | Literal["auto"] = 1
-    strategy: str = "auto"
-    cache_dir: Path | None = None
-    strict: bool = False
+    precision: Literal["auto", "32", "bf16-mixed"] = Field(
+        "auto", description="auto: bf16 autocast on a GPU or a CPU with native bf16, else fp32; 32: always fp32"
+    )
+    channels_last: bool = Field(True, description="channels-last memory layout (faster convolutions on CPU)")
+    accelerator: Literal["auto", "cpu", "gpu"] = Field("auto", description="Lightning accelerator")
+    devices: int | Literal["auto"] = Field(1, description="processes or GPUs to train on (Lightning's devices)")
+    strategy: str = Field("auto", description="Lightning strategy, e.g. ddp for several processes or GPUs")
+    cache_dir: Path | None = Field(
+        None, description="where decoded images are cached (unset: $CXR_CACHE_DIR, else ~/.cache/cxr)"
+    )
+    strict: bool = Field(False, description="fail on an unreadable image instead of skipping and counting it")
     patient_id_pattern: str = Field(
         KERMANY_PATIENT_PATTERN,
         description="regex on file names; the patient id is the match up to the end of its last group ('' = none)",

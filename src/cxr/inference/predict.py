@@ -19,6 +19,8 @@ from cxr.data.transforms import normalise
 
 @dataclass
 class Predictions:
+    """What `Bundle.predict` returns: one row per readable image, in `paths` order; unreadable ones in `errors`."""
+
     paths: list[Path]
     probabilities: np.ndarray  # (N, C), rows sum to 1
     classes: list[str]
@@ -53,6 +55,7 @@ class Predictions:
         return [self.classes[i] for i in self.predicted_index]
 
     def write_csv(self, path: str | Path) -> None:
+        """`path, predicted, p_<class>...`: the CSV `cxr predict --out` writes."""
         with open(path, "w", newline="") as f:
             w = csv.writer(f)
             guarded = self.ood_score is not None
