@@ -147,7 +147,8 @@ def test_cli_stress_prints_the_table_and_refuses_bad_input_in_one_line(run):
 def test_report_shows_the_stress_section_once_stress_has_run(run, tmp_path):
     from cxr.evaluation.report import write_report
 
-    copy = shutil.copytree(run, tmp_path / "run")
+    copy = make_bundle(tmp_path / "run", image_size=48)  # never stressed (the module's run may have been)
+    (copy / "config.yaml").write_text(f"data: {CODECADEMY}\nimage_size: 48\n")
     html = write_report(copy, "test", gradcam=False).read_text()
     assert 'id="stress"' not in html  # never stressed: no section
     run_stress(copy, "test", shifts=["contrast", "invert"])
