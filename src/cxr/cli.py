@@ -14,6 +14,7 @@ from rich.table import Table
 from cxr.cli_checks import csv_out, folder_out, html_out, split_name
 from cxr.cli_data import data_app
 from cxr.cli_explain import audit_shortcuts, explain
+from cxr.cli_site import calibrate
 from cxr.cli_output import PlainLogFormatter, console, display_path, print_error, print_table, warn
 from cxr.config import DEFAULT_RECIPE
 from cxr.errors import CxrError
@@ -27,6 +28,7 @@ app = typer.Typer(
     help="Chest X-ray classification: train, evaluate, predict, explain and serve.",
 )
 app.add_typer(data_app, name="data")
+app.command()(calibrate)
 
 
 @app.command(help=f"Train a model on a class-folder dataset; writes a model bundle to --out (with --cv K: a K-fold "
@@ -129,6 +131,10 @@ def evaluate(
         reference=reference, key=key, tta=tta,
     )  # fmt: skip
     _print_metrics(metrics, key)
+    from cxr.evaluation.site import SITE_KEY, site_note
+
+    if note := site_note(metrics.get(SITE_KEY), metrics["n"]):  # site-calibrated: which films were kept apart
+        console.print(note, soft_wrap=True)
     for msg in metrics.get("skipped_unreadable", []):
         warn(f"skipped {msg}")
     console.print(f"wrote '{key}' in {run / 'metrics.json'}, {run / f'predictions_{key}.csv'} and {run / 'plots'}/")
@@ -161,29 +167,6 @@ def ensemble_runs(
         (out / "model.pt").unlink(missing_ok=True)  # an uncalibrated bundle must not look like a finished model
         raise
     console.print(f"wrote {out / 'model.pt'}: {len(runs)} members, validation temperature {cal.temperature:.3f}")
-
-
-@app.command()
-def calibrate(
-    run: Path = typer.Argument(..., help="finished run directory"),
-    operating_point: Optional[str] = typer.Option(
-        None, help="binary: sensitivity=0.95 | specificity=0.90 | youden | none (default: keep the run's rule)"
-    ),
-    temperature: bool = typer.Option(True, "--temperature/--no-temperature", help="fit temperature scaling"),
-    batch_size: int = typer.Option(64, min=1),
-) -> None:
-    """Fit temperature (and the operating-point threshold) on the run's validation split, without retraining."""
-    from cxr.evaluation.calibration import calibrate_run
-
-    cal = calibrate_run(run, operating_point, fit_temp=temperature, batch_size=batch_size, progress=True)
-    s = cal.summary
-    line = (f"temperature {cal.temperature:.3f} (validation NLL {s['nll_before']:.4f} -> {s['nll_after']:.4f}, "
-            f"ECE {s['ece_before']:.3f} -> {s['ece_after']:.3f})")  # fmt: skip
-    if cal.threshold is not None:
-        line += (f"; threshold {cal.threshold:.4f} for {cal.operating_point}: validation sensitivity "
-                 f"{s['val_sensitivity']:.3f}, specificity {s['val_specificity']:.3f}")  # fmt: skip
-    console.print(line)
-    console.print(f"updated {run / 'model.pt'}; re-run `cxr evaluate {run}` for test figures")
 
 
 @app.command()

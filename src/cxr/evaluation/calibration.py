@@ -132,16 +132,7 @@ def calibrate_run(
 
     run_dir = Path(run_dir)
     bundle = Bundle.load(run_dir)
-    if operating_point is None:
-        operating_point = bundle.meta.extra.get("operating_point")
-    elif operating_point.strip().lower() == "none":
-        operating_point = None
-    if operating_point:
-        try:
-            operating_point = str(parse_operating_point(operating_point))
-        except ValueError as e:
-            raise CxrError(str(e)) from None
-    check_binary(operating_point, bundle.classes)
+    operating_point = resolve_operating_point(bundle.meta, operating_point)
     files = split_files(run_dir, "val", bundle.classes)
     preds = bundle.predict(files.paths, batch_size=batch_size, progress=progress)
     label_of = {Path(p): y for p, y in zip(files.paths, files.labels)}
@@ -150,6 +141,21 @@ def calibrate_run(
     save_bundle(run_dir, bundle.model, apply_to_meta(bundle.meta, cal))
     merge_metrics_json(run_dir / "metrics.json", {"calibration": cal.summary})
     return cal
+
+
+def resolve_operating_point(meta, operating_point: str | None) -> str | None:
+    """The rule to choose the threshold again: the given one, the bundle's own for None, no rule for "none"."""
+    if operating_point is None:
+        operating_point = meta.extra.get("operating_point")
+    elif operating_point.strip().lower() == "none":
+        operating_point = None
+    if operating_point:
+        try:
+            operating_point = str(parse_operating_point(operating_point))
+        except ValueError as e:
+            raise CxrError(str(e)) from None
+    check_binary(operating_point, meta.classes)
+    return operating_point
 
 
 def apply_to_meta(meta, cal: Calibration):
