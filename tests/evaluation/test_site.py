@@ -14,7 +14,8 @@ from cxr.data.splits import patient_ids, resplit_dataset
 from cxr.errors import CxrError
 from cxr.evaluation.evaluate import evaluate_run
 from cxr.evaluation.report import build_context
-from cxr.evaluation.site import MIN_FILMS_PER_CLASS, SITE_KEY, calibrate_on_site, file_sha256
+from cxr.data.images import file_sha256
+from cxr.evaluation.site import MIN_FILMS_PER_CLASS, SITE_KEY, calibrate_on_site
 from cxr.inference.bundle import BUNDLE_FILE, Bundle
 from cxr.inference.ensemble import combine_runs
 from tests.conftest import synthetic_image
@@ -61,6 +62,18 @@ def test_the_cut_is_stratified_seeded_and_no_patient_is_on_both_sides(tmp_path):
     assert cut(site, tmp_path / "other.csv", seed=1).splits["calibration"].paths != cal.paths
     back = read_manifest(tmp_path / "site.csv", require_train=False)  # the manifest reads back as written
     assert len(back.splits["calibration"]) == len(cal) and back.patient_ids
+
+
+def test_a_film_stored_twice_lands_on_one_side_of_the_cut(tmp_path):
+    site = site_folder(tmp_path / "site", patients=20, films=1)
+    for k in range(6):  # copies under new names (no patient id in them): the cut must keep each pair together
+        shutil.copyfile(site / "NORMAL" / f"person{k}_0.png", site / "NORMAL" / f"copy{k}.png")
+    for seed in range(3):
+        splits = cut(site, tmp_path / "site.csv", seed=seed).splits
+        names = {s: {p.name for p in files.paths} for s, files in splits.items()}
+        for k in range(6):
+            side = "calibration" if f"copy{k}.png" in names["calibration"] else "test"
+            assert f"person{k}_0.png" in names[side]
 
 
 @pytest.fixture(scope="module")
@@ -128,10 +141,10 @@ def test_a_threshold_chosen_on_a_site_whose_normals_score_higher_moves_up(runs, 
 def test_multi_class_and_ensemble_bundles_with_adaptation(runs, tmp_path):
     tmp, _ = runs
     classes = ("Covid", "normal", "pneumonia")
-    members = [make_run(tmp, classes=classes, steps=20, seed=s) for s in (0, 1)]
+    members = [make_run(tmp, classes=classes, steps=5, seed=s) for s in (0, 1)]
     ensemble = tmp_path / "ensemble"
     combine_runs(members, ensemble)
-    site = site_folder(tmp_path / "site", classes=("COVID", "Normal", "Pneumonia"), patients=12)  # another spelling
+    site = site_folder(tmp_path / "site", classes=("COVID", "Normal", "Pneumonia"), patients=10)  # another spelling
     cut(site, tmp_path / "site.csv", fraction=0.5)
     for source in (members[0], ensemble):
         out = tmp_path / f"new-{source.name}"
@@ -139,8 +152,8 @@ def test_multi_class_and_ensemble_bundles_with_adaptation(runs, tmp_path):
         bundle = Bundle.load(out)
         assert result.calibration.threshold is None and bundle.meta.threshold is None  # temperature only
         assert bundle.meta.temperature == pytest.approx(result.calibration.temperature) != 1.0
-        assert list(result.record["n_per_class"]) == list(classes) and result.adapted.images == 72
-        assert bundle.meta.extra["adapted"]["images"] == 72 and bundle.meta.model == Bundle.load(source).meta.model
+        assert list(result.record["n_per_class"]) == list(classes) and result.adapted.images == 60
+        assert bundle.meta.extra["adapted"]["images"] == 60 and bundle.meta.model == Bundle.load(source).meta.model
         metrics = evaluate_run(out, "test", data=tmp_path / "site.csv", n_bootstrap=0)
         assert metrics[SITE_KEY]["scored_among_adaptation_films"] == metrics["n"]  # adapted on all, said so
 

@@ -158,6 +158,32 @@ def read_splits_csv(path: Path, classes: list[str]) -> dict[str, LabeledFiles]:
     return out
 
 
+def join_identical_files(paths: Sequence[Path], groups: list[str] | None) -> list[str] | None:
+    """Groups merged so that files with the same bytes share one (PneumoniaMNIST's test split holds such copies);
+    None stays None when no two files are identical. Union-find by hand: a dozen lines, no graph library needed."""
+    from cxr.data.images import file_sha256
+
+    keys = list(groups) if groups is not None else [f"file:{p}" for p in paths]
+    parent = {k: k for k in keys}
+
+    def root(k: str) -> str:
+        while parent[k] != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    first_of: dict[str, str] = {}
+    for key, path in zip(keys, paths):
+        sha = file_sha256(path)
+        if sha in first_of:
+            parent[root(key)] = root(first_of[sha])
+        else:
+            first_of[sha] = key
+    if groups is None and len(first_of) == len(keys):
+        return None
+    return [root(k) for k in keys]
+
+
 @dataclass
 class Resplit:
     classes: list[str]
@@ -180,8 +206,8 @@ def resplit_dataset(
         pooled.labels.extend(files.labels)
     ids = patient_ids(pooled.paths, pattern, ds.patient_ids)
     groups = patient_groups(pooled.paths, pattern, ds.patient_ids) if by_patient else None
-    if calibration is not None:
-        splits = split_calibration_test(pooled, calibration, seed, groups)
+    if calibration is not None:  # a film stored twice must not calibrate the model and be scored as well
+        splits = split_calibration_test(pooled, calibration, seed, join_identical_files(pooled.paths, groups))
     else:
         splits = split_train_val_test(pooled, val, test, seed, groups)
     return Resplit(ds.classes, splits, dict(zip(pooled.paths, ids)), groups is not None)

@@ -9,7 +9,6 @@ a copy under another name), and `evaluate_run` refuses to score any of them.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from cxr.data.images import file_sha256
 from cxr.data.manifest import CALIBRATION_SPLIT
 from cxr.errors import CxrError
 from cxr.evaluation.calibration import Calibration, apply_to_meta, calibrate_on_validation, resolve_operating_point
@@ -26,14 +26,6 @@ from cxr.inference.bundle import BUNDLE_FILE, Bundle, BundleMeta, save_bundle
 
 SITE_KEY = "site_calibration"  # in BundleMeta.extra and in the scored section of metrics.json
 MIN_FILMS_PER_CLASS = 5  # fewer: one film more or less moves the threshold across a fifth of the class
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass
