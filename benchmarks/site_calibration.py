@@ -171,7 +171,7 @@ def _test_only(dedup_csv: Path, tmp: Path) -> Path:
 
 def spread(result: dict) -> dict:
     """Mean, min and max over the seeds of each protocol's headline figures, and of the learning curve."""
-    keys = ("accuracy", "balanced_accuracy", "roc_auc", "sensitivity", "specificity")
+    keys = ("accuracy", "balanced_accuracy", "roc_auc", "sensitivity", "specificity", "log_loss", "ece")
 
     def summary(rows: list[dict]) -> dict:
         return {k: {"mean": float(np.mean([r[k] for r in rows])), "min": float(min(r[k] for r in rows)),

@@ -32,7 +32,7 @@ def calibrate(
         None, help="with --data: first re-estimate batch-norm statistics (AdaBN) on these unlabelled site films or "
         "folders (repeat the option for more)"
     ),  # fmt: skip
-    batch_size: int = typer.Option(64, min=1),
+    batch_size: int = typer.Option(64, min=1, help="images per forward pass"),
 ) -> None:
     """Fit temperature (and the operating-point threshold) on the run's validation split, without retraining; with
     --data, on a new site's labelled films, written as a new run that `cxr evaluate` refuses to score them with."""
