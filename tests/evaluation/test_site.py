@@ -12,6 +12,7 @@ from PIL import Image
 from cxr.data.manifest import read_manifest
 from cxr.data.splits import patient_ids, resplit_dataset
 from cxr.errors import CxrError
+from cxr.evaluation.calibration import calibrate_run
 from cxr.evaluation.evaluate import evaluate_run
 from cxr.evaluation.report import build_context
 from cxr.data.images import file_sha256
@@ -106,6 +107,7 @@ def test_a_calibration_film_is_never_scored_and_the_source_run_is_kept(runs, tmp
     metrics = evaluate_run(new, "test", data=tmp_path / "site.csv", n_bootstrap=0)
     n_test = sum(r["split"] == "test" for r in rows)
     assert metrics["n"] == n_test and metrics[SITE_KEY]["calibration_films"] == len(cal_files)
+    assert metrics["operating_points"][-1]["name"] == "youden (site)"  # the threshold says where it was chosen
     note = build_context(new, "test@site", gradcam=False)["notes"][0]
     assert f"{len(cal_files)} films of site site calibrated this model" in note and f"none of the {n_test}" in note
 
@@ -116,6 +118,9 @@ def test_a_calibration_film_is_never_scored_and_the_source_run_is_kept(runs, tmp
         csv.writer(f).writerow([str(copy.relative_to(tmp_path)), "NORMAL", "", "test"])
     proc = run_cli_inprocess(capsys, monkeypatch, "evaluate", new, "--data", tmp_path / "site.csv", "--bootstrap", "0")
     assert_one_line_error(proc, "renamed.png calibrated this model", cal_files[0].relative_to(site).as_posix())
+
+    calibrate_run(new)  # calibrated again in place, on the run's own validation split: the site record goes with it
+    assert SITE_KEY not in Bundle.load(new).meta.extra
 
 
 def test_a_threshold_chosen_on_a_site_whose_normals_score_higher_moves_up(runs, tmp_path):

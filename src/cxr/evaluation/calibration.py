@@ -25,6 +25,7 @@ TEMPERATURE_RANGE = (0.05, 20.0)
 # codecademy's nested CV, 6 fold runs (benchmarks/temperature_prior.py: 0.240 against 0.583 with no prior)
 TEMPERATURE_PRIOR_SIGMA = 0.25
 ECE_BINS = 15
+SITE_KEY = "site_calibration"  # BundleMeta.extra: the site films a bundle was calibrated on (cxr.evaluation.site)
 
 
 def fit_temperature(logits: np.ndarray, y_true: np.ndarray, prior_sigma: float | None = None) -> float:
@@ -160,7 +161,7 @@ def resolve_operating_point(meta, operating_point: str | None) -> str | None:
 
 def apply_to_meta(meta, cal: Calibration):
     """A copy of the bundle metadata carrying the fitted temperature, threshold and the rule that chose it."""
-    extra = {k: v for k, v in meta.extra.items() if k != "operating_point"}
+    extra = {k: v for k, v in meta.extra.items() if k not in ("operating_point", SITE_KEY)}  # a refit replaces both
     if cal.operating_point:
         extra["operating_point"] = cal.operating_point
     return dataclasses.replace(meta, temperature=cal.temperature, threshold=cal.threshold, extra=extra)

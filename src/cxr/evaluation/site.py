@@ -20,11 +20,16 @@ import numpy as np
 from cxr.data.images import file_sha256
 from cxr.data.manifest import CALIBRATION_SPLIT
 from cxr.errors import CxrError
-from cxr.evaluation.calibration import Calibration, apply_to_meta, calibrate_on_validation, resolve_operating_point
+from cxr.evaluation.calibration import (
+    SITE_KEY,
+    Calibration,
+    apply_to_meta,
+    calibrate_on_validation,
+    resolve_operating_point,
+)
 from cxr.inference.adapt import COPIED_FILES, AdaptResult, adapt_batchnorm
 from cxr.inference.bundle import BUNDLE_FILE, Bundle, BundleMeta, save_bundle
 
-SITE_KEY = "site_calibration"  # in BundleMeta.extra and in the scored section of metrics.json
 MIN_FILMS_PER_CLASS = 5  # fewer: one film more or less moves the threshold across a fifth of the class
 
 
