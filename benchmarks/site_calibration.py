@@ -122,7 +122,7 @@ def run_case(case: str, run: Path, seeds: list[int], adapt: bool, dedup_csv: Pat
         for seed in seeds:
             manifest = cut(site, pattern, seed, tmp / f"cut{seed}.csv")
             files = {s: split_files(run, s, classes, manifest) for s in ("calibration", "test")}
-            cal_ix, test_ix = (np.array([index[Path(p).resolve()] for p in files[s].paths]) for s in ("calibration", "test"))
+            cal_ix, test_ix = (np.array([index[Path(p).resolve()] for p in files[s].paths]) for s in files)
             y_cal, y_test = y_all[cal_ix], y_all[test_ix]
             t, thr = fit_on(logits[cal_ix], y_cal, classes, rule)
             row = {
@@ -178,7 +178,8 @@ def spread(result: dict) -> dict:
                     "max": float(max(r[k] for r in rows))} for k in keys if k in rows[0]}  # fmt: skip
 
     seeds = list(result["seeds"].values())
-    out = {p: summary([s[p] for s in seeds]) for p in ("zero_shot", "calibrated", "adapted_calibrated") if p in seeds[0]}
+    protocols = [p for p in ("zero_shot", "calibrated", "adapted_calibrated") if p in seeds[0]]
+    out = {p: summary([s[p] for s in seeds]) for p in protocols}
     out["curve"] = {n: summary(list(by_seed.values())) for n, by_seed in result["curve"].items()}
     return out
 

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cxr.data.manifest import read_manifest
+from cxr.data.images import file_sha256
+from cxr.data.manifest import read_manifest, write_manifest
 from cxr.data.splits import patient_ids, resplit_dataset
 from cxr.errors import CxrError
 from cxr.evaluation.calibration import calibrate_run
 from cxr.evaluation.evaluate import evaluate_run
 from cxr.evaluation.report import build_context
-from cxr.data.images import file_sha256
 from cxr.evaluation.site import MIN_FILMS_PER_CLASS, SITE_KEY, calibrate_on_site
 from cxr.inference.bundle import BUNDLE_FILE, Bundle
 from cxr.inference.ensemble import combine_runs
@@ -44,8 +44,6 @@ def site_folder(root, classes=("NORMAL", "PNEUMONIA"), patients=10, films=2, shi
 
 def cut(site, out_csv, fraction=0.3, seed=0):
     result = resplit_dataset(site, 0, 0, seed, by_patient=True, pattern=KERMANY_NAMES, calibration=fraction)
-    from cxr.data.manifest import write_manifest
-
     write_manifest(out_csv, result.splits, result.classes, result.patient_ids)
     return result
 
@@ -130,8 +128,8 @@ def test_a_threshold_chosen_on_a_site_whose_normals_score_higher_moves_up(runs, 
     thresholds, specificity = {}, {}
     for name, site in (("plain", plain), ("shifted", shifted)):
         cut(site, tmp_path / f"{name}.csv", fraction=0.5)
-        out = calibrate_on_site(run, tmp_path / f"{name}.csv", tmp_path / f"new-{name}", operating_point="specificity=0.9",
-                                fit_temp=False)  # one probability scale, so the two thresholds compare
+        out = calibrate_on_site(run, tmp_path / f"{name}.csv", tmp_path / f"new-{name}",
+                                operating_point="specificity=0.9", fit_temp=False)  # one scale: thresholds compare
         thresholds[name] = out.calibration.threshold
     site_normals = [p for p in (shifted / "NORMAL").iterdir()]
     p_normal = Bundle.load(run).predict(site_normals).probabilities[:, 1]

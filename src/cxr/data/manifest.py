@@ -14,7 +14,7 @@ from cxr.errors import CxrError
 
 REQUIRED_COLUMNS = ("path", "label")
 MANIFEST_HEADER = "path,label[,patient_id][,split]"
-CALIBRATION_SPLIT = "calibration"  # a site's films that calibrate a model (`cxr data split --calibration`), never scored
+CALIBRATION_SPLIT = "calibration"  # a site's films that calibrate a model (`cxr data split --calibration`); not scored
 MANIFEST_SPLITS = (*SPLIT_NAMES, CALIBRATION_SPLIT)
 
 
