@@ -16,6 +16,7 @@ from cxr.cli_data import data_app
 from cxr.cli_explain import audit_shortcuts, explain
 from cxr.cli_output import PlainLogFormatter, console, print_error, print_table, warn
 from cxr.cli_reading import SERVE_DB_HELP, feedback_app, readers_app
+from cxr.cli_site import calibrate
 from cxr.cli_trust import TTA_HELP, guard, predict, stress
 from cxr.cli_weights import weights_app
 from cxr.config import DEFAULT_RECIPE
@@ -142,6 +143,10 @@ def evaluate(
         reference=reference, key=key, tta=tta,
     )  # fmt: skip
     _print_metrics(metrics, key)
+    from cxr.evaluation.site import SITE_KEY, site_note
+
+    if note := site_note(metrics.get(SITE_KEY), metrics["n"]):  # site-calibrated: which films were kept apart
+        console.print(note, soft_wrap=True)
     for msg in metrics.get("skipped_unreadable", []):
         warn(f"skipped {msg}")
     if metrics.get("guard"):
@@ -178,29 +183,6 @@ def ensemble_runs(
         (out / "model.pt").unlink(missing_ok=True)  # an uncalibrated bundle must not look like a finished model
         raise
     console.print(f"wrote {out / 'model.pt'}: {len(runs)} members, validation temperature {cal.temperature:.3f}")
-
-
-@app.command()
-def calibrate(
-    run: Path = typer.Argument(..., help="finished run directory"),
-    operating_point: Optional[str] = typer.Option(
-        None, help="binary: sensitivity=0.95 | specificity=0.90 | youden | none (default: keep the run's rule)"
-    ),
-    temperature: bool = typer.Option(True, "--temperature/--no-temperature", help="fit temperature scaling"),
-    batch_size: int = typer.Option(64, min=1, help="images per forward pass"),
-) -> None:
-    """Fit temperature (and the operating-point threshold) on the run's validation split, without retraining."""
-    from cxr.evaluation.calibration import calibrate_run
-
-    cal = calibrate_run(run, operating_point, fit_temp=temperature, batch_size=batch_size, progress=True)
-    s = cal.summary
-    line = (f"temperature {cal.temperature:.3f} (validation NLL {s['nll_before']:.4f} -> {s['nll_after']:.4f}, "
-            f"ECE {s['ece_before']:.3f} -> {s['ece_after']:.3f})")  # fmt: skip
-    if cal.threshold is not None:
-        line += (f"; threshold {cal.threshold:.4f} for {cal.operating_point}: validation sensitivity "
-                 f"{s['val_sensitivity']:.3f}, specificity {s['val_specificity']:.3f}")  # fmt: skip
-    console.print(line)
-    console.print(f"updated {run / 'model.pt'}; re-run `cxr evaluate {run}` for test figures")
 
 
 @app.command()
@@ -317,6 +299,7 @@ def serve(
                max_pending=max_pending, db=db, store_images=store_images, watch=watch)  # fmt: skip
 
 
+app.command()(calibrate)
 app.command()(predict)
 app.command()(stress)
 app.command()(guard)

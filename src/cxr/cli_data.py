@@ -20,18 +20,26 @@ PATIENT_PATTERN_HELP = "regex for patient ids in file names ('' = none; default:
 def data_split(
     data: Path = typer.Argument(..., help="class folders (train/<class>/ or <class>/) or a CSV manifest; all pooled"),
     out: Path = typer.Option(..., help="manifest CSV to write: path,label,patient_id,split", callback=csv_out),
-    val: float = typer.Option(0.1, help="validation fraction of all images"),
-    test: float = typer.Option(0.2, help="test fraction of all images"),
+    val: Optional[float] = typer.Option(None, help="validation fraction of all images (default 0.1)"),
+    test: Optional[float] = typer.Option(None, help="test fraction of all images (default 0.2)"),
+    calibration: Optional[float] = typer.Option(
+        None, help="a new site's labelled films instead: this fraction to calibrate a model on (`cxr calibrate "
+        "--data`), the rest to score it on (test); e.g. 0.3"
+    ),  # fmt: skip
     by_patient: bool = typer.Option(True, "--by-patient/--by-image", help="keep each patient's images in one split"),
     seed: int = typer.Option(0, help="seed of the split"),
     patient_pattern: Optional[str] = typer.Option(None, help=PATIENT_PATTERN_HELP),
 ) -> None:
-    """Write a stratified, seeded train/val/test manifest, grouped by patient when ids exist."""
+    """Write a stratified, seeded train/val/test (or calibration/test) manifest, grouped by patient when ids exist."""
     from cxr.data.manifest import write_manifest
     from cxr.data.splits import resolve_patient_pattern, resplit_dataset
+    from cxr.errors import CxrError
 
+    if calibration is not None and (val is not None or test is not None):
+        raise CxrError("--calibration cuts a site set into calibration and test only; drop --val and --test")
     pattern = resolve_patient_pattern(patient_pattern)
-    result = resplit_dataset(data, val, test, seed, by_patient, pattern)
+    val, test = 0.1 if val is None else val, 0.2 if test is None else test
+    result = resplit_dataset(data, val, test, seed, by_patient, pattern, calibration)
     write_manifest(out, result.splits, result.classes, result.patient_ids)
     table = Table("split", *result.classes, "images", "patients")
     for name, files in result.splits.items():

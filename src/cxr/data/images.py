@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import struct
 from dataclasses import dataclass
@@ -164,6 +165,15 @@ def describe_image(source: str | Path | BinaryIO, name: str | None = None) -> Im
         raise
     except (OSError, ValueError, SyntaxError, EOFError, struct.error, MemoryError, UnidentifiedImageError) as e:
         raise ImageReadError(f"{path}: not a readable image ({type(e).__name__})") from None
+
+
+def file_sha256(path: str | Path) -> str:
+    """The file's content identity: the same film under another name or folder has the same hash."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def find_images(paths: list[str | Path]) -> list[Path]:

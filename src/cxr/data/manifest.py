@@ -14,15 +14,20 @@ from cxr.errors import CxrError
 
 REQUIRED_COLUMNS = ("path", "label")
 MANIFEST_HEADER = "path,label[,patient_id][,split]"
+CALIBRATION_SPLIT = "calibration"  # a site's films that calibrate a model (`cxr data split --calibration`); not scored
+MANIFEST_SPLITS = (*SPLIT_NAMES, CALIBRATION_SPLIT)
 
 
 def is_manifest(data: str | Path) -> bool:
     return Path(data).suffix.lower() == ".csv"
 
 
-def load_dataset(data: str | Path) -> ClassFolderDataset:
-    """A CSV manifest or a class-folder root (`train/<class>/`, `test/<class>/`, optional `val/<class>/`)."""
-    return read_manifest(data) if is_manifest(data) else scan_class_folders(data)
+def load_dataset(data: str | Path, require_train: bool = True) -> ClassFolderDataset:
+    """A CSV manifest or a class-folder root (`train/<class>/`, `test/<class>/`, optional `val/<class>/`).
+
+    `require_train=False`: a manifest of another site's films (calibration/test rows only) is accepted too.
+    """
+    return read_manifest(data, require_train) if is_manifest(data) else scan_class_folders(data)
 
 
 def _rows(csv_path: Path) -> list[dict[str, str]]:
@@ -44,7 +49,7 @@ def _rows(csv_path: Path) -> list[dict[str, str]]:
     return rows
 
 
-def read_manifest(csv_path: str | Path) -> ClassFolderDataset:
+def read_manifest(csv_path: str | Path, require_train: bool = True) -> ClassFolderDataset:
     """Validate every row (one-line errors naming the line); classes are the sorted distinct labels.
 
     Rows without a split go to `train`; `cxr train` then carves validation from them as from a train/ folder.
@@ -59,8 +64,8 @@ def read_manifest(csv_path: str | Path) -> ClassFolderDataset:
         split = (row.get("split") or "").strip().lower() or "train"
         if not rel or not label:
             raise CxrError(f"{csv_path} line {line}: empty path or label; every row needs both")
-        if split not in SPLIT_NAMES:
-            allowed = ", ".join(SPLIT_NAMES)
+        if split not in MANIFEST_SPLITS:
+            allowed = ", ".join(MANIFEST_SPLITS)
             raise CxrError(f"{csv_path} line {line}: split {split!r} must be one of {allowed} (or empty)")
         path = base / rel
         if not path.is_file():
@@ -79,11 +84,11 @@ def read_manifest(csv_path: str | Path) -> ClassFolderDataset:
         raise CxrError(f"{csv_path}: only one label ({classes[0]!r}); a classifier needs at least two")
     index = {c: i for i, c in enumerate(classes)}
     splits: dict[str, LabeledFiles] = {}
-    for split in SPLIT_NAMES:
+    for split in MANIFEST_SPLITS:
         rows = [(p, index[label]) for s, p, label in entries if s == split]
         if rows:
             splits[split] = LabeledFiles([p for p, _ in rows], [y for _, y in rows])
-    if "train" not in splits:
+    if require_train and "train" not in splits:
         raise CxrError(f"{csv_path}: no rows in the train split; mark training rows split=train (or leave it empty)")
     return ClassFolderDataset(root=base, classes=classes, splits=splits, patient_ids=patient_ids)
 

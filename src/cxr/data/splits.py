@@ -13,8 +13,15 @@ from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
 from cxr.config import KERMANY_PATIENT_PATTERN
 from cxr.data.folders import LabeledFiles, scan_flat_class_folders
-from cxr.data.manifest import is_manifest, load_dataset
+from cxr.data.manifest import CALIBRATION_SPLIT, is_manifest, load_dataset
 from cxr.errors import CxrError
+
+FOLDS = 10  # patient folds a site set is cut from: the calibration share in steps of a tenth
+
+
+def _pick(files: LabeledFiles, ix: np.ndarray) -> LabeledFiles:
+    ix = np.sort(ix)
+    return LabeledFiles([files.paths[i] for i in ix], [files.labels[i] for i in ix])
 
 
 def carve_validation(
@@ -32,12 +39,7 @@ def carve_validation(
         train_idx, val_idx = next(splitter.split(idx, labels, groups))
     else:
         train_idx, val_idx = train_test_split(idx, test_size=fraction, stratify=labels, random_state=seed)
-
-    def pick(ix: np.ndarray) -> LabeledFiles:
-        ix = np.sort(ix)
-        return LabeledFiles([files.paths[i] for i in ix], [files.labels[i] for i in ix])
-
-    return pick(train_idx), pick(val_idx)
+    return _pick(files, train_idx), _pick(files, val_idx)
 
 
 def resolve_patient_pattern(pattern: str | None) -> str:
@@ -107,6 +109,35 @@ def split_train_val_test(
     return {"train": rest, **{k: out[k] for k in ("val", "test") if k in out}}
 
 
+def split_calibration_test(
+    files: LabeledFiles, fraction: float, seed: int, groups: list[str] | None = None
+) -> dict[str, LabeledFiles]:
+    """A labelled site set cut into the films that calibrate a model and the films it is scored on (`test`):
+    stratified, seeded, no patient on both sides. Grouped, it takes round(10 x fraction) of ten stratified patient
+    folds, so the share is the fraction to the nearest tenth (0.3: three folds of ten, the notebook's 30 / 70 cut);
+    fewer folds when a class has fewer than ten patients."""
+    if not 0 < fraction < 1:
+        raise CxrError(f"--calibration {fraction} must be a fraction in (0, 1), e.g. 0.3")
+    labels = np.asarray(files.labels)
+    if np.bincount(labels).min() < 2:
+        raise CxrError("a class has fewer than 2 images; cannot cut a stratified calibration split")
+    idx = np.arange(len(files))
+    try:
+        if groups is None:
+            rest, chosen = train_test_split(idx, test_size=fraction, stratify=labels, random_state=seed)
+        else:
+            per_class = min(len({g for g, y in zip(groups, labels) if y == k}) for k in np.unique(labels))
+            n_folds = max(2, min(FOLDS, per_class))  # a small site: as many folds as its rarest class has patients
+            splitter = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+            taken = min(max(round(n_folds * fraction), 1), n_folds - 1)
+            folds = splitter.split(idx, labels, groups)
+            chosen = np.concatenate([test for _, (_, test) in zip(range(taken), folds)])
+            rest = np.setdiff1d(idx, chosen)
+    except ValueError as e:  # fewer images or patients of a class than folds
+        raise CxrError(f"cannot cut a {fraction:.0%} calibration split from {len(files)} images: {e}") from None
+    return {CALIBRATION_SPLIT: _pick(files, chosen), "test": _pick(files, rest)}
+
+
 def write_splits_csv(path: Path, splits: dict[str, LabeledFiles], classes: list[str]) -> None:
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
@@ -127,6 +158,32 @@ def read_splits_csv(path: Path, classes: list[str]) -> dict[str, LabeledFiles]:
     return out
 
 
+def join_identical_files(paths: Sequence[Path], groups: list[str] | None) -> list[str] | None:
+    """Groups merged so that files with the same bytes share one (PneumoniaMNIST's test split holds such copies);
+    None stays None when no two files are identical. Union-find by hand: a dozen lines, no graph library needed."""
+    from cxr.data.images import file_sha256
+
+    keys = list(groups) if groups is not None else [f"file:{p}" for p in paths]
+    parent = {k: k for k in keys}
+
+    def root(k: str) -> str:
+        while parent[k] != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    first_of: dict[str, str] = {}
+    for key, path in zip(keys, paths):
+        sha = file_sha256(path)
+        if sha in first_of:
+            parent[root(key)] = root(first_of[sha])
+        else:
+            first_of[sha] = key
+    if groups is None and len(first_of) == len(keys):
+        return None
+    return [root(k) for k in keys]
+
+
 @dataclass
 class Resplit:
     classes: list[str]
@@ -135,16 +192,22 @@ class Resplit:
     grouped: bool  # True when patients never straddle two splits
 
 
-def resplit_dataset(data: Path, val: float, test: float, seed: int, by_patient: bool, pattern: str) -> Resplit:
-    """Pool every image of `data` (class folders, flat `<class>/` folders, or a manifest) and split it afresh."""
+def resplit_dataset(
+    data: Path, val: float, test: float, seed: int, by_patient: bool, pattern: str, calibration: float | None = None
+) -> Resplit:
+    """Pool every image of `data` (class folders, flat `<class>/` folders, or a manifest) and split it afresh:
+    train/val/test, or with `calibration` a site's calibration/test cut."""
     data = Path(data)
     flat = not is_manifest(data) and data.is_dir() and not (data / "train").is_dir()
-    ds = scan_flat_class_folders(data) if flat else load_dataset(data)
+    ds = scan_flat_class_folders(data) if flat else load_dataset(data, require_train=False)
     pooled = LabeledFiles()
     for files in ds.splits.values():
         pooled.paths.extend(files.paths)
         pooled.labels.extend(files.labels)
     ids = patient_ids(pooled.paths, pattern, ds.patient_ids)
     groups = patient_groups(pooled.paths, pattern, ds.patient_ids) if by_patient else None
-    splits = split_train_val_test(pooled, val, test, seed, groups)
+    if calibration is not None:  # a film stored twice must not calibrate the model and be scored as well
+        splits = split_calibration_test(pooled, calibration, seed, join_identical_files(pooled.paths, groups))
+    else:
+        splits = split_train_val_test(pooled, val, test, seed, groups)
     return Resplit(ds.classes, splits, dict(zip(pooled.paths, ids)), groups is not None)

@@ -25,6 +25,7 @@ TEMPERATURE_RANGE = (0.05, 20.0)
 # codecademy's nested CV, 6 fold runs (benchmarks/temperature_prior.py: 0.240 against 0.583 with no prior)
 TEMPERATURE_PRIOR_SIGMA = 0.25
 ECE_BINS = 15
+SITE_KEY = "site_calibration"  # BundleMeta.extra: the site films a bundle was calibrated on (cxr.evaluation.site)
 
 
 def fit_temperature(logits: np.ndarray, y_true: np.ndarray, prior_sigma: float | None = None) -> float:
@@ -132,16 +133,7 @@ def calibrate_run(
 
     run_dir = Path(run_dir)
     bundle = Bundle.load(run_dir)
-    if operating_point is None:
-        operating_point = bundle.meta.extra.get("operating_point")
-    elif operating_point.strip().lower() == "none":
-        operating_point = None
-    if operating_point:
-        try:
-            operating_point = str(parse_operating_point(operating_point))
-        except ValueError as e:
-            raise CxrError(str(e)) from None
-    check_binary(operating_point, bundle.classes)
+    operating_point = resolve_operating_point(bundle.meta, operating_point)
     files = split_files(run_dir, "val", bundle.classes)
     preds = bundle.predict(files.paths, batch_size=batch_size, progress=progress)
     label_of = {Path(p): y for p, y in zip(files.paths, files.labels)}
@@ -152,9 +144,24 @@ def calibrate_run(
     return cal
 
 
+def resolve_operating_point(meta, operating_point: str | None) -> str | None:
+    """The rule to choose the threshold again: the given one, the bundle's own for None, no rule for "none"."""
+    if operating_point is None:
+        operating_point = meta.extra.get("operating_point")
+    elif operating_point.strip().lower() == "none":
+        operating_point = None
+    if operating_point:
+        try:
+            operating_point = str(parse_operating_point(operating_point))
+        except ValueError as e:
+            raise CxrError(str(e)) from None
+    check_binary(operating_point, meta.classes)
+    return operating_point
+
+
 def apply_to_meta(meta, cal: Calibration):
     """A copy of the bundle metadata carrying the fitted temperature, threshold and the rule that chose it."""
-    extra = {k: v for k, v in meta.extra.items() if k != "operating_point"}
+    extra = {k: v for k, v in meta.extra.items() if k not in ("operating_point", SITE_KEY)}  # a refit replaces both
     if cal.operating_point:
         extra["operating_point"] = cal.operating_point
     return dataclasses.replace(meta, temperature=cal.temperature, threshold=cal.threshold, extra=extra)

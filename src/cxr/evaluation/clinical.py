@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from cxr.evaluation.calibration import ECE_BINS, calibration_summary
+from cxr.evaluation.calibration import ECE_BINS, SITE_KEY, calibration_summary
 from cxr.evaluation.metrics import calibration_bins
 from cxr.evaluation.operating_point import operating_point_table
 from cxr.evaluation.plots import plot_pr, plot_reliability
@@ -38,7 +38,8 @@ def clinical_sections(
         thresholds = {DEFAULT_THRESHOLD_NAME: 0.5}
         if meta.threshold is not None:
             rule = meta.extra.get("operating_point", "chosen")
-            thresholds[f"{rule} (val)"] = meta.threshold
+            where = "site" if meta.extra.get(SITE_KEY) else "val"  # chosen on a site's own films
+            thresholds[f"{rule} ({where})"] = meta.threshold
         out["operating_points"] = operating_point_table(
             y_true, preds.probabilities, meta.classes, thresholds, n_bootstrap, seed
         )

@@ -19,6 +19,7 @@ from cxr.evaluation.clinical import clinical_sections
 from cxr.evaluation.history import read_history
 from cxr.evaluation.metrics import compute_metrics, merge_metrics_json
 from cxr.evaluation.plots import plot_confusion_matrix, plot_roc, plot_training_curves
+from cxr.evaluation.site import SITE_KEY, check_not_calibration_films
 from cxr.inference.bundle import Bundle
 from cxr.inference.predict import Predictions
 
@@ -36,7 +37,7 @@ def split_files(run_dir: Path, split: str, classes: list[str], data: Path | None
             raise CxrError(f"{splits_csv} has no {split!r} split{hint if refit else ''}")
         return splits[split]
     root = data if data is not None else load_run_config(run_dir).data
-    ds = load_dataset(root)  # class folders or a CSV manifest
+    ds = load_dataset(root, require_train=False)  # class folders or a CSV manifest (a site's: calibration/test rows)
     if split not in ds.splits:
         raise CxrError(f"{root} has no {split} split; pass --data with {split}/<class>/ or a manifest with such rows")
     if ds.classes == classes:
@@ -108,6 +109,7 @@ def evaluate_run(
     key = key or evaluation_key(run_dir, split, data, tta)
     bundle = Bundle.load(run_dir)
     files = split_files(run_dir, split, bundle.classes, data)
+    site = check_not_calibration_films(bundle.meta, files.paths)  # a film the model was calibrated on is refused
     label_of = {Path(p): y for p, y in zip(files.paths, files.labels)}
     preds = bundle.predict(files.paths, batch_size=batch_size, progress=progress, tta=tta)
     if not preds.paths:
@@ -117,6 +119,8 @@ def evaluate_run(
     metrics["skipped_unreadable"] = preds.errors
     metrics["tta"] = tta
     metrics["guard"] = guard_section(preds)
+    if site is not None:
+        metrics[SITE_KEY] = site
 
     plots = run_dir / "plots"
     metrics.update(clinical_sections(y_true, preds, bundle.meta, key, plots, n_bootstrap, seed, reference))

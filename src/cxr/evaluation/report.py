@@ -123,8 +123,10 @@ def error_gallery(bundle: Bundle, predictions_csv: Path, size: int, gradcam: boo
 
 def _notes(section: dict[str, Any], classes: list[str], meta) -> list[str]:
     """Plain-language caveats a reader should see before trusting the numbers."""
-    notes = []
+    from cxr.evaluation.site import SITE_KEY, site_note
+
     n = section["n"]
+    notes = [note] if (note := site_note(section.get(SITE_KEY), n)) else []
     if n < 200 and "ci" in section:
         notes.append(f"Only {n} test images: the 95 % intervals are wide; read them, not the point values.")
     elif "ci" not in section:
@@ -162,6 +164,14 @@ def _stress_rows(stress: dict[str, Any] | None) -> list[dict[str, Any]]:
     return list(rows.values())
 
 
+def _calibrated_on(calibration: dict[str, Any] | None) -> str:
+    """Where temperature and threshold were fitted, in words: the run's validation split or a site's films."""
+    from cxr.evaluation.site import SITE_KEY
+
+    site = (calibration or {}).get(SITE_KEY)
+    return f"calibration films of site {site['site']}" if site else "validation images"
+
+
 def build_context(run_dir: Path, split: str, gallery_size: int = 12, gradcam: bool = True) -> dict[str, Any]:
     bundle = Bundle.load(run_dir)
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -182,6 +192,7 @@ def build_context(run_dir: Path, split: str, gallery_size: int = 12, gradcam: bo
         "binary": len(classes) == 2,
         "training": metrics.get("training", {}),
         "val_calibration": metrics.get("calibration"),
+        "calibrated_on": _calibrated_on(metrics.get("calibration")),
         "m": section,
         "ci": section.get("ci", {}),
         "counts": _split_counts(run_dir, classes, metrics, split),
