@@ -14,6 +14,7 @@ from rich.table import Table
 from cxr.cli_checks import csv_out, folder_out, html_out, split_name
 from cxr.cli_data import data_app
 from cxr.cli_explain import audit_shortcuts, explain
+from cxr.cli_sweep import runs, sweep
 from cxr.cli_output import PlainLogFormatter, console, display_path, print_error, print_table, warn
 from cxr.config import DEFAULT_RECIPE
 from cxr.errors import CxrError
@@ -27,6 +28,8 @@ app = typer.Typer(
     help="Chest X-ray classification: train, evaluate, predict, explain and serve.",
 )
 app.add_typer(data_app, name="data")
+app.command()(sweep)
+app.command()(runs)
 
 
 @app.command(help=f"Train a model on a class-folder dataset; writes a model bundle to --out (with --cv K: a K-fold "

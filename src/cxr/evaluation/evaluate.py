@@ -110,4 +110,8 @@ def evaluate_run(
     plot_training_curves(read_history(run_dir / "history.csv"), plots / "training_curves.png")
     write_predictions_csv(run_dir / f"predictions_{key}.csv", preds, y_true)
     merge_metrics_json(run_dir / "metrics.json", {key: metrics})
+    if (run_dir / "mlflow.json").is_file():  # a tracked run (`--track`): the split's figures join its MLflow run
+        from cxr.tracking import log_evaluation
+
+        log_evaluation(run_dir, key, metrics)
     return metrics
