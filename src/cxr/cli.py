@@ -14,7 +14,7 @@ from rich.table import Table
 from cxr.cli_checks import csv_out, folder_out, html_out, split_name
 from cxr.cli_data import data_app
 from cxr.cli_explain import audit_shortcuts, explain
-from cxr.cli_sweep import runs, sweep
+from cxr.cli_sweep import TRACK_HELP, runs, sweep
 from cxr.cli_output import PlainLogFormatter, console, display_path, print_error, print_table, warn
 from cxr.config import DEFAULT_RECIPE
 from cxr.errors import CxrError
@@ -81,6 +81,7 @@ def train(
     cv: Optional[int] = typer.Option(
         None, min=2, help="cross-validate this config in K folds of train instead (writes cv.json, no model)"
     ),
+    track: Optional[bool] = typer.Option(None, "--track/--no-track", help=TRACK_HELP),
     resume: bool = typer.Option(False, help="continue the unfinished run in --out from its last checkpoint"),
     overwrite: bool = typer.Option(False, help="replace an earlier run in --out"),
 ) -> None:
@@ -92,7 +93,7 @@ def train(
         val_fraction=val_fraction, class_weight=class_weight, sampling=sampling, monitor=monitor, seed=seed, num_workers=num_workers,
         precision=precision, devices=devices, strategy=strategy, accelerator=accelerator, cache_dir=cache_dir,
         strict=strict, operating_point=operating_point, weights=weights, freeze_backbone=freeze_backbone,
-        split_seed=split_seed, ensemble=ensemble, input_norm=input_norm, ema_decay=ema_decay, refit=refit,
+        split_seed=split_seed, ensemble=ensemble, input_norm=input_norm, ema_decay=ema_decay, refit=refit, track=track,
         **{"augment.hflip": hflip, "augment.mixup": mixup},
     )  # fmt: skip
     base = out / "config.yaml" if resume and config is None else config

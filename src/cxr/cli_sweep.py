@@ -10,6 +10,8 @@ import typer
 from cxr.cli_checks import folder_out
 from cxr.cli_output import console, print_table
 
+TRACK_HELP = ("log to MLflow (config tracking_uri, else $MLFLOW_TRACKING_URI, else sqlite:///<runs parent>/mlflow.db); "
+              "`cxr evaluate` adds to the same MLflow run; see it with `mlflow ui --backend-store-uri URI`")
 OBJECTIVE_HELP = ("val_loss | val_accuracy | val_auc (the validation split carved from train, as `cxr train` does) | "
                   "cv_accuracy (nested cross-validation of the train split, --cv folds: for small datasets)")  # fmt: skip
 

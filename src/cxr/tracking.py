@@ -127,7 +127,7 @@ def tracked(cfg: TrainConfig, out: Path, kind: str, precision: str | None = None
     else:
         experiment = client.get_experiment_by_name(cfg.experiment)
         exp_id = experiment.experiment_id if experiment else client.create_experiment(cfg.experiment)
-        tags = {"cxr.kind": kind, "cxr.data": str(cfg.data), "cxr.model": cfg.model, "cxr.version": cxr.__version__,
+        tags = {"cxr.kind": kind, "cxr.data": str(Path(cfg.data).resolve()) if cfg.data else "-", "cxr.model": cfg.model, "cxr.version": cxr.__version__,
                 "mlflow.source.git.commit": _git_commit(), "cxr.run_dir": str(out.resolve())}  # fmt: skip
         if parent:
             tags["mlflow.parentRunId"] = parent["run_id"]

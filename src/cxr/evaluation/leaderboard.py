@@ -85,7 +85,7 @@ def rank(rows: list[dict[str, Any]], sort: str) -> list[dict[str, Any]]:
         figure = row.get(sort) if split else None
         groups.setdefault((row["data_path"], figure["n"] if figure else None), []).append(row)
     ordered = []
-    for g, key in enumerate(sorted(groups, key=lambda k: (str(k[0]), k[1] is None, str(k[1])))):
+    for g, key in enumerate(sorted(groups, key=lambda k: k[1] is None)):  # in the order found; unranked last
         members = groups[key]
         members.sort(key=lambda r: _sort_value(r, sort), reverse=sort not in ("seconds",))
         for i, row in enumerate(members):
