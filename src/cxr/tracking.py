@@ -4,7 +4,8 @@ One MLflow run per cxr run directory: the resolved config as params, tags for da
 and precision, every epoch's metrics (Lightning's MLFlowLogger, pointed at that run), then the training summary,
 calibration, plots, config and bundle. The run id is kept in `RUN/mlflow.json`, so `cxr evaluate` adds its split's
 figures to the same MLflow run and `--resume` continues it. A cross-validation is a parent run with a child per fold,
-an ensemble a parent with a child per member: a tracked run started while another is active becomes its child.
+an ensemble a parent with a child per member, a sweep a parent with a child per trial: a tracked run started while
+another is active becomes its child.
 """
 
 from __future__ import annotations
@@ -168,7 +169,8 @@ def log_finished_run(client, run_id: str, out: Path) -> None:
     if training.get("precision"):
         client.set_tag(run_id, "cxr.precision", training["precision"])
     _log_metrics(client, run_id, metrics)
-    for name in ("config.yaml", "metrics.json", "cv.json", "history.csv", "model.pt", "predictions_oof.csv"):
+    for name in ("config.yaml", "metrics.json", "cv.json", "history.csv", "model.pt", "predictions_oof.csv",
+                 "best.yaml", "trials.csv"):  # a run's, a cross-validation's or a sweep's
         if (out / name).is_file():
             client.log_artifact(run_id, str(out / name))
     if (out / "plots").is_dir():

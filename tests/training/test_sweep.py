@@ -91,9 +91,12 @@ def test_pruning_callback_stops_a_trial_the_pruner_gives_up_on(tiny_dataset, tmp
     assert study.trials[0].intermediate_values[0] > 0
 
 
-def test_a_stale_trial_is_retried_in_its_own_run_folder_and_test_is_never_read(sweep_files):
-    """The fast form of the kill -9 test: a trial left RUNNING by a dead process (its heartbeat stopped)."""
+def test_a_stale_trial_is_retried_in_its_own_run_folder_and_test_is_never_read(sweep_files, monkeypatch):
+    """The fast form of the kill -9 test: a trial left RUNNING by a dead process (its heartbeat stopped). Tracked:
+    the sweep is an MLflow parent run, the trial its child."""
     plan = _plan(sweep_files, 2, heartbeat=1)
+    plan.base = plan.base.model_copy(update={"track": True})
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     study = open_study(plan)
     dist = optuna.distributions
     study.add_trial(optuna.create_trial(params={"lr": 0.002, "augment.mixup": 0.0}, value=0.5, distributions={
@@ -112,6 +115,16 @@ def test_a_stale_trial_is_retried_in_its_own_run_folder_and_test_is_never_read(s
     run = sweep_files / "sweep" / "trials" / "001"
     assert (run / BUNDLE_FILE).is_file() and "test" not in json.loads((run / "metrics.json").read_text())
     assert (sweep_files / "sweep" / "best.yaml").is_file() and (sweep_files / "sweep" / "trials.csv").is_file()
+
+    from mlflow import MlflowClient
+
+    parent = json.loads((sweep_files / "sweep" / "mlflow.json").read_text())
+    assert parent["uri"] == f"sqlite:///{(sweep_files / 'sweep' / 'mlflow.db').resolve()}"
+    client = MlflowClient(parent["uri"])
+    assert {"best.yaml", "trials.csv", "plots"} <= {a.path for a in client.list_artifacts(parent["run_id"])}
+    experiment = client.get_run(parent["run_id"]).info.experiment_id
+    children = client.search_runs([experiment], filter_string=f"tags.mlflow.parentRunId = '{parent['run_id']}'")
+    assert [r.info.run_name for r in children] == ["001"] and children[0].data.params["lr"] == str(dead_params["lr"])
 
 
 def _start(root: Path, trials: int, *extra) -> subprocess.Popen:

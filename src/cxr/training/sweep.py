@@ -232,13 +232,16 @@ def run_sweep(plan: SweepPlan) -> dict[str, Any]:
     objective = _objective(plan)
     t0 = time.perf_counter()
     ran = 0
-    while True:
-        fail_stale_trials(study)  # a killed process's trial: failed, its parameters queued again (retry callback)
-        if settled(study) >= plan.trials:
-            break
-        study.optimize(objective, n_trials=1)
-        ran += 1
-    summary = write_results(study, plan)
+    from cxr.training.train import tracking
+
+    with tracking(plan.base, plan.out, "sweep"):  # with track: one MLflow parent run, each trial a child
+        while True:
+            fail_stale_trials(study)  # a killed process's trial: failed, its parameters queued again (retry callback)
+            if settled(study) >= plan.trials:
+                break
+            study.optimize(objective, n_trials=1)
+            ran += 1
+        summary = write_results(study, plan)
     summary.update(ran_here=ran, seconds_here=round(time.perf_counter() - t0, 1))
     return summary
 
