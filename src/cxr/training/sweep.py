@@ -128,7 +128,7 @@ def _describe(plan: SweepPlan) -> dict[str, Any]:
 def open_study(plan: SweepPlan) -> optuna.Study:
     """Create or load (same command: resume) the study; one that asks another question is refused."""
     plan.out.mkdir(parents=True, exist_ok=True)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial's error reaches the user once, as cxr prints it
     try:
         storage = RDBStorage(
             plan.storage_url, heartbeat_interval=plan.heartbeat, grace_period=2 * plan.heartbeat,
