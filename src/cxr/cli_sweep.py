@@ -12,12 +12,13 @@ from cxr.cli_output import console, print_table
 
 TRACK_HELP = ("log to MLflow (config tracking_uri, else $MLFLOW_TRACKING_URI, else sqlite:///<runs parent>/mlflow.db); "
               "`cxr evaluate` adds to the same MLflow run; see it with `mlflow ui --backend-store-uri URI`")
-OBJECTIVE_HELP = ("val_loss | val_accuracy | val_auc (the validation split carved from train, as `cxr train` does) | "
-                  "cv_accuracy (nested cross-validation of the train split, --cv folds: for small datasets)")  # fmt: skip
+OBJECTIVE_HELP = ("val_loss | val_accuracy | val_auc (the validation split carved from train, as `cxr train` does) "
+                  "| cv_accuracy (nested cross-validation of the train split, --cv folds: for small datasets)")
 
 
 def sweep(
-    space: Path = typer.Option(..., help="YAML of config keys with ranges {low, high[, log, step]} or {choices: [...]}"),
+    space: Path = typer.Option(..., help="YAML of config keys with ranges {low, high[, log, step]} or "
+                               "{choices: [...]}"),
     out: Path = typer.Option(..., help="sweep folder: study.db, trials/<n>/ (one run each), best.yaml, trials.csv, "
                              "plots/", callback=folder_out),  # fmt: skip
     config: Optional[str] = typer.Option(None, help="base config: YAML file or shipped recipe (default: the default "

@@ -54,7 +54,7 @@ def check_tracking(uri: str) -> None:
     except Exception as e:  # mlflow raises many kinds (MlflowException, requests', SQLAlchemy's): all mean unreachable
         detail = " ".join(str(e).split())[:160]
         raise CxrError(f"MLflow tracking URI {uri!r} cannot be reached ({type(e).__name__}: {detail}); start the "
-                       "server, fix tracking_uri / $MLFLOW_TRACKING_URI, or train without --track") from None  # fmt: skip
+                       "server, fix tracking_uri / $MLFLOW_TRACKING_URI, or train without --track") from None
     finally:
         for k, v in saved.items():
             os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
@@ -82,7 +82,8 @@ def flat_params(values: dict[str, Any], prefix: str = "") -> dict[str, str]:
 
 def _numbers(section: dict[str, Any], prefix: str) -> dict[str, float]:
     """The top-level figures of a metrics.json section, and their 95 % intervals as <name>_ci_low / _ci_high."""
-    out = {f"{prefix}{k}": float(v) for k, v in section.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    numeric = {k: v for k, v in section.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+    out = {f"{prefix}{k}": float(v) for k, v in numeric.items()}
     for k, ci in (section.get("ci") or {}).items():
         if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(isinstance(x, (int, float)) for x in ci):
             out[f"{prefix}{k}_ci_low"], out[f"{prefix}{k}_ci_high"] = float(ci[0]), float(ci[1])
@@ -128,8 +129,9 @@ def tracked(cfg: TrainConfig, out: Path, kind: str, precision: str | None = None
     else:
         experiment = client.get_experiment_by_name(cfg.experiment)
         exp_id = experiment.experiment_id if experiment else client.create_experiment(cfg.experiment)
-        tags = {"cxr.kind": kind, "cxr.data": str(Path(cfg.data).resolve()) if cfg.data else "-", "cxr.model": cfg.model, "cxr.version": cxr.__version__,
-                "mlflow.source.git.commit": _git_commit(), "cxr.run_dir": str(out.resolve())}  # fmt: skip
+        tags = {"cxr.kind": kind, "cxr.data": str(Path(cfg.data).resolve()) if cfg.data else "-",
+                "cxr.model": cfg.model, "cxr.version": cxr.__version__, "mlflow.source.git.commit": _git_commit(),
+                "cxr.run_dir": str(out.resolve())}  # fmt: skip
         if parent:
             tags["mlflow.parentRunId"] = parent["run_id"]
         run_id = client.create_run(exp_id, run_name=out.name, tags=tags).info.run_id

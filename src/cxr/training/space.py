@@ -42,7 +42,8 @@ class Param:
 
     @property
     def is_int(self) -> bool:
-        return self.choices is None and all(isinstance(v, int) and not isinstance(v, bool) for v in (self.low, self.high))
+        ends = (self.low, self.high)
+        return self.choices is None and all(isinstance(v, int) and not isinstance(v, bool) for v in ends)
 
     def suggest(self, trial) -> Any:
         """The value Optuna's sampler picks for this key (`trial` is an optuna.Trial)."""
@@ -119,7 +120,8 @@ def load_space(path: str | Path, base: TrainConfig) -> list[Param]:
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise CxrError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(loaded, dict) or not loaded:
-        raise CxrError(f"{path}: expected a mapping of config keys to ranges or choices, e.g. lr: {{low: 1e-4, high: 1e-2}}")
+        raise CxrError(f"{path}: expected a mapping of config keys to ranges or choices, e.g. "
+                       "lr: {low: 1e-4, high: 1e-2}")
     flat: dict[str, Any] = {}
     for key, spec in loaded.items():  # `augment: {mixup: {...}}` is read as augment.mixup
         if key == "augment" and isinstance(spec, dict) and not set(spec) & (RANGE_KEYS | {"choices"}):

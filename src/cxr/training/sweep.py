@@ -138,7 +138,8 @@ def open_study(plan: SweepPlan) -> optuna.Study:
         raise CxrError(f"--storage {plan.storage_url!r} cannot be opened ({type(e).__name__}: "
                        f"{' '.join(str(e).split())[:160]})") from None  # fmt: skip
     direction = OBJECTIVES[plan.objective][0]
-    pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2) if plan.prune else optuna.pruners.NopPruner()
+    median = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2)  # after 3 trials, from epoch 2 on
+    pruner = median if plan.prune else optuna.pruners.NopPruner()
     study = optuna.create_study(storage=storage, study_name=plan.study_name, direction=direction,
                                 sampler=_sampler(plan.seed), pruner=pruner, load_if_exists=True)  # fmt: skip
     described = json.loads(json.dumps(_describe(plan), default=str))
@@ -147,7 +148,8 @@ def open_study(plan: SweepPlan) -> optuna.Study:
         study.set_user_attr("sweep", described)
     elif stored != described:
         changed = sorted(k for k in described if stored.get(k) != described[k])
-        raise CxrError(f"study {plan.study_name!r} in {plan.storage_url} was started with another {', '.join(changed)}; "
+        raise CxrError(f"study {plan.study_name!r} in {plan.storage_url} was started with another "
+                       f"{', '.join(changed)}; "
                        "rerun it with the same --config, --space and --objective, or choose another --out / "
                        "--study-name")  # fmt: skip
     return study
@@ -209,7 +211,8 @@ def validation_score(run: Path, objective: str) -> float:
         return float(metrics["accuracy"])
     if objective == "val_auc":
         if metrics["roc_auc"] is None:
-            raise CxrError(f"{run}: validation AUC is undefined (a class is missing from val); use --objective val_loss")
+            raise CxrError(f"{run}: validation AUC is undefined (a class is missing from val); use --objective "
+                           "val_loss")
         return float(metrics["roc_auc"])
     import pandas as pd
 

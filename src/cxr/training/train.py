@@ -276,7 +276,7 @@ def _train_one(
         logging.getLogger(name).setLevel(logging.WARNING)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     t_start = time.perf_counter()
-    trainer, ckpt, precision = _build_trainer(cfg, out, refit, callbacks)  # before decoding: a bad device/strategy fails at once
+    trainer, ckpt, precision = _build_trainer(cfg, out, refit, callbacks)  # before decoding: a bad device fails now
     data = prepare_data(cfg, out, merge_val=refit is not None)
     save_config(cfg, out / "config.yaml")
 
