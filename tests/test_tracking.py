@@ -82,3 +82,18 @@ def test_unreachable_tracking_uri_is_a_one_line_error_before_training(tiny_datas
                             *ARGS, "--out", out)  # fmt: skip
     assert_one_line_error(cli, store, "cannot be reached")
     assert not out.exists()
+
+
+@pytest.mark.slow
+def test_ensemble_is_a_parent_run_with_a_child_per_member(tiny_dataset, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    out = tmp_path / "runs" / "ens"
+    args = ["train", "--data", tiny_dataset, *ARGS, "--epochs", 1, "--ensemble", 2, "--out", out, "--track"]
+    assert run_cli_inprocess(capsys, monkeypatch, *args).returncode == 0
+    client, parent, _ = _tracked(out)
+    assert client.get_run(parent).data.tags["cxr.kind"] == "ensemble"
+    assert "model.pt" in {a.path for a in client.list_artifacts(parent)}
+    children = client.search_runs([client.get_run(parent).info.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{parent}'")  # fmt: skip
+    assert sorted(r.info.run_name for r in children) == ["0", "1"]
+    assert sorted(r.data.params["seed"] for r in children) == ["0", "1"]  # member k trains with seed + k
