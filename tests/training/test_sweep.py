@@ -64,6 +64,7 @@ def test_bad_sweeps_are_one_line_errors_before_any_training(sweep_files, tmp_pat
          ["cv_accuracy needs 3 images of each class", "has 2"], {}),
         (["sweep", "--config", root / "refit.yaml", *_sweep_args(root, 2)[3:]], ["needs a validation split"], {}),
         (_sweep_args(root, 2, "--objective", "test_accuracy"), ["--objective 'test_accuracy'"], {}),
+        (_sweep_args(root, 2, "--storage", f"sqlite:///{root / 'base.yaml' / 'study.db'}"), ["cannot be opened"], {}),
         (_sweep_args(root, 2, "--track"), ["MLflow tracking URI 'http://127.0.0.1:9' cannot be reached"], unreachable),
     ]
     for args, fragments, env in cases:
