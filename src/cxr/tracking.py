@@ -146,8 +146,9 @@ def tracked(cfg: TrainConfig, out: Path, kind: str, precision: str | None = None
     token = _active.set({"uri": uri, "run_id": run_id})
     try:
         yield run_id
-    except BaseException:
-        client.set_terminated(run_id, "FAILED")
+    except BaseException as e:  # stopped on purpose (Ctrl-C, a sweep's pruning) is KILLED in MLflow, not FAILED
+        stopped = isinstance(e, KeyboardInterrupt) or type(e).__name__ == "TrialPruned"  # no optuna import here
+        client.set_terminated(run_id, "KILLED" if stopped else "FAILED")
         raise
     finally:
         _active.reset(token)

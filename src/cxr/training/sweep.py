@@ -219,6 +219,7 @@ def validation_score(run: Path, objective: str) -> float:
     rows = pd.read_csv(run / "predictions_val.csv")
     classes = metrics["classes"]
     probs = rows[[f"p_{c}" for c in classes]].to_numpy()
+    probs = probs / probs.sum(axis=1, keepdims=True)  # the CSV rounds to 6 decimals: rows sum to 1 within 1e-5
     return float(log_loss([classes.index(c) for c in rows["label"]], probs, labels=list(range(len(classes)))))
 
 
