@@ -40,6 +40,7 @@ def test_tracked_run_logs_params_epochs_figures_and_artifacts(tiny_dataset, tmp_
     assert mlflow_run.data.metrics["training_epochs_run"] == training["epochs_run"] == 2
     artifacts = {a.path for a in client.list_artifacts(run_id)}
     assert {"model.pt", "config.yaml", "metrics.json", "history.csv"} <= artifacts
+    assert (tmp_path / "runs" / "mlartifacts" / "cxr" / run_id / "artifacts" / "model.pt").is_file()  # beside the store
 
     cli = run_cli_inprocess(capsys, monkeypatch, "evaluate", run, "--bootstrap", 50)  # adds to the same MLflow run
     assert cli.returncode == 0, cli.stderr

@@ -90,6 +90,14 @@ def _numbers(section: dict[str, Any], prefix: str) -> dict[str, float]:
     return out
 
 
+def artifact_root(uri: str, experiment: str) -> str | None:
+    """Artifacts of a SQLite store go beside it (OUT/mlartifacts/<experiment>), not in MLflow's default ./mlruns of
+    whatever folder the command ran in; a server or another database keeps its own default."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    return (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts" / experiment).as_uri()
+
+
 def read_tracking(run_dir: Path) -> dict | None:
     path = Path(run_dir) / TRACKING_FILE
     return json.loads(path.read_text()) if path.is_file() else None
@@ -128,7 +136,8 @@ def tracked(cfg: TrainConfig, out: Path, kind: str, precision: str | None = None
         run_id = previous["run_id"]
     else:
         experiment = client.get_experiment_by_name(cfg.experiment)
-        exp_id = experiment.experiment_id if experiment else client.create_experiment(cfg.experiment)
+        exp_id = experiment.experiment_id if experiment else client.create_experiment(
+            cfg.experiment, artifact_location=artifact_root(uri, cfg.experiment))  # fmt: skip
         tags = {"cxr.kind": kind, "cxr.data": str(Path(cfg.data).resolve()) if cfg.data else "-",
                 "cxr.model": cfg.model, "cxr.version": cxr.__version__, "mlflow.source.git.commit": _git_commit(),
                 "cxr.run_dir": str(out.resolve())}  # fmt: skip
