@@ -17,6 +17,7 @@ from cxr.cli_explain import audit_shortcuts, explain
 from cxr.cli_output import PlainLogFormatter, console, print_error, print_table, warn
 from cxr.cli_reading import SERVE_DB_HELP, feedback_app, readers_app
 from cxr.cli_site import calibrate
+from cxr.cli_sweep import TRACK_HELP, runs, sweep
 from cxr.cli_trust import TTA_HELP, guard, predict, stress
 from cxr.cli_weights import weights_app
 from cxr.config import DEFAULT_RECIPE
@@ -91,6 +92,7 @@ def train(
     cv: Optional[int] = typer.Option(
         None, min=2, help="cross-validate this config in K folds of train instead (writes cv.json, no model)"
     ),
+    track: Optional[bool] = typer.Option(None, "--track/--no-track", help=TRACK_HELP),
     resume: bool = typer.Option(False, help="continue the unfinished run in --out from its last checkpoint"),
     overwrite: bool = typer.Option(False, help="replace an earlier run in --out"),
 ) -> None:
@@ -102,7 +104,7 @@ def train(
         val_fraction=val_fraction, class_weight=class_weight, sampling=sampling, monitor=monitor, seed=seed, num_workers=num_workers,
         precision=precision, devices=devices, strategy=strategy, accelerator=accelerator, cache_dir=cache_dir,
         strict=strict, operating_point=operating_point, weights=weights, pretrained=pretrained,
-        freeze_backbone=freeze_backbone,
+        freeze_backbone=freeze_backbone, track=track,
         split_seed=split_seed, ensemble=ensemble, input_norm=input_norm, ema_decay=ema_decay, refit=refit,
         **{"augment.hflip": hflip, "augment.mixup": mixup},
     )  # fmt: skip
@@ -300,6 +302,8 @@ def serve(
 
 
 app.command()(calibrate)
+app.command()(sweep)
+app.command()(runs)
 app.command()(predict)
 app.command()(stress)
 app.command()(guard)

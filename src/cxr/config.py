@@ -160,6 +160,14 @@ class TrainConfig(_Strict):
     operating_point: str | None = Field(
         None, description="binary only: threshold chosen on validation, sensitivity=0.95 | specificity=0.90 | youden"
     )
+    track: bool = Field(
+        False, description="log the run to MLflow: config as params, every epoch's metrics, figures, plots and bundle "
+        "(cxr evaluate adds its split to the same MLflow run)",
+    )  # fmt: skip
+    tracking_uri: str | None = Field(
+        None, description="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///<runs parent>/mlflow.db)"
+    )
+    experiment: str = Field("cxr", min_length=1, description="MLflow experiment the run is logged under (with track)")
 
     @field_validator("num_workers")
     @classmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -134,4 +135,11 @@ def evaluate_run(
     if "stress" in previous:  # `cxr stress` figures of the same films: a re-evaluation keeps them
         metrics["stress"] = previous["stress"]
     merge_metrics_json(metrics_path, {key: metrics})
+    if (run_dir / "mlflow.json").is_file():  # a tracked run (`--track`): the split's figures join its MLflow run
+        from cxr.tracking import log_evaluation
+
+        try:
+            log_evaluation(run_dir, key, metrics)
+        except CxrError as e:  # the figures are written above; an unreachable store must not read as a failure
+            logging.getLogger("cxr").warning("not logged to MLflow: %s", e)
     return metrics

@@ -38,10 +38,10 @@ from cxr.evaluation.oof import CV_FILE, OOF_FILE, write_oof
 from cxr.evaluation.plots import plot_confusion_matrix, plot_roc
 from cxr.inference.bundle import BUNDLE_FILE, Bundle
 from cxr.training.prepare import load_config_data
-from cxr.training.train import _is_rank_zero, _resumable, fetch_start_weights, train, wait_for_rank_zero
+from cxr.training.train import _is_rank_zero, _resumable, fetch_start_weights, tracking, train, wait_for_rank_zero
 
 log = logging.getLogger("cxr")
-CV_FILES = (CV_FILE, OOF_FILE, "plots", "folds", "manifests", "config.yaml")
+CV_FILES = (CV_FILE, OOF_FILE, "plots", "folds", "manifests", "config.yaml", "mlflow.json")
 
 
 def pooled_files(cfg: TrainConfig) -> tuple[list[str], LabeledFiles, dict[Path, str]]:
@@ -107,6 +107,11 @@ def cross_validate(
     out.mkdir(parents=True, exist_ok=True)
     if _is_rank_zero():
         save_config(cfg, out / "config.yaml")  # `--resume` reads it back
+    with tracking(cfg, out, "cv"):  # one MLflow parent run, a child per fold
+        return _run_folds(cfg, out, k, classes, files, ids, folds, seed, groups)
+
+
+def _run_folds(cfg: TrainConfig, out: Path, k: int, classes, files, ids, folds, seed: int, groups) -> dict | None:
     y: list[int] = []
     probs, scored, per_fold = [], [], []
     for f, held in enumerate(folds):

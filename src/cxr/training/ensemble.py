@@ -19,7 +19,7 @@ from cxr.inference.bundle import BUNDLE_FILE
 from cxr.inference.ensemble import combine_runs
 from cxr.inference.guard_fit import fit_run_guard
 from cxr.training.prepare import split_seed
-from cxr.training.train import check_run_dir, peak_rss_gb, set_aside_previous_run, train
+from cxr.training.train import check_run_dir, peak_rss_gb, set_aside_previous_run, tracking, train
 
 
 def member_config(cfg: TrainConfig, k: int) -> TrainConfig:
@@ -31,7 +31,7 @@ def train_ensemble(cfg: TrainConfig, out: str | Path, resume: bool = False, over
     if not resume:  # as for one run: --resume wins; --overwrite sets the old run aside; a finished model is refused
         check_run_dir(out, resume=False, overwrite=overwrite)
     out.mkdir(parents=True, exist_ok=True)
-    with set_aside_previous_run(out, overwrite and not resume):
+    with set_aside_previous_run(out, overwrite and not resume), tracking(cfg, out, "ensemble"):  # members: children
         return _train_members_and_combine(cfg, out)
 
 

@@ -8,8 +8,8 @@ import resource
 import shutil
 import time
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -60,7 +60,7 @@ class _ProgressBar(RichProgressBar):
 RUN_ARTIFACTS = (
     BUNDLE_FILE, "checkpoints", "logs", "plots", "history.csv", "timings.csv", "metrics.json", "splits.csv",
     "config.yaml", "predictions_train.csv", "predictions_val.csv", "predictions_test.csv", "audit", "model.onnx",
-    "members", "selection",
+    "members", "selection", "mlflow.json",
 )  # fmt: skip
 NESTED_RUNS = {"members": "ensemble", "selection": "refit"}  # runs inside a run: ensemble members, refit's first
 PREVIOUS_RUN = ".previous-run"  # where --overwrite keeps the old run until the new one has finished
@@ -185,10 +185,20 @@ def peak_rss_gb() -> float:
     return round(peak_kib / 2**20, 2)
 
 
+def tracking(cfg: TrainConfig, out: Path, kind: str) -> AbstractContextManager:
+    """An MLflow run around the work in `out` when the config asks for one (mlflow is imported only then)."""
+    if not cfg.track:
+        return nullcontext()
+    from cxr.tracking import tracked
+
+    return tracked(cfg, out, kind)
+
+
 def _build_trainer(
-    cfg: TrainConfig, out: Path, refit: RefitPlan | None = None
+    cfg: TrainConfig, out: Path, refit: RefitPlan | None = None, callbacks: Sequence[L.Callback] = ()
 ) -> tuple[L.Trainer, ModelCheckpoint, str]:
-    """The Lightning Trainer with cxr's callbacks and loggers; a device/strategy Lightning refuses is a CxrError.
+    """The Lightning Trainer with cxr's callbacks (and the caller's, e.g. a sweep's pruning) and loggers; a
+    device/strategy Lightning refuses is a CxrError.
 
     A refit has no validation: it runs the planned epochs and keeps the last, with no early stopping.
     """
@@ -200,6 +210,10 @@ def _build_trainer(
     stopping = [] if refit else [EarlyStopping(monitor=cfg.monitor, mode=mode, patience=cfg.early_stopping_patience)]
     precision = resolve_precision(cfg)
     loggers = [CSVLogger(out, name="logs", version="csv"), TensorBoardLogger(out, name="logs", version="tensorboard")]
+    if cfg.track:
+        from cxr.tracking import epoch_logger
+
+        loggers += [logger for logger in (epoch_logger(),) if logger is not None]
     try:
         trainer = L.Trainer(
             max_epochs=refit.epochs if refit else cfg.epochs,
@@ -215,6 +229,7 @@ def _build_trainer(
                 _ProgressBar(),
                 # Lightning swaps the average in for validation and writes it as each checkpoint's state_dict
                 *([EMAWeightAveraging(decay=cfg.ema_decay)] if cfg.ema_decay else []),
+                *callbacks,
             ],
             logger=loggers,
             default_root_dir=out,
@@ -240,7 +255,11 @@ def fetch_start_weights(cfg: TrainConfig) -> None:
         start_weights(cfg.for_member(k) if cfg.ensemble_members else cfg)
 
 
-def train(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite: bool = False) -> Path:
+def train(
+    cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite: bool = False,
+    callbacks: Sequence[L.Callback] = (),
+) -> Path:
+    """Train `cfg` into `out`; `callbacks` join the Trainer's own (a single run's: not an ensemble's or refit's)."""
     if not resume:  # a resumed run's checkpoint holds its weights
         fetch_start_weights(cfg)
     if cfg.ensemble > 1:
@@ -257,21 +276,23 @@ def train(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite: bo
     created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
-        with set_aside_previous_run(out, overwrite and not resume):
-            return train_refit(cfg, out) if cfg.refit else _train_one(cfg, out, resume)
+        with set_aside_previous_run(out, overwrite and not resume), tracking(cfg, out, "refit" if cfg.refit else "run"):
+            return train_refit(cfg, out) if cfg.refit else _train_one(cfg, out, resume, callbacks=callbacks)
     except BaseException:
         if created and _is_rank_zero() and not _resumable(out):
             shutil.rmtree(out, ignore_errors=True)  # nothing to resume: no half-made run folder is left behind
         raise
 
 
-def _train_one(cfg: TrainConfig, out: Path, resume: bool, refit: RefitPlan | None = None) -> Path:
+def _train_one(
+    cfg: TrainConfig, out: Path, resume: bool, refit: RefitPlan | None = None, callbacks: Sequence[L.Callback] = ()
+) -> Path:
     for name in ("lightning.pytorch", "lightning.fabric"):  # hardware banners and tips; keep warnings
         logging.getLogger(name).setLevel(logging.WARNING)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     t_start = time.perf_counter()
     init = None if resume else start_weights(cfg)
-    trainer, ckpt, precision = _build_trainer(cfg, out, refit)  # before decoding: a bad device/strategy fails at once
+    trainer, ckpt, precision = _build_trainer(cfg, out, refit, callbacks)  # before decoding: a bad device fails now
     data = prepare_data(cfg, out, merge_val=refit is not None)
     save_config(cfg, out / "config.yaml")
 

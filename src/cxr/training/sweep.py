@@ -1,0 +1,298 @@
+"""`cxr sweep`: an Optuna study over config keys, each trial an ordinary run directory under DIR/trials/.
+
+The study lives in an RDB storage (SQLite file DIR/study.db by default, a PostgreSQL URL for several machines), so a
+sweep killed outright resumes with the same command, and several processes on one storage share the work: `trials`
+counts the study's finished, pruned and running trials, checked before each new one. A process killed in a trial
+stops its heartbeat; the next process to start a trial marks it failed and retries its parameters in the same run
+directory (continuing from its last checkpoint). TPE is seeded per trial number (seed + number), so runs of the same
+sweep sample the same points and two processes never draw the same random start.
+
+The test split is never read: objectives are the validation split's figures or nested cross-validation of the train
+split (`cv_accuracy`, through `cxr train --cv`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import optuna
+import yaml
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
+from optuna.trial import TrialState
+from pydantic import ValidationError
+
+from cxr.atomic import write_text_atomic
+from cxr.config import TrainConfig, format_validation_error
+from cxr.errors import CxrError
+from cxr.inference.bundle import BUNDLE_FILE
+from cxr.training.space import Param, apply_params
+
+log = logging.getLogger("cxr")
+# heartbeats, stale-trial retries and the matplotlib plots are marked experimental by Optuna; the warning is noise here
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+# objective -> (direction, the per-epoch metric Lightning logs for pruning; None: no per-epoch value)
+OBJECTIVES = {
+    "val_loss": ("minimize", "val_loss"),
+    "val_accuracy": ("maximize", "val_acc"),
+    "val_auc": ("maximize", "val_auc"),
+    "cv_accuracy": ("maximize", None),
+}
+SETTLED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)  # what counts towards `trials`
+STUDY_FILE = "study.db"
+
+
+@dataclass
+class SweepPlan:
+    base: TrainConfig
+    params: list[Param]
+    out: Path
+    trials: int
+    objective: str = "val_loss"
+    storage: str | None = None
+    study_name: str = "cxr-sweep"
+    seed: int = 0
+    cv_folds: int = 3
+    prune: bool = True
+    heartbeat: int = 60
+
+    @property
+    def storage_url(self) -> str:
+        return self.storage or f"sqlite:///{self.out.resolve() / STUDY_FILE}"
+
+
+class PruneTrial(L.Callback):
+    """Report the objective's validation metric to Optuna each epoch; stop a trial the median pruner gives up on.
+
+    Hand-written: optuna-integration's PyTorchLightningPruningCallback makes the same two calls (report,
+    should_prune) but would be one more dependency to install and keep in step with Lightning.
+    """
+
+    def __init__(self, trial: optuna.Trial, monitor: str):
+        self.trial, self.monitor = trial, monitor
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        value = trainer.callback_metrics.get(self.monitor)
+        if trainer.sanity_checking or value is None:
+            return
+        self.trial.report(float(value), trainer.current_epoch)
+        if self.trial.should_prune():
+            raise optuna.TrialPruned(f"epoch {trainer.current_epoch}: {self.monitor} {float(value):.4f}")
+
+
+def check_objective(plan: SweepPlan) -> None:
+    """Refuse, before any trial, an objective the data or the config cannot give."""
+    if plan.objective not in OBJECTIVES:
+        raise CxrError(f"--objective {plan.objective!r}: choose one of {', '.join(OBJECTIVES)}")
+    refit = plan.base.refit or any(p.key == "refit" and True in (p.choices or ()) for p in plan.params)
+    if plan.objective != "cv_accuracy" and refit:
+        raise CxrError(f"--objective {plan.objective} needs a validation split, but refit: true trains on it; use "
+                       "--objective cv_accuracy or drop refit")  # fmt: skip
+    if plan.objective == "cv_accuracy":
+        from cxr.training.cv import pooled_files
+
+        classes, files, _ = pooled_files(plan.base)
+        counts = np.bincount(files.labels, minlength=len(classes))
+        if counts.min() < plan.cv_folds:
+            raise CxrError(f"--objective cv_accuracy needs {plan.cv_folds} images of each class in the train split "
+                           f"(one per fold); {classes[int(counts.argmin())]!r} has {counts.min()}: pass --cv with "
+                           "fewer folds or use a validation objective")  # fmt: skip
+    else:
+        from cxr.training.prepare import load_config_data
+
+        load_config_data(plan.base)  # a missing or malformed dataset fails now, with its own one-line error
+
+
+def _sampler(seed: int) -> optuna.samplers.TPESampler:
+    return optuna.samplers.TPESampler(seed=seed)
+
+
+def _describe(plan: SweepPlan) -> dict[str, Any]:
+    """What makes two invocations the same sweep: a resumed study must not silently change its question."""
+    base = plan.base.to_yaml_dict()
+    for key in ("track", "tracking_uri", "experiment", "num_workers", "cache_dir"):  # where it runs, not what
+        base.pop(key, None)
+    return {"objective": plan.objective, "cv_folds": plan.cv_folds, "base": base,
+            "space": [vars(p) | {"choices": list(p.choices) if p.choices else None} for p in plan.params]}  # fmt: skip
+
+
+def open_study(plan: SweepPlan) -> optuna.Study:
+    """Create or load (same command: resume) the study; one that asks another question is refused."""
+    plan.out.mkdir(parents=True, exist_ok=True)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial's error reaches the user once, as cxr prints it
+    try:
+        storage = RDBStorage(
+            plan.storage_url, heartbeat_interval=plan.heartbeat, grace_period=2 * plan.heartbeat,
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2),
+        )  # fmt: skip
+    except Exception as e:  # SQLAlchemy's errors for a bad URL or an unreachable server
+        raise CxrError(f"--storage {plan.storage_url!r} cannot be opened ({type(e).__name__}: "
+                       f"{' '.join(str(e).split())[:160]})") from None  # fmt: skip
+    direction = OBJECTIVES[plan.objective][0]
+    median = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2)  # after 3 trials, from epoch 2 on
+    pruner = median if plan.prune else optuna.pruners.NopPruner()
+    study = optuna.create_study(storage=storage, study_name=plan.study_name, direction=direction,
+                                sampler=_sampler(plan.seed), pruner=pruner, load_if_exists=True)  # fmt: skip
+    described = json.loads(json.dumps(_describe(plan), default=str))
+    stored = study.user_attrs.get("sweep")
+    if stored is None:
+        study.set_user_attr("sweep", described)
+    elif stored != described:
+        changed = sorted(k for k in described if stored.get(k) != described[k])
+        raise CxrError(f"study {plan.study_name!r} in {plan.storage_url} was started with another "
+                       f"{', '.join(changed)}; "
+                       "rerun it with the same --config, --space and --objective, or choose another --out / "
+                       "--study-name")  # fmt: skip
+    return study
+
+
+def settled(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=SETTLED))
+
+
+def trial_config(plan: SweepPlan, values: dict[str, Any]) -> TrainConfig:
+    try:
+        return TrainConfig.model_validate(apply_params(plan.base.model_dump(), values))
+    except ValidationError as e:  # a combination the space's per-key checks could not see (sampling + class_weight)
+        raise CxrError(format_validation_error(e, f"trial parameters {values}")) from None
+
+
+def _objective(plan: SweepPlan):
+    def run_trial(trial: optuna.Trial) -> float:
+        trial.study.sampler = _sampler(plan.seed + trial.number)
+        values = {p.key: p.suggest(trial) for p in plan.params}
+        cfg = trial_config(plan, values)
+        name = trial.user_attrs.get("run") or f"{trial.number:03d}"  # a retry keeps the killed trial's folder
+        trial.set_user_attr("run", name)
+        run = plan.out / "trials" / name
+        log.info("trial %d: %s -> %s", trial.number, values, run)
+        if plan.objective == "cv_accuracy":
+            return _cv_accuracy(cfg, run, plan.cv_folds)
+        if not (run / BUNDLE_FILE).is_file():
+            from cxr.training.train import _resumable, train
+
+            monitor = OBJECTIVES[plan.objective][1]
+            single = cfg.ensemble == 1 and not cfg.refit
+            callbacks = [PruneTrial(trial, monitor)] if plan.prune and single else []
+            started = _resumable(run)
+            train(cfg, run, resume=started, overwrite=not started, callbacks=callbacks)
+        return validation_score(run, plan.objective)
+
+    return run_trial
+
+
+def _cv_accuracy(cfg: TrainConfig, run: Path, folds: int) -> float:
+    from cxr.evaluation.oof import CV_FILE
+    from cxr.training.cv import cross_validate
+
+    if (run / CV_FILE).is_file():
+        return float(json.loads((run / CV_FILE).read_text())["accuracy"])
+    started = (run / "folds").is_dir()
+    return float(cross_validate(cfg, run, folds, resume=started, overwrite=not started)["accuracy"])
+
+
+def validation_score(run: Path, objective: str) -> float:
+    """The finished run's figure on its validation split (calibrated bundle; loss = log loss of its probabilities)."""
+    from sklearn.metrics import log_loss
+
+    from cxr.evaluation.evaluate import evaluate_run
+
+    metrics = evaluate_run(run, "val", n_bootstrap=0)
+    if objective == "val_accuracy":
+        return float(metrics["accuracy"])
+    if objective == "val_auc":
+        if metrics["roc_auc"] is None:
+            raise CxrError(f"{run}: validation AUC is undefined (a class is missing from val); use --objective "
+                           "val_loss")
+        return float(metrics["roc_auc"])
+    import pandas as pd
+
+    rows = pd.read_csv(run / "predictions_val.csv")
+    classes = metrics["classes"]
+    probs = rows[[f"p_{c}" for c in classes]].to_numpy()
+    probs = probs / probs.sum(axis=1, keepdims=True)  # the CSV rounds to 6 decimals: rows sum to 1 within 1e-5
+    return float(log_loss([classes.index(c) for c in rows["label"]], probs, labels=list(range(len(classes)))))
+
+
+def run_sweep(plan: SweepPlan) -> dict[str, Any]:
+    """Run trials until the study holds `plan.trials` settled ones, then write best.yaml, trials.csv and plots."""
+    check_objective(plan)
+    if plan.base.track:
+        from cxr.tracking import check_tracking, tracking_uri
+
+        uri = tracking_uri(plan.base, plan.out / "trials")  # default: sqlite:///OUT/mlflow.db, one store per sweep
+        plan.base = plan.base.model_copy(update={"tracking_uri": uri})
+        check_tracking(uri)
+    study = open_study(plan)
+    objective = _objective(plan)
+    t0 = time.perf_counter()
+    ran = 0
+    from cxr.training.train import tracking
+
+    with tracking(plan.base, plan.out, "sweep"):  # with track: one MLflow parent run, each trial a child
+        while True:
+            fail_stale_trials(study)  # a killed process's trial: failed, its parameters queued again (retry callback)
+            if settled(study) >= plan.trials:
+                break
+            study.optimize(objective, n_trials=1)
+            ran += 1
+        summary = write_results(study, plan)
+    summary.update(ran_here=ran, seconds_here=round(time.perf_counter() - t0, 1))
+    return summary
+
+
+def write_results(study: optuna.Study, plan: SweepPlan) -> dict[str, Any]:
+    """DIR/trials.csv, DIR/best.yaml (a config `cxr train --config` takes) and DIR/plots/ from the study's trials."""
+    trials = study.get_trials(deepcopy=False)
+    frame = study.trials_dataframe(attrs=("number", "value", "state", "params", "user_attrs", "duration"))
+    write_text_atomic(plan.out / "trials.csv", frame.to_csv(index=False))
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    summary: dict[str, Any] = {
+        "objective": plan.objective, "direction": OBJECTIVES[plan.objective][0], "trials": len(trials),
+        **{state.name.lower(): sum(t.state == state for t in trials) for state in TrialState},
+    }  # fmt: skip
+    if not complete:
+        return summary
+    best = study.best_trial
+    best_cfg = trial_config(plan, best.params).model_copy(update={"track": plan.base.track})
+    text = f"# cxr sweep: trial {best.number}, {plan.objective} {best.value:.4f} ({best.user_attrs.get('run')})\n"
+    write_text_atomic(plan.out / "best.yaml", text + yaml.safe_dump(best_cfg.to_yaml_dict(), sort_keys=False))
+    summary.update(best_trial=best.number, best_value=best.value, best_params=best.params,
+                   best_run=str(plan.out / "trials" / best.user_attrs.get("run", "")), plots=_plots(study, plan.out))
+    return summary
+
+
+def _plots(study: optuna.Study, out: Path) -> list[str]:
+    """Optuna's optimisation history and parameter importances, rendered with matplotlib."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.visualization import matplotlib as ov
+
+    written = []
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    varied = any(len({json.dumps(t.params.get(k), default=str) for t in complete}) > 1 for k in study.best_params)
+    plots = [("optimization_history", ov.plot_optimization_history)]
+    if len(complete) >= 2 and varied and all(math.isfinite(t.value) for t in complete):
+        plots.append(("param_importances", ov.plot_param_importances))
+    (out / "plots").mkdir(exist_ok=True)
+    for name, plot in plots:
+        ax = plot(study)
+        fig = ax.figure
+        fig.set_size_inches(7, 4.5)
+        fig.tight_layout()
+        path = out / "plots" / f"{name}.png"
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+        written.append(str(path))
+    return written

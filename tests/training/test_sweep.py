@@ -1,0 +1,179 @@
+"""`cxr sweep`: trials are ordinary runs judged on validation only; the study resumes after kill -9, is shared by
+processes on one storage, and refuses bad input before any training."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+
+from cxr.config import build_config
+from cxr.inference.bundle import BUNDLE_FILE
+from cxr.training.space import load_space
+from cxr.training.sweep import PruneTrial, SweepPlan, open_study, run_sweep
+from cxr.training.train import train
+from tests.conftest import make_class_folders
+from tests.test_cli import assert_one_line_error, run_cli_inprocess
+
+BASE = {"image_size": 32, "epochs": 2, "batch_size": 8, "num_workers": 0, "precision": "32", "lr": 3e-3}
+SPACE = "lr: {low: 1.0e-3, high: 1.0e-2, log: true}\naugment.mixup: {choices: [0.0, 0.2]}\n"
+
+
+@pytest.fixture
+def sweep_files(tmp_path):
+    """A tiny dataset whose test split cannot be read (a corrupt image), a base config and a two-key space."""
+    data = make_class_folders(tmp_path / "data", n_train=8, n_test=2, size=32)
+    (data / "test" / "normal" / "img000.png").write_bytes(b"not a png")  # a sweep that read test would skip or fail
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump({**BASE, "data": str(data)}))
+    (tmp_path / "space.yaml").write_text(SPACE)
+    return tmp_path
+
+
+def _plan(root: Path, trials: int, **kw) -> SweepPlan:
+    base = build_config(root / "base.yaml")
+    return SweepPlan(base=base, params=load_space(root / "space.yaml", base), out=root / "sweep", trials=trials, **kw)
+
+
+def _sweep_args(root: Path, trials: int, *extra) -> list:
+    return ["sweep", "--config", root / "base.yaml", "--space", root / "space.yaml", "--trials", trials,
+            "--out", root / "sweep", "--heartbeat", 1, *extra]  # fmt: skip
+
+
+def _states(root: Path, **kw) -> list[str]:
+    study = optuna.load_study(study_name="cxr-sweep", storage=f"sqlite:///{root / 'sweep' / 'study.db'}")
+    return [t.state.name for t in study.trials]
+
+
+def test_bad_sweeps_are_one_line_errors_before_any_training(sweep_files, tmp_path, capsys, monkeypatch):
+    root = sweep_files
+    (root / "unknown.yaml").write_text("lrate: {low: 0.001, high: 0.01}\n")
+    (root / "reversed.yaml").write_text("lr: {low: 0.01, high: 0.001}\n")
+    (root / "refit.yaml").write_text(yaml.safe_dump({**BASE, "data": str(root / "data"), "refit": True}))
+    small = make_class_folders(tmp_path / "small", n_train=2, n_test=1, size=16)
+    unreachable = {"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}  # nothing listens on the discard port
+    cases = [
+        (_sweep_args(root, 2)[:4] + [root / "unknown.yaml", *_sweep_args(root, 2)[5:]], ["unknown config key 'lrate'"], {}),
+        (_sweep_args(root, 2)[:4] + [root / "reversed.yaml", *_sweep_args(root, 2)[5:]], ["low 0.01 is above high"], {}),
+        (_sweep_args(root, 2, "--objective", "cv_accuracy", "--cv", 3, "--data", small),
+         ["cv_accuracy needs 3 images of each class", "has 2"], {}),
+        (["sweep", "--config", root / "refit.yaml", *_sweep_args(root, 2)[3:]], ["needs a validation split"], {}),
+        (_sweep_args(root, 2, "--objective", "test_accuracy"), ["--objective 'test_accuracy'"], {}),
+        (_sweep_args(root, 2, "--storage", f"sqlite:///{root / 'base.yaml' / 'study.db'}"), ["cannot be opened"], {}),
+        (_sweep_args(root, 2, "--track"), ["MLflow tracking URI 'http://127.0.0.1:9' cannot be reached"], unreachable),
+    ]
+    for args, fragments, env in cases:
+        for k, v in env.items():
+            monkeypatch.setenv(k, v)
+        assert_one_line_error(run_cli_inprocess(capsys, monkeypatch, *args), *fragments)
+        assert not (root / "sweep" / "trials").exists()
+
+
+def test_a_resumed_study_must_ask_the_same_question(sweep_files):
+    open_study(_plan(sweep_files, 2))
+    open_study(_plan(sweep_files, 5))  # more trials: the same sweep, continued
+    with pytest.raises(Exception, match="was started with another objective"):
+        open_study(_plan(sweep_files, 2, objective="val_accuracy"))
+
+
+def test_pruning_callback_stops_a_trial_the_pruner_gives_up_on(tiny_dataset, tmp_path):
+    study = optuna.create_study(pruner=optuna.pruners.ThresholdPruner(upper=0.0))  # any positive loss prunes
+    trial = study.ask()
+    cfg = build_config(None, {**BASE, "data": tiny_dataset, "epochs": 3})
+    with pytest.raises(optuna.TrialPruned, match="epoch 0: val_loss"):
+        train(cfg, tmp_path / "run", callbacks=[PruneTrial(trial, "val_loss")])
+    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+    assert list(study.trials[0].intermediate_values) == [0]  # reported once, then stopped: no epoch 1
+    assert study.trials[0].intermediate_values[0] > 0
+
+
+def test_a_stale_trial_is_retried_in_its_own_run_folder_and_test_is_never_read(sweep_files, monkeypatch):
+    """The fast form of the kill -9 test: a trial left RUNNING by a dead process (its heartbeat stopped). Tracked:
+    the sweep is an MLflow parent run, the trial its child."""
+    plan = _plan(sweep_files, 2, heartbeat=1)
+    plan.base = plan.base.model_copy(update={"track": True})
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    study = open_study(plan)
+    dist = optuna.distributions
+    study.add_trial(optuna.create_trial(params={"lr": 0.002, "augment.mixup": 0.0}, value=0.5, distributions={
+        "lr": dist.FloatDistribution(1e-3, 1e-2, log=True), "augment.mixup": dist.CategoricalDistribution([0.0, 0.2])}))
+    dead = study.ask()
+    dead_params = {p.key: p.suggest(dead) for p in plan.params}
+    dead.set_user_attr("run", "001")
+    study._storage.record_heartbeat(dead._trial_id)
+    time.sleep(2.5)  # longer than the grace period (2 heartbeats)
+
+    summary = run_sweep(plan)
+    assert summary["complete"] == 2 and summary["fail"] == 1 and summary["ran_here"] == 1
+    retry = [t for t in optuna.load_study(study_name="cxr-sweep", storage=plan.storage_url).trials
+             if t.state.name == "COMPLETE" and t.number == 2][0]  # fmt: skip
+    assert retry.params == dead_params and retry.user_attrs["run"] == "001"
+    run = sweep_files / "sweep" / "trials" / "001"
+    assert (run / BUNDLE_FILE).is_file() and "test" not in json.loads((run / "metrics.json").read_text())
+    assert (sweep_files / "sweep" / "best.yaml").is_file() and (sweep_files / "sweep" / "trials.csv").is_file()
+
+    from mlflow import MlflowClient
+
+    parent = json.loads((sweep_files / "sweep" / "mlflow.json").read_text())
+    assert parent["uri"] == f"sqlite:///{(sweep_files / 'sweep' / 'mlflow.db').resolve()}"
+    client = MlflowClient(parent["uri"])
+    assert {"best.yaml", "trials.csv", "plots"} <= {a.path for a in client.list_artifacts(parent["run_id"])}
+    experiment = client.get_run(parent["run_id"]).info.experiment_id
+    children = client.search_runs([experiment], filter_string=f"tags.mlflow.parentRunId = '{parent['run_id']}'")
+    assert [r.info.run_name for r in children] == ["001"] and children[0].data.params["lr"] == str(dead_params["lr"])
+
+
+def _start(root: Path, trials: int, *extra) -> subprocess.Popen:
+    args = [sys.executable, "-m", "cxr.cli", *map(str, _sweep_args(root, trials, *extra))]
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+def test_sweep_survives_kill_9_resumes_to_3_trials_and_best_yaml_trains(sweep_files, capsys, monkeypatch):
+    root = sweep_files
+    proc = _start(root, 3)
+    second = root / "sweep" / "trials" / "001" / "checkpoints" / "last.ckpt"
+    deadline = time.time() + 300
+    while not second.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert proc.poll() is None, proc.communicate()
+    os.kill(proc.pid, signal.SIGKILL)  # no cleanup runs: trial 1 stays RUNNING in the study
+    proc.wait()
+    assert _states(root) == ["COMPLETE", "RUNNING"]
+    time.sleep(2.5)  # the dead trial's heartbeat is now stale
+
+    cli = run_cli_inprocess(capsys, monkeypatch, *_sweep_args(root, 3))  # the same command resumes
+    assert cli.returncode == 0, cli.stderr
+    assert _states(root) == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
+    rows = [line.split(",") for line in (root / "sweep" / "trials.csv").read_text().splitlines()[1:]]
+    assert rows[2][3:6] == rows[1][3:6]  # trial 2 retried the killed trial 1: its parameters, in its folder 001
+    assert sorted(os.listdir(root / "sweep" / "trials")) == ["000", "001", "003"]
+    assert (root / "sweep" / "trials" / "001" / BUNDLE_FILE).is_file()
+    assert (root / "sweep" / "plots" / "optimization_history.png").stat().st_size > 1000
+
+    best = yaml.safe_load((root / "sweep" / "best.yaml").read_text())
+    best_row = min((r for r in rows if r[2] == "COMPLETE"), key=lambda r: float(r[1]))
+    assert best["lr"] == pytest.approx(float(best_row[4])) and best["augment"]["mixup"] == float(best_row[3])
+    cli = run_cli_inprocess(capsys, monkeypatch, "train", "--config", root / "sweep" / "best.yaml", "--epochs", 1,
+                            "--out", root / "best-run")  # fmt: skip
+    assert cli.returncode == 0, cli.stderr
+    assert (root / "best-run" / BUNDLE_FILE).is_file()
+
+
+@pytest.mark.slow
+def test_two_processes_on_one_storage_share_4_trials(sweep_files):
+    procs = [_start(sweep_files, 4, "--no-prune"), _start(sweep_files, 4, "--no-prune")]
+    outputs = [p.communicate(timeout=600) for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    ran = [int(out.split(" run by this process")[0].rsplit("(", 1)[1]) for out, _ in outputs]
+    assert sum(ran) == 4 and min(ran) >= 1, ran
+    study = optuna.load_study(study_name="cxr-sweep", storage=f"sqlite:///{sweep_files / 'sweep' / 'study.db'}")
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 4
+    runs = [t.user_attrs["run"] for t in study.trials]
+    assert sorted(runs) == ["000", "001", "002", "003"]  # no trial run twice
+    assert len({(t.params["lr"], t.params["augment.mixup"]) for t in study.trials}) == 4  # nor the same point
