@@ -109,7 +109,7 @@ def guard(run: Path = typer.Argument(..., help="finished run directory (model bu
     validation films pass; for models saved before cxr 0.6 and ensembles combined by hand."""
     from cxr.inference.guard_fit import fit_run_guard
 
-    fitted = fit_run_guard(run, progress=True)
+    fitted = fit_run_guard(run)
     console.print(f"input guard fitted on {fitted['train_images']} training films ({sum(fitted['feature_dims'])} features at {len(fitted['feature_dims'])} depths); "
                   f"{100 * fitted['pass_rate']:.1f} % of {fitted['threshold_images']} {fitted['threshold_from']} "
                   f"films pass; updated {run / 'model.pt'}")  # fmt: skip

@@ -53,3 +53,10 @@ def test_an_unwritable_cache_warns_once_and_still_decodes(tmp_path, monkeypatch)
         assert decode_cached([p], 8, not_a_dir).images[0, 0, 0] == 10
     assert len(warnings) == 1 and str(not_a_dir) in warnings[0] and "not writable" in warnings[0]
     assert not_a_dir.read_text() == "x"
+
+
+def test_a_listed_file_that_is_gone_is_reported_unreadable_not_raised(tmp_path):
+    present = tmp_path / "a.png"
+    Image.fromarray(np.full((8, 8), 100, np.uint8)).save(present)
+    decoded = decode_cached([present, tmp_path / "gone.png"], 8, tmp_path / "cache")
+    assert decoded.kept.tolist() == [0] and len(decoded.errors) == 1 and "gone.png" in decoded.errors[0]

@@ -33,7 +33,11 @@ class DecodedImages:
 def _cache_key(paths: list[Path], size: int) -> str:
     h = hashlib.sha1(f"v1|{size}".encode())
     for p in paths:
-        st = p.stat()
+        try:
+            st = p.stat()
+        except FileNotFoundError:  # a listed file removed since (a run's splits.csv): decoding reports it unreadable
+            h.update(f"|{p.resolve()}|missing".encode())
+            continue
         h.update(f"|{p.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode())
     return h.hexdigest()[:20]
 

@@ -16,11 +16,12 @@ from typing import Any
 import numpy as np
 from rich.progress import Progress
 
+from cxr.data.cache import decode_cached
 from cxr.errors import CxrError
 from cxr.evaluation.metrics import expected_calibration_error, macro_auc, merge_metrics_json
 from cxr.evaluation.shifts import apply_shift, choose_shifts
 from cxr.inference.bundle import Bundle
-from cxr.inference.predict import decide, decoded_batches
+from cxr.inference.predict import decide
 
 
 def figures(y_true: np.ndarray, probs: np.ndarray, classes: list[str], threshold: float | None) -> dict[str, Any]:
@@ -37,16 +38,12 @@ def figures(y_true: np.ndarray, probs: np.ndarray, classes: list[str], threshold
     }
 
 
-def _decode_split(bundle: Bundle, paths: list[Path], labels: list[int], progress: bool):
-    label_of = dict(zip(map(Path, paths), labels))
-    images, y = [], []
-    for good, batch, _errors in decoded_batches(paths, bundle.meta.image_size, 64, progress, label="decoding"):
-        if batch is not None:
-            images.append(batch)
-            y.extend(label_of[Path(p)] for p in good)
-    if not images:
+def _decode_split(paths: list[Path], labels: list[int], size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The split's readable films, decoded once (and cached) at the model's size, with their labels."""
+    decoded = decode_cached(list(paths), size, desc="decoding")
+    if not len(decoded.kept):
         raise CxrError("no readable images in the split; nothing to stress")
-    return np.concatenate(images), np.array(y)
+    return decoded.images, np.asarray(labels)[decoded.kept]
 
 
 def _probabilities(bundle: Bundle, images: np.ndarray, batch_size: int) -> np.ndarray:
@@ -94,7 +91,7 @@ def run_stress(
     key = evaluation_key(run_dir, split, data)
     files = split_files(run_dir, split, bundle.classes, data)
     t0 = time.perf_counter()
-    images, y = _decode_split(bundle, files.paths, files.labels, progress)
+    images, y = _decode_split(files.paths, files.labels, bundle.meta.image_size)
     classes, threshold = bundle.classes, bundle.meta.threshold
     clean = figures(y, _probabilities(bundle, images, batch_size), classes, threshold)
     rows = []

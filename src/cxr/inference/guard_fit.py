@@ -14,12 +14,13 @@ import numpy as np
 from torch import nn
 
 from cxr.data.images import ImageInfo, ImageReadError, describe_image
+from cxr.data.cache import decode_cached
+from cxr.data.folders import LabeledFiles
 from cxr.data.splits import read_splits_csv
 from cxr.errors import CxrError
 from cxr.evaluation.metrics import merge_metrics_json
 from cxr.inference.bundle import Bundle, BundleMeta, save_bundle
 from cxr.inference.guard import InputGuard, checks_the_training_films_fail, features_and_logits, feature_taps
-from cxr.inference.predict import decoded_batches
 
 log = logging.getLogger(__name__)
 
@@ -47,23 +48,15 @@ def _describe(path: Path) -> ImageInfo | None:
         return None
 
 
-def _decode(paths: list[Path], labels: list[int], size: int, progress: bool, what: str):
-    """(images, labels, paths) of the readable films."""
-    images, kept, kept_paths = [], [], []
-    label_of = dict(zip(paths, labels))
-    for good, batch, errors in decoded_batches(paths, size, 64, progress, label=f"guard: {what} films"):
-        for e in errors:
-            log.warning("skipped %s", e)
-        if batch is not None:
-            images.append(batch)
-            kept.extend(label_of[p] for p in good)
-            kept_paths.extend(good)
-    if not images:
-        return np.zeros((0, size, size), np.uint8), [], []
-    return np.concatenate(images), kept, kept_paths
+def _decode(files: LabeledFiles, size: int, what: str) -> tuple[np.ndarray, list[int], list[Path]]:
+    """(images, labels, paths) of the readable films, through the decode cache training filled at this size."""
+    decoded = decode_cached(files.paths, size, desc=f"guard: decoding {what} films")
+    for e in decoded.errors:
+        log.warning("skipped %s", e)
+    return decoded.images, [files.labels[i] for i in decoded.kept], [files.paths[i] for i in decoded.kept]
 
 
-def fit_run_guard(run_dir: str | Path, progress: bool = False) -> dict[str, Any]:
+def fit_run_guard(run_dir: str | Path) -> dict[str, Any]:
     """Fit the guard of a finished run on its splits.csv films and rewrite model.pt (weights, temperature and
     threshold untouched); the summary goes to metrics.json["guard"]."""
     run_dir = Path(run_dir)
@@ -76,13 +69,12 @@ def fit_run_guard(run_dir: str | Path, progress: bool = False) -> dict[str, Any]
     if "train" not in splits:
         raise CxrError(f"{splits_csv} lists no training films; the guard is fitted on them")
     size = bundle.meta.image_size
-    train_images, train_labels, train_paths = _decode(splits["train"].paths, splits["train"].labels, size, progress,
-                                                      "training")  # fmt: skip
+    train_images, train_labels, train_paths = _decode(splits["train"], size, "training")
     if not len(train_images):
         raise CxrError(f"none of the training films in {splits_csv} can be read now; the guard is fitted on them")
     val_images = None
     if "val" in splits:
-        val_images, _, _ = _decode(splits["val"].paths, splits["val"].labels, size, progress, "validation")
+        val_images, _, _ = _decode(splits["val"], size, "validation")
     guard = fit_guard(bundle.model, bundle.meta, train_images, train_labels, val_images, train_paths)
     save_bundle(run_dir, bundle.model, bundle.meta, guard)
     merge_metrics_json(run_dir / "metrics.json", {"guard": guard.fitted})
