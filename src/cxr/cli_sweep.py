@@ -13,7 +13,9 @@ from cxr.cli_output import console, print_table
 TRACK_HELP = ("log to MLflow (config tracking_uri, else $MLFLOW_TRACKING_URI, else sqlite:///<runs parent>/mlflow.db); "
               "`cxr evaluate` adds to the same MLflow run; see it with `mlflow ui --backend-store-uri URI`")
 OBJECTIVE_HELP = ("val_loss | val_accuracy | val_auc (the validation split carved from train, as `cxr train` does) "
-                  "| cv_accuracy (nested cross-validation of the train split, --cv folds: for small datasets)")
+                  "| cv_accuracy (nested cross-validation of the train split, --cv folds: for small datasets) "
+                  "| val_stressed (validation films under the acquisition-shift battery; best.yaml: the best under "
+                  "shift among trials within --clean-tolerance of the best clean accuracy)")
 
 
 def sweep(
@@ -35,6 +37,9 @@ def sweep(
     heartbeat: int = typer.Option(60, min=1, help="seconds between a trial's heartbeats; a trial silent for twice "
                                   "this long (its process killed) is failed and retried"),  # fmt: skip
     track: bool = typer.Option(False, "--track", help="log every trial to MLflow (default store OUT/mlflow.db)"),
+    clean_tolerance: float = typer.Option(0.01, min=0, max=1, help="--objective val_stressed: trials whose clean "
+                                          "validation accuracy is this far (or one film) below the best may win on "
+                                          "their accuracy under shift"),  # fmt: skip
 ) -> None:
     """Search config keys with Optuna (TPE, median pruning); rerun the same command to resume a killed sweep, or
     start it in several processes on one --storage to share the trials. The test split is never read: trials are
@@ -46,10 +51,12 @@ def sweep(
     base = build_config(config, {"data": data, "track": track or None})
     plan = SweepPlan(base=base, params=load_space(space, base), out=out, trials=trials, objective=objective,
                      storage=storage, study_name=study_name, seed=seed, cv_folds=cv, prune=prune,
-                     heartbeat=heartbeat)  # fmt: skip
+                     heartbeat=heartbeat, clean_tolerance=clean_tolerance)  # fmt: skip
     s = run_sweep(plan)
     console.print(f"[green]sweep[/] {out}: {s['complete']} complete, {s['pruned']} pruned, {s['fail']} failed of "
                   f"{s['trials']} trials ({s['ran_here']} run by this process in {s['seconds_here']} s)")  # fmt: skip
+    if "rule" in s:
+        console.print(f"chosen by rule: {s['rule']}")
     if "best_value" in s:
         console.print(f"best: trial {s['best_trial']}, {s['objective']} {s['best_value']:.4f}, {s['best_params']}")
         console.print(f"wrote {out / 'best.yaml'} (train it: cxr train --config {out / 'best.yaml'}), "

@@ -63,6 +63,14 @@ class AugmentConfig(_Strict):
         0.5, ge=0, le=1, description="probability of down- then up-sampling by 0.25x-1x (0 = off); films arrive at "
         "many resolutions and resampling histories",
     )  # fmt: skip
+    noise: float = Field(
+        0.0, ge=0, le=0.5, description="max std of added Gaussian noise as a share of white, drawn per film from "
+        "0..noise, on half the films (0 = off); low-dose and portable films are noisy",
+    )  # fmt: skip
+    blur: float = Field(
+        0.0, ge=0, le=8, description="max Gaussian blur sigma in pixels at 224 px (scaled with image_size), on a "
+        "third of the films (0 = off); detectors and resampling soften edges",
+    )  # fmt: skip
     mixup: float = Field(
         0.2, ge=0, le=10, description="mixup: train on blends of two images with their labels blended alike, "
         "weight ~ Beta(mixup, mixup), e.g. 0.2 (0 = off)",

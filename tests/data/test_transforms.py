@@ -53,3 +53,20 @@ def test_low_res_removes_fine_detail_and_keeps_the_image():
     assert abs(float(x.mean()) - float(plain.mean())) < 0.05  # brightness kept: only resolution is lost
     off = [type(t).__name__ for t in train_augmentation(AugmentConfig(low_res=0.0), 64, 0).transforms]
     assert "RandSimulateLowResolution" not in off
+
+
+def test_noise_and_blur_follow_their_settings_and_keep_a_film_in_range():
+    """noise adds grain up to its std, blur softens a sharp edge; off (0) adds neither; pixels stay 0..1."""
+    off = [type(t).__name__ for t in train_augmentation(AugmentConfig(low_res=0.0), 64, 0).transforms]
+    assert "RandGaussianNoise" not in off and "RandGaussianSmooth" not in off
+    flat = torch.full((1, 64, 64), 0.5)
+    noisy = train_augmentation(AugmentConfig(prob=0.0, low_res=0.0, noise=0.1), 64, 0)
+    stds = [float(noisy(flat).std()) for _ in range(40)]
+    assert 0.02 < max(stds) <= 0.11 and min(stds) < 0.01  # half the films untouched, std drawn from 0..0.1
+    white = torch.ones((1, 64, 64))
+    assert all(0.0 <= float(noisy(white).min()) and float(noisy(white).max()) <= 1.0 for _ in range(10))
+    edge = torch.zeros((1, 64, 64))
+    edge[:, :, 32:] = 1.0
+    blurred = train_augmentation(AugmentConfig(prob=0.0, low_res=0.0, blur=3.0), 64, 0)
+    softened = [float(blurred(edge)[0, 32, 31]) for _ in range(30)]
+    assert max(softened) > 0.05 and min(softened) == 0.0  # a third of the films blurred across the edge

@@ -5,7 +5,7 @@ import pytest
 
 from cxr.config import build_config
 from cxr.errors import CxrError
-from cxr.training.space import apply_params, load_space
+from cxr.training.space import apply_params, expand, load_space
 
 
 def _space(tmp_path, text: str):
@@ -41,7 +41,7 @@ def test_apply_params_sets_dotted_keys_in_their_section_and_leaves_the_base_alon
     "text, fragments",
     [
         ("lrr: {low: 0.001, high: 0.01}\n", ["unknown config key 'lrr'", "searchable keys are"]),
-        ("augment.blur: [0, 1]\n", ["unknown config key 'augment.blur'"]),
+        ("augment.sharpen: [0, 1]\n", ["unknown config key 'augment.sharpen'"]),
         ("lr: {low: 0.01, high: 0.001}\n", ["'lr'", "low 0.01 is above high 0.001"]),
         ("lr: {low: 0.001, high: 5}\n", ["lr=5", "'lr'"]),  # TrainConfig caps lr at 1
         ("model: [smallnet, vgg99]\n", ["model='vgg99'", "unknown model"]),
@@ -60,3 +60,22 @@ def test_bad_spaces_are_one_line_errors(tmp_path, text, fragments):
     assert "\n" not in message
     for fragment in fragments:
         assert fragment in message, message
+
+
+def test_named_candidates_set_their_keys_together_and_are_checked_like_any_key(tmp_path):
+    params = _space(tmp_path, "candidates:\n  recipe: {}\n  noisy: {augment: {noise: 0.08}, augment.blur: 1.5}\n"
+                    "seed: [0, 1]\n")  # fmt: skip
+    candidates = params[0]
+    assert candidates.key == "candidates" and candidates.choices == ("recipe", "noisy")
+    assert expand(params, {"candidates": "noisy", "seed": 1}) == {"augment.noise": 0.08, "augment.blur": 1.5,
+                                                                   "seed": 1}  # fmt: skip
+    assert expand(params, {"candidates": "recipe", "seed": 0}) == {"seed": 0}
+    for text, message in [
+        ("candidates:\n  a: {lrate: 0.1}\n", "unknown config key 'lrate'"),
+        ("candidates:\n  a: {augment.noise: 5}\n", "augment.noise"),  # above its bound: TrainConfig refuses it
+        ("candidates: [a, b]\n", "must map names"),
+        ("candidates:\n  a: {lr: 0.01}\nlr: {low: 0.001, high: 0.01}\n", "both searched and set by a candidate"),
+        ("candidates:\n  a: {data: /elsewhere}\n", "cannot be searched"),
+    ]:
+        with pytest.raises(CxrError, match=message):
+            _space(tmp_path, text)

@@ -16,7 +16,8 @@ import yaml
 from cxr.config import build_config
 from cxr.inference.bundle import BUNDLE_FILE
 from cxr.training.space import load_space
-from cxr.training.sweep import PruneTrial, SweepPlan, open_study, run_sweep
+from cxr.errors import CxrError
+from cxr.training.sweep import PruneTrial, SweepPlan, _check_finished_run, open_study, robust_choice, run_sweep
 from cxr.training.train import train
 from tests.conftest import make_class_folders
 from tests.test_cli import assert_one_line_error, run_cli_inprocess
@@ -177,3 +178,51 @@ def test_two_processes_on_one_storage_share_4_trials(sweep_files):
     runs = [t.user_attrs["run"] for t in study.trials]
     assert sorted(runs) == ["000", "001", "002", "003"]  # no trial run twice
     assert len({(t.params["lr"], t.params["augment.mixup"]) for t in study.trials}) == 4  # nor the same point
+
+
+def test_named_candidates_run_once_each_and_the_robust_rule_picks_best_yaml(sweep_files):
+    """A grid of two named candidates judged on clean and shifted validation films; test is never read."""
+    root = sweep_files
+    (root / "space.yaml").write_text("candidates:\n  recipe: {}\n  noisy: {augment.noise: 0.1, augment.blur: 1.0}\n")
+    with pytest.raises(CxrError, match="grid of 2 combinations"):
+        run_sweep(_plan(root, 3, objective="val_stressed"))
+    summary = run_sweep(_plan(root, 2, objective="val_stressed"))
+    assert summary["complete"] == 2 and "rule" in summary
+    runs = sorted(p.name for p in (root / "sweep" / "trials").iterdir())
+    assert runs == ["noisy", "recipe"]  # each candidate once, its folder named after it
+    study = optuna.load_study(study_name="cxr-sweep", storage=f"sqlite:///{root / 'sweep' / 'study.db'}")
+    for t in study.trials:
+        stress = json.loads((root / "sweep" / "trials" / t.user_attrs["run"] / "metrics.json").read_text())["val"]
+        assert t.value == pytest.approx(stress["stress"]["summary"]["mean_accuracy"])
+        assert t.user_attrs["clean_accuracy"] == pytest.approx(stress["stress"]["clean"]["accuracy"])
+    chosen = robust_choice(study.trials, 0.01)
+    best = yaml.safe_load((root / "sweep" / "best.yaml").read_text())
+    assert best["augment"]["noise"] == (0.1 if chosen.params["candidates"] == "noisy" else 0.0)
+    frame = (root / "sweep" / "trials.csv").read_text()
+    assert "user_attrs_clean_accuracy" in frame and "user_attrs_worst_shift" in frame
+    # a finished trial folder that holds another config is refused, not silently reused
+    cfg = yaml.safe_load((root / "sweep" / "trials" / "recipe" / "config.yaml").read_text())
+    (root / "sweep" / "trials" / "recipe" / "config.yaml").write_text(yaml.safe_dump({**cfg, "lr": 0.5}))
+    with pytest.raises(CxrError, match="holds a finished run of another config"):
+        _check_finished_run(root / "sweep" / "trials" / "recipe", build_config(root / "base.yaml"))
+
+
+def _frozen(number: int, clean: float, stressed: float, n_val: int = 200) -> optuna.trial.FrozenTrial:
+    return optuna.trial.create_trial(value=stressed, params={}, distributions={},
+                                     user_attrs={"clean_accuracy": clean, "n_val": n_val})  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "trials, n_val, chosen",
+    [
+        ([(0.95, 0.70), (0.945, 0.80), (0.90, 0.95)], 200, 1),  # within 1 point of the best clean: the best stressed
+        ([(0.95, 0.70), (0.93, 0.80)], 200, 0),  # 2 points below: not eligible, however robust
+        ([(0.95, 0.70), (0.93, 0.80)], 40, 1),  # 40 films: one film (2.5 points) is the margin
+        ([(0.95, 0.80), (0.95, 0.80), (0.94, 0.80)], 200, 0),  # ties: the better clean, then the earlier trial
+    ],
+)
+def test_robust_rule_is_best_under_shift_among_the_near_best_clean(trials, n_val, chosen):
+    frozen = [_frozen(i, c, s, n_val) for i, (c, s) in enumerate(trials)]
+    for i, t in enumerate(frozen):
+        t.number = i
+    assert robust_choice(frozen, 0.01).number == chosen

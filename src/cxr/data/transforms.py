@@ -6,9 +6,12 @@ import numpy as np
 import torch
 from monai.transforms import (
     Compose,
+    Lambda,
     RandAdjustContrast,
     RandAffine,
     RandFlip,
+    RandGaussianNoise,
+    RandGaussianSmooth,
     RandScaleIntensity,
     RandSimulateLowResolution,
 )
@@ -16,6 +19,12 @@ from monai.transforms import (
 from cxr.config import AugmentConfig
 
 LOW_RES_ZOOM = (0.25, 1.0)  # 224 px films seen as if they came from 56-224 px sources
+MIN_BLUR_SIGMA = 0.25  # px at 224: the mildest blur drawn when augment.blur is on
+
+
+def _clip_to_film(x: torch.Tensor) -> torch.Tensor:
+    """Clamp to 0..1 after noise or brightness (MONAI's ClipIntensityPercentiles works on percentiles, not values)."""
+    return x.clamp(0.0, 1.0)
 
 
 def normalise(images_uint8: np.ndarray | torch.Tensor, mean: float, std: float) -> torch.Tensor:
@@ -25,7 +34,8 @@ def normalise(images_uint8: np.ndarray | torch.Tensor, mean: float, std: float) 
 
 
 def train_augmentation(cfg: AugmentConfig, image_size: int, seed: int) -> Compose:
-    """Small rotation, shift and zoom (MONAI RandAffine); flip, contrast, brightness, low resolution when asked for."""
+    """Small rotation, shift and zoom (MONAI RandAffine); flip, contrast, brightness, low resolution, blur and noise
+    when asked for. Blur and noise come last, as a detector adds them after the anatomy is framed."""
     shift_px = cfg.shift * image_size  # MONAI's translate range is in pixels
     transforms = [
         RandAffine(
@@ -46,6 +56,14 @@ def train_augmentation(cfg: AugmentConfig, image_size: int, seed: int) -> Compos
     if cfg.low_res > 0:
         transforms.append(RandSimulateLowResolution(
             prob=cfg.low_res, downsample_mode="area", upsample_mode="bilinear", zoom_range=LOW_RES_ZOOM))  # fmt: skip
+    if cfg.blur > 0:
+        top = cfg.blur * image_size / 224
+        sigma = (min(MIN_BLUR_SIGMA, top), top)
+        transforms.append(RandGaussianSmooth(sigma_x=sigma, sigma_y=sigma, prob=1 / 3))
+    if cfg.noise > 0:
+        transforms.append(RandGaussianNoise(prob=0.5, mean=0.0, std=cfg.noise, sample_std=True))
+    if cfg.blur > 0 or cfg.noise > 0 or cfg.brightness > 0:
+        transforms.append(Lambda(func=_clip_to_film))  # a film is 0..1 (black to white), as the battery's uint8 films are
     comp = Compose(transforms)
     comp.set_random_state(seed=seed)
     return comp

@@ -7,6 +7,12 @@ A space file is YAML, one entry per config key (dotted for sections, e.g. `augme
     model: {choices: [smallnet, resnet18]}         # a categorical choice
     augment.mixup: {choices: [0.0, 0.2]}
 
+or named candidates, each a set of keys changed together, tried once each (a grid when every entry is a choice):
+
+    candidates:
+      recipe: {}                                     # the base config as it is
+      acquisition: {augment.noise: 0.08, augment.blur: 1.5, augment.low_res: 0.5}
+
 Every end of a range and every choice is validated as part of the base config, so a value TrainConfig would refuse
 (lr 5, an unknown model) is a one-line error before the first trial, not a failed trial an hour in.
 """
@@ -27,6 +33,7 @@ from cxr.errors import CxrError
 FIXED_KEYS = frozenset({"data", "val_fraction", "split_seed", "patient_id_pattern", "cache_dir", "strict", "track",
                         "tracking_uri", "experiment", "accelerator", "devices", "strategy", "num_workers"})  # fmt: skip
 RANGE_KEYS = {"low", "high", "log", "step"}
+CANDIDATES_KEY = "candidates"  # the space entry of named candidates (a categorical over sets of changes)
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,7 @@ class Param:
     log: bool = False
     step: float | int | None = None
     choices: tuple[Any, ...] | None = None
+    presets: dict[str, dict[str, Any]] | None = None  # candidates: name -> {dotted key: value}
 
     @property
     def is_int(self) -> bool:
@@ -56,6 +64,19 @@ class Param:
     def values_to_check(self) -> list[Any]:
         return list(self.choices) if self.choices is not None else [self.low, self.high]
 
+    def changes(self, value: Any) -> dict[str, Any]:
+        """The config keys this parameter's value sets: itself, or a named candidate's whole set."""
+        return dict(self.presets[value]) if self.presets is not None else {self.key: value}
+
+
+def expand(params: list[Param], values: dict[str, Any]) -> dict[str, Any]:
+    """Sampled values -> the config keys they set (a candidate name becomes its changes)."""
+    changes: dict[str, Any] = {}
+    for p in params:
+        if p.key in values:
+            changes.update(p.changes(values[p.key]))
+    return changes
+
 
 def _known_key(key: str) -> None:
     head, _, tail = key.partition(".")
@@ -70,7 +91,34 @@ def _known_key(key: str) -> None:
                        "set it once in --config")  # fmt: skip
 
 
+def _flatten(entries: dict[str, Any]) -> dict[str, Any]:
+    """`augment: {mixup: ...}` is read as augment.mixup."""
+    flat: dict[str, Any] = {}
+    for key, spec in entries.items():
+        if key == "augment" and isinstance(spec, dict) and not set(spec) & (RANGE_KEYS | {"choices"}):
+            flat.update({f"augment.{k}": v for k, v in spec.items()})
+        else:
+            flat[str(key)] = spec
+    return flat
+
+
+def _parse_candidates(spec: Any) -> Param:
+    if not isinstance(spec, dict) or not spec:
+        raise CxrError(f"space: {CANDIDATES_KEY} must map names to the keys each changes, e.g. "
+                       "{recipe: {}, noisy: {augment.noise: 0.08}}")  # fmt: skip
+    presets = {}
+    for name, changes in spec.items():
+        if not isinstance(changes, dict):
+            raise CxrError(f"space: candidate {name!r} must be a mapping of config keys to values, not {changes!r}")
+        presets[str(name)] = _flatten(changes)
+        for key in presets[str(name)]:
+            _known_key(key)
+    return Param(CANDIDATES_KEY, choices=tuple(presets), presets=presets)
+
+
 def _parse_entry(key: str, spec: Any) -> Param:
+    if key == CANDIDATES_KEY:
+        return _parse_candidates(spec)
     _known_key(key)
     if isinstance(spec, list):
         spec = {"choices": spec}
@@ -122,18 +170,22 @@ def load_space(path: str | Path, base: TrainConfig) -> list[Param]:
     if not isinstance(loaded, dict) or not loaded:
         raise CxrError(f"{path}: expected a mapping of config keys to ranges or choices, e.g. "
                        "lr: {low: 1e-4, high: 1e-2}")
-    flat: dict[str, Any] = {}
-    for key, spec in loaded.items():  # `augment: {mixup: {...}}` is read as augment.mixup
-        if key == "augment" and isinstance(spec, dict) and not set(spec) & (RANGE_KEYS | {"choices"}):
-            flat.update({f"augment.{k}": v for k, v in spec.items()})
-        else:
-            flat[str(key)] = spec
-    params = [_parse_entry(key, spec) for key, spec in flat.items()]
+    return parse_space(loaded, base, str(path))
+
+
+def parse_space(entries: dict[str, Any], base: TrainConfig, source: str = "space") -> list[Param]:
+    """Check a space (as loaded from YAML) against `base`: every range end, choice and candidate must be valid."""
+    params = [_parse_entry(key, spec) for key, spec in _flatten(entries).items()]
+    candidates = [p for p in params if p.presets is not None]
+    varied = {k for p in params if p.presets is None for k in [p.key]}
+    clash = sorted(varied & {k for p in candidates for preset in p.presets.values() for k in preset})
+    if clash:
+        raise CxrError(f"{source}: {', '.join(clash)} is both searched and set by a candidate; keep it in one place")
     values = base.model_dump()
     for p in params:
         for value in p.values_to_check():
             try:
-                TrainConfig.model_validate(apply_params(values, {p.key: value}))
+                TrainConfig.model_validate(apply_params(values, p.changes(value)))
             except ValidationError as e:
-                raise CxrError(format_validation_error(e, f"{path}: {p.key}={value!r}")) from None
+                raise CxrError(format_validation_error(e, f"{source}: {p.key}={value!r}")) from None
     return params

@@ -7,8 +7,9 @@ stops its heartbeat; the next process to start a trial marks it failed and retri
 directory (continuing from its last checkpoint). TPE is seeded per trial number (seed + number), so runs of the same
 sweep sample the same points and two processes never draw the same random start.
 
-The test split is never read: objectives are the validation split's figures or nested cross-validation of the train
-split (`cv_accuracy`, through `cxr train --cv`).
+The test split is never read: objectives are the validation split's figures, the same films under the acquisition-shift
+battery (`val_stressed`, cxr.evaluation.stress), or nested cross-validation of the train split (`cv_accuracy`, through
+`cxr train --cv`). A space of choices only (named candidates, say) is a grid: each combination runs once.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from cxr.atomic import write_text_atomic
 from cxr.config import TrainConfig, format_validation_error
 from cxr.errors import CxrError
 from cxr.inference.bundle import BUNDLE_FILE
-from cxr.training.space import Param, apply_params
+from cxr.training.space import CANDIDATES_KEY, Param, apply_params, expand
 
 log = logging.getLogger("cxr")
 # heartbeats, stale-trial retries and the matplotlib plots are marked experimental by Optuna; the warning is noise here
@@ -46,9 +47,13 @@ OBJECTIVES = {
     "val_accuracy": ("maximize", "val_acc"),
     "val_auc": ("maximize", "val_auc"),
     "cv_accuracy": ("maximize", None),
+    "val_stressed": ("maximize", None),  # mean validation accuracy under the shift battery; best.yaml: ROBUST_RULE
 }
+ROBUST_RULE = ("the highest mean validation accuracy under the shift battery among the trials whose clean validation "
+               "accuracy is within {tol} (or one validation film, whichever is more) of the best clean one")
 SETTLED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)  # what counts towards `trials`
 STUDY_FILE = "study.db"
+WHERE_IT_RUNS = ("track", "tracking_uri", "experiment", "num_workers", "cache_dir")  # config keys: not what a run is
 
 
 @dataclass
@@ -64,6 +69,16 @@ class SweepPlan:
     cv_folds: int = 3
     prune: bool = True
     heartbeat: int = 60
+    clean_tolerance: float = 0.01  # val_stressed: how far below the best clean accuracy a trial may be and still win
+
+    @property
+    def is_grid(self) -> bool:
+        """Choices only: every combination once (Optuna's GridSampler) rather than TPE's draws."""
+        return all(p.choices is not None for p in self.params)
+
+    @property
+    def grid_size(self) -> int:
+        return math.prod(len(p.choices) for p in self.params) if self.is_grid else 0
 
     @property
     def storage_url(self) -> str:
@@ -93,6 +108,9 @@ def check_objective(plan: SweepPlan) -> None:
     """Refuse, before any trial, an objective the data or the config cannot give."""
     if plan.objective not in OBJECTIVES:
         raise CxrError(f"--objective {plan.objective!r}: choose one of {', '.join(OBJECTIVES)}")
+    if plan.is_grid and plan.trials > plan.grid_size:
+        raise CxrError(f"the space is a grid of {plan.grid_size} combinations (choices only); pass --trials "
+                       f"{plan.grid_size} or fewer, or give a key a range")  # fmt: skip
     refit = plan.base.refit or any(p.key == "refit" and True in (p.choices or ()) for p in plan.params)
     if plan.objective != "cv_accuracy" and refit:
         raise CxrError(f"--objective {plan.objective} needs a validation split, but refit: true trains on it; use "
@@ -116,10 +134,16 @@ def _sampler(seed: int) -> optuna.samplers.TPESampler:
     return optuna.samplers.TPESampler(seed=seed)
 
 
+def _study_sampler(plan: SweepPlan) -> optuna.samplers.BaseSampler:
+    if plan.is_grid:
+        return optuna.samplers.GridSampler({p.key: list(p.choices) for p in plan.params}, seed=plan.seed)
+    return _sampler(plan.seed)
+
+
 def _describe(plan: SweepPlan) -> dict[str, Any]:
     """What makes two invocations the same sweep: a resumed study must not silently change its question."""
     base = plan.base.to_yaml_dict()
-    for key in ("track", "tracking_uri", "experiment", "num_workers", "cache_dir"):  # where it runs, not what
+    for key in WHERE_IT_RUNS:
         base.pop(key, None)
     return {"objective": plan.objective, "cv_folds": plan.cv_folds, "base": base,
             "space": [vars(p) | {"choices": list(p.choices) if p.choices else None} for p in plan.params]}  # fmt: skip
@@ -141,7 +165,7 @@ def open_study(plan: SweepPlan) -> optuna.Study:
     median = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2)  # after 3 trials, from epoch 2 on
     pruner = median if plan.prune else optuna.pruners.NopPruner()
     study = optuna.create_study(storage=storage, study_name=plan.study_name, direction=direction,
-                                sampler=_sampler(plan.seed), pruner=pruner, load_if_exists=True)  # fmt: skip
+                                sampler=_study_sampler(plan), pruner=pruner, load_if_exists=True)  # fmt: skip
     described = json.loads(json.dumps(_describe(plan), default=str))
     stored = study.user_attrs.get("sweep")
     if stored is None:
@@ -161,33 +185,88 @@ def settled(study: optuna.Study) -> int:
 
 def trial_config(plan: SweepPlan, values: dict[str, Any]) -> TrainConfig:
     try:
-        return TrainConfig.model_validate(apply_params(plan.base.model_dump(), values))
+        return TrainConfig.model_validate(apply_params(plan.base.model_dump(), expand(plan.params, values)))
     except ValidationError as e:  # a combination the space's per-key checks could not see (sampling + class_weight)
         raise CxrError(format_validation_error(e, f"trial parameters {values}")) from None
 
 
 def _objective(plan: SweepPlan):
     def run_trial(trial: optuna.Trial) -> float:
-        trial.study.sampler = _sampler(plan.seed + trial.number)
+        if not plan.is_grid:
+            trial.study.sampler = _sampler(plan.seed + trial.number)
         values = {p.key: p.suggest(trial) for p in plan.params}
         cfg = trial_config(plan, values)
-        name = trial.user_attrs.get("run") or f"{trial.number:03d}"  # a retry keeps the killed trial's folder
+        name = trial.user_attrs.get("run") or _run_name(trial.number, values)  # a retry keeps the killed trial's
         trial.set_user_attr("run", name)
         run = plan.out / "trials" / name
         log.info("trial %d: %s -> %s", trial.number, values, run)
         if plan.objective == "cv_accuracy":
             return _cv_accuracy(cfg, run, plan.cv_folds)
-        if not (run / BUNDLE_FILE).is_file():
+        if (run / BUNDLE_FILE).is_file():
+            _check_finished_run(run, cfg)
+        else:
             from cxr.training.train import _resumable, train
 
             monitor = OBJECTIVES[plan.objective][1]
             single = cfg.ensemble == 1 and not cfg.refit
-            callbacks = [PruneTrial(trial, monitor)] if plan.prune and single else []
+            callbacks = [PruneTrial(trial, monitor)] if plan.prune and single and monitor else []
             started = _resumable(run)
             train(cfg, run, resume=started, overwrite=not started, callbacks=callbacks)
+        if plan.objective == "val_stressed":
+            return _stressed_score(trial, run)
         return validation_score(run, plan.objective)
 
     return run_trial
+
+
+def _run_name(number: int, values: dict[str, Any]) -> str:
+    """A named candidate's trial folder is its name (plus any other choices), so that it reads in `cxr runs`."""
+    if CANDIDATES_KEY not in values:
+        return f"{number:03d}"
+    others = [f"{k.rpartition('.')[2]}{v}" for k, v in values.items() if k != CANDIDATES_KEY]
+    return "-".join([str(values[CANDIDATES_KEY]), *others]).replace("/", "_")
+
+
+def _same_config(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    def normal(d: dict[str, Any]) -> dict[str, Any]:
+        paths = {k: str(Path(d[k]).resolve()) for k in ("data", "weights") if d.get(k)}  # relative or not: one file
+        return {k: v for k, v in d.items() if k not in WHERE_IT_RUNS} | paths
+
+    a, b = normal(a), normal(b)
+    return json.loads(json.dumps(a, default=str)) == json.loads(json.dumps(b, default=str))
+
+
+def _check_finished_run(run: Path, cfg: TrainConfig) -> None:
+    """A trial folder that already holds a bundle (a resumed sweep, a run copied in) must be this trial's config."""
+    try:  # through TrainConfig: a key added since the run was written reads as its default (new keys default off)
+        stored = TrainConfig.model_validate(yaml.safe_load((run / "config.yaml").read_text())).to_yaml_dict()
+    except (OSError, ValidationError, yaml.YAMLError):
+        stored = None
+    if stored is None or not _same_config(stored, cfg.to_yaml_dict()):
+        raise CxrError(f"{run} holds a finished run of another config; remove it or choose another --out")
+
+
+def _stressed_score(trial: optuna.Trial, run: Path) -> float:
+    """Clean validation accuracy (kept as a user attribute) and the mean under the shift battery (the value)."""
+    from cxr.evaluation.evaluate import evaluate_run
+    from cxr.evaluation.stress import run_stress
+
+    evaluate_run(run, "val", n_bootstrap=0)  # sensitivity, specificity, AUC beside the rule's figures
+    section = run_stress(run, "val")
+    summary = section["summary"]
+    trial.set_user_attr("clean_accuracy", summary["clean_accuracy"])
+    trial.set_user_attr("n_val", section["n"])
+    trial.set_user_attr("worst_shift", summary["worst_shift"]["shift"])
+    trial.set_user_attr("worst_shift_accuracy", summary["worst_shift"]["mean_accuracy"])
+    return float(summary["mean_accuracy"])
+
+
+def robust_choice(trials: list[optuna.trial.FrozenTrial], tolerance: float) -> optuna.trial.FrozenTrial:
+    """ROBUST_RULE: near-best clean validation accuracy first, then the best under shift (ties: better clean)."""
+    best_clean = max(t.user_attrs["clean_accuracy"] for t in trials)
+    margin = max(tolerance, max(1.0 / t.user_attrs["n_val"] for t in trials)) + 1e-9
+    eligible = [t for t in trials if t.user_attrs["clean_accuracy"] >= best_clean - margin]
+    return max(eligible, key=lambda t: (t.value, t.user_attrs["clean_accuracy"], -t.number))
 
 
 def _cv_accuracy(cfg: TrainConfig, run: Path, folds: int) -> float:
@@ -262,7 +341,11 @@ def write_results(study: optuna.Study, plan: SweepPlan) -> dict[str, Any]:
     }  # fmt: skip
     if not complete:
         return summary
-    best = study.best_trial
+    if plan.objective == "val_stressed":
+        best = robust_choice(complete, plan.clean_tolerance)
+        summary["rule"] = ROBUST_RULE.format(tol=plan.clean_tolerance)
+    else:
+        best = study.best_trial
     best_cfg = trial_config(plan, best.params).model_copy(update={"track": plan.base.track})
     text = f"# cxr sweep: trial {best.number}, {plan.objective} {best.value:.4f} ({best.user_attrs.get('run')})\n"
     write_text_atomic(plan.out / "best.yaml", text + yaml.safe_dump(best_cfg.to_yaml_dict(), sort_keys=False))
