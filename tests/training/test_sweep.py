@@ -224,5 +224,17 @@ def _frozen(number: int, clean: float, stressed: float, n_val: int = 200) -> opt
 def test_robust_rule_is_best_under_shift_among_the_near_best_clean(trials, n_val, chosen):
     frozen = [_frozen(i, c, s, n_val) for i, (c, s) in enumerate(trials)]
     for i, t in enumerate(frozen):
-        t.number = i
+        t.number, t.params = i, {"candidates": f"c{i}"}
     assert robust_choice(frozen, 0.01).number == chosen
+
+
+def test_robust_rule_averages_seeds_of_one_candidate():
+    """seed is a replicate: a candidate lucky on one seed does not win on that draw alone."""
+    rows = [("a", 0, 0.95, 0.90), ("a", 1, 0.95, 0.60), ("b", 0, 0.95, 0.80), ("b", 1, 0.95, 0.78)]
+    frozen = []
+    for i, (name, seed, clean, stressed) in enumerate(rows):
+        t = _frozen(i, clean, stressed)
+        t.number, t.params = i, {"candidates": name, "seed": seed}
+        frozen.append(t)
+    chosen = robust_choice(frozen, 0.01)
+    assert chosen.params == {"candidates": "b", "seed": 0}  # b: mean 0.79 under shift against a's 0.75

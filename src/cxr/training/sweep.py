@@ -262,11 +262,21 @@ def _stressed_score(trial: optuna.Trial, run: Path) -> float:
 
 
 def robust_choice(trials: list[optuna.trial.FrozenTrial], tolerance: float) -> optuna.trial.FrozenTrial:
-    """ROBUST_RULE: near-best clean validation accuracy first, then the best under shift (ties: better clean)."""
-    best_clean = max(t.user_attrs["clean_accuracy"] for t in trials)
+    """ROBUST_RULE: near-best clean validation accuracy first, then the best under shift (ties: better clean).
+
+    `seed` is a replicate, not a choice: trials that differ only in it are one candidate, scored by their means; the
+    candidate's earliest trial stands for it in best.yaml.
+    """
+    groups: dict[str, list[optuna.trial.FrozenTrial]] = {}
+    for t in trials:
+        key = json.dumps({k: v for k, v in sorted(t.params.items()) if k != "seed"}, default=str)
+        groups.setdefault(key, []).append(t)
+    scored = [(float(np.mean([t.user_attrs["clean_accuracy"] for t in g])), float(np.mean([t.value for t in g])),
+               min(g, key=lambda t: t.number)) for g in groups.values()]  # fmt: skip
+    best_clean = max(clean for clean, _, _ in scored)
     margin = max(tolerance, max(1.0 / t.user_attrs["n_val"] for t in trials)) + 1e-9
-    eligible = [t for t in trials if t.user_attrs["clean_accuracy"] >= best_clean - margin]
-    return max(eligible, key=lambda t: (t.value, t.user_attrs["clean_accuracy"], -t.number))
+    eligible = [s for s in scored if s[0] >= best_clean - margin]
+    return max(eligible, key=lambda s: (s[1], s[0], -s[2].number))[2]
 
 
 def _cv_accuracy(cfg: TrainConfig, run: Path, folds: int) -> float:
