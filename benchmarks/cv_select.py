@@ -5,10 +5,15 @@ Usage: python benchmarks/cv_select.py DATASET CANDIDATE [CANDIDATE ...] [--folds
 Candidates are those of benchmarks/model_selection.py. Writes benchmarks/results/cv_<DATASET>.json with pooled
 out-of-fold accuracy, macro-F1, AUC and log loss per candidate.
 
-By default the held-out fold is also each run's validation split (early stopping, best checkpoint, temperature), so
-the scores lean optimistic (kept for the earlier entries of the results file). `--nested` runs `cxr train --cv`
-(cxr.training.cv) instead: each run carves its own validation from the other folds, as `cxr train` does on the full
-train split, and the held-out fold is only scored (key "NAME nested"). Both use the same folds.
+`--nested`, the way every decision since cxr 0.4 was made, is `cxr sweep --objective cv_accuracy` over the named
+candidates (model_selection.selection_plan: one grid trial each, runs under runs/select/DATASET/): each run carves its
+own validation from the other folds, as `cxr train` does on the full train split, and the held-out fold is only
+scored (key "NAME nested").
+
+Without --nested the held-out fold is also each run's validation split (early stopping, best checkpoint,
+temperature), so the scores lean optimistic. That layout is kept, by hand, only to reproduce the results file's
+earlier entries and the fold models cv_ensemble.py and cv_external.py read; the sweep has no such objective because
+it should not be used to choose.
 """
 
 from __future__ import annotations
@@ -21,12 +26,11 @@ import time
 
 import numpy as np
 from common import RESULTS, ROOT, cv_scores
-from model_selection import CANDIDATES, DATASETS, candidate_config
+from model_selection import CANDIDATES, DATASETS, candidate_config, selection_plan
 from sklearn.model_selection import StratifiedKFold
 
 from cxr.data.manifest import load_dataset
 from cxr.evaluation.evaluate import evaluate_run
-from cxr.training.cv import cross_validate
 from cxr.training.train import train
 
 
@@ -54,15 +58,10 @@ def main() -> None:
     folds = list(StratifiedKFold(args.folds, shuffle=True, random_state=0).split(labels, labels))
     out_file = RESULTS / f"cv_{args.dataset}.json"
     results = json.loads(out_file.read_text()) if out_file.is_file() else {}
+    nested = nested_by_sweep(args.dataset, args.candidates, args.folds) if args.nested else {}
     for name in args.candidates:
         t0 = time.perf_counter()
-        if args.nested:
-            cfg = candidate_config(args.dataset, name, DATASETS[args.dataset])
-            cv = cross_validate(cfg, ROOT / "runs" / "cv" / args.dataset / "nested" / name, args.folds, overwrite=True)
-            scores = {"n": cv["n"], "cv_accuracy": cv["accuracy"], "cv_macro_f1": cv["macro_avg"]["f1-score"],
-                      "cv_auc": cv["roc_auc"], "cv_log_loss": cv["log_loss"]}  # fmt: skip
-        else:
-            scores = optimistic_cv(args.dataset, name, ds, files, folds)
+        scores = nested[name] if args.nested else optimistic_cv(args.dataset, name, ds, files, folds)
         key = f"{name} nested" if args.nested else name
         results[key] = {
             "config": CANDIDATES[args.dataset][name],
@@ -73,6 +72,22 @@ def main() -> None:
         print(key, results[key], flush=True)
         RESULTS.mkdir(parents=True, exist_ok=True)
         out_file.write_text(json.dumps(results, indent=2, default=str))
+
+
+def nested_by_sweep(dataset: str, names: list[str], folds: int) -> dict[str, dict]:
+    """Nested CV of each candidate as one trial of a `cv_accuracy` sweep; its figures from the trial's cv.json."""
+    from cxr.evaluation.oof import CV_FILE
+    from cxr.training.sweep import run_sweep
+
+    plan = selection_plan(dataset, names, "cv_accuracy", [0])
+    plan.cv_folds = folds
+    run_sweep(plan)
+    scores = {}
+    for name in names:
+        cv = json.loads((plan.out / "trials" / name / CV_FILE).read_text())
+        scores[name] = {"n": cv["n"], "cv_accuracy": cv["accuracy"], "cv_macro_f1": cv["macro_avg"]["f1-score"],
+                        "cv_auc": cv["roc_auc"], "cv_log_loss": cv["log_loss"]}  # fmt: skip
+    return scores
 
 
 def optimistic_cv(dataset: str, name: str, ds, files, folds) -> dict:
