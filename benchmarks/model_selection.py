@@ -202,11 +202,11 @@ ACQUISITION = {  # the battery's intensity and acquisition families, milder than
     "augment.contrast": 0.3, "augment.brightness": 0.2, "augment.low_res": 0.5, "augment.noise": 0.1,
     "augment.blur": 2.0, "augment.shift": 0.15, "augment.zoom": 0.15,
 }  # fmt: skip
-ROBUST = {
-    "codecademy": {"base": None, "candidates": {"recipe": {}, "acquisition": ACQUISITION}},
-    "pneumoniamnist": {"base": "pneumoniamnist", "candidates": {"recipe": {}, "acquisition": ACQUISITION}},
-    "kermany": {"base": "kermany", "candidates": {"recipe": {}, "acquisition": ACQUISITION}},
-    "radiography": {"base": "radiography", "candidates": {"recipe": {}, "acquisition": ACQUISITION}},
+ROBUST = {  # over each benchmark's config in benchmarks/run.py (its recipe on its data)
+    "codecademy": {"candidates": {"recipe": {}, "acquisition": ACQUISITION}},
+    "pneumoniamnist": {"candidates": {"recipe": {}, "acquisition": ACQUISITION}},
+    "kermany": {"candidates": {"recipe": {}, "acquisition": ACQUISITION}},
+    "radiography": {"candidates": {"recipe": {}, "acquisition": ACQUISITION}},
 }
 
 
@@ -214,10 +214,11 @@ def selection_plan(dataset: str, names: list[str], objective: str, seeds: list[i
     """The candidates as one sweep: a grid over their names (and seeds, if more than one)."""
     data = DATASETS[dataset].relative_to(ROOT.parent).as_posix()
     data = f"../{data}"  # as benchmarks/run.py records it: relative to the repository root, where this runs
-    if objective == "val_stressed":
-        table = ROBUST[dataset]
-        base = build_config(table["base"], {"data": data, "seed": seeds[0]})
-        candidates = {n: table["candidates"][n] for n in names or table["candidates"]}
+    if objective == "val_stressed":  # the benchmark's own config and data (radiography: minus codecademy's copies)
+        from run import benchmark_config
+
+        base = benchmark_config(dataset, seeds[0])
+        candidates = {n: ROBUST[dataset]["candidates"][n] for n in names or ROBUST[dataset]["candidates"]}
     else:  # the recorded candidates: over the defaults they were chosen against
         base = build_config(None, {**DEFAULTS_BEFORE_0_5, "data": data, "seed": seeds[0]})
         candidates = {n: CANDIDATES[dataset][n] for n in names or CANDIDATES[dataset]}

@@ -142,9 +142,7 @@ def _study_sampler(plan: SweepPlan) -> optuna.samplers.BaseSampler:
 
 def _describe(plan: SweepPlan) -> dict[str, Any]:
     """What makes two invocations the same sweep: a resumed study must not silently change its question."""
-    base = plan.base.to_yaml_dict()
-    for key in WHERE_IT_RUNS:
-        base.pop(key, None)
+    base = _what_it_is(plan.base.to_yaml_dict())
     return {"objective": plan.objective, "cv_folds": plan.cv_folds, "base": base,
             "space": [vars(p) | {"choices": list(p.choices) if p.choices else None} for p in plan.params]}  # fmt: skip
 
@@ -170,8 +168,8 @@ def open_study(plan: SweepPlan) -> optuna.Study:
     stored = study.user_attrs.get("sweep")
     if stored is None:
         study.set_user_attr("sweep", described)
-    elif stored != described:
-        changed = sorted(k for k in described if stored.get(k) != described[k])
+    elif _same_question(stored) != described:
+        changed = sorted(k for k in described if _same_question(stored).get(k) != described[k])
         raise CxrError(f"study {plan.study_name!r} in {plan.storage_url} was started with another "
                        f"{', '.join(changed)}; "
                        "rerun it with the same --config, --space and --objective, or choose another --out / "
@@ -227,12 +225,19 @@ def _run_name(number: int, values: dict[str, Any]) -> str:
     return "-".join([str(values[CANDIDATES_KEY]), *others]).replace("/", "_")
 
 
-def _same_config(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    def normal(d: dict[str, Any]) -> dict[str, Any]:
-        paths = {k: str(Path(d[k]).resolve()) for k in ("data", "weights") if d.get(k)}  # relative or not: one file
-        return {k: v for k, v in d.items() if k not in WHERE_IT_RUNS} | paths
+def _what_it_is(config: dict[str, Any]) -> dict[str, Any]:
+    """A config without where it runs, its data and weights as absolute paths (relative or not: the same files)."""
+    paths = {k: str(Path(config[k]).resolve()) for k in ("data", "weights") if config.get(k)}
+    return {k: v for k, v in config.items() if k not in WHERE_IT_RUNS} | paths
 
-    a, b = normal(a), normal(b)
+
+def _same_question(stored: dict[str, Any]) -> dict[str, Any]:
+    """A stored study description as _describe now writes it (studies begun with relative paths stay resumable)."""
+    return stored | {"base": _what_it_is(stored.get("base") or {})}
+
+
+def _same_config(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    a, b = _what_it_is(a), _what_it_is(b)
     return json.loads(json.dumps(a, default=str)) == json.loads(json.dumps(b, default=str))
 
 
