@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -127,8 +128,8 @@ def run_benchmark(name: str, seed: int = 0, reuse: Path | None = None, publish: 
     return {
         "seed": seed,
         "command": f"python benchmarks/run.py {name} --seeds {seed}"
-        + (f" --reuse {reuse.relative_to(ROOT)}" if reuse else ""),
-        "run": str(out.relative_to(ROOT)),
+        + (f" --reuse {os.path.relpath(reuse, ROOT)}" if reuse else ""),
+        "run": os.path.relpath(out, ROOT),
         "test": {"n": test["n"], **{k: test[k] for k in REPORTED if k in test},
                  "macro_f1": test["macro_avg"]["f1-score"],
                  "ci95": {k: ci.get(k) for k in REPORTED if k in ci}},  # fmt: skip

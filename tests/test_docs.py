@@ -149,3 +149,7 @@ def test_the_readme_results_are_the_recorded_seeds(name, row):
     for cell, metric in ((cells[4], "accuracy"), (cells[5], "roc_auc")):
         values = [r["test"][metric] for r in runs]
         assert cell == f"{np.mean(values):.3f} ({min(values):.3f}-{max(values):.3f})"
+    stressed = [r["stress_test"]["mean_accuracy"] for r in runs if "stress_test" in r]
+    assert stressed, f"{name}: no seed was stressed (benchmarks/run.py stresses every test run)"
+    expected = f"{np.mean(stressed):.3f} ({min(stressed):.3f}-{max(stressed):.3f})"
+    assert cells[6] == expected + ("" if len(stressed) == len(runs) else f", {len(stressed)} of {len(runs)} seeds")
