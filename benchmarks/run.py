@@ -109,8 +109,8 @@ def run_benchmark(name: str, seed: int = 0, reuse: Path | None = None, publish: 
     else:
         out = bench_run_dir(name, seed)
         train(cfg, out, overwrite=True)
-        if publish and "publish_weights" in spec:  # the pretrained start other recipes name (weights/README.md)
-            shutil.copyfile(out / "model.pt", spec["publish_weights"])
+    if publish and "publish_weights" in spec:  # the pretrained start other recipes name (weights/README.md)
+        shutil.copyfile(out / "model.pt", spec["publish_weights"])
     training = json.loads((out / "metrics.json").read_text())["training"]
     # key "test": radiography's official test images are this run's test split, though read from the full dataset
     test = evaluate_run(out, "test", data=spec.get("test_data"), n_bootstrap=1000, key="test")
