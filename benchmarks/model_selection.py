@@ -212,14 +212,13 @@ ROBUST = {  # over each benchmark's config in benchmarks/run.py (its recipe on i
 
 def selection_plan(dataset: str, names: list[str], objective: str, seeds: list[int]) -> SweepPlan:
     """The candidates as one sweep: a grid over their names (and seeds, if more than one)."""
-    data = DATASETS[dataset].relative_to(ROOT.parent).as_posix()
-    data = f"../{data}"  # as benchmarks/run.py records it: relative to the repository root, where this runs
     if objective == "val_stressed":  # the benchmark's own config and data (radiography: minus codecademy's copies)
         from run import benchmark_config
 
         base = benchmark_config(dataset, seeds[0])
         candidates = {n: ROBUST[dataset]["candidates"][n] for n in names or ROBUST[dataset]["candidates"]}
-    else:  # the recorded candidates: over the defaults they were chosen against
+    else:  # the recorded candidates: over the defaults they were chosen against, on data as their runs recorded it
+        data = f"../{DATASETS[dataset].relative_to(ROOT.parent).as_posix()}"  # relative to the repository root
         base = build_config(None, {**DEFAULTS_BEFORE_0_5, "data": data, "seed": seeds[0]})
         candidates = {n: CANDIDATES[dataset][n] for n in names or CANDIDATES[dataset]}
     space = {"candidates": candidates, **({"seed": seeds} if len(seeds) > 1 else {})}

@@ -177,7 +177,7 @@ def parse_space(entries: dict[str, Any], base: TrainConfig, source: str = "space
     """Check a space (as loaded from YAML) against `base`: every range end, choice and candidate must be valid."""
     params = [_parse_entry(key, spec) for key, spec in _flatten(entries).items()]
     candidates = [p for p in params if p.presets is not None]
-    varied = {k for p in params if p.presets is None for k in [p.key]}
+    varied = {p.key for p in params if p.presets is None}
     clash = sorted(varied & {k for p in candidates for preset in p.presets.values() for k in preset})
     if clash:
         raise CxrError(f"{source}: {', '.join(clash)} is both searched and set by a candidate; keep it in one place")

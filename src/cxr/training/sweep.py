@@ -168,8 +168,8 @@ def open_study(plan: SweepPlan) -> optuna.Study:
     stored = study.user_attrs.get("sweep")
     if stored is None:
         study.set_user_attr("sweep", described)
-    elif _same_question(stored) != described:
-        changed = sorted(k for k in described if _same_question(stored).get(k) != described[k])
+    elif (asked := _same_question(stored)) != described:
+        changed = sorted(k for k in described if asked.get(k) != described[k])
         raise CxrError(f"study {plan.study_name!r} in {plan.storage_url} was started with another "
                        f"{', '.join(changed)}; "
                        "rerun it with the same --config, --space and --objective, or choose another --out / "
