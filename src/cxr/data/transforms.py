@@ -23,7 +23,7 @@ MIN_BLUR_SIGMA = 0.25  # px at 224: the mildest blur drawn when augment.blur is 
 
 
 def _clip_to_film(x: torch.Tensor) -> torch.Tensor:
-    """Clamp to 0..1 after noise or brightness (MONAI's ClipIntensityPercentiles works on percentiles, not values)."""
+    """Clamp to 0..1 after noise (MONAI's ClipIntensityPercentiles works on percentiles, not values)."""
     return x.clamp(0.0, 1.0)
 
 
@@ -60,10 +60,10 @@ def train_augmentation(cfg: AugmentConfig, image_size: int, seed: int) -> Compos
         top = cfg.blur * image_size / 224
         sigma = (min(MIN_BLUR_SIGMA, top), top)
         transforms.append(RandGaussianSmooth(sigma_x=sigma, sigma_y=sigma, prob=1 / 3))
-    if cfg.noise > 0:
+    if cfg.noise > 0:  # clipped after: a film is 0..1 (black to white), as the battery's uint8 films are. Only
+        # here: blur cannot leave 0..1, and configs with brightness alone train as they did before cxr 0.7
         transforms.append(RandGaussianNoise(prob=0.5, mean=0.0, std=cfg.noise, sample_std=True))
-    if cfg.blur > 0 or cfg.noise > 0 or cfg.brightness > 0:
-        transforms.append(Lambda(func=_clip_to_film))  # a film is 0..1 (black to white), as the battery's uint8 films are
+        transforms.append(Lambda(func=_clip_to_film))
     comp = Compose(transforms)
     comp.set_random_state(seed=seed)
     return comp
