@@ -238,3 +238,26 @@ def test_robust_rule_averages_seeds_of_one_candidate():
         frozen.append(t)
     chosen = robust_choice(frozen, 0.01)
     assert chosen.params == {"candidates": "b", "seed": 0}  # b: mean 0.79 under shift against a's 0.75
+
+
+def test_a_grid_point_whose_trial_was_killed_runs_again_in_its_folder(sweep_files):
+    """A killed trial of a grid (its process interrupted: FAIL, no retry queued) must not leave its point unrun while
+    the grid counts as done, nor make the sampler repeat a finished point."""
+    root = sweep_files
+    (root / "space.yaml").write_text("candidates:\n  recipe: {}\n  noisy: {augment.noise: 0.1}\n")
+    plan = _plan(root, 2, objective="val_accuracy")
+    study = open_study(plan)
+    killed = study.ask()  # the grid's first point
+    killed_point = plan.params[0].suggest(killed)
+    killed.set_user_attr("run", killed_point)
+    study.tell(killed, state=optuna.trial.TrialState.FAIL)
+
+    summary = run_sweep(plan)
+    assert summary["complete"] == 2 and summary["ran_here"] == 2
+    trials = optuna.load_study(study_name="cxr-sweep", storage=plan.storage_url).trials
+    done = [t for t in trials if t.state.name == "COMPLETE"]
+    assert sorted(t.params["candidates"] for t in done) == ["noisy", "recipe"]  # each point once, none repeated
+    retry = [t for t in done if t.params["candidates"] == killed_point][0]
+    assert retry.user_attrs["run"] == killed_point
+    assert sorted(p.name for p in (root / "sweep" / "trials").iterdir()) == ["noisy", "recipe"]
+    assert run_sweep(plan)["ran_here"] == 0  # the grid is complete: resuming runs nothing

@@ -181,6 +181,20 @@ def settled(study: optuna.Study) -> int:
     return len(study.get_trials(deepcopy=False, states=SETTLED))
 
 
+def settled_grid_points(study: optuna.Study, plan: SweepPlan) -> int:
+    """Distinct grid points done or running. A point whose every trial failed (its process was killed) is queued
+    again, in its folder: Optuna's GridSampler counts a failed point as visited and would repeat a finished one."""
+    trials = study.get_trials(deepcopy=False)
+    point = lambda params: tuple(params.get(p.key) for p in plan.params)  # noqa: E731
+    covered = {point(t.params) for t in trials if t.state in SETTLED}
+    queued = {point(t.system_attrs.get("fixed_params", {})) for t in trials if t.state == TrialState.WAITING}
+    for t in trials:
+        if t.state == TrialState.FAIL and point(t.params) not in covered | queued:
+            study.enqueue_trial(t.params, user_attrs={"run": t.user_attrs["run"]} if "run" in t.user_attrs else None)
+            queued.add(point(t.params))
+    return len(covered)
+
+
 def trial_config(plan: SweepPlan, values: dict[str, Any]) -> TrainConfig:
     try:
         return TrainConfig.model_validate(apply_params(plan.base.model_dump(), expand(plan.params, values)))
@@ -347,7 +361,8 @@ def run_sweep(plan: SweepPlan) -> dict[str, Any]:
     with tracking(plan.base, plan.out, "sweep"):  # with track: one MLflow parent run, each trial a child
         while True:
             fail_stale_trials(study)  # a killed process's trial: failed, its parameters queued again (retry callback)
-            if settled(study) >= plan.trials:
+            done = settled_grid_points(study, plan) if plan.is_grid else settled(study)
+            if done >= plan.trials:
                 break
             study.optimize(objective, n_trials=1)
             ran += 1
