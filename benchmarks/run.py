@@ -16,11 +16,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 from common import RESULTS, ROOT, SHARED_DATA, machine
 
 import cxr
-from cxr.config import build_config
+from cxr.config import build_config, trained_as
 from cxr.data.dedup import exclude_near_duplicates
 from cxr.data.manifest import write_manifest
 from cxr.evaluation.evaluate import evaluate_run
@@ -64,18 +63,6 @@ PRETRAIN_DEDUP_THRESHOLD = 56
 REPORTED = ("accuracy", "balanced_accuracy", "roc_auc", "sensitivity", "specificity")
 
 
-def same_config(a: dict, b: dict) -> bool:
-    """Equal on every key both know; keys added to cxr after a run was trained default to the old behaviour."""
-    ignore = {"data", "cache_dir", "num_workers"}  # where data lives and loader processes do not change the model
-    keys = (a.keys() & b.keys()) - ignore
-    return all(same_config(a[k], b[k]) if isinstance(a[k], dict) else _value(k, a[k]) == _value(k, b[k]) for k in keys)
-
-
-def _value(key: str, value):
-    """A weights file is the same file whether written relative to the repository root or absolute."""
-    return str((ROOT / value).resolve()) if key == "weights" and value else value
-
-
 def radiography_minus_codecademy() -> Path:
     """covid19-radiography without its copies of covid19-codecademy images (see cxr/recipes/radiography.yaml); built once."""
     out = ROOT / "runs" / "manifests" / "radiography-minus-codecademy.csv"
@@ -103,7 +90,7 @@ def run_benchmark(name: str, seed: int = 0, reuse: Path | None = None, publish: 
     spec = BENCHMARKS[name]
     cfg = benchmark_config(name, seed)
     if reuse is not None:
-        if not same_config(cfg.to_yaml_dict(), yaml.safe_load((reuse / "config.yaml").read_text())):
+        if not trained_as(reuse, cfg):  # the sweep's own check: equal but for where it ran
             raise SystemExit(f"{reuse} was trained with another config than {recipe_name(name)} seed {seed}")
         out = reuse
     else:

@@ -1,4 +1,5 @@
 import pytest
+import yaml
 
 from cxr.config import build_config
 from cxr.errors import CxrError
@@ -108,3 +109,23 @@ def test_starts_and_imbalance_corrections_that_conflict_are_refused(values, mess
 def test_a_pretrained_start_can_train_the_head_only():
     cfg = build_config(None, {"model": "vgg19", "pretrained": "imagenet", "freeze_backbone": True})
     assert cfg.freeze_backbone and cfg.weights is None
+
+
+def test_a_finished_run_stands_for_its_config_only(tmp_path, monkeypatch):
+    """A run may stand for a deterministic re-run (a resumed sweep, benchmarks/run.py --reuse) only if it trained
+    exactly this config: where it ran and how its paths are written do not count; any training key does."""
+    from cxr.config import save_config, trained_as
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    cfg = build_config(None, {"data": "data", "epochs": 3})
+    where = {"data": tmp_path / "data", "num_workers": 0, "track": True}  # absolute data path, another place to run
+    save_config(cfg.model_copy(update=where), tmp_path / "config.yaml")
+    assert trained_as(tmp_path, cfg)
+    assert not trained_as(tmp_path, cfg.model_copy(update={"epochs": 4}))
+    assert not trained_as(tmp_path, cfg.model_copy(update={"augment": cfg.augment.model_copy(update={"noise": 0.1})}))
+    assert not trained_as(tmp_path / "missing", cfg)
+    older = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    del older["augment"]["noise"], older["augment"]["blur"]  # written before these keys existed: their default, off
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(older))
+    assert trained_as(tmp_path, cfg)

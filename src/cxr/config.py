@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -350,6 +351,26 @@ def build_config(yaml_path: str | Path | None = None, overrides: dict[str, Any] 
 
 def save_config(cfg: TrainConfig, path: Path) -> None:
     path.write_text(yaml.safe_dump(cfg.to_yaml_dict(), sort_keys=False))
+
+
+WHERE_IT_RUNS = ("track", "tracking_uri", "experiment", "num_workers", "cache_dir")  # keys that change no model
+
+
+def what_it_trains(config: dict[str, Any]) -> dict[str, Any]:
+    """A config without where it runs, its data and weights as absolute paths (relative or not: the same files)."""
+    paths = {k: str(Path(config[k]).resolve()) for k in ("data", "weights") if config.get(k)}
+    return {k: v for k, v in config.items() if k not in WHERE_IT_RUNS} | paths
+
+
+def trained_as(run_dir: Path, cfg: TrainConfig) -> bool:
+    """Whether a finished run was trained with exactly this config, so it can stand for a deterministic re-run.
+    Read through TrainConfig: a key added since the run was written reads as its default (new keys default off)."""
+    try:
+        stored = TrainConfig.model_validate(yaml.safe_load((Path(run_dir) / "config.yaml").read_text()))
+    except (OSError, ValidationError, yaml.YAMLError):
+        return False
+    same = [json.loads(json.dumps(what_it_trains(c.to_yaml_dict()), default=str)) for c in (stored, cfg)]
+    return same[0] == same[1]
 
 
 def load_run_config(run_dir: Path) -> TrainConfig:

@@ -32,7 +32,7 @@ from optuna.trial import TrialState
 from pydantic import ValidationError
 
 from cxr.atomic import write_text_atomic
-from cxr.config import TrainConfig, format_validation_error
+from cxr.config import TrainConfig, format_validation_error, trained_as, what_it_trains
 from cxr.errors import CxrError
 from cxr.inference.bundle import BUNDLE_FILE
 from cxr.training.space import CANDIDATES_KEY, Param, apply_params, expand
@@ -53,7 +53,6 @@ ROBUST_RULE = ("the highest mean validation accuracy under the shift battery amo
                "accuracy is within {tol} (or one validation film, whichever is more) of the best clean one")
 SETTLED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)  # what counts towards `trials`
 STUDY_FILE = "study.db"
-WHERE_IT_RUNS = ("track", "tracking_uri", "experiment", "num_workers", "cache_dir")  # config keys: not what a run is
 
 
 @dataclass
@@ -142,7 +141,7 @@ def _study_sampler(plan: SweepPlan) -> optuna.samplers.BaseSampler:
 
 def _describe(plan: SweepPlan) -> dict[str, Any]:
     """What makes two invocations the same sweep: a resumed study must not silently change its question."""
-    base = _what_it_is(plan.base.to_yaml_dict())
+    base = what_it_trains(plan.base.to_yaml_dict())
     return {"objective": plan.objective, "cv_folds": plan.cv_folds, "base": base,
             "space": [vars(p) | {"choices": list(p.choices) if p.choices else None} for p in plan.params]}  # fmt: skip
 
@@ -239,29 +238,14 @@ def _run_name(number: int, values: dict[str, Any]) -> str:
     return "-".join([str(values[CANDIDATES_KEY]), *others]).replace("/", "_")
 
 
-def _what_it_is(config: dict[str, Any]) -> dict[str, Any]:
-    """A config without where it runs, its data and weights as absolute paths (relative or not: the same files)."""
-    paths = {k: str(Path(config[k]).resolve()) for k in ("data", "weights") if config.get(k)}
-    return {k: v for k, v in config.items() if k not in WHERE_IT_RUNS} | paths
-
-
 def _same_question(stored: dict[str, Any]) -> dict[str, Any]:
     """A stored study description as _describe now writes it (studies begun with relative paths stay resumable)."""
-    return stored | {"base": _what_it_is(stored.get("base") or {})}
-
-
-def _same_config(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    a, b = _what_it_is(a), _what_it_is(b)
-    return json.loads(json.dumps(a, default=str)) == json.loads(json.dumps(b, default=str))
+    return stored | {"base": what_it_trains(stored.get("base") or {})}
 
 
 def _check_finished_run(run: Path, cfg: TrainConfig) -> None:
     """A trial folder that already holds a bundle (a resumed sweep, a run copied in) must be this trial's config."""
-    try:  # through TrainConfig: a key added since the run was written reads as its default (new keys default off)
-        stored = TrainConfig.model_validate(yaml.safe_load((run / "config.yaml").read_text())).to_yaml_dict()
-    except (OSError, ValidationError, yaml.YAMLError):
-        stored = None
-    if stored is None or not _same_config(stored, cfg.to_yaml_dict()):
+    if not trained_as(run, cfg):
         raise CxrError(f"{run} holds a finished run of another config; remove it or choose another --out")
 
 
