@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from cxr.evaluation.metrics import expected_calibration_error, macro_auc, merge_
 from cxr.evaluation.shifts import apply_shift, choose_shifts
 from cxr.inference.bundle import Bundle
 from cxr.inference.predict import decide
+
+log = logging.getLogger(__name__)
 
 
 def figures(y_true: np.ndarray, probs: np.ndarray, classes: list[str], threshold: float | None) -> dict[str, Any]:
@@ -68,6 +71,19 @@ def summarise(clean: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, An
         "worst_shift": {"shift": weakest, "mean_accuracy": shift_means[weakest]},
         "worst_condition": {k: worst[k] for k in ("shift", "severity", "parameter", "accuracy")},
     }
+
+
+def export_for_stress(run_dir: Path) -> bool:
+    """61 conditions of every film: ONNX Runtime runs them ~9x faster than PyTorch on CPU (benchmarks/stress_speed.py),
+    so a run is exported before a long battery; a model that cannot be exported is stressed on PyTorch (False)."""
+    from cxr.inference.onnx_export import export_onnx
+
+    try:
+        export_onnx(run_dir)
+    except CxrError as e:
+        log.warning("%s: stressed on PyTorch (%s)", run_dir, e)
+        return False
+    return True
 
 
 def run_stress(

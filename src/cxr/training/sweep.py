@@ -252,10 +252,10 @@ def _check_finished_run(run: Path, cfg: TrainConfig) -> None:
 def _stressed_score(trial: optuna.Trial, run: Path) -> float:
     """Clean validation accuracy (kept as a user attribute) and the mean under the shift battery (the value)."""
     from cxr.evaluation.evaluate import evaluate_run
-    from cxr.evaluation.stress import run_stress
+    from cxr.evaluation.stress import export_for_stress, run_stress
 
     evaluate_run(run, "val", n_bootstrap=0)  # sensitivity, specificity, AUC beside the rule's figures
-    _export_for_stress(run)
+    export_for_stress(run)
     section = run_stress(run, "val")
     summary = section["summary"]
     trial.set_user_attr("clean_accuracy", summary["clean_accuracy"])
@@ -263,17 +263,6 @@ def _stressed_score(trial: optuna.Trial, run: Path) -> float:
     trial.set_user_attr("worst_shift", summary["worst_shift"]["shift"])
     trial.set_user_attr("worst_shift_accuracy", summary["worst_shift"]["mean_accuracy"])
     return float(summary["mean_accuracy"])
-
-
-def _export_for_stress(run: Path) -> None:
-    """61 conditions of every validation film: ONNX Runtime runs them ~9x faster than PyTorch on CPU (stress_speed
-    benchmark), so a trial's model is exported first; a model that cannot be exported is stressed on PyTorch."""
-    from cxr.inference.onnx_export import export_onnx
-
-    try:
-        export_onnx(run)
-    except CxrError as e:
-        log.warning("%s: stressed on PyTorch (%s)", run, e)
 
 
 def robust_choice(trials: list[optuna.trial.FrozenTrial], tolerance: float) -> optuna.trial.FrozenTrial:
