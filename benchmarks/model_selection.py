@@ -183,7 +183,8 @@ CANDIDATES = {
 
 # Candidates name the keys they change over cxr's defaults as they stood when they were chosen: before cxr 0.5 made
 # the codecademy recipe the defaults. Pinning those here keeps every recorded candidate the config it was.
-DEFAULTS_BEFORE_0_5 = {"epochs": 30, "sampling": "shuffle", "augment": {"low_res": 0.0, "mixup": 0.0}}
+DEFAULTS_BEFORE_0_5 = {"epochs": 30, "sampling": "shuffle", "augment": {"low_res": 0.0, "mixup": 0.0, "contrast": 0.0,
+                                                                    "brightness": 0.0, "noise": 0.0, "blur": 0.0}}
 
 
 def candidate_config(dataset: str, name: str, data) -> TrainConfig:
@@ -208,16 +209,18 @@ MILD = {
     "augment.contrast": 0.15, "augment.brightness": 0.1, "augment.low_res": 0.25, "augment.noise": 0.05,
     "augment.blur": 1.0, "augment.shift": 0.1, "augment.zoom": 0.1,
 }  # fmt: skip
-# kermany and pneumoniamnist adopted ACQUISITION in cxr 0.7 (their recipe now), so their cxr 0.6 augmentation is a
-# candidate by its own name; those runs are the first round's "recipe" trials (copied in with --reuse)
+# Their augmentation before the rule adopted another: kermany and pneumoniamnist adopted ACQUISITION in cxr 0.7,
+# codecademy (cxr's defaults) MILD in cxr 0.8. The first round's "recipe" trials are these (copied in with --reuse).
 BEFORE_0_7 = {
+    "codecademy": {"augment.contrast": 0.0, "augment.brightness": 0.0, "augment.low_res": 0.5, "augment.noise": 0.0,
+                   "augment.blur": 0.0},
     "kermany": {"augment.low_res": 0.0, "augment.noise": 0.0, "augment.blur": 0.0, "augment.shift": 0.1,
                 "augment.zoom": 0.1},
     "pneumoniamnist": {"augment.contrast": 0.0, "augment.brightness": 0.0, "augment.low_res": 0.0,
                        "augment.noise": 0.0, "augment.blur": 0.0, "augment.shift": 0.1, "augment.zoom": 0.1},
 }  # fmt: skip
 ROBUST = {  # over each benchmark's config in benchmarks/run.py (its recipe on its data)
-    "codecademy": {"candidates": {"recipe": {}, "acquisition": ACQUISITION, "mild": MILD}},
+    "codecademy": {"candidates": {"acquisition": ACQUISITION, "before": BEFORE_0_7["codecademy"], "mild": MILD}},
     "pneumoniamnist": {"candidates": {"acquisition": ACQUISITION, "before": BEFORE_0_7["pneumoniamnist"],
                                       "mild": MILD}},  # fmt: skip
     "kermany": {"candidates": {"acquisition": ACQUISITION, "before": BEFORE_0_7["kermany"], "mild": MILD}},

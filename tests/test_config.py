@@ -47,18 +47,18 @@ def test_missing_and_malformed_yaml(tmp_path):
 
 
 def test_no_config_is_the_validated_recipe():
-    """What cross-validation chose for codecademy (benchmarks/model_selection.py `default-fp32`) is the default."""
+    """What cross-validation chose for codecademy (benchmarks/model_selection.py `default-fp32`), with the augmentation
+    the clean-and-shifted validation rule then adopted (its `mild` candidate, cxr 0.8), is the default."""
     import sys
     from pathlib import Path
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    from model_selection import CANDIDATES, candidate_config
+    from model_selection import MILD, ROBUST, candidate_config
 
-    chosen = {k: v for k, v in CANDIDATES["codecademy"]["default-fp32"].items() if k != "precision"}
-    cfg = build_config(None)
-    assert candidate_config("codecademy", "default-fp32", None).model_copy(update={"precision": "auto"}) == cfg
-    assert cfg.model_dump(include=set(chosen) - {"augment"}) == {k: v for k, v in chosen.items() if k != "augment"}
-    assert cfg.augment.low_res == chosen["augment"]["low_res"] and cfg.augment.mixup == chosen["augment"]["mixup"]
+    assert ROBUST["codecademy"]["candidates"]["mild"] == MILD
+    chosen = candidate_config("codecademy", "default-fp32", None).model_copy(update={"precision": "auto"})
+    adopted = chosen.augment.model_copy(update={k.removeprefix("augment."): v for k, v in MILD.items()})
+    assert build_config(None) == chosen.model_copy(update={"augment": adopted})
 
 
 def test_class_weights_alone_switch_off_the_default_balanced_sampling():
@@ -114,7 +114,7 @@ def test_a_pretrained_start_can_train_the_head_only():
 def test_a_finished_run_stands_for_its_config_only(tmp_path, monkeypatch):
     """A run may stand for a deterministic re-run (a resumed sweep, benchmarks/run.py --reuse) only if it trained
     exactly this config: where it ran and how its paths are written do not count; any training key does."""
-    from cxr.config import save_config, trained_as
+    from cxr.config import load_run_config, save_config, trained_as
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "data").mkdir()
@@ -126,6 +126,9 @@ def test_a_finished_run_stands_for_its_config_only(tmp_path, monkeypatch):
     assert not trained_as(tmp_path, cfg.model_copy(update={"augment": cfg.augment.model_copy(update={"noise": 0.1})}))
     assert not trained_as(tmp_path / "missing", cfg)
     older = yaml.safe_load((tmp_path / "config.yaml").read_text())
-    del older["augment"]["noise"], older["augment"]["blur"]  # written before these keys existed: their default, off
+    del older["augment"]["noise"], older["augment"]["blur"]  # written before these augmentations existed: off
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(older))
-    assert trained_as(tmp_path, cfg)
+    assert not trained_as(tmp_path, cfg)  # today's defaults add noise and blur; that run had none
+    without = cfg.augment.model_copy(update={"noise": 0.0, "blur": 0.0})
+    assert trained_as(tmp_path, cfg.model_copy(update={"augment": without}))
+    assert load_run_config(tmp_path).augment.noise == 0.0 and build_config(tmp_path / "config.yaml").augment.noise > 0

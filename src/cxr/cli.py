@@ -109,7 +109,7 @@ def train(
         **{"augment.hflip": hflip, "augment.mixup": mixup},
     )  # fmt: skip
     base = out / "config.yaml" if resume and config is None else config
-    cfg = build_config(base, overrides)
+    cfg = build_config(base, overrides, saved_run=base == out / "config.yaml")
     if cv is not None:
         from cxr.cli_output import print_cv_summary
         from cxr.training.cv import cross_validate

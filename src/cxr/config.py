@@ -58,18 +58,18 @@ class AugmentConfig(_Strict):
     zoom: float = Field(0.1, ge=0, le=0.5, description="max scale change, e.g. 0.1 = 0.9x..1.1x")
     hflip: bool = Field(False, description="random horizontal flips (off: a flipped film puts the heart on the right)")
     prob: float = Field(0.9, ge=0, le=1, description="probability that the affine augmentation is applied")
-    contrast: float = Field(0.0, ge=0, lt=1, description="random gamma in 1 +- contrast (0 = off); scanners differ")
-    brightness: float = Field(0.0, ge=0, lt=1, description="random intensity scale in 1 +- brightness (0 = off)")
+    contrast: float = Field(0.15, ge=0, lt=1, description="random gamma in 1 +- contrast (0 = off); scanners differ")
+    brightness: float = Field(0.1, ge=0, lt=1, description="random intensity scale in 1 +- brightness (0 = off)")
     low_res: float = Field(
-        0.5, ge=0, le=1, description="probability of down- then up-sampling by 0.25x-1x (0 = off); films arrive at "
+        0.25, ge=0, le=1, description="probability of down- then up-sampling by 0.25x-1x (0 = off); films arrive at "
         "many resolutions and resampling histories",
     )  # fmt: skip
     noise: float = Field(
-        0.0, ge=0, le=0.5, description="max std of added Gaussian noise as a share of white, drawn per film from "
+        0.05, ge=0, le=0.5, description="max std of added Gaussian noise as a share of white, drawn per film from "
         "0..noise, on half the films (0 = off); low-dose and portable films are noisy",
     )  # fmt: skip
     blur: float = Field(
-        0.0, ge=0, le=8, description="max Gaussian blur sigma in pixels at 224 px (scaled with image_size), on a "
+        1.0, ge=0, le=8, description="max Gaussian blur sigma in pixels at 224 px (scaled with image_size), on a "
         "third of the films (0 = off); detectors and resampling soften edges",
     )  # fmt: skip
     mixup: float = Field(
@@ -314,9 +314,17 @@ def format_validation_error(err: ValidationError, source: str = "config") -> str
     return f"{source}: " + "; ".join(parts)
 
 
-def build_config(yaml_path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+# Augmentations that default to on today but were added after runs were first written. A run's saved config lists
+# every key of its day, so a saved run that lacks one predates it and trained without it (not with today's default).
+ABSENT_FROM_A_SAVED_RUN_MEANS_OFF = ("contrast", "brightness", "low_res", "noise", "blur", "mixup")
+
+
+def build_config(
+    yaml_path: str | Path | None = None, overrides: dict[str, Any] | None = None, saved_run: bool = False
+) -> TrainConfig:
     """Load YAML (a file or a shipped recipe's name, if given), apply non-None CLI overrides, validate; errors become
-    one-line CxrErrors. Nothing given: the defaults, which are the validated recipe."""
+    one-line CxrErrors. Nothing given: the defaults, which are the validated recipe. `saved_run`: the YAML is a run's
+    own config.yaml (ABSENT_FROM_A_SAVED_RUN_MEANS_OFF)."""
     values: dict[str, Any] = {}
     source = "config"
     if yaml_path is not None:
@@ -331,6 +339,8 @@ def build_config(yaml_path: str | Path | None = None, overrides: dict[str, Any] 
         if not isinstance(loaded, dict):
             raise CxrError(f"{yaml_path}: expected a mapping of keys to values at the top level")
         values.update(loaded)
+    if saved_run and isinstance(values.get("augment", {}), dict):
+        values["augment"] = {**dict.fromkeys(ABSENT_FROM_A_SAVED_RUN_MEANS_OFF, 0.0), **values.get("augment", {})}
     for key, val in (overrides or {}).items():
         if val is None:
             continue
@@ -364,10 +374,10 @@ def what_it_trains(config: dict[str, Any]) -> dict[str, Any]:
 
 def trained_as(run_dir: Path, cfg: TrainConfig) -> bool:
     """Whether a finished run was trained with exactly this config, so it can stand for a deterministic re-run.
-    Read through TrainConfig: a key added since the run was written reads as its default (new keys default off)."""
+    Read as a saved run: a key added since it was written reads as what the run did without it."""
     try:
-        stored = TrainConfig.model_validate(yaml.safe_load((Path(run_dir) / "config.yaml").read_text()))
-    except (OSError, ValidationError, yaml.YAMLError):
+        stored = build_config(Path(run_dir) / "config.yaml", saved_run=True)
+    except CxrError:
         return False
     same = [json.loads(json.dumps(what_it_trains(c.to_yaml_dict()), default=str)) for c in (stored, cfg)]
     return same[0] == same[1]
@@ -379,4 +389,4 @@ def load_run_config(run_dir: Path) -> TrainConfig:
         raise CxrError(f"{run_dir} is a file; pass the run directory that holds it ({run_dir.parent})")
     if not (run_dir / "config.yaml").is_file():
         raise CxrError(f"{run_dir} has no config.yaml; pass a run directory made by `cxr train`")
-    return build_config(run_dir / "config.yaml")
+    return build_config(run_dir / "config.yaml", saved_run=True)

@@ -33,7 +33,7 @@ def test_ranges_and_choices_become_optuna_parameters_within_their_bounds(tmp_pat
 def test_apply_params_sets_dotted_keys_in_their_section_and_leaves_the_base_alone():
     base = build_config(None, {}).model_dump()
     values = apply_params(base, {"lr": 0.01, "augment.mixup": 0.0})
-    assert values["lr"] == 0.01 and values["augment"]["mixup"] == 0.0 and values["augment"]["low_res"] == 0.5
+    assert values["lr"] == 0.01 and values["augment"]["mixup"] == 0.0 and values["augment"]["low_res"] == 0.25
     assert base["augment"]["mixup"] == 0.2 and base["lr"] == 1e-3
 
 
