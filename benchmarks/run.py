@@ -127,6 +127,7 @@ def run_benchmark(name: str, seed: int = 0, reuse: Path | None = None, publish: 
         "train_wall_seconds": round(training["wall_seconds"], 1),
         "train_images_per_second": training["train_images_per_second"],
         "predict_images_per_second": round(predict_ips, 1),
+        "predict_backend": bundle.backend,  # ONNX Runtime once the run is exported for the battery, else PyTorch
         # the training run's own peak (process or loader worker); runs trained before it was recorded: this process
         "peak_rss_gb": training.get("peak_rss_gb") or peak_rss_gb(),
         "machine": machine(),

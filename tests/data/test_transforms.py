@@ -6,6 +6,10 @@ from cxr.data.dataset import DecodedImageDataset
 from cxr.data.transforms import normalise, train_augmentation
 
 
+# every intensity and acquisition augmentation off (the defaults turn on mild ones): the affine alone
+PLAIN = dict(contrast=0.0, brightness=0.0, low_res=0.0, noise=0.0, blur=0.0)
+
+
 def _image():
     img = np.zeros((32, 32), np.uint8)
     img[4:12, 4:12] = 255
@@ -33,7 +37,7 @@ def test_augmentation_is_seeded_train_only_and_keeps_black_padding():
 
 
 def test_flip_only_when_enabled():
-    plain = AugmentConfig(low_res=0.0)  # the default's low-resolution simulation off: affine only
+    plain = AugmentConfig(**PLAIN)
     names = [type(t).__name__ for t in train_augmentation(plain, 32, 0).transforms]
     assert names == ["RandAffine"]
     flipped = plain.model_copy(update={"hflip": True, "contrast": 0.2})
@@ -45,28 +49,28 @@ def test_flip_only_when_enabled():
 def test_low_res_removes_fine_detail_and_keeps_the_image():
     checker = (np.indices((64, 64)).sum(0) % 2 * 255).astype(np.uint8)  # finest possible detail
     images = np.stack([checker] * 2)
-    cfg = AugmentConfig(prob=0.0, low_res=1.0)  # no affine: only the resolution changes
+    cfg = AugmentConfig(**{**PLAIN, "prob": 0.0, "low_res": 1.0})  # no affine: only the resolution changes
     x = DecodedImageDataset(images, [0, 1], 0.0, 1.0, train_augmentation(cfg, 64, seed=0))[0][0]
     detail = lambda t: (t[..., 1:] - t[..., :-1]).abs().mean()  # noqa: E731
     plain = normalise(checker, 0.0, 1.0)
     assert x.shape == plain.shape and detail(x) < 0.5 * detail(plain)
     assert abs(float(x.mean()) - float(plain.mean())) < 0.05  # brightness kept: only resolution is lost
-    off = [type(t).__name__ for t in train_augmentation(AugmentConfig(low_res=0.0), 64, 0).transforms]
+    off = [type(t).__name__ for t in train_augmentation(AugmentConfig(**PLAIN), 64, 0).transforms]
     assert "RandSimulateLowResolution" not in off
 
 
 def test_noise_and_blur_follow_their_settings_and_keep_a_film_in_range():
     """noise adds grain up to its std, blur softens a sharp edge; off (0) adds neither; pixels stay 0..1."""
-    off = [type(t).__name__ for t in train_augmentation(AugmentConfig(low_res=0.0), 64, 0).transforms]
+    off = [type(t).__name__ for t in train_augmentation(AugmentConfig(**PLAIN), 64, 0).transforms]
     assert "RandGaussianNoise" not in off and "RandGaussianSmooth" not in off
     flat = torch.full((1, 64, 64), 0.5)
-    noisy = train_augmentation(AugmentConfig(prob=0.0, low_res=0.0, noise=0.1), 64, 0)
+    noisy = train_augmentation(AugmentConfig(**{**PLAIN, "prob": 0.0, "noise": 0.1}), 64, 0)
     stds = [float(noisy(flat).std()) for _ in range(40)]
     assert 0.02 < max(stds) <= 0.11 and min(stds) < 0.01  # half the films untouched, std drawn from 0..0.1
     white = torch.ones((1, 64, 64))
     assert all(0.0 <= float(noisy(white).min()) and float(noisy(white).max()) <= 1.0 for _ in range(10))
     edge = torch.zeros((1, 64, 64))
     edge[:, :, 32:] = 1.0
-    blurred = train_augmentation(AugmentConfig(prob=0.0, low_res=0.0, blur=3.0), 64, 0)
+    blurred = train_augmentation(AugmentConfig(**{**PLAIN, "prob": 0.0, "blur": 3.0}), 64, 0)
     softened = [float(blurred(edge)[0, 32, 31]) for _ in range(30)]
     assert max(softened) > 0.05 and min(softened) == 0.0  # a third of the films blurred across the edge
