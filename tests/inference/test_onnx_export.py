@@ -143,3 +143,18 @@ def test_resnet18_at_224_matches_pytorch_on_real_xrays(tmp_path):
     by_torch = Bundle.load(run, backend="torch").predict(files)
     assert len(by_onnx.paths) == 20
     assert np.abs(by_onnx.probabilities - by_torch.probabilities).max() < 1e-4
+
+
+def test_the_battery_exports_a_run_once_and_again_after_new_weights(exported, tmp_path):
+    """export_for_stress keeps a current model.onnx (a reused sweep trial) and replaces a stale one."""
+    from cxr.evaluation.stress import export_for_stress
+
+    run = _copy(exported, tmp_path)
+    before = (run / ONNX_FILE).stat().st_mtime_ns
+    assert export_for_stress(run) and (run / ONNX_FILE).stat().st_mtime_ns == before  # current: not exported again
+    bundle = Bundle.load(run, backend="torch")
+    with torch.no_grad():
+        next(bundle.model.parameters()).add_(0.5)
+    save_bundle(run, bundle.model, bundle.meta)  # new weights: the old export is stale
+    assert export_for_stress(run) and Bundle.load(run).backend == "onnx"
+    assert (run / ONNX_FILE).stat().st_mtime_ns != before

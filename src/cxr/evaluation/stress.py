@@ -75,9 +75,12 @@ def summarise(clean: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, An
 
 def export_for_stress(run_dir: Path) -> bool:
     """61 conditions of every film: ONNX Runtime runs them ~9x faster than PyTorch on CPU (benchmarks/stress_speed.py),
-    so a run is exported before a long battery; a model that cannot be exported is stressed on PyTorch (False)."""
+    so a run is exported before a long battery; a model that cannot be exported is stressed on PyTorch (False). A run
+    that already holds an export of its current weights (a reused sweep trial) keeps it."""
     from cxr.inference.onnx_export import export_onnx
 
+    if Bundle.load(run_dir).backend == "onnx":
+        return True
     try:
         export_onnx(run_dir)
     except CxrError as e:
