@@ -211,7 +211,7 @@ MILD = {
 }  # fmt: skip
 # Their augmentation before the rule adopted another: kermany and pneumoniamnist adopted ACQUISITION in cxr 0.7,
 # codecademy (cxr's defaults) MILD in cxr 0.8. The first round's "recipe" trials are these (copied in with --reuse).
-BEFORE_0_7 = {
+BEFORE_ADOPTED = {
     "codecademy": {"augment.contrast": 0.0, "augment.brightness": 0.0, "augment.low_res": 0.5, "augment.noise": 0.0,
                    "augment.blur": 0.0},
     "kermany": {"augment.low_res": 0.0, "augment.noise": 0.0, "augment.blur": 0.0, "augment.shift": 0.1,
@@ -220,10 +220,10 @@ BEFORE_0_7 = {
                        "augment.noise": 0.0, "augment.blur": 0.0, "augment.shift": 0.1, "augment.zoom": 0.1},
 }  # fmt: skip
 ROBUST = {  # over each benchmark's config in benchmarks/run.py (its recipe on its data)
-    "codecademy": {"candidates": {"acquisition": ACQUISITION, "before": BEFORE_0_7["codecademy"], "mild": MILD}},
-    "pneumoniamnist": {"candidates": {"acquisition": ACQUISITION, "before": BEFORE_0_7["pneumoniamnist"],
+    "codecademy": {"candidates": {"acquisition": ACQUISITION, "before": BEFORE_ADOPTED["codecademy"], "mild": MILD}},
+    "pneumoniamnist": {"candidates": {"acquisition": ACQUISITION, "before": BEFORE_ADOPTED["pneumoniamnist"],
                                       "mild": MILD}},  # fmt: skip
-    "kermany": {"candidates": {"acquisition": ACQUISITION, "before": BEFORE_0_7["kermany"], "mild": MILD}},
+    "kermany": {"candidates": {"acquisition": ACQUISITION, "before": BEFORE_ADOPTED["kermany"], "mild": MILD}},
     "radiography": {"candidates": {"recipe": {}, "acquisition": ACQUISITION, "mild": MILD}},
 }
 

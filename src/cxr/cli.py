@@ -108,8 +108,8 @@ def train(
         split_seed=split_seed, ensemble=ensemble, input_norm=input_norm, ema_decay=ema_decay, refit=refit,
         **{"augment.hflip": hflip, "augment.mixup": mixup},
     )  # fmt: skip
-    base = out / "config.yaml" if resume and config is None else config
-    cfg = build_config(base, overrides, saved_run=base == out / "config.yaml")
+    own = resume and config is None  # resuming reads the run's own saved config
+    cfg = build_config(out / "config.yaml" if own else config, overrides, saved_run=own)
     if cv is not None:
         from cxr.cli_output import print_cv_summary
         from cxr.training.cv import cross_validate
