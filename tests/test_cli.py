@@ -89,3 +89,16 @@ def test_models_lists_every_registered_model(capsys, monkeypatch):
 def test_typed_flags_reject_garbage(tmp_path, flag, capsys, monkeypatch):
     proc = run_cli_inprocess(capsys, monkeypatch, "train", "--data", tmp_path, flag, "abc")
     assert_one_line_error(proc, flag, "cxr train --help")
+
+
+def test_set_reaches_any_config_key_and_refuses_bad_pairs(tmp_path, capsys, monkeypatch):
+    from cxr.cli import parse_set_values
+
+    assert parse_set_values(["body_lr_factor=0.1", "augment.noise=0", "model=smallnet", "hflip=true"]) == {
+        "body_lr_factor": 0.1, "augment.noise": 0, "model": "smallnet", "hflip": True,
+    }  # fmt: skip
+    (tmp_path / "d").mkdir()
+    for pair, says in (("oops", "write KEY=VALUE"), ("frozen_warmup_epochs=2", "needs weights"),
+                       ("no_such_key=1", "unknown key")):  # fmt: skip
+        proc = run_cli_inprocess(capsys, monkeypatch, "train", "--data", tmp_path / "d", "--set", pair)
+        assert_one_line_error(proc, says)

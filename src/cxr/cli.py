@@ -89,6 +89,10 @@ def train(
         None, "--freeze-backbone/--no-freeze-backbone",
         help="train only the classification head (with --weights or --pretrained)",
     ),
+    set_values: list[str] = typer.Option(
+        [], "--set", help="any config key as KEY=VALUE (VALUE read as YAML), repeatable, e.g. --set body_lr_factor=0.1 "
+        "--set augment.noise=0.05 (keys: docs' configuration page)",
+    ),  # fmt: skip
     cv: Optional[int] = typer.Option(
         None, min=2, help="cross-validate this config in K folds of train instead (writes cv.json, no model)"
     ),
@@ -107,7 +111,7 @@ def train(
         freeze_backbone=freeze_backbone, track=track,
         split_seed=split_seed, ensemble=ensemble, input_norm=input_norm, ema_decay=ema_decay, refit=refit,
         **{"augment.hflip": hflip, "augment.mixup": mixup},
-    )  # fmt: skip
+    ) | parse_set_values(set_values)  # fmt: skip
     own = resume and config is None  # resuming reads the run's own saved config
     cfg = build_config(out / "config.yaml" if own else config, overrides, saved_run=own)
     if cv is not None:
@@ -117,6 +121,22 @@ def train(
         return print_cv_summary(cross_validate(cfg, out, cv, resume=resume, overwrite=overwrite), out)
     run = run_training(cfg, out, resume=resume, overwrite=overwrite)
     _print_training_summary(run)
+
+
+def parse_set_values(pairs: list[str]) -> dict[str, object]:
+    """`--set KEY=VALUE` pairs as config overrides, each VALUE parsed as YAML (numbers, booleans, lists)."""
+    import yaml
+
+    values: dict[str, object] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise CxrError(f"--set {pair!r}: write KEY=VALUE, e.g. --set body_lr_factor=0.1")
+        try:
+            values[key.strip()] = yaml.safe_load(text)
+        except yaml.YAMLError:
+            raise CxrError(f"--set {pair!r}: {text!r} is not a value; quote strings, e.g. --set model=smallnet") from None
+    return values
 
 
 @app.command()
@@ -252,11 +272,11 @@ def adapt(
 def models() -> None:
     """List available models with parameter counts (1 input channel, 2 classes) and published weights."""
     from cxr.models import available_models, count_parameters, create_model, model_spec
-    from cxr.models.pretrained import PUBLISHED
+    from cxr.models.pretrained import imagenet_models
 
     table = Table("name", "parameters", "--pretrained", "description")
     for name in available_models():
-        starts = "imagenet" if name in PUBLISHED else "radiography" if name == "smallnet" else "-"
+        starts = "imagenet" if name in imagenet_models() else "radiography" if name == "smallnet" else "-"
         n = count_parameters(create_model(name, num_classes=2))
         table.add_row(name, f"{n:,}", starts, model_spec(name).description)
     print_table(table)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -14,6 +15,7 @@ from cxr.errors import CxrError
 
 # How each image's intensities reach the network (meanings: cxr.models.registry, which creates the hooks).
 InputNorm = Literal["dataset", "image", "histeq"]
+IMAGENET_BODY_LR_FACTOR = 0.1  # an ImageNet body fine-tunes at a tenth of the new head's learning rate by default
 
 
 # Kermany file names: `person12_bacteria_3` -> person12, `IM-0115-0001` -> IM-0115, `NORMAL2-IM-0383-0001` ->
@@ -150,6 +152,19 @@ class TrainConfig(_Strict):
         "input_norm image unless set; radiography = cxr's smallnet trained on COVID-19 Radiography (smallnet only)",
     )  # fmt: skip
     freeze_backbone: bool = Field(False, description="train only the head (needs `weights` or `pretrained`)")
+    body_lr_factor: float | None = Field(
+        None, gt=0, le=1, description="learning rate of the started-from body (all but the new head) as a share of "
+        "lr; unset: 0.1 for an ImageNet start (the pretrained body moves less than the new head, as timm and Keras "
+        "fine-tuning do), else 1",
+    )  # fmt: skip
+    frozen_warmup_epochs: int = Field(
+        0, ge=0, description="train only the new head for this many first epochs, then the whole network (needs "
+        "`weights` or `pretrained`)",
+    )  # fmt: skip
+    body_batch_norm: Literal["adapt", "keep"] = Field(
+        "adapt", description="adapt = the body's batch-norm statistics follow the new films; keep = they stay as "
+        "the start's (ImageNet's), as Keras keeps them for a frozen base",
+    )  # fmt: skip
     num_workers: int | Literal["auto"] = Field("auto", description="loader processes (auto: cores - 1)")
     precision: Literal["auto", "32", "bf16-mixed"] = Field(
         "auto", description="auto: bf16 autocast on a GPU or a CPU with native bf16, else fp32; 32: always fp32"
@@ -228,14 +243,14 @@ class TrainConfig(_Strict):
 
     @model_validator(mode="after")
     def _one_start(self) -> "TrainConfig":
-        from cxr.models.pretrained import PUBLISHED
+        from cxr.models.pretrained import imagenet_models
 
         if self.pretrained != "none" and self.weights is not None:
             raise ValueError(f"pretrained: {self.pretrained} and weights: {self.weights} are two starting points; "
                              "choose one (--pretrained or --weights)")  # fmt: skip
-        if self.pretrained == "imagenet" and self.model not in PUBLISHED:
+        if self.pretrained == "imagenet" and self.model not in imagenet_models():
             raise ValueError(f"model {self.model!r} has no published ImageNet weights; pretrained: imagenet works "
-                             f"with {', '.join(PUBLISHED)}")  # fmt: skip
+                             f"with {', '.join(imagenet_models())}")  # fmt: skip
         if self.pretrained == "radiography" and self.model != "smallnet":
             raise ValueError(f"pretrained: radiography is a smallnet; use model: smallnet, not {self.model!r}")
         return self
@@ -282,8 +297,17 @@ class TrainConfig(_Strict):
                              "images a refit model has trained on; choose one")  # fmt: skip
         return self
 
+    def body_lr_share(self) -> float:
+        """The body's learning rate as a share of `lr` (body_lr_factor, or its default for this start)."""
+        if self.body_lr_factor is not None:
+            return self.body_lr_factor
+        return IMAGENET_BODY_LR_FACTOR if self.pretrained == "imagenet" else 1.0
+
     @model_validator(mode="after")
     def _freeze_needs_weights(self) -> "TrainConfig":
+        if self.frozen_warmup_epochs and self.weights is None and self.pretrained == "none":
+            raise ValueError("frozen_warmup_epochs needs weights to start from: pass --weights FILE or --pretrained "
+                             "imagenet")  # fmt: skip
         if self.freeze_backbone and self.weights is None and self.pretrained == "none":
             raise ValueError("freeze_backbone needs weights to start from: pass --weights FILE or --pretrained "
                              "imagenet (a frozen random backbone learns nothing)")  # fmt: skip
@@ -364,6 +388,28 @@ def save_config(cfg: TrainConfig, path: Path) -> None:
 
 
 WHERE_IT_RUNS = ("track", "tracking_uri", "experiment", "num_workers", "cache_dir")  # keys that change no model
+# ... but for num_workers' count of augmentation streams, which trained_as compares (see augmentation_streams)
+
+
+def resolve_workers(num_workers: int | str) -> int:
+    """Loader processes that augment while the main process trains (auto: one core left for the model, at most 4)."""
+    if num_workers != "auto":
+        return int(num_workers)
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
+
+
+def augmentation_streams(num_workers: int | str) -> int:
+    """How many random augmentation streams a run draws from: one per loader worker, one for 0 workers (the main
+    process draws as worker 0 would). Each worker augments the items it loads, so the same seed with 2 workers is
+    another model than with 1; 0 and 1 worker train the same model."""
+    return max(1, resolve_workers(num_workers))
+
+
+def _recorded_workers(run_dir: Path) -> int | None:
+    try:
+        return json.loads((run_dir / "metrics.json").read_text())["training"]["num_workers"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def what_it_trains(config: dict[str, Any]) -> dict[str, Any]:
@@ -380,7 +426,9 @@ def trained_as(run_dir: Path, cfg: TrainConfig) -> bool:
     except CxrError:
         return False
     same = [json.loads(json.dumps(what_it_trains(c.to_yaml_dict()), default=str)) for c in (stored, cfg)]
-    return same[0] == same[1]
+    ran_with = _recorded_workers(Path(run_dir))
+    streams = augmentation_streams(stored.num_workers if ran_with is None else ran_with)
+    return same[0] == same[1] and streams == augmentation_streams(cfg.num_workers)
 
 
 def load_run_config(run_dir: Path) -> TrainConfig:

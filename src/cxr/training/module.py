@@ -31,6 +31,9 @@ class Classifier(L.LightningModule):
         input_norm: str = "dataset",
         lr_schedule: list[float] | None = None,
         mixup_alpha: float = 0.0,
+        body_lr_factor: float = 1.0,
+        frozen_warmup_epochs: int = 0,
+        body_batch_norm: str = "adapt",
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -68,8 +71,17 @@ class Classifier(L.LightningModule):
         self.log(f"{stage}_auc", auc, on_step=False, on_epoch=True, prog_bar=not on_step)
         return loss
 
+    def _in_frozen_warmup(self) -> bool:
+        return self.current_epoch < self.hparams.frozen_warmup_epochs
+
     def on_train_epoch_start(self) -> None:
-        if self.hparams.freeze_backbone:
+        """Freeze or thaw the body for this epoch; its batch norms keep their statistics while frozen or when asked."""
+        hp = self.hparams
+        if hp.frozen_warmup_epochs and not hp.freeze_backbone:
+            warm = self._in_frozen_warmup()
+            for name, p in self.net.named_parameters():
+                p.requires_grad = not warm or name.startswith(self.head + ".")
+        if hp.freeze_backbone or hp.body_batch_norm == "keep" or self._in_frozen_warmup():
             keep_frozen_norms_in_eval(self.net, self.head)
 
     def training_step(self, batch, batch_idx):
@@ -84,15 +96,26 @@ class Classifier(L.LightningModule):
     def configure_optimizers(self):
         hp = self.hparams
         opt_cls = torch.optim.AdamW if hp.optimizer == "adamw" else torch.optim.Adam
-        trainable = [p for p in self.parameters() if p.requires_grad]
-        opt = opt_cls(trainable, lr=hp.lr, weight_decay=hp.weight_decay)
-        if hp.lr_schedule:  # epoch e trains at lr_schedule[e] (the last one beyond the list)
+        opt = opt_cls(self._parameter_groups(), lr=hp.lr, weight_decay=hp.weight_decay)
+        if hp.lr_schedule:  # epoch e trains at lr_schedule[e] (the last one beyond the list), each group in proportion
             schedule = list(hp.lr_schedule)
             sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda e: schedule[min(e, len(schedule) - 1)] / hp.lr)
             return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
         mode = "min" if hp.monitor == "val_loss" else "max"
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=mode, factor=hp.lr_factor, patience=hp.lr_patience)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": hp.monitor}}
+
+
+    def _parameter_groups(self) -> list[dict]:
+        """The new head at `lr`, the body at `lr * body_lr_factor` (one group when they are equal). Parameters frozen
+        for good are left out; those frozen only for the warm-up are in, and get no update until thawed."""
+        hp = self.hparams
+        named = [(n, p) for n, p in self.net.named_parameters() if p.requires_grad or not hp.freeze_backbone]
+        if hp.body_lr_factor == 1.0:
+            return [{"params": [p for _n, p in named]}]
+        head = [p for n, p in named if n.startswith(self.head + ".")]
+        body = [p for n, p in named if not n.startswith(self.head + ".")]
+        return [g for g in ({"params": head}, {"params": body, "lr": hp.lr * hp.body_lr_factor}) if g["params"]]
 
 
 def mixup(batch, alpha: float, num_classes: int) -> tuple[tuple[torch.Tensor, torch.Tensor], torch.Tensor]:

@@ -26,9 +26,11 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from monai.data import DataLoader
+from torch.utils.data import Sampler
 
 from cxr.config import TrainConfig, save_config
-from cxr.data.dataset import DecodedImageDataset
+from cxr.config import resolve_workers as resolve_workers_of
+from cxr.data.dataset import DecodedImageDataset, augmentation_worker_init, seed_main_process_augmentation
 from cxr.data.transforms import train_augmentation
 from cxr.errors import CxrError
 from cxr.evaluation.calibration import apply_to_meta, calibrate_on_validation, logits_in_batches
@@ -97,9 +99,21 @@ def cpu_model() -> str:
 
 def resolve_workers(cfg: TrainConfig) -> int:
     """Loader processes that augment while the main process trains; leave one core for the model."""
-    if cfg.num_workers != "auto":
-        return int(cfg.num_workers)
-    return max(0, min(4, (os.cpu_count() or 1) - 1))
+    return resolve_workers_of(cfg.num_workers)
+
+
+def training_loader(
+    dataset: DecodedImageDataset, sampler: Sampler | None, batch_size: int, workers: int, rank: int = 0
+) -> DataLoader:
+    """The training loader: each worker (and DDP rank) augments with its own random stream, repeatable for a seed."""
+    per_epoch = len(sampler) if sampler is not None else len(dataset)
+    loader = DataLoader(
+        dataset, batch_size=batch_size, shuffle=sampler is None, sampler=sampler, drop_last=per_epoch > batch_size,
+        num_workers=workers, persistent_workers=workers > 0, worker_init_fn=augmentation_worker_init(rank),
+    )  # fmt: skip
+    if workers == 0:
+        seed_main_process_augmentation(dataset, rank)
+    return loader
 
 
 def check_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
@@ -304,6 +318,8 @@ def _train_one(
         monitor=cfg.monitor, lr_patience=cfg.lr_patience, lr_factor=cfg.lr_factor, channels_last=cfg.channels_last,
         weights=str(init) if init else None, freeze_backbone=cfg.freeze_backbone,
         input_norm=cfg.input_norm, lr_schedule=refit.lrs if refit else None, mixup_alpha=cfg.augment.mixup,
+        body_lr_factor=cfg.body_lr_share(), frozen_warmup_epochs=cfg.frozen_warmup_epochs,
+        body_batch_norm=cfg.body_batch_norm,
     )  # fmt: skip
     if module.weights_report is not None:
         log.info(module.weights_report.summary())
@@ -313,9 +329,7 @@ def _train_one(
     loader_kw = dict(batch_size=cfg.batch_size, num_workers=workers, persistent_workers=workers > 0)
     sampler = train_sampler(cfg.sampling, data.files["train"].labels, cfg.seed)
     per_epoch = len(sampler) if sampler is not None else len(train_ds)
-    train_loader = DataLoader(
-        train_ds, shuffle=sampler is None, sampler=sampler, drop_last=per_epoch > cfg.batch_size, **loader_kw
-    )
+    train_loader = training_loader(train_ds, sampler, cfg.batch_size, workers, trainer.global_rank)
     val_loader = None
     if refit is None:
         val_ds = DecodedImageDataset(data.images["val"], data.files["val"].labels, data.mean, data.std)
@@ -354,6 +368,8 @@ def _train_one(
         "skipped_unreadable": data.skipped,
         "init_weights": module.weights_report.to_dict() if module.weights_report else None,
         "freeze_backbone": cfg.freeze_backbone,
+        "fine_tuning": {"body_lr_factor": cfg.body_lr_share(), "frozen_warmup_epochs": cfg.frozen_warmup_epochs,
+                        "body_batch_norm": cfg.body_batch_norm},
         "sampling": cfg.sampling,
         "ema_decay": cfg.ema_decay,
         "refit": refit.summary() if refit else None,
