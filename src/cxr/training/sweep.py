@@ -26,6 +26,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import optuna
+import torch
 import yaml
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import TrialState
@@ -53,6 +54,7 @@ ROBUST_RULE = ("the highest mean validation accuracy under the shift battery amo
                "accuracy is within {tol} (or one validation film, whichever is more) of the best clean one")
 SETTLED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)  # what counts towards `trials`
 STUDY_FILE = "study.db"
+OPEN_TRIES = 5  # opening a new storage that another process is creating at the same moment: tries, 0.2 s apart and more
 
 
 @dataclass
@@ -150,14 +152,19 @@ def open_study(plan: SweepPlan) -> optuna.Study:
     """Create or load (same command: resume) the study; one that asks another question is refused."""
     plan.out.mkdir(parents=True, exist_ok=True)
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial's error reaches the user once, as cxr prints it
-    try:
-        storage = RDBStorage(
-            plan.storage_url, heartbeat_interval=plan.heartbeat, grace_period=2 * plan.heartbeat,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2),
-        )  # fmt: skip
-    except Exception as e:  # SQLAlchemy's errors for a bad URL or an unreachable server
-        raise CxrError(f"--storage {plan.storage_url!r} cannot be opened ({type(e).__name__}: "
-                       f"{' '.join(str(e).split())[:160]})") from None  # fmt: skip
+    for attempt in range(OPEN_TRIES):
+        try:
+            storage = RDBStorage(
+                plan.storage_url, heartbeat_interval=plan.heartbeat, grace_period=2 * plan.heartbeat,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2),
+            )  # fmt: skip
+            break
+        except Exception as e:  # SQLAlchemy's errors for a bad URL or an unreachable server
+            if _lost_creation_race(e) and attempt + 1 < OPEN_TRIES:
+                time.sleep(0.2 * (attempt + 1))  # the other process's tables are committed by now, or soon
+                continue
+            raise CxrError(f"--storage {plan.storage_url!r} cannot be opened ({type(e).__name__}: "
+                           f"{' '.join(str(e).split())[:160]})") from None  # fmt: skip
     direction = OBJECTIVES[plan.objective][0]
     median = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2)  # after 3 trials, from epoch 2 on
     pruner = median if plan.prune else optuna.pruners.NopPruner()
@@ -174,6 +181,15 @@ def open_study(plan: SweepPlan) -> optuna.Study:
                        "rerun it with the same --config, --space and --objective, or choose another --out / "
                        "--study-name")  # fmt: skip
     return study
+
+
+def _lost_creation_race(e: Exception) -> bool:
+    """Several processes started at once on a new storage each create its tables (Optuna's RDBStorage: create_all,
+    then one version row): the one that loses gets "table ... already exists" (SQLite, PostgreSQL) or a unique
+    violation (PostgreSQL's enum types, the version row); opened again, it finds them made."""
+    from sqlalchemy.exc import IntegrityError
+
+    return isinstance(e, IntegrityError) or "already exists" in str(e)
 
 
 def settled(study: optuna.Study) -> int:
@@ -255,8 +271,11 @@ def _stressed_score(trial: optuna.Trial, run: Path) -> float:
     from cxr.evaluation.stress import export_for_stress, run_stress
 
     evaluate_run(run, "val", n_bootstrap=0)  # sensitivity, specificity, AUC beside the rule's figures
-    export_for_stress(run)
-    section = run_stress(run, "val")
+    if torch.cuda.is_available():  # the battery's forward passes on the GPU the trial trained on
+        section = run_stress(run, "val", backend="torch", device="cuda")
+    else:  # on CPU, ONNX Runtime is several times faster than PyTorch
+        export_for_stress(run)
+        section = run_stress(run, "val")
     summary = section["summary"]
     trial.set_user_attr("clean_accuracy", summary["clean_accuracy"])
     trial.set_user_attr("n_val", section["n"])

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Issue 31 on a lent GPU: choose among a space's candidates on validation (`cxr sweep --objective val_stressed`,
+# several sweep processes on one study), then train the chosen config over test seeds and read test once, clean and
+# under the shift battery. Everything small that it writes is packed into $OUT/NAME.tar.gz.
+#
+#   benchmarks/gpu/lite.sh NAME RECIPE DATA SPACE TRIALS "SEEDS" WORKERS [DEADLINE_S]
+#
+# WORKERS sweep processes (and test runs) share the GPU, each with its own loader workers; DEADLINE_S (default 480)
+# stops whatever still runs so that the figures written so far come back.
+set -uo pipefail
+NAME=$1 RECIPE=$2 DATA=$3 SPACE=$4 TRIALS=$5 SEEDS=$6 WORKERS=$7 DEADLINE=${8:-480}
+CXR="python3 -m cxr.cli"
+RUNS=${RUNS:-runs/gpu}
+OUT=${OUT:-$RUNS/out}
+SEL=$RUNS/select-$NAME
+mkdir -p "$SEL" "$OUT"
+T0=$(date +%s)
+left() { echo $((DEADLINE - ($(date +%s) - T0))); }
+log() { echo "[$NAME $(($(date +%s) - T0))s] $*"; }
+
+log "selection: $TRIALS trials of $SPACE on $WORKERS processes"
+for w in $(seq "$WORKERS"); do
+    timeout "$(left)" $CXR sweep --config "$RECIPE" --data "$DATA" --space "$SPACE" --objective val_stressed \
+        --trials "$TRIALS" --out "$SEL" > "$SEL/worker$w.log" 2>&1 &
+    sleep 5  # the first process creates the study
+done
+wait
+$CXR sweep --config "$RECIPE" --data "$DATA" --space "$SPACE" --objective val_stressed --trials "$TRIALS" \
+    --out "$SEL" > "$SEL/results.log" 2>&1  # every trial settled: writes best.yaml and trials.csv from all of them
+tail -3 "$SEL/results.log"
+log "chosen: $(head -1 "$SEL/best.yaml" 2>/dev/null)"
+
+if [ -f "$SEL/best.yaml" ]; then
+    for s in $SEEDS; do
+        run=$RUNS/test-$NAME-seed$s
+        ( timeout "$(left)" $CXR train --config "$SEL/best.yaml" --set seed="$s" --out "$run" --overwrite \
+              > "$run.log" 2>&1 \
+          && $CXR evaluate "$run" --split test > "$run.eval.log" 2>&1 \
+          && timeout "$(left)" $CXR stress "$run" --split test --device "${DEVICE:-cuda}" > "$run.stress.log" 2>&1 \
+          && sha256sum "$run/model.pt" > "$run/model.sha256" ) &
+        while [ "$(jobs -rp | wc -l)" -ge "$WORKERS" ]; do sleep 2; done
+    done
+    wait
+fi
+log "done"
+nvidia-smi --query-gpu=name,memory.used --format=csv > "$RUNS/gpu-$NAME.txt" 2>&1
+tar czf "$OUT/$NAME.tar.gz" --exclude='*.pt' --exclude='*.ckpt' --exclude='*.onnx' --exclude='events.out*' \
+    --exclude='*.db' --exclude='predictions_train.csv' "$RUNS"/select-$NAME "$RUNS"/test-$NAME-* "$RUNS"/gpu-$NAME.txt 2>/dev/null
+ls -la "$OUT"
