@@ -8,7 +8,9 @@ is trained without the films that re-appear in codecademy (benchmarks/run.py, pH
 PneumoniaMNIST are one collection at two sizes, and radiography's Viral Pneumonia films come from Kermany, so neither
 of those pairs is another site. Each entry has the accuracy with 95 % bootstrap intervals, sensitivity per class, and
 the share of films the model's input guard flags (flagging another site's films is the guard doing its job).
-Results: benchmarks/results/external.json, one entry per model (a re-run replaces it).
+Results: benchmarks/results/external.json, one entry per benchmark (a re-run replaces it; keep the one it replaces in
+results/history/ if a table still cites it), naming its model by weights_sha256 and config_sha256
+(common.model_identity).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, SHARED_DATA, machine  # noqa: E402
+from common import RESULTS, SHARED_DATA, machine, model_identity  # noqa: E402
 
 SITES = {  # model's benchmark -> (the other site's data, which split, what it is)
     "codecademy": (None, "test", "covid19-radiography test split minus copies of codecademy films"),
@@ -39,11 +41,13 @@ def main() -> None:
 
     data, split, site = SITES[args.benchmark]
     data = data or radiography_minus_codecademy()
+    identity = model_identity(args.run)
     metrics = evaluate_run(args.run, split, data=data, n_bootstrap=1000)
     guard = metrics.get("guard") or {}
     ci = metrics.get("ci", {})
     entry = {
         "run": str(args.run),
+        **identity,  # weights_sha256, config_sha256, config_from, trained: the model these figures are of
         "site": site,
         "n": metrics["n"],
         "accuracy": metrics["accuracy"],

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import RESULTS, ROOT, SHARED_DATA, machine
+from common import RESULTS, ROOT, SHARED_DATA, machine, model_identity
 
 import cxr
 from cxr.config import build_config, trained_as
@@ -41,7 +41,7 @@ BENCHMARKS = {
         },
     },
     "radiography": {
-        "data": lambda: radiography_minus_codecademy(),
+        "data": lambda build=True: radiography_minus_codecademy(build),
         "test_data": SHARED_DATA / "covid19-radiography",  # the official 1,538 test images, all of them
         "recipe": "radiography",
         "publish_weights": ROOT / "weights" / "smallnet-radiography-224.pt",
@@ -63,10 +63,11 @@ PRETRAIN_DEDUP_THRESHOLD = 56
 REPORTED = ("accuracy", "balanced_accuracy", "roc_auc", "sensitivity", "specificity")
 
 
-def radiography_minus_codecademy() -> Path:
-    """covid19-radiography without its copies of covid19-codecademy images (see cxr/recipes/radiography.yaml); built once."""
+def radiography_minus_codecademy(build: bool = True) -> Path:
+    """covid19-radiography without its copies of covid19-codecademy images (see cxr/recipes/radiography.yaml); built once
+    (`build=False`: only its path, e.g. to name or hash the config)."""
     out = ROOT / "runs" / "manifests" / "radiography-minus-codecademy.csv"
-    if not out.is_file():
+    if build and not out.is_file():
         result = exclude_near_duplicates(SHARED_DATA / "covid19-radiography", SHARED_DATA / "covid19-codecademy",
                                          threshold=PRETRAIN_DEDUP_THRESHOLD)  # fmt: skip
         write_manifest(out, result.splits, result.classes, result.patient_ids)
@@ -77,11 +78,12 @@ def bench_run_dir(name: str, seed: int = 0) -> Path:
     return ROOT / "runs" / (f"bench-{name}" if seed == 0 else f"bench-{name}-seed{seed}")
 
 
-def benchmark_config(name: str, seed: int = 0):
-    """The benchmark's recipe (None: cxr's defaults, the validated codecademy recipe) on its data, with this seed."""
+def benchmark_config(name: str, seed: int = 0, build_data: bool = True, overrides: dict | None = None):
+    """The benchmark's recipe (None: cxr's defaults, the validated codecademy recipe) on its data, with this seed
+    (`build_data=False`: a derived data set is named, not built; `overrides`: e.g. a recipe's earlier augmentation)."""
     spec = BENCHMARKS[name]
-    data = spec["data"]() if callable(spec["data"]) else spec["data"]
-    return build_config(spec["recipe"], {"data": data, "seed": seed})
+    data = spec["data"](build_data) if callable(spec["data"]) else spec["data"]
+    return build_config(spec["recipe"], {**(overrides or {}), "data": data, "seed": seed})
 
 
 def run_benchmark(name: str, seed: int = 0, reuse: Path | None = None, publish: bool = False) -> dict:
@@ -96,8 +98,11 @@ def run_benchmark(name: str, seed: int = 0, reuse: Path | None = None, publish: 
     else:
         out = bench_run_dir(name, seed)
         train(cfg, out, overwrite=True)
+    identity = model_identity(out)  # the model the figures below are of (checked again once they are measured)
+    published = None
     if publish and "publish_weights" in spec:  # the pretrained start other recipes name (weights/README.md)
         shutil.copyfile(out / "model.pt", spec["publish_weights"])
+        published = os.path.relpath(spec["publish_weights"], ROOT)
     training = json.loads((out / "metrics.json").read_text())["training"]
     # key "test": radiography's official test images are this run's test split, though read from the full dataset
     test = evaluate_run(out, "test", data=spec.get("test_data"), n_bootstrap=1000, key="test")
@@ -111,6 +116,8 @@ def run_benchmark(name: str, seed: int = 0, reuse: Path | None = None, publish: 
     t0 = time.perf_counter()
     n = len(bundle.predict(paths, batch_size=32).paths)
     predict_ips = n / (time.perf_counter() - t0)
+    if model_identity(out)["weights_sha256"] != identity["weights_sha256"]:
+        raise SystemExit(f"{out / 'model.pt'} changed while it was tested; its figures are not recorded")
 
     ci = test.get("ci", {})
     return {
@@ -118,6 +125,12 @@ def run_benchmark(name: str, seed: int = 0, reuse: Path | None = None, publish: 
         "command": f"python benchmarks/run.py {name} --seeds {seed}"
         + (f" --reuse {os.path.relpath(reuse, ROOT)}" if reuse else ""),
         "run": os.path.relpath(out, ROOT),
+        # the model: its file's and its config's SHA-256 (common.model_identity); where a copy is shipped
+        "weights_sha256": identity["weights_sha256"],
+        **({"weights_file": published} if published else {}),
+        "config_sha256": identity["config_sha256"],
+        "config_from": identity["config_from"],
+        "cxr": identity["trained"]["cxr"],
         "test": {"n": test["n"], **{k: test[k] for k in REPORTED if k in test},
                  "macro_f1": test["macro_avg"]["f1-score"],
                  "ci95": {k: ci.get(k) for k in REPORTED if k in ci}},  # fmt: skip
@@ -159,15 +172,16 @@ def load_results(name: str) -> dict:
 
 
 def seed_spread(runs: list[dict]) -> dict:
-    """Mean and range over training seeds of the headline figures."""
-    out = {"seeds": sorted(r["seed"] for r in runs), "runs": len(runs)}
+    """Mean and range over the runs (training seeds, a seed on two machines counted twice) of the headline figures."""
+    out = {"runs": len(runs), "seeds": sorted({r["seed"] for r in runs})}
     for key in ("accuracy", "roc_auc", "balanced_accuracy", "sensitivity", "specificity"):
         values = [r["test"][key] for r in runs if r["test"].get(key) is not None]
         if values:
             out[key] = {"mean": float(np.mean(values)), "min": min(values), "max": max(values)}
     stressed = [r for r in runs if "stress_test" in r]
-    if stressed:  # the seeds stressed (runs recorded before cxr 0.7 were not): mean and weakest shift
-        out["stressed_seeds"] = sorted(r["seed"] for r in stressed)
+    if stressed:  # the runs stressed (runs recorded before cxr 0.7 were not): mean and weakest shift
+        out["stressed_runs"] = len(stressed)
+        out["stressed_seeds"] = sorted({r["seed"] for r in stressed})
         for key in ("mean_accuracy", "worst_shift_accuracy"):
             values = [r["stress_test"][key] for r in stressed]
             out[f"stressed_{key}"] = {"mean": float(np.mean(values)), "min": min(values), "max": max(values)}
@@ -204,8 +218,35 @@ def place(name: str, run: Path) -> str:
     spread = seed_spread(runs)
     acc, a = metrics["test"]["accuracy"], spread["accuracy"]
     where = "within" if a["min"] <= acc <= a["max"] else "below" if acc < a["min"] else "above"
-    return (f"{run}: test accuracy {acc:.3f}, {where} the range of {len(spread['seeds'])} training seeds of this "
-            f"recipe ({a['min']:.3f}-{a['max']:.3f}, mean {a['mean']:.3f}; benchmarks/results/{name}.json)")
+    return (f"{run}: test accuracy {acc:.3f}, {where} the range of this recipe's {runs_and_seeds(runs)} "
+            f"({a['min']:.3f}-{a['max']:.3f}, mean {a['mean']:.3f}; benchmarks/results/{name}.json)")
+
+
+def seeds_text(seeds) -> str:
+    """'seed 0', 'seeds 0-4' (consecutive), 'seeds 0, 2'."""
+    seeds = sorted(set(seeds))
+    if len(seeds) == 1:
+        return f"seed {seeds[0]}"
+    if seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"seeds {seeds[0]}-{seeds[-1]}"
+    return "seeds " + ", ".join(map(str, seeds))
+
+
+def runs_and_seeds(runs: list[dict]) -> str:
+    """Runs and seeds counted apart: '3 runs, seeds 0-1' (seed 0 on two machines is two runs of one seed)."""
+    return f"{len(runs)} run{'s' if len(runs) != 1 else ''}, {seeds_text(r['seed'] for r in runs)}"
+
+
+def weights_cell(entries: list[dict]) -> str:
+    """The models a table row's figures come from: each kept model file by the first 8 hex digits of its SHA-256
+    (`weights_sha256`), and how many entries say `model_kept: false` (runs from before digests were recorded)."""
+    digests = [f"`{e['weights_sha256'][:8]}`" for e in entries if e.get("weights_sha256")]
+    lost = sum(1 for e in entries if not e.get("weights_sha256") and e.get("model_kept") is False)
+    unnamed = [e.get("run", e.get("command")) for e in entries
+               if not e.get("weights_sha256") and e.get("model_kept") is not False]  # fmt: skip
+    if unnamed:
+        raise SystemExit(f"entries name no model (no weights_sha256, no model_kept: false): {unnamed}")
+    return ", ".join(digests + ([f"{lost} not kept"] if lost else []))
 
 
 def _range(s: dict, key: str) -> str:
@@ -222,17 +263,18 @@ def _weakest(s: dict) -> str:
 
 
 def _stressed_of(s: dict) -> str:
-    n = len(s.get("stressed_seeds", []))
-    return f" ({n} of {len(s['seeds'])} seeds)" if n and n != len(s["seeds"]) else ""
+    n = s.get("stressed_runs", 0)
+    return f" ({n} of {s['runs']} runs)" if n and n != s["runs"] else ""
 
 
 def write_table() -> None:
     """benchmarks/RESULTS.md from every results/<benchmark>.json present."""
-    lines = ["# Results", "", "Test figures over training seeds: mean (min-max); each run's machine and precision in "
-             "benchmarks/results/<benchmark>.json.", "",
-             "| benchmark | model | test n | seeds | accuracy | AUC | sensitivity | specificity | under shift (mean) "
-             "| weakest shift | train wall per seed | machine, precision | published |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = ["# Results", "", "Test figures over runs: mean (min-max); each run's seed, machine, precision and model "
+             "in benchmarks/results/<benchmark>.json. Weights: the first 8 hex digits of each kept model file's SHA-256 "
+             "(`weights_sha256`), or how many runs' models were not kept (`model_kept: false`).", "",
+             "| benchmark | model | test n | runs | weights | accuracy | AUC | sensitivity | specificity "
+             "| under shift (mean) | weakest shift | train wall per run | machine, precision | published |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
     for name in BENCHMARKS:
         r = load_results(name)
         if "runs" not in r:
@@ -240,14 +282,14 @@ def write_table() -> None:
         s = seed_spread(r["runs"])
         published = "; ".join(f"{k}: " + ", ".join(f"{m} {v:.3f}" for m, v in vals.items())
                               for k, vals in BENCHMARKS[name]["published"].items())  # fmt: skip
-        cfg = benchmark_config(name)
+        cfg = benchmark_config(name, build_data=False)
         machines = sorted({f"{run['machine']['cpu']}, {run['precision']}" for run in r["runs"]})
         lines.append(
-            f"| {name} | {cfg.model} @ {cfg.image_size}px | {r['runs'][0]['test']['n']} | {len(s['seeds'])} | "
-            f"{_range(s, 'accuracy')} | {_range(s, 'roc_auc')} | {_range(s, 'sensitivity')} | "
-            f"{_range(s, 'specificity')} | {_range(s, 'stressed_mean_accuracy')}{_stressed_of(s)} | "
+            f"| {name} | {cfg.model} @ {cfg.image_size}px | {r['runs'][0]['test']['n']} | {runs_and_seeds(r['runs'])} "
+            f"| {weights_cell(r['runs'])} | {_range(s, 'accuracy')} | {_range(s, 'roc_auc')} | "
+            f"{_range(s, 'sensitivity')} | {_range(s, 'specificity')} | {_range(s, 'stressed_mean_accuracy')}{_stressed_of(s)} | "
             f"{_weakest(s)} | "
-            f"{s['train_wall_minutes'] / len(s['seeds']):.1f} min | {'; '.join(machines)} "
+            f"{s['train_wall_minutes'] / s['runs']:.1f} min | {'; '.join(machines)} "
             f"| {published} |"
         )
     (ROOT / "benchmarks" / "RESULTS.md").write_text("\n".join(lines) + "\n")

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import RESULTS, SHARED_DATA
+from common import RESULTS, SHARED_DATA, model_identity
 from sklearn.metrics import log_loss
 from sklearn.model_selection import train_test_split
 
@@ -117,8 +117,9 @@ def run_case(case: str, run: Path, seeds: list[int], adapt: bool, dedup_csv: Pat
         index = {p: i for i, p in enumerate(paths)}
         logits = predict(run, paths)
         zero_all = scores(y_all, apply_temperature(logits, source.meta.temperature), classes, source.meta.threshold)
-        result = {"run": str(run), "site": what, "n": len(paths), "rule": rule or "temperature only (multi-class)",
-                  "zero_shot_all": zero_all, "seeds": {}, "curve": {}}  # fmt: skip
+        result = {"run": str(run), **model_identity(run), "site": what, "n": len(paths),
+                  "rule": rule or "temperature only (multi-class)", "zero_shot_all": zero_all, "seeds": {},
+                  "curve": {}}  # fmt: skip
         for seed in seeds:
             manifest = cut(site, pattern, seed, tmp / f"cut{seed}.csv")
             files = {s: split_files(run, s, classes, manifest) for s in ("calibration", "test")}

@@ -5,6 +5,7 @@ test split, and other datasets' chest films (other sites: flagging them is right
     python benchmarks/stress_guard.py kermany runs/bench-kermany
 
 Results go to benchmarks/results/stress_guard.json, one entry per benchmark (a re-run replaces its entry), with the
+model (weights_sha256 and config_sha256, common.model_identity; taken after a guard is fitted, as it is measured), the
 machine, the backend and the load average while it ran (stress timings are only comparable on a quiet machine).
 """
 
@@ -18,7 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import RESULTS, SHARED_DATA, machine  # noqa: E402
+from common import RESULTS, SHARED_DATA, machine, model_identity  # noqa: E402
 
 BENCHMARKS = ("codecademy", "kermany", "radiography", "pneumoniamnist")
 # every dataset's test films as the other sites (a benchmark's own is skipped)
@@ -50,6 +51,7 @@ def main() -> None:
     if bundle.guard is None:  # a run trained before cxr 0.6: fit its guard from its own splits.csv
         fit_run_guard(args.run)
         bundle = Bundle.load(args.run, backend="torch")
+    identity = model_identity(args.run)  # the model file as measured, its guard included
     load_before = os.getloadavg()
     t0 = time.perf_counter()
     stress = run_stress(args.run, "test", backend=args.backend)  # the run's own data (config.yaml)
@@ -59,6 +61,7 @@ def main() -> None:
     own = bundle.predict(own_files.paths, batch_size=64)
     entry = {
         "run": str(args.run),
+        **identity,
         "model": bundle.meta.model,
         "image_size": bundle.meta.image_size,
         "precision": "fp32 (inference)",
