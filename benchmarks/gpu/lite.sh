@@ -3,12 +3,14 @@
 # several sweep processes on one study), then train the chosen config over test seeds and read test once, clean and
 # under the shift battery. Everything small that it writes is packed into $OUT/NAME.tar.gz.
 #
-#   benchmarks/gpu/lite.sh NAME RECIPE DATA SPACE TRIALS "SEEDS" WORKERS [DEADLINE_S]
+#   benchmarks/gpu/lite.sh NAME RECIPE DATA SPACE TRIALS "SEEDS" WORKERS [SELECT_S] [DEADLINE_S]
 #
-# WORKERS sweep processes (and test runs) share the GPU, each with its own loader workers; DEADLINE_S (default 480)
-# stops whatever still runs so that the figures written so far come back.
+# WORKERS sweep processes (and test runs) share the GPU, each with its own loader workers. The selection stops after
+# SELECT_S seconds (default 300) and the rule chooses among the trials finished by then; DEADLINE_S (default 480)
+# stops whatever still runs, so that the figures written so far come back.
 set -uo pipefail
-NAME=$1 RECIPE=$2 DATA=$3 SPACE=$4 TRIALS=$5 SEEDS=$6 WORKERS=$7 DEADLINE=${8:-480}
+NAME=$1 RECIPE=$2 DATA=$3 SPACE=$4 TRIALS=$5 SEEDS=$6 WORKERS=$7 SELECT=${8:-300} DEADLINE=${9:-480}
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}  # several training processes share the cores
 CXR="python3 -m cxr.cli"
 RUNS=${RUNS:-runs/gpu}
 OUT=${OUT:-$RUNS/out}
@@ -20,13 +22,14 @@ log() { echo "[$NAME $(($(date +%s) - T0))s] $*"; }
 
 log "selection: $TRIALS trials of $SPACE on $WORKERS processes"
 for w in $(seq "$WORKERS"); do
-    timeout "$(left)" $CXR sweep --config "$RECIPE" --data "$DATA" --space "$SPACE" --objective val_stressed \
+    timeout "$((SELECT - ($(date +%s) - T0)))" $CXR sweep --config "$RECIPE" --data "$DATA" --space "$SPACE" --objective val_stressed \
         --trials "$TRIALS" --out "$SEL" > "$SEL/worker$w.log" 2>&1 &
     sleep 5  # the first process creates the study
 done
 wait
-$CXR sweep --config "$RECIPE" --data "$DATA" --space "$SPACE" --objective val_stressed --trials "$TRIALS" \
-    --out "$SEL" > "$SEL/results.log" 2>&1  # every trial settled: writes best.yaml and trials.csv from all of them
+# --trials 1: runs nothing more, writes best.yaml and trials.csv from every trial finished by now
+$CXR sweep --config "$RECIPE" --data "$DATA" --space "$SPACE" --objective val_stressed --trials 1 \
+    --out "$SEL" > "$SEL/results.log" 2>&1
 tail -3 "$SEL/results.log"
 log "chosen: $(head -1 "$SEL/best.yaml" 2>/dev/null)"
 
