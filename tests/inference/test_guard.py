@@ -1,6 +1,7 @@
 """The input guard: inputs that are not chest films are flagged; the model's own kind of film is not."""
 
 import csv
+import re
 import shutil
 
 import numpy as np
@@ -11,16 +12,19 @@ from typer.testing import CliRunner
 
 import cxr
 from cxr.cli import app
-from cxr.data.images import describe_image, find_images
+from cxr.data.images import ImageInfo, describe_image, find_images, load_grayscale
 from cxr.errors import CxrError
 from cxr.evaluation.calibration import calibrate_run
 from cxr.inference.bundle import BUNDLE_FILE, Bundle, BundleMeta, read_bundle_file, save_bundle
-from cxr.inference.guard import InputGuard, checks_the_training_films_fail, feature_taps, features_and_logits
-from cxr.inference.guard_fit import fit_run_guard
+from cxr.inference.guard import (
+    MAX_ASPECT, MAX_COLOURFULNESS, InputGuard, cheap_checks, checks_the_training_films_fail, feature_taps,
+    features_and_logits,
+)
+from cxr.inference.guard_fit import fit_guard, fit_run_guard
 from cxr.inference.onnx_export import export_onnx
 from cxr.models import available_models, create_model
 from cxr.models.ensemble import ENSEMBLE, ensemble_from_specs
-from tests.conftest import CODECADEMY, SHARED_DATA
+from tests.conftest import CODECADEMY, SHARED_DATA, synthetic_image
 from tests.inference.spread_bundles import make_bundle
 
 needs_data = pytest.mark.skipif(not CODECADEMY.is_dir(), reason=f"needs the shared datasets at {SHARED_DATA}")
@@ -220,3 +224,75 @@ def test_describe_image_reads_size_colour_and_nan_without_moving_a_stream(tmp_pa
     with open(tmp_path / "colour.png", "rb") as f:
         describe_image(f)
         assert f.tell() == 0
+
+
+def _gray_film(i: int, rng: np.random.Generator, height: int = 96, width: int = 96) -> np.ndarray:
+    """A synthetic gray film of class i % 2 (a bright blob top-left or bottom-right), `height` x `width` pixels."""
+    return np.asarray(Image.fromarray(synthetic_image(i % 2, rng, 96)).resize((width, height), Image.Resampling.BILINEAR))
+
+
+@pytest.fixture(scope="module")
+def gray_guarded_run(tmp_path_factory):
+    """A seeded smallnet whose guard is fitted on synthetic gray films read from their files, so that no cheap check
+    describes the collection and every one stays on (codecademy's coloured overlays turn the colour check off)."""
+    root = tmp_path_factory.mktemp("gray-guard")
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(48):
+        paths.append(root / f"film{i:02d}.png")
+        Image.fromarray(_gray_film(i, rng)).save(paths[-1])
+    images, labels = np.stack([load_grayscale(p, 64) for p in paths]), np.arange(48) % 2
+    torch.manual_seed(0)
+    net = create_model("smallnet", 2).eval()
+    meta = BundleMeta("smallnet", ["a", "b"], 64, 0.5, 0.25)
+    guard = fit_guard(net, meta, images[:32], labels[:32], images[32:], paths[:32])
+    assert guard.fitted["checks_off"] == []  # gray films of a usual size: the colour and aspect checks are on
+    (root / "run").mkdir()
+    save_bundle(root / "run", net, meta, guard)
+    return root
+
+
+def test_a_colour_image_and_a_strip_of_film_are_flagged_when_the_checks_are_on(gray_guarded_run, tmp_path):
+    """The colour and aspect checks, which codecademy's guard never reaches (colour is off there; the sliver is too
+    small first): each fires alone, on an image large enough for the size check, while the films themselves pass."""
+    rng = np.random.default_rng(1)
+    film = _gray_film(0, rng)
+    tinted = np.stack([film, film * 0.6, film * 0.3], axis=-1).astype(np.uint8)  # a sepia/orange photograph of it
+    Image.fromarray(tinted).save(tmp_path / "colour.png")
+    Image.fromarray(film).convert("RGB").save(tmp_path / "gray_rgb.png")  # RGB mode but gray: not colour
+    Image.fromarray(_gray_film(0, rng, height=320)).save(tmp_path / "tall.png")  # 96 x 320: 3.3:1
+    Image.fromarray(_gray_film(1, rng, width=320)).save(tmp_path / "wide.png")
+    Image.fromarray(_gray_film(0, rng, height=280)).save(tmp_path / "long_but_within.png")  # 2.9:1
+    for name in ("film00.png", "film01.png"):  # two of the training films, as they are on disk
+        shutil.copy(gray_guarded_run / name, tmp_path / name)
+    assert describe_image(tmp_path / "colour.png").colourfulness > MAX_COLOURFULNESS
+    preds = cxr.load(gray_guarded_run / "run").predict([tmp_path])
+    why = {p.name: ("" if ok else reason) for p, ok, reason in zip(preds.paths, preds.in_distribution, preds.ood_reason)}
+    assert len(why) == 7 and not preds.errors
+
+    assert re.fullmatch(r"a colour image \(colourfulness \d+\); radiographs are gray", why["colour.png"]), why
+    assert why["tall.png"] == "aspect ratio 3.3:1, beyond 1:3" and why["wide.png"] == "aspect ratio 3.3:1, beyond 1:3"
+    assert "aspect" not in why["long_but_within.png"] and "colour" not in why["gray_rgb.png"]
+    assert why["film00.png"] == why["film01.png"] == "", why  # the model's own kind of film passes
+
+
+def test_the_aspect_and_colour_limits_and_a_check_turned_off():
+    """At the limits: 1:3 and colourfulness 20 pass, just beyond them fail; a check the training films fail is off."""
+    film = np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)
+
+    def names(width, height, colour=0.0):
+        return [name for name, _ in cheap_checks(film, ImageInfo(width, height, "RGB", colour, False))]
+
+    assert names(100, int(100 * MAX_ASPECT)) == [] and names(100, 301) == ["aspect"] and names(301, 100) == ["aspect"]
+    assert names(20, 100) == ["small"]  # too small: the size check speaks, not the aspect check
+    assert names(512, 512, MAX_COLOURFULNESS) == [] and names(512, 512, MAX_COLOURFULNESS + 0.5) == ["colour"]
+    info = ImageInfo(512, 512, "RGB", 40.0, False)
+    taps = [np.zeros((1, 2))]
+    on = InputGuard([], 1.0, {"checks_off": []})
+    on.scores = lambda features: np.zeros(len(features[0]))  # the feature distance is not what is tested here
+    off = InputGuard([], 1.0, {"checks_off": ["colour"]})
+    off.scores = on.scores
+    flagged = on.assess(film[None], taps, [info])
+    assert not flagged.in_distribution[0] and flagged.reasons[0].startswith("a colour image (colourfulness 40)")
+    passed = off.assess(film[None], taps, [info])
+    assert passed.in_distribution[0] and passed.reasons == [""]

@@ -3,6 +3,7 @@ processes on one storage, and refuses bad input before any training."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from cxr.errors import CxrError
 from cxr.training.sweep import PruneTrial, SweepPlan, _check_finished_run, open_study, robust_choice, run_sweep
 from cxr.training.train import train
 from tests.conftest import make_class_folders
+from tests.pg import postgres_server, postgres_url  # noqa: F401 (fixtures)
 from tests.test_cli import assert_one_line_error, run_cli_inprocess
 
 BASE = {"image_size": 32, "epochs": 2, "batch_size": 8, "num_workers": 0, "precision": "32", "lr": 3e-3}
@@ -178,6 +180,114 @@ def test_two_processes_on_one_storage_share_4_trials(sweep_files):
     runs = [t.user_attrs["run"] for t in study.trials]
     assert sorted(runs) == ["000", "001", "002", "003"]  # no trial run twice
     assert len({(t.params["lr"], t.params["augment.mixup"]) for t in study.trials}) == 4  # nor the same point
+
+
+def test_a_worker_that_loses_the_race_to_create_a_new_storage_opens_it_again(sweep_files, monkeypatch):
+    """Workers started at the same moment on a new storage each create its tables; the loser's "already exists" or
+    unique violation (two processes hit it on SQLite and on PostgreSQL alike) is no reason to give up: it opens the
+    storage again. Any other error is still the one-line "cannot be opened"."""
+    import sqlalchemy.exc
+
+    from cxr.training import sweep
+
+    real, calls = sweep.RDBStorage, []
+
+    def losing(*args, **kw):
+        calls.append(args[0])
+        if len(calls) == 1:
+            raise sqlalchemy.exc.OperationalError("CREATE TABLE studies", {}, Exception("table studies already exists"))
+        if len(calls) == 2:
+            raise sqlalchemy.exc.IntegrityError("CREATE TYPE studydirection", {}, Exception("duplicate key value"))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(sweep, "RDBStorage", losing)
+    assert open_study(_plan(sweep_files, 2)).study_name == "cxr-sweep" and len(calls) == 3
+    calls.clear()
+    monkeypatch.setattr(sweep, "RDBStorage", lambda *a, **kw: calls.append(1) or real("postgresql://nobody@127.0.0.1:9/x"))
+    with pytest.raises(CxrError, match="cannot be opened"):
+        open_study(_plan(sweep_files, 2))
+    assert len(calls) == 1  # refused at once, not retried
+
+
+# `cxr sweep` as the command line runs it, each trial held at its start until the other worker has started its trial
+# of the same round: the two workers overlap on every round, as two machines would, and neither can run the whole
+# study before the other is up (the imports alone take seconds). The marks (round-pid-trial) record who ran what.
+PAIRED_WORKER = """
+import os, sys, time
+from pathlib import Path
+
+import cxr.training.sweep as sweep
+from cxr.cli import app
+
+marks, made = Path(sys.argv[1]), sweep._objective
+
+
+def paired(plan):
+    run_trial, rounds = made(plan), iter(range(1000))
+
+    def trial(t):
+        k = next(rounds)
+        (marks / f"{k}-{os.getpid()}-{t.number}").touch()
+        deadline = time.monotonic() + 120
+        while len(list(marks.glob(f"{k}-*"))) < 2:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"round {k}: the other worker never started a trial")
+            time.sleep(0.02)
+        return run_trial(t)
+
+    return trial
+
+
+sweep._objective = paired
+sys.argv = ["cxr", *sys.argv[2:]]
+app()
+"""
+GRID = {"lr": [0.001, 0.003], "augment.mixup": [0.0, 0.2]}
+
+
+@pytest.mark.parametrize("storage", ["sqlite", "postgresql"])
+def test_two_workers_on_one_storage_run_each_grid_point_once(sweep_files, storage, request):
+    """Two `cxr sweep` processes on one study (the default SQLite file; a PostgreSQL database, as for several
+    machines) share a grid of 4: each point and each trial number runs once, 2 by each worker, 4 in all."""
+    root = sweep_files
+    (root / "base.yaml").write_text(yaml.safe_dump({**BASE, "epochs": 1, "data": str(root / "data")}))
+    (root / "space.yaml").write_text(yaml.safe_dump(GRID))
+    url = f"sqlite:///{(root / 'sweep').resolve() / 'study.db'}"
+    extra = []
+    if storage == "postgresql":
+        url = request.getfixturevalue("postgres_url")  # skipped, with the reason, when PostgreSQL is not installed
+        extra = ["--storage", url.replace("postgresql+psycopg://", "postgresql://")]  # as the docs write it
+    marks = root / "marks"
+    marks.mkdir()
+    args = ["sweep", "--config", root / "base.yaml", "--space", root / "space.yaml", "--trials", 4,
+            "--objective", "val_accuracy", "--no-prune", "--out", root / "sweep", *extra]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # two workers on a small machine: one thread each
+    procs = [subprocess.Popen([sys.executable, "-c", PAIRED_WORKER, marks, *map(str, args)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]  # fmt: skip
+    try:
+        outputs = [p.communicate(timeout=300) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert [p.returncode for p in procs] == [0, 0], [err[-1500:] for _, err in outputs]
+    ran = [int(re.search(r"\((\d+) run by this process", out).group(1)) for out, _ in outputs]
+    assert ran == [2, 2], outputs
+
+    trials = optuna.load_study(study_name="cxr-sweep", storage=url).trials
+    assert [(t.number, t.state.name) for t in trials] == [(n, "COMPLETE") for n in range(4)]
+    points = sorted((t.params["lr"], t.params["augment.mixup"]) for t in trials)
+    assert points == [(lr, mixup) for lr in GRID["lr"] for mixup in GRID["augment.mixup"]]  # each point once
+    runs = sorted(t.user_attrs["run"] for t in trials)
+    assert runs == ["000", "001", "002", "003"] == sorted(os.listdir(root / "sweep" / "trials"))
+    assert all((root / "sweep" / "trials" / r / BUNDLE_FILE).is_file() for r in runs)
+    by_worker: dict[str, list[int]] = {}
+    for mark in os.listdir(marks):
+        _, pid, number = mark.split("-")
+        by_worker.setdefault(pid, []).append(int(number))
+    assert sorted(n for numbers in by_worker.values() for n in numbers) == [0, 1, 2, 3]  # no trial run twice
+    assert sorted(len(numbers) for numbers in by_worker.values()) == [2, 2] and len(by_worker) == 2
+    best = yaml.safe_load((root / "sweep" / "best.yaml").read_text())
+    assert (best["lr"], best["augment"]["mixup"]) in points and best["epochs"] == 1
 
 
 def test_named_candidates_run_once_each_and_the_robust_rule_picks_best_yaml(sweep_files):

@@ -83,6 +83,9 @@ class SweepPlan:
 
     @property
     def storage_url(self) -> str:
+        if self.storage and self.storage.startswith("postgresql://"):  # as docs/sweeps-and-tracking.md writes it
+            # SQLAlchemy reads a bare postgresql:// as psycopg2, which cxr does not install; psycopg 3 it does
+            return "postgresql+psycopg://" + self.storage.removeprefix("postgresql://")
         return self.storage or f"sqlite:///{self.out.resolve() / STUDY_FILE}"
 
 
