@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-__version__ = "0.8.0"
+from cxr.version import __version__
 
 if TYPE_CHECKING:
     from cxr.inference.bundle import Bundle

@@ -21,7 +21,7 @@ from typing import Any
 
 from lightning.pytorch.loggers import MLFlowLogger
 
-import cxr
+from cxr.version import __version__
 from cxr.atomic import write_text_atomic
 from cxr.config import TrainConfig
 from cxr.errors import CxrError
@@ -62,7 +62,7 @@ def check_tracking(uri: str) -> None:
 
 def _git_commit() -> str:
     try:
-        root = Path(cxr.__file__).resolve().parents[2]
+        root = Path(__file__).resolve().parents[2]  # src/cxr/tracking.py -> the checkout
         done = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
         return done.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
@@ -139,7 +139,7 @@ def tracked(cfg: TrainConfig, out: Path, kind: str, precision: str | None = None
         exp_id = experiment.experiment_id if experiment else client.create_experiment(
             cfg.experiment, artifact_location=artifact_root(uri, cfg.experiment))  # fmt: skip
         tags = {"cxr.kind": kind, "cxr.data": str(Path(cfg.data).resolve()) if cfg.data else "-",
-                "cxr.model": cfg.model, "cxr.version": cxr.__version__, "mlflow.source.git.commit": _git_commit(),
+                "cxr.model": cfg.model, "cxr.version": __version__, "mlflow.source.git.commit": _git_commit(),
                 "cxr.run_dir": str(out.resolve())}  # fmt: skip
         if parent:
             tags["mlflow.parentRunId"] = parent["run_id"]

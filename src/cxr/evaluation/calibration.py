@@ -127,7 +127,7 @@ def calibrate_run(
     With no `operating_point`, the one saved in the bundle (if any) is chosen again on the new probabilities;
     "none" removes it (argmax decisions).
     """
-    from cxr.evaluation.evaluate import split_files
+    from cxr.data.run_files import split_files
     from cxr.evaluation.metrics import merge_metrics_json
     from cxr.inference.bundle import Bundle, save_bundle
 

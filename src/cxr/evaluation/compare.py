@@ -141,7 +141,7 @@ def _paired_out_of_fold(cv_a: Path, cv_b: Path) -> tuple[list[str], np.ndarray, 
 
 def _paired_predictions(run_a: Path, run_b: Path, data: Path | None, split: str, batch_size: int, progress: bool):
     """Labels, both models' probabilities on the readable images of `split`, and their decision thresholds."""
-    from cxr.evaluation.evaluate import split_files
+    from cxr.data.run_files import split_files
     from cxr.inference.bundle import Bundle
 
     a, b = Bundle.load(run_a), Bundle.load(run_b)

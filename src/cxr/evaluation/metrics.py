@@ -16,9 +16,9 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from cxr.atomic import write_text_atomic
 from cxr.evaluation.bootstrap import bootstrap_distribution, describe, intervals
 from cxr.inference.predict import decide
+from cxr.rundir import merge_metrics_json  # noqa: F401 (re-exported: where callers found it before cxr.rundir)
 
 
 def macro_auc(y_true: np.ndarray, probs: np.ndarray) -> tuple[float | None, dict[int, float | None]]:
@@ -194,10 +194,3 @@ def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, n_bins: in
     return (b["count"] * np.abs(b["accuracy"] - b["confidence"])).sum(axis=1) / b["count"].sum(axis=1)
 
 
-def merge_metrics_json(path: Path, update: dict[str, Any]) -> dict[str, Any]:
-    """metrics.json holds one section per split (plus `training`); replace the given sections atomically."""
-    path = Path(path)
-    current = json.loads(path.read_text()) if path.is_file() else {}
-    current.update(update)
-    write_text_atomic(path, json.dumps(current, indent=2))
-    return current

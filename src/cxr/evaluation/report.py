@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from cxr import __version__
+from cxr.version import __version__
 from cxr.atomic import write_text_atomic
 from cxr.data.images import ImageReadError, load_grayscale
 from cxr.errors import CxrError

@@ -64,7 +64,7 @@ def calibrate_on_site(
     """Write `out/model.pt`: the run's model (AdaBN-adapted on `adapt` first, if given) with temperature and, for
     binary models with an operating-point rule, threshold fitted on `data`'s `split` (class names matched ignoring
     case, as `cxr evaluate --data` does). `operating_point`: None keeps the run's rule, "none" drops it."""
-    from cxr.evaluation.evaluate import split_files
+    from cxr.data.run_files import split_files
     from cxr.evaluation.metrics import merge_metrics_json
 
     src, out, data = Path(run_dir), Path(out), Path(data)

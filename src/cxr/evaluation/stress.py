@@ -18,6 +18,7 @@ import numpy as np
 from rich.progress import Progress
 
 from cxr.data.cache import decode_cached
+from cxr.data.run_files import evaluation_key, split_files
 from cxr.errors import CxrError
 from cxr.evaluation.metrics import expected_calibration_error, macro_auc, merge_metrics_json
 from cxr.evaluation.shifts import apply_shift, choose_shifts
@@ -103,7 +104,6 @@ def run_stress(
 ) -> dict[str, Any]:
     """Run the battery; returns (and writes) the `stress` section of metrics.json under the split's evaluation key.
     `device`: where the PyTorch backend runs the model (e.g. cuda, where training ran; the shifts are made on CPU)."""
-    from cxr.evaluation.evaluate import evaluation_key, split_files  # evaluate imports this module's neighbours
     from cxr.evaluation.plots import plot_stress  # matplotlib: only when a plot is drawn
 
     pairs = choose_shifts(shifts, severity)  # a bad name or severity fails before the model is loaded

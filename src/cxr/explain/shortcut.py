@@ -144,7 +144,7 @@ def audit_run(
 
     from cxr.data.images import ImageReadError, load_grayscale
     from cxr.errors import CxrError
-    from cxr.evaluation.evaluate import evaluation_key, split_files
+    from cxr.data.run_files import evaluation_key, split_files
     from cxr.explain.cam import CamExplainer
     from cxr.explain.images import explain_images
     from cxr.inference.bundle import Bundle

@@ -16,7 +16,7 @@ import torch
 from packaging.version import InvalidVersion, Version
 from torch import nn
 
-from cxr import __version__
+from cxr.version import __version__
 from cxr.atomic import atomic_path
 from cxr.errors import CxrError
 from cxr.inference.guard import InputGuard

@@ -18,8 +18,8 @@ from cxr.data.cache import decode_cached
 from cxr.data.folders import LabeledFiles
 from cxr.data.splits import read_splits_csv
 from cxr.errors import CxrError
-from cxr.evaluation.metrics import merge_metrics_json
 from cxr.inference.bundle import Bundle, BundleMeta, save_bundle
+from cxr.rundir import merge_metrics_json
 from cxr.inference.guard import InputGuard, checks_the_training_films_fail, features_and_logits, feature_taps
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel
 
-from cxr import __version__
+from cxr.version import __version__
 from cxr.data.images import ImageInfo, ImageReadError, describe_image, load_grayscale
 from cxr.errors import CxrError
 from cxr.inference.bundle import Bundle
