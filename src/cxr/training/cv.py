@@ -38,7 +38,9 @@ from cxr.evaluation.oof import CV_FILE, OOF_FILE, write_oof
 from cxr.evaluation.plots import plot_confusion_matrix, plot_roc
 from cxr.inference.bundle import BUNDLE_FILE, Bundle
 from cxr.training.prepare import load_config_data
-from cxr.training.train import _is_rank_zero, _resumable, fetch_start_weights, tracking, train, wait_for_rank_zero
+from cxr.training.fit import fetch_start_weights
+from cxr.training.run_folder import is_rank_zero, resumable, tracking, wait_for_rank_zero
+from cxr.training.train import train
 
 log = logging.getLogger("cxr")
 CV_FILES = (CV_FILE, OOF_FILE, "plots", "folds", "manifests", "config.yaml", "mlflow.json")
@@ -97,7 +99,7 @@ def cross_validate(
     if k < 2:
         raise CxrError(f"--cv {k}: cross-validation needs 2 or more folds")
     out = Path(out)
-    if _is_rank_zero():  # under DDP, ranks > 0 start once rank 0 has made the folders
+    if is_rank_zero():  # under DDP, ranks > 0 start once rank 0 has made the folders
         _check_out(out, resume, overwrite)
     fetch_start_weights(cfg)
     classes, files, ids = pooled_files(cfg)
@@ -105,7 +107,7 @@ def cross_validate(
     seed = fold_seed(cfg)
     folds = held_out_folds(files, classes, k, seed, groups)
     out.mkdir(parents=True, exist_ok=True)
-    if _is_rank_zero():
+    if is_rank_zero():
         save_config(cfg, out / "config.yaml")  # `--resume` reads it back
     with tracking(cfg, out, "cv"):  # one MLflow parent run, a child per fold
         return _run_folds(cfg, out, k, classes, files, ids, folds, seed, groups)
@@ -118,7 +120,7 @@ def _run_folds(cfg: TrainConfig, out: Path, k: int, classes, files, ids, folds, 
         log.info("fold %d of %d: %d images held out, the run trains on the rest", f + 1, k, len(held))
         run = _train_fold(cfg, out, f, files, held, classes, ids)
         wait_for_rank_zero()  # the fold's bundle is written by rank 0 after the others return
-        if not _is_rank_zero():
+        if not is_rank_zero():
             continue  # rank 0 scores and writes
         preds = Bundle.load(run, backend="torch").predict([files.paths[i] for i in held])
         label_of = {str(files.paths[i]): files.labels[i] for i in held}
@@ -127,7 +129,7 @@ def _run_folds(cfg: TrainConfig, out: Path, k: int, classes, files, ids, folds, 
         y += fold_y
         probs.append(preds.probabilities)
         scored += [(str(p), f) for p in preds.paths]
-    if not _is_rank_zero():
+    if not is_rank_zero():
         return None
     p = np.concatenate(probs)
     metrics = compute_metrics(np.array(y), p, classes, n_bootstrap=1000, seed=0)
@@ -155,6 +157,6 @@ def _train_fold(
     manifest = write_manifest(out / "manifests" / f"fold{f}.csv", subset, classes, ids)
     run = out / "folds" / str(f)
     if not (run / BUNDLE_FILE).is_file():
-        started = _resumable(run)
+        started = resumable(run)
         train(cfg.model_copy(update={"data": manifest}), run, resume=started, overwrite=not started)
     return run

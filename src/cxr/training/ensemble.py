@@ -19,7 +19,8 @@ from cxr.inference.bundle import BUNDLE_FILE
 from cxr.inference.ensemble import combine_runs
 from cxr.inference.guard_fit import fit_run_guard
 from cxr.training.prepare import split_seed
-from cxr.training.train import check_run_dir, peak_rss_gb, set_aside_previous_run, tracking, train
+from cxr.training.fit import peak_rss_gb, train_one_run
+from cxr.training.run_folder import check_run_dir, set_aside_previous_run, tracking
 
 
 def member_config(cfg: TrainConfig, k: int) -> TrainConfig:
@@ -43,7 +44,7 @@ def _train_members_and_combine(cfg: TrainConfig, out: Path) -> Path:
         run = members_dir / str(k)
         if not (run / BUNDLE_FILE).is_file():
             started = (run / "checkpoints" / "last.ckpt").is_file()  # members never refit (config refuses it)
-            train(member_config(cfg, k), run, resume=started, overwrite=not started)
+            train_one_run(member_config(cfg, k), run, resume=started, overwrite=not started)
         runs.append(run)
     t_combine = time.perf_counter()
     combine_runs(runs, out)

@@ -23,7 +23,8 @@ from cxr.errors import CxrError
 from cxr.evaluation.calibration import Calibration
 from cxr.evaluation.history import read_history
 from cxr.inference.bundle import BUNDLE_FILE, Bundle
-from cxr.training.train import _train_one, check_run_dir, train, wait_for_rank_zero
+from cxr.training.fit import fit_one, train_one_run
+from cxr.training.run_folder import check_run_dir, run_in_folder, wait_for_rank_zero
 
 SELECTION = "selection"
 
@@ -67,6 +68,11 @@ def train_refit(cfg: TrainConfig, out: Path) -> Path:
     selection = out / SELECTION
     if not (selection / BUNDLE_FILE).is_file():
         started = (selection / "checkpoints" / "last.ckpt").is_file()
-        train(cfg.model_copy(update={"refit": False}), selection, resume=started, overwrite=not started)
+        train_one_run(cfg.model_copy(update={"refit": False}), selection, resume=started, overwrite=not started)
     wait_for_rank_zero()  # the plan reads the selection's bundle and metrics, which rank 0 writes after the others
-    return _train_one(cfg, out, (out / "checkpoints" / "last.ckpt").is_file(), refit_plan(selection))
+    return fit_one(cfg, out, (out / "checkpoints" / "last.ckpt").is_file(), refit_plan(selection))
+
+
+def train_refit_run(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite: bool = False) -> Path:
+    """A refit in its run folder: the selection run (validated), then the model trained on train + val."""
+    return run_in_folder(cfg, out, resume, overwrite, check_refit_dir, "refit", lambda folder: train_refit(cfg, folder))

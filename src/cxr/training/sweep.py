@@ -235,12 +235,13 @@ def _objective(plan: SweepPlan):
         if (run / BUNDLE_FILE).is_file():
             _check_finished_run(run, cfg)
         else:
-            from cxr.training.train import _resumable, train
+            from cxr.training.run_folder import resumable
+            from cxr.training.train import train
 
             monitor = OBJECTIVES[plan.objective][1]
             single = cfg.ensemble == 1 and not cfg.refit
             callbacks = [PruneTrial(trial, monitor)] if plan.prune and single and monitor else []
-            started = _resumable(run)
+            started = resumable(run)
             train(cfg, run, resume=started, overwrite=not started, callbacks=callbacks)
         if plan.objective == "val_stressed":
             return _stressed_score(trial, run)
