@@ -17,16 +17,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lightning.pytorch.loggers import MLFlowLogger
 
-from cxr.version import __version__
 from cxr.atomic import write_text_atomic
-from cxr.config import TrainConfig
 from cxr.errors import CxrError
+from cxr.rundir import MLFLOW as TRACKING_FILE
+from cxr.version import __version__
 
-TRACKING_FILE = "mlflow.json"
+if TYPE_CHECKING:  # the training config is read, never built, here: tracking sits below it
+    from cxr.config import TrainConfig
+
 _active: ContextVar[dict | None] = ContextVar("cxr_mlflow_run", default=None)  # {"uri", "run_id"} being trained
 
 

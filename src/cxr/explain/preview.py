@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cxr.config import TrainConfig
 from cxr.data.dataset import DecodedImageDataset
 from cxr.data.folders import scan_class_folders
 from cxr.data.images import ImageReadError, load_grayscale
@@ -15,16 +15,18 @@ from cxr.data.transforms import train_augmentation
 from cxr.errors import CxrError
 from cxr.explain.grids import image_grid
 
+if TYPE_CHECKING:
+    from cxr.config import TrainConfig
+
 log = logging.getLogger("cxr")
 
 
 def preview_training_images(
-    data: str | Path, out: str | Path, cfg: TrainConfig | None = None, per_class: int = 6, seed: int = 0,
-    augment: bool = True,
-) -> Path:  # fmt: skip
+    data: str | Path, out: str | Path, cfg: TrainConfig, per_class: int = 6, seed: int = 0, augment: bool = True,
+) -> Path:
     """Grid of `per_class` random training images per class, resized and (unless `augment=False`) augmented with
-    the config's settings through the training dataset class itself, labelled with class and file name."""
-    cfg = cfg or TrainConfig()
+    the config's settings (`cfg.image_size`, `cfg.augment`) through the training dataset class itself, labelled with
+    class and file name."""
     if per_class < 1:
         raise CxrError(f"--per-class must be at least 1, not {per_class}")
     ds = scan_class_folders(data)
