@@ -7,7 +7,7 @@ import pytest
 import yaml
 from mlflow import MlflowClient
 
-from tests.test_cli import assert_one_line_error, run_cli_inprocess
+from tests.cli.helpers import assert_one_line_error, run_cli_inprocess
 
 ARGS = ["--epochs", 2, "--image-size", 32, "--batch-size", 8, "--num-workers", 0, "--precision", "32"]
 

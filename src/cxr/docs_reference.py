@@ -3,8 +3,9 @@
 The config reference walks `TrainConfig`'s pydantic fields (nested sections such as `augment` included); the CLI
 reference walks click's command tree under Typer (`typer.main.get_command`), the same objects `--help` prints.
 Typer vendors its own click, so commands and parameters are recognised by what they offer, not by click's classes.
-The MkDocs hook `docs/hooks/reference.py` renders both at build time, and tests/test_docs.py fails when a key, a
-command or an option has no description.
+Hidden commands (old spellings kept for a release, `cxr.cli.legacy`) get no section, only a line saying what they
+are now. The MkDocs hook `docs/hooks/reference.py` renders both at build time, and tests/test_docs.py fails when a
+key, a command or an option has no description.
 """
 
 from __future__ import annotations
@@ -134,10 +135,8 @@ def cli_commands(command: Any | None = None, path: str = "cxr") -> Iterator[tupl
     yield path, command
     if _is_group(command):
         ctx = command.context_class(command, info_name=path)
-        for name in command.list_commands(ctx):
-            sub = command.get_command(ctx, name)
-            if sub is not None and not sub.hidden:
-                yield from cli_commands(sub, f"{path} {name}")
+        for name in _visible_commands(command, ctx):
+            yield from cli_commands(command.get_command(ctx, name), f"{path} {name}")
 
 
 def _is_option(param: Any) -> bool:
@@ -164,6 +163,10 @@ def cli_reference_markdown() -> str:
         "Generated from the Typer application (`cxr.cli.app`) when the docs are built: the usage line and every "
         "argument and option below are the ones `--help` prints. Every command also takes `--help`.",
     ]
+    if renamed := renamed_commands():
+        lines += ["", "Renamed commands: " + ", ".join(f"`{old}` is now [`{new}`](#{_anchor(new)})"
+                                                       for old, new in renamed.items())
+                  + "; the old spellings still run for one release, hidden from `--help`, after a one-line note."]
     for path, command in cli_commands():
         ctx = command.context_class(command, info_name=path)
         usage = command.get_usage(ctx).removeprefix("Usage:").strip()
@@ -175,8 +178,25 @@ def cli_reference_markdown() -> str:
             lines.append(f"- `{label}`: {_text(text)}")
         if _is_group(command):
             lines.append("Commands: " + ", ".join(f"[{path} {n}](#{_anchor(f'{path} {n}')})"
-                                                  for n in command.list_commands(ctx)))  # fmt: skip
+                                                  for n in _visible_commands(command, ctx)))  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def _visible_commands(group: Any, ctx: Any) -> list[str]:
+    """The subcommands `--help` lists: hidden ones (old spellings kept for a release) have no section to link to."""
+    return [n for n in group.list_commands(ctx) if (sub := group.get_command(ctx, n)) is not None and not sub.hidden]
+
+
+def renamed_commands(command: Any | None = None) -> dict[str, str]:
+    """Old spelling -> new, e.g. `cxr export` -> `cxr run export`: the hidden commands `cxr.cli.legacy` keeps."""
+    command = command or _root_command()
+    ctx = command.context_class(command, info_name="cxr")
+    found = {}
+    for name in command.list_commands(ctx):
+        sub = command.get_command(ctx, name)
+        if sub.hidden and getattr(sub, "renamed_to", None):
+            found[f"cxr {name}"] = f"cxr {sub.renamed_to}"
+    return found
 
 
 def _anchor(title: str) -> str:

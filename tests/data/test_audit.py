@@ -14,7 +14,7 @@ from cxr.config import KERMANY_PATIENT_PATTERN
 from cxr.data.audit import audit_dataset, near_pairs, run_audit, summary_lines
 from cxr.data.images import find_images
 from tests.conftest import CODECADEMY, SHARED_DATA, make_class_folders, synthetic_image
-from tests.test_cli import run_cli_inprocess
+from tests.cli.helpers import run_cli_inprocess
 
 RADIOGRAPHY = SHARED_DATA / "covid19-radiography"
 

@@ -7,7 +7,7 @@ from PIL import Image
 from cxr.data.dedup import exclude_near_duplicates
 from cxr.data.manifest import read_manifest
 from tests.data.test_audit import _save, textured
-from tests.test_cli import run_cli_inprocess
+from tests.cli.helpers import run_cli_inprocess
 
 
 def _two_datasets(tmp_path):

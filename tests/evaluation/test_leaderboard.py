@@ -6,7 +6,7 @@ import json
 
 import yaml
 
-from tests.test_cli import assert_one_line_error, run_cli_inprocess
+from tests.cli.helpers import assert_one_line_error, run_cli_inprocess
 
 
 def _run(path, data, model="smallnet", test=None, val=None, test_n=40, other=None, seconds=12.5):

@@ -7,7 +7,7 @@ import time
 
 from cxr.evaluation.report import needs_evaluation, write_report
 from tests.evaluation.runs import make_run
-from tests.test_cli import assert_one_line_error, run_cli_inprocess
+from tests.cli.helpers import assert_one_line_error, run_cli_inprocess
 
 
 def _images(html):
@@ -57,7 +57,7 @@ def test_cli_evaluate_calibrate_compare_report(tmp_path, capsys, monkeypatch):
     readers = tmp_path / "readers.csv"
     readers.write_text("path,reader\nnormal/img000.png,normal\npneumonia/img001.png,normal\nnormal/img002.png,normal\n")
 
-    proc = run_cli_inprocess(capsys, monkeypatch, "calibrate", run, "--operating-point", "youden")
+    proc = run_cli_inprocess(capsys, monkeypatch, "site", "calibrate", run, "--operating-point", "youden")
     assert proc.returncode in (0, None) and "threshold" in proc.stdout
     proc = run_cli_inprocess(capsys, monkeypatch, "evaluate", run, "--bootstrap", "50", "--reference", readers, "--report")
     assert proc.returncode in (0, None), proc.stderr
@@ -73,8 +73,8 @@ def test_cli_errors_are_one_line(tmp_path, capsys, monkeypatch):
     run = make_run(tmp_path, steps=2)
     multi = make_run(tmp_path, classes=("a", "b", "c"), steps=2)
     cases = [
-        (["calibrate", multi, "--operating-point", "youden"], ["binary"]),
-        (["calibrate", run, "--operating-point", "sens=0.9"], ["not understood"]),
+        (["site", "calibrate", multi, "--operating-point", "youden"], ["binary"]),
+        (["site", "calibrate", run, "--operating-point", "sens=0.9"], ["not understood"]),
         (["evaluate", run, "--bootstrap", "0", "--reference", tmp_path / "nope.csv"], ["not found"]),
         (["compare", run, multi], ["differ"]),
         (["report", tmp_path / "missing"], ["no such run"]),

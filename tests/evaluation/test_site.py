@@ -21,7 +21,7 @@ from cxr.inference.bundle import BUNDLE_FILE, Bundle
 from cxr.inference.ensemble import combine_runs
 from tests.conftest import synthetic_image
 from tests.evaluation.runs import SIZE, make_run
-from tests.test_cli import assert_one_line_error, run_cli_inprocess
+from tests.cli.helpers import assert_one_line_error, run_cli_inprocess
 
 KERMANY_NAMES = r"person(\d+)_"
 
@@ -89,7 +89,7 @@ def test_a_calibration_film_is_never_scored_and_the_source_run_is_kept(runs, tmp
     assert proc.returncode == 0, proc.stderr
     before = (run / BUNDLE_FILE).read_bytes()
     new = tmp_path / "new"
-    proc = run_cli_inprocess(capsys, monkeypatch, "calibrate", run, "--data", tmp_path / "site.csv", "--out", new,
+    proc = run_cli_inprocess(capsys, monkeypatch, "site", "calibrate", run, "--data", tmp_path / "site.csv", "--out", new,
                              "--operating-point", "youden")  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert (run / BUNDLE_FILE).read_bytes() == before  # the source run is never changed
@@ -165,7 +165,7 @@ def test_bad_input_is_a_one_line_error(runs, tmp_path, capsys, monkeypatch):
     _, run = runs
     site = site_folder(tmp_path / "site", patients=6)
     cut(site, tmp_path / "site.csv", fraction=0.5)
-    cli = lambda *a: run_cli_inprocess(capsys, monkeypatch, "calibrate", run, *a)  # noqa: E731
+    cli = lambda *a: run_cli_inprocess(capsys, monkeypatch, "site", "calibrate", run, *a)  # noqa: E731
     assert_one_line_error(cli("--data", tmp_path / "site.csv", "--out", run), "already holds a model")
     assert_one_line_error(cli("--data", tmp_path / "site.csv"), "--data needs --out")
     assert_one_line_error(cli("--out", tmp_path / "x"), "add --data")

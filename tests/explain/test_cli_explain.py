@@ -1,11 +1,11 @@
-"""`cxr explain`, `cxr audit-shortcuts`, `cxr data preview`, `cxr evaluate --gallery` through the real entry point."""
+"""`cxr explain`, `cxr data audit-shortcuts`, `cxr data preview`, `cxr evaluate --gallery` through the real entry point."""
 
 import numpy as np
 from PIL import Image
 
 from tests.conftest import make_class_folders
 from tests.explain.test_shortcut import _write_run
-from tests.test_cli import assert_one_line_error, run_cli_inprocess
+from tests.cli.helpers import assert_one_line_error, run_cli_inprocess
 
 
 def test_explain_writes_overlays_feature_maps_and_csv(blob_model, tmp_path, capsys, monkeypatch):
@@ -34,7 +34,7 @@ def test_explain_and_audit_bad_input_are_one_line_errors(blob_model, tmp_path, c
         (["explain", run, image, "--out", tmp_path / "o", "--layer", "fc9"], ["no layer 'fc9'"]),
         (["explain", run, tmp_path / "missing.png", "--out", tmp_path / "o"], ["missing.png", "no such file"]),
         (["explain", tmp_path / "data", image, "--out", tmp_path / "o"], ["not a finished model"]),
-        (["audit-shortcuts", run, "--split", "holdout"], ["--split must be"]),
+        (["data", "audit-shortcuts", run, "--split", "holdout"], ["--split must be"]),
     ]
     for args, fragments in cases:
         assert_one_line_error(run_cli_inprocess(capsys, monkeypatch, *args), *fragments)
@@ -42,7 +42,7 @@ def test_explain_and_audit_bad_input_are_one_line_errors(blob_model, tmp_path, c
 
 def test_audit_shortcuts_prints_per_class_table(blob_model, tmp_path, capsys, monkeypatch):
     run = _write_run(tmp_path, blob_model)
-    proc = run_cli_inprocess(capsys, monkeypatch, "audit-shortcuts", run, "--out", tmp_path / "audit")
+    proc = run_cli_inprocess(capsys, monkeypatch, "data", "audit-shortcuts", run, "--out", tmp_path / "audit")
     assert proc.returncode == 0, proc.stderr
     assert "opacity" in proc.stdout and "uniform map puts 0.36" in proc.stdout
     assert (tmp_path / "audit" / "shortcut_test.json").is_file()

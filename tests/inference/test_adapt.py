@@ -10,7 +10,7 @@ from cxr.inference.adapt import MIN_IMAGES, adapt_batchnorm
 from cxr.inference.bundle import BUNDLE_FILE, Bundle
 from tests.conftest import CODECADEMY, SHARED_DATA
 from tests.inference.spread_bundles import codecademy_sample, make_bundle
-from tests.test_cli import assert_one_line_error, run_cli_inprocess
+from tests.cli.helpers import assert_one_line_error, run_cli_inprocess
 
 pytestmark = pytest.mark.skipif(not CODECADEMY.is_dir(), reason=f"needs the shared datasets at {SHARED_DATA}")
 
@@ -60,5 +60,5 @@ def test_too_few_images_or_an_existing_model_are_one_line_errors(source, tmp_pat
     with pytest.raises(CxrError, match=f"at least {MIN_IMAGES} readable images .* got 9"):
         adapt_batchnorm(source, [few], tmp_path / "out")
     assert not (tmp_path / "out" / BUNDLE_FILE).exists()
-    proc = run_cli_inprocess(capsys, monkeypatch, "adapt", source, few, "--out", source)
+    proc = run_cli_inprocess(capsys, monkeypatch, "site", "adapt", source, few, "--out", source)
     assert_one_line_error(proc, "already holds a model")

@@ -102,7 +102,7 @@ def test_a_network_changed_since_the_saving_version_is_refused_not_run(tmp_path)
 
 
 def test_cli_predict_with_no_readable_image_is_an_error_and_writes_nothing(tmp_path, capsys, monkeypatch):
-    from tests.test_cli import run_cli_inprocess
+    from tests.cli.helpers import run_cli_inprocess
 
     (tmp_path / "run").mkdir()
     _bundle(tmp_path / "run")

@@ -141,7 +141,7 @@ def test_old_bundles_without_a_guard_predict_as_before(tmp_path):
     preds = cxr.load(tmp_path).predict([tmp_path / "x.png"])
     assert preds.in_distribution is None and preds.flagged == 0
     result = CliRunner().invoke(app, ["predict", str(tmp_path), str(tmp_path / "x.png")])
-    assert result.exit_code == 0 and "has no input guard" in result.output and "cxr guard" in result.output
+    assert result.exit_code == 0 and "has no input guard" in result.output and "cxr run guard" in result.output
 
 
 def test_guard_without_splits_is_a_one_line_error(tmp_path):

@@ -120,8 +120,8 @@ def test_cli_export_and_predict_with_each_backend(exported, tmp_path):
     files = [str(p) for p in real_xrays(1)]
     refused = runner.invoke(app, ["predict", str(run), *files, "--backend", "onnx"])
     assert refused.exit_code != 0 and "cxr export" in str(refused.exception)
-    assert runner.invoke(app, ["export", str(run), "--format", "tflite"]).exit_code != 0
-    exported_now = runner.invoke(app, ["export", str(run), "--format", "onnx"])
+    assert runner.invoke(app, ["run", "export", str(run), "--format", "tflite"]).exit_code != 0
+    exported_now = runner.invoke(app, ["run", "export", str(run), "--format", "onnx"])
     assert exported_now.exit_code == 0, exported_now.output
     assert (run / ONNX_FILE).is_file() and "max probability difference" in exported_now.output
     csvs = {}

@@ -76,7 +76,7 @@ def test_one_run_or_an_ensemble_as_member_is_refused(tmp_path):
 def test_cli_combines_runs_and_explains_bad_input(capsys, monkeypatch, tmp_path):
     from PIL import Image
 
-    from tests.test_cli import run_cli_inprocess
+    from tests.cli.helpers import run_cli_inprocess
 
     rows = ["path,label,split"]
     for i, label in enumerate("abcabc"):
@@ -84,14 +84,14 @@ def test_cli_combines_runs_and_explains_bad_input(capsys, monkeypatch, tmp_path)
         rows.append(f"{tmp_path / f'v{i}.png'},{label},val")
     for k in range(2):
         _member(tmp_path / f"m{k}", k, 0.5, 0.25, 1.0, splits="\n".join(rows) + "\n")
-    proc = run_cli_inprocess(capsys, monkeypatch, "ensemble", tmp_path / "m0", tmp_path / "nope", "--out", tmp_path / "e")
+    proc = run_cli_inprocess(capsys, monkeypatch, "run", "ensemble", tmp_path / "m0", tmp_path / "nope", "--out", tmp_path / "e")
     assert proc.returncode == 2 and "no such run directory" in proc.stderr and not (tmp_path / "e").exists()
-    proc = run_cli_inprocess(capsys, monkeypatch, "ensemble", tmp_path / "m0", tmp_path / "m1", "--out", tmp_path / "e",
+    proc = run_cli_inprocess(capsys, monkeypatch, "run", "ensemble", tmp_path / "m0", tmp_path / "m1", "--out", tmp_path / "e",
                              "--operating-point", "youden")  # 3 classes: refused, and no half-made bundle is left
     assert proc.returncode == 2 and "binary" in proc.stderr and not (tmp_path / "e" / "model.pt").exists()
-    proc = run_cli_inprocess(capsys, monkeypatch, "ensemble", tmp_path / "m0", tmp_path / "m1", "--out", tmp_path / "e")
+    proc = run_cli_inprocess(capsys, monkeypatch, "run", "ensemble", tmp_path / "m0", tmp_path / "m1", "--out", tmp_path / "e")
     assert proc.returncode == 0, proc.stderr
     assert "2 members, validation temperature" in proc.stdout
     assert cxr.load(tmp_path / "e").meta.temperature != 1.0  # refitted on the six val images
-    proc = run_cli_inprocess(capsys, monkeypatch, "ensemble", tmp_path / "m0", tmp_path / "m1", "--out", tmp_path / "m1")
+    proc = run_cli_inprocess(capsys, monkeypatch, "run", "ensemble", tmp_path / "m0", tmp_path / "m1", "--out", tmp_path / "m1")
     assert proc.returncode == 2 and "already holds a model" in proc.stderr

@@ -6,7 +6,7 @@ from cxr.readingroom import ReadingRoom
 from cxr.readingroom.db import sqlite_url
 from tests.readingroom.conftest import MODEL, fake_png
 from tests.serve.conftest import served_run  # noqa: F401 (fixture)
-from tests.test_cli import assert_one_line_error, run_cli_inprocess
+from tests.cli.helpers import assert_one_line_error, run_cli_inprocess
 
 
 def _free_port() -> int:

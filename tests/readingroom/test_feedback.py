@@ -11,7 +11,7 @@ from cxr.errors import CxrError
 from cxr.readingroom.feedback import agreement_stats, export_feedback
 from cxr.readingroom.service import ModelFacts
 from tests.conftest import synthetic_image
-from tests.test_cli import run_cli_inprocess
+from tests.cli.helpers import run_cli_inprocess
 
 ANN = {3: "normal", 5: "indeterminate", 9: "normal"}
 BOB = {2: "pneumonia", 3: "normal"}

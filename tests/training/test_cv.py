@@ -11,7 +11,7 @@ from cxr.data.folders import LabeledFiles
 from cxr.errors import CxrError
 from cxr.inference.bundle import BUNDLE_FILE
 from cxr.training.cv import cross_validate, fold_seed, held_out_folds
-from tests.test_cli import assert_one_line_error, run_cli_inprocess
+from tests.cli.helpers import assert_one_line_error, run_cli_inprocess
 
 from .test_refit import _CrashIn
 from .test_train import _cfg, _trainers_get

@@ -17,7 +17,7 @@ from cxr.evaluation.report import write_report
 from cxr.inference.bundle import BUNDLE_FILE
 from cxr.training.module import Classifier
 from cxr.training.train import train
-from tests.test_cli import run_cli_inprocess
+from tests.cli.helpers import run_cli_inprocess
 
 from .test_train import _cfg, _trainers_get
 

@@ -22,7 +22,7 @@ from cxr.training.sweep import PruneTrial, SweepPlan, _check_finished_run, open_
 from cxr.training.train import train
 from tests.conftest import make_class_folders
 from tests.pg import postgres_server, postgres_url  # noqa: F401 (fixtures)
-from tests.test_cli import assert_one_line_error, run_cli_inprocess
+from tests.cli.helpers import assert_one_line_error, run_cli_inprocess
 
 BASE = {"image_size": 32, "epochs": 2, "batch_size": 8, "num_workers": 0, "precision": "32", "lr": 3e-3}
 SPACE = "lr: {low: 1.0e-3, high: 1.0e-2, log: true}\naugment.mixup: {choices: [0.0, 0.2]}\n"

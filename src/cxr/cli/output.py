@@ -1,4 +1,4 @@
-"""The CLI's consoles and its one-line error and warning printers, shared by `cli.py` and `cli_data.py`."""
+"""The CLI's consoles and its one-line error, warning and note printers, shared by every command module."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from rich.text import Text
 # message with a long path would otherwise arrive in a log or a notebook as two lines. Tables still fit the width.
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
+GROUPS_PANEL = "Command groups"  # `cxr --help` lists the groups (data, run, site, ...) apart from the commands
 
 
 def print_table(table: Table) -> None:
@@ -54,6 +55,11 @@ def print_error(message: str) -> None:
 def warn(message: str) -> None:
     """As plain text: a file name with brackets must not be read as rich markup."""
     err_console.print(Text("warning: ", style="yellow") + Text(message), highlight=False, soft_wrap=True)
+
+
+def note(message: str) -> None:
+    """One plain line on stderr, e.g. that a command has a new spelling."""
+    err_console.print(Text("note: ", style="cyan") + Text(message), highlight=False, soft_wrap=True)
 
 
 def print_cv_summary(summary: dict | None, out) -> None:

@@ -1,4 +1,5 @@
-"""`cxr data ...`: dataset tools (split, audit, dedup, preview), a sub-app of `cxr` (cli.py runs and reports errors)."""
+"""`cxr data split|audit|dedup|preview|audit-shortcuts`: dataset tools, and the shortcut audit of a model on a
+dataset (`cxr audit-shortcuts` still runs it for one release, legacy.py)."""
 
 from __future__ import annotations
 
@@ -8,23 +9,31 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from cxr.cli_checks import csv_out, folder_out, image_out
-from cxr.cli_output import console, err_console, print_table, warn
-
-data_app = typer.Typer(no_args_is_help=True, help="Dataset tools: split, audit, dedup, preview.")
+from cxr.cli.checks import csv_out, folder_out, image_out, split_name
+from cxr.cli.legacy import keep_old_spelling
+from cxr.cli.output import GROUPS_PANEL, console, err_console, print_table, warn
 
 PATIENT_PATTERN_HELP = "regex for patient ids in file names ('' = none; default: the Kermany names)"
 
 
-@data_app.command("split")
+def register(app: typer.Typer) -> None:
+    group = typer.Typer(no_args_is_help=True, help="Dataset tools: split, audit, dedup, preview; audit-shortcuts: "
+                        "does a model look at the film's border (markers, text)?")  # fmt: skip
+    for name, command in (("split", data_split), ("audit", data_audit), ("dedup", data_dedup),
+                          ("preview", data_preview), ("audit-shortcuts", audit_shortcuts)):  # fmt: skip
+        group.command(name)(command)
+    keep_old_spelling(app, "audit-shortcuts", "data audit-shortcuts", audit_shortcuts)
+    app.add_typer(group, name="data", rich_help_panel=GROUPS_PANEL)
+
+
 def data_split(
     data: Path = typer.Argument(..., help="class folders (train/<class>/ or <class>/) or a CSV manifest; all pooled"),
     out: Path = typer.Option(..., help="manifest CSV to write: path,label,patient_id,split", callback=csv_out),
     val: Optional[float] = typer.Option(None, help="validation fraction of all images (default 0.1)"),
     test: Optional[float] = typer.Option(None, help="test fraction of all images (default 0.2)"),
     calibration: Optional[float] = typer.Option(
-        None, help="a new site's labelled films instead: this fraction to calibrate a model on (`cxr calibrate "
-        "--data`), the rest to score it on (test); e.g. 0.3"
+        None, help="a new site's labelled films instead: this fraction to calibrate a model on (`cxr site "
+        "calibrate --data`), the rest to score it on (test); e.g. 0.3"
     ),  # fmt: skip
     by_patient: bool = typer.Option(True, "--by-patient/--by-image", help="keep each patient's images in one split"),
     seed: int = typer.Option(0, help="seed of the split"),
@@ -53,7 +62,6 @@ def data_split(
     console.print(f"split {how}; {n_ids} of {n_all} images have a patient id; wrote {out}", soft_wrap=True)
 
 
-@data_app.command("audit")
 def data_audit(
     data: Path = typer.Argument(..., help="dataset root with train/<class>/ (test/, val/) or a CSV manifest"),
     out: Optional[Path] = typer.Option(
@@ -78,7 +86,6 @@ def data_audit(
         raise typer.Exit(1)
 
 
-@data_app.command("dedup")
 def data_dedup(
     data: Path = typer.Argument(..., help="dataset to filter (class folders or a CSV manifest)"),
     against: Path = typer.Option(..., help="dataset whose images must not appear in DATA (e.g. the one you test on)"),
@@ -111,7 +118,6 @@ def data_dedup(
                   f"wrote {out} and {removed_csv}", soft_wrap=True)  # fmt: skip
 
 
-@data_app.command("preview")
 def data_preview(
     data: Path = typer.Argument(..., help="dataset root with train/<class>/"),
     out: Path = typer.Option(Path("preview.png"), help="image to write (.png, .jpg, .pdf, .svg)", callback=image_out),
@@ -127,3 +133,30 @@ def data_preview(
 
     cfg = build_config(config, {"image_size": image_size})
     console.print(f"wrote {preview_training_images(data, out, cfg, per_class=per_class, seed=seed, augment=augment)}")
+
+
+def audit_shortcuts(
+    run: Path = typer.Argument(..., help="run directory (model bundle)"),
+    split: str = typer.Option("test", help="test | val | train", callback=split_name),
+    data: Optional[Path] = typer.Option(None, help="dataset root with the same classes (default: the run's data)"),
+    out: Optional[Path] = typer.Option(None, help="output folder (default: RUN/audit)", callback=folder_out),
+    method: str = typer.Option("gradcam", help="gradcam | gradcam++"),
+    layer: Optional[str] = typer.Option(None, help="target layer (default: last layer with a spatial map)"),
+    border: float = typer.Option(0.1, min=0.0, max=0.45, help="border band, as a fraction of each side"),
+    flag_above: float = typer.Option(0.5, min=0.0, max=1.0, help="flag images with more border mass than this"),
+) -> None:
+    """Shortcut audit: Grad-CAM mass on the image border (markers, text) per class; flags border-heavy images."""
+    from cxr.explain.shortcut import audit_run
+
+    summary, paths = audit_run(run, split, data, out, method, layer, border, flag_above, progress=True)
+    title = f"Grad-CAM mass on the outer {border:.0%} border ({split})"
+    table = Table("class", "n", "mean", "median", "p90", "flagged", title=title)
+    for name, st in [*summary["per_class"].items(), ("all", summary["overall"])]:
+        if "mean" in st:
+            table.add_row(name, str(st["n"]), f"{st['mean']:.3f}", f"{st['median']:.3f}", f"{st['p90']:.3f}",
+                          f"{st['flagged']} ({st['flagged_share']:.0%})")  # fmt: skip
+    print_table(table)
+    if summary["unreadable_skipped"]:
+        warn(f"{summary['unreadable_skipped']} unreadable image(s) skipped")
+    written = ", ".join(map(str, paths.values()))
+    console.print(f"a uniform map puts {summary['uniform_baseline']:.2f} on the border; wrote {written}")

@@ -1,4 +1,4 @@
-"""`cxr sweep` (Optuna over config keys) and `cxr runs` (a leaderboard of finished runs); cli.py registers them."""
+"""`cxr sweep` (Optuna over config keys) and `cxr runs` (a leaderboard of finished runs)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,18 @@ from typing import Optional
 
 import typer
 
-from cxr.cli_checks import folder_out
-from cxr.cli_output import console, print_table
+from cxr.cli.checks import folder_out
+from cxr.cli.output import console, print_table
 
-TRACK_HELP = ("log to MLflow (config tracking_uri, else $MLFLOW_TRACKING_URI, else sqlite:///<runs parent>/mlflow.db); "
-              "`cxr evaluate` adds to the same MLflow run; see it with `mlflow ui --backend-store-uri URI`")
 OBJECTIVE_HELP = ("val_loss | val_accuracy | val_auc (the validation split carved from train, as `cxr train` does) "
                   "| cv_accuracy (nested cross-validation of the train split, --cv folds: for small datasets) "
                   "| val_stressed (validation films under the acquisition-shift battery; best.yaml: the best under "
                   "shift among trials within --clean-tolerance of the best clean accuracy)")
+
+
+def register(app: typer.Typer) -> None:
+    for command in (sweep, runs):
+        app.command()(command)
 
 
 def sweep(

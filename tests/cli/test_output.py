@@ -77,7 +77,7 @@ def test_messages_with_long_paths_stay_on_one_line(model_and_films, tmp_path):
 def test_log_records_are_plain_single_lines():
     import logging
 
-    from cxr.cli_output import PlainLogFormatter
+    from cxr.cli.output import PlainLogFormatter
 
     def record(level: int) -> logging.LogRecord:
         return logging.LogRecord("cxr", level, __file__, 1, "kept in " + "/x" * 60, None, None)

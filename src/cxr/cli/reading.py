@@ -1,5 +1,5 @@
-"""`cxr readers ...` and `cxr feedback ...`: reader keys, and the reading room's loop back to training
-(sub-apps of `cxr`; cli.py registers them and reports errors)."""
+"""`cxr readers add|list|revoke` and `cxr feedback export|stats`: reader keys, and the reading room's loop back to
+training."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from cxr.cli_checks import folder_out
-from cxr.cli_output import console, print_table, warn
+from cxr.cli.checks import folder_out
+from cxr.cli.output import GROUPS_PANEL, console, print_table, warn
 from cxr.errors import CxrError
 
 DB_HELP = ("reading-room database: a SQLAlchemy URL (sqlite:///PATH or postgresql+psycopg://USER@HOST/DB) or a run "
@@ -20,8 +20,16 @@ SERVE_DB_HELP = ("where every prediction is recorded: a URL, sqlite:///PATH/read
                  "postgresql+psycopg://USER@HOST/DB (default: SQLite at RUN/reading.db)")  # fmt: skip
 IMAGES_HELP = "the image store (default: images/ beside a SQLite file, or in the run directory)"
 
-readers_app = typer.Typer(no_args_is_help=True, help="Readers of the reading room: API keys for recording reads.")
-feedback_app = typer.Typer(no_args_is_help=True, help="Reader feedback: export reviewed films, agreement statistics.")
+
+def register(app: typer.Typer) -> None:
+    readers = typer.Typer(no_args_is_help=True, help="Readers of the reading room: API keys for recording reads.")
+    for name, command in (("add", readers_add), ("list", readers_list), ("revoke", readers_revoke)):
+        readers.command(name)(command)
+    app.add_typer(readers, name="readers", rich_help_panel=GROUPS_PANEL)
+    feedback = typer.Typer(no_args_is_help=True, help="Reader feedback: export reviewed films, agreement statistics.")
+    feedback.command("export")(feedback_export)
+    feedback.command("stats")(feedback_stats)
+    app.add_typer(feedback, name="feedback", rich_help_panel=GROUPS_PANEL)
 
 
 def open_room(db: str, images: Optional[Path] = None, create: bool = False):
@@ -53,7 +61,6 @@ def open_room(db: str, images: Optional[Path] = None, create: bool = False):
 DB = typer.Option(..., "--db", help=DB_HELP)
 
 
-@readers_app.command("add")
 def readers_add(name: str = typer.Argument(..., help="the reader's name, as it will appear on every read"),
                 db: str = DB) -> None:  # fmt: skip
     """Create a reader and print their key once (only its hash is stored: a lost key means a new reader)."""
@@ -63,7 +70,6 @@ def readers_add(name: str = typer.Argument(..., help="the reader's name, as it w
     print(key)
 
 
-@readers_app.command("list")
 def readers_list(db: str = DB) -> None:
     """Readers, when they were added or revoked, and how many reads each recorded."""
     table = Table("reader", "added", "revoked", "reads")
@@ -72,14 +78,12 @@ def readers_list(db: str = DB) -> None:
     print_table(table)
 
 
-@readers_app.command("revoke")
 def readers_revoke(name: str = typer.Argument(..., help="reader whose key stops working"), db: str = DB) -> None:
     """Revoke a reader's key; their reads stay, under their name."""
     open_room(db).revoke_reader(name)
     console.print(f"reader {name!r} revoked")
 
 
-@feedback_app.command("export")
 def feedback_export(
     db: str = DB,
     out: Path = typer.Option(..., help="folder for images/<label>/ and manifest.csv", callback=folder_out),
@@ -95,7 +99,6 @@ def feedback_export(
                   f"with the model; train on it with `cxr train --data {result.manifest}` (add --weights to fine-tune)")
 
 
-@feedback_app.command("stats")
 def feedback_stats(
     db: str = DB,
     n_bootstrap: int = typer.Option(1000, min=0, help="bootstrap resamples for the 95% intervals (0: none)"),

@@ -1,36 +1,19 @@
-"""CLI: bad input gives one line on stderr, exit code 2, no traceback."""
+"""The root app and `main`: bad input gives one line on stderr, exit code 2, no traceback; `cxr --help` lists the
+commands, then the groups; `python -m cxr.cli` is the same entry point."""
 
+import os
+import re
 import subprocess
 import sys
 
-import pytest
-
-from cxr.cli import main
+from tests.cli.helpers import assert_one_line_error, run_cli, run_cli_inprocess
 from tests.conftest import make_class_folders
 
-
-def run_cli(*args):
-    """A real process: exit code and stderr exactly as a user sees them."""
-    return subprocess.run([sys.executable, "-m", "cxr.cli", *map(str, args)], capture_output=True, text=True)
-
-
-def run_cli_inprocess(capsys, monkeypatch, *args):
-    """Same entry point (`main`) without process start-up cost; returns (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["cxr", *map(str, args)])
-    with pytest.raises(SystemExit) as e:
-        main()
-    out = capsys.readouterr()
-    return subprocess.CompletedProcess(args, e.value.code, out.out, out.err)
-
-
-def assert_one_line_error(proc, *fragments):
-    assert proc.returncode == 2, (proc.stdout, proc.stderr)
-    assert "Traceback" not in proc.stderr
-    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
-    assert len(lines) == 1, proc.stderr
-    assert lines[0].startswith("error:")
-    for frag in fragments:
-        assert frag in lines[0], lines[0]
+TOP_LEVEL = ["train", "evaluate", "report", "compare", "stress", "predict", "explain", "serve", "sweep", "runs",
+             "models"]  # fmt: skip
+GROUPS = {"data": ["split", "audit", "dedup", "preview", "audit-shortcuts"], "run": ["export", "guard", "ensemble"],
+          "site": ["calibrate", "adapt"], "weights": ["list", "fetch"], "readers": ["add", "list", "revoke"],
+          "feedback": ["export", "stats"]}  # fmt: skip
 
 
 def _layout_cases(tmp):
@@ -78,27 +61,32 @@ def test_bad_inputs_are_one_line_errors(tmp_path, capsys, monkeypatch):
     assert_one_line_error(run_cli(*cases[0][0]), *cases[0][1])  # and once through a real process
 
 
-def test_models_lists_every_registered_model(capsys, monkeypatch):
-    proc = run_cli_inprocess(capsys, monkeypatch, "models")
+def _listed(help_text: str, panel: str) -> list[str]:
+    """The names in one rich panel of `--help` (rows `│ name   text │`)."""
+    body = help_text.split(f"─ {panel} ─")[1].split("╰")[0]
+    return re.findall(r"^│ ([a-z][a-z-]*) ", body, re.M)
+
+
+def test_help_lists_the_commands_then_the_groups(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    proc = run_cli_inprocess(capsys, monkeypatch, "--help")
     assert proc.returncode == 0
-    for name in ("smallnet", "vanilla-cnn", "resnet18", "densenet121", "efficientnet-b0", "vgg16", "vgg16-bn"):
-        assert name in proc.stdout
+    assert _listed(proc.stdout, "Commands") == TOP_LEVEL
+    assert _listed(proc.stdout, "Command groups") == list(GROUPS)
 
 
-@pytest.mark.parametrize("flag", ["--epochs", "--image-size"])
-def test_typed_flags_reject_garbage(tmp_path, flag, capsys, monkeypatch):
-    proc = run_cli_inprocess(capsys, monkeypatch, "train", "--data", tmp_path, flag, "abc")
-    assert_one_line_error(proc, flag, "cxr train --help")
+def test_each_group_lists_its_commands(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")
+    for group, commands in GROUPS.items():
+        proc = run_cli_inprocess(capsys, monkeypatch, group, "--help")
+        assert proc.returncode == 0 and proc.stderr == "", group
+        assert _listed(proc.stdout, "Commands") == commands, group
+        alone = run_cli_inprocess(capsys, monkeypatch, group)  # no command: the group's help, as click shows it
+        assert all(c in alone.stdout + alone.stderr for c in commands), group
 
 
-def test_set_reaches_any_config_key_and_refuses_bad_pairs(tmp_path, capsys, monkeypatch):
-    from cxr.cli import parse_set_values
-
-    assert parse_set_values(["body_lr_factor=0.1", "augment.noise=0", "model=smallnet", "hflip=true"]) == {
-        "body_lr_factor": 0.1, "augment.noise": 0, "model": "smallnet", "hflip": True,
-    }  # fmt: skip
-    (tmp_path / "d").mkdir()
-    for pair, says in (("oops", "write KEY=VALUE"), ("frozen_warmup_epochs=2", "needs weights"),
-                       ("no_such_key=1", "unknown key")):  # fmt: skip
-        proc = run_cli_inprocess(capsys, monkeypatch, "train", "--data", tmp_path / "d", "--set", pair)
-        assert_one_line_error(proc, says)
+def test_python_dash_m_cxr_cli_is_the_entry_point():
+    env = {**os.environ, "COLUMNS": "200"}
+    proc = subprocess.run([sys.executable, "-m", "cxr.cli", "--help"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "Usage:" in proc.stdout and _listed(proc.stdout, "Command groups") == list(GROUPS)

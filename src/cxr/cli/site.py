@@ -1,5 +1,7 @@
-"""`cxr calibrate`: temperature and threshold on the run's validation split (in place), or on a new site's own
-labelled films into a new run (`--data SITE --out NEW [--adapt FILMS...]`); cli.py registers it and reports errors."""
+"""`cxr site calibrate|adapt`: a model fitted to where it is used, without retraining. `calibrate`: temperature and
+threshold on the run's validation split (in place), or on a new site's own labelled films into a new run (`--data SITE
+--out NEW [--adapt FILMS...]`); `adapt`: batch-norm statistics re-measured on a site's unlabelled films (AdaBN).
+`cxr calibrate` and `cxr adapt` still run them for one release (legacy.py)."""
 
 from __future__ import annotations
 
@@ -8,9 +10,19 @@ from typing import Optional
 
 import typer
 
-from cxr.cli_checks import folder_out
-from cxr.cli_output import console, warn
+from cxr.cli.checks import folder_out
+from cxr.cli.legacy import keep_old_spelling
+from cxr.cli.output import GROUPS_PANEL, console, warn
 from cxr.errors import CxrError
+
+
+def register(app: typer.Typer) -> None:
+    group = typer.Typer(no_args_is_help=True, help="A model at a new site, without retraining: calibrate its "
+                        "probabilities and threshold, adapt its batch-norm statistics.")  # fmt: skip
+    for name, command in (("calibrate", calibrate), ("adapt", adapt)):
+        group.command(name)(command)
+        keep_old_spelling(app, name, f"site {name}", command)
+    app.add_typer(group, name="site", rich_help_panel=GROUPS_PANEL)
 
 
 def calibrate(
@@ -34,8 +46,8 @@ def calibrate(
     ),  # fmt: skip
     batch_size: int = typer.Option(64, min=1, help="images per forward pass"),
 ) -> None:
-    """Fit temperature (and the operating-point threshold) on the run's validation split, without retraining; with
-    --data, on a new site's labelled films, written as a new run that `cxr evaluate` refuses to score them with."""
+    """Fit temperature (and the operating-point threshold) on the run's validation split, without retraining;
+    with --data, on a new site's labelled films, written as a new run that `cxr evaluate` refuses to score them with."""
     if data is None:
         if out is not None or adapt:
             raise CxrError("--out and --adapt belong to site calibration; add --data SITE (its labelled films)")
@@ -55,6 +67,24 @@ def calibrate(
     console.print(_summary_line(result.calibration, "site"))
     console.print(f"wrote {result.path} ({run} is unchanged); score the site's other films with "
                   f"`cxr evaluate {out} --data {data} --split test`", soft_wrap=True)  # fmt: skip
+
+
+def adapt(
+    run: Path = typer.Argument(..., help="finished run directory (model bundle); it is not changed"),
+    inputs: list[Path] = typer.Argument(..., help="unlabeled images from the new site: files and/or folders"),
+    out: Path = typer.Option(..., help="new run directory for the adapted model", callback=folder_out),
+    batch_size: int = typer.Option(32, min=1, help="images per forward pass"),
+) -> None:
+    """Adapt a model to a new site without labels: batch-norm statistics re-measured on its images (AdaBN)."""
+    from cxr.inference.adapt import adapt_batchnorm
+
+    result = adapt_batchnorm(run, inputs, out, batch_size=batch_size, progress=True)
+    for msg in result.skipped:
+        warn(f"skipped {msg}")
+    console.print(
+        f"wrote {result.path}: {result.batch_norm_layers} batch-norm layers re-estimated on {result.images} images "
+        f"({len(result.skipped)} skipped); temperature and threshold kept from {run}"
+    )
 
 
 def _calibrate_in_place(run: Path, operating_point: str | None, temperature: bool, batch_size: int) -> None:
