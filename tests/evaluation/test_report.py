@@ -47,7 +47,7 @@ def test_report_re_evaluates_when_the_model_changed(tmp_path):
     write_report(run, gradcam=False, evaluate_kwargs={"n_bootstrap": 20})
     assert not needs_evaluation(run, "test")
     later = time.time() + 5
-    os.utime(run / "model.pt", (later, later))  # as `cxr calibrate` rewrites it
+    os.utime(run / "model.pt", (later, later))  # as `cxr site calibrate` rewrites it
     assert needs_evaluation(run, "test")
 
 

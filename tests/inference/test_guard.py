@@ -155,7 +155,7 @@ def test_a_guard_of_an_unknown_format_is_refused(tmp_path):
     payload = read_bundle_file(tmp_path)
     payload["guard"] = {"format": "cxr-guard/99"}
     torch.save(payload, tmp_path / BUNDLE_FILE)
-    with pytest.raises(CxrError, match="cxr guard RUN"):
+    with pytest.raises(CxrError, match="cxr run guard RUN"):
         Bundle.load(tmp_path)
 
 

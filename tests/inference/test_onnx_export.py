@@ -73,7 +73,7 @@ def test_auto_prefers_a_current_onnx_file_and_falls_back_to_torch(exported, tmp_
     assert Bundle.load(run, backend="torch").backend == "torch"
     (run / ONNX_FILE).unlink()
     assert Bundle.load(run).backend == "torch"
-    with pytest.raises(CxrError, match="cxr export"):
+    with pytest.raises(CxrError, match="cxr run export"):
         Bundle.load(run, backend="onnx")
     with pytest.raises(CxrError, match="unknown backend 'tensorrt'"):
         Bundle.load(run, backend="tensorrt")
@@ -119,7 +119,7 @@ def test_cli_export_and_predict_with_each_backend(exported, tmp_path):
     runner = CliRunner()
     files = [str(p) for p in real_xrays(1)]
     refused = runner.invoke(app, ["predict", str(run), *files, "--backend", "onnx"])
-    assert refused.exit_code != 0 and "cxr export" in str(refused.exception)
+    assert refused.exit_code != 0 and "cxr run export" in str(refused.exception)
     assert runner.invoke(app, ["run", "export", str(run), "--format", "tflite"]).exit_code != 0
     exported_now = runner.invoke(app, ["run", "export", str(run), "--format", "onnx"])
     assert exported_now.exit_code == 0, exported_now.output

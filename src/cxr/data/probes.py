@@ -46,7 +46,7 @@ WARNINGS = {
     "classes were acquired, exported or saved differently; resize and re-encode every image alike, or check that "
     "the model does not learn the source",
     "border": "the label can be predicted from the image border alone (AUC {auc:.2f}{detail}): markers, text or "
-    "collimation differ by class; check with `cxr audit-shortcuts` that the model does not read them",
+    "collimation differ by class; check with `cxr data audit-shortcuts` that the model does not read them",
     "thumbnail": "the label can be predicted from an 8x8 thumbnail (AUC {auc:.2f}{detail}): coarse framing, body "
     "size or age differ by class (or the finding is visible at that scale); check that the classes come from the "
     "same population and sites",

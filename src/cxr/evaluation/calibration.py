@@ -1,5 +1,5 @@
 """Post-hoc calibration on the validation split: temperature scaling (Guo et al. 2017) and, for binary models,
-the operating-point threshold. Called by training after the best weights are restored, and by `cxr calibrate`
+the operating-point threshold. Called by training after the best weights are restored, and by `cxr site calibrate`
 on a finished run (no retraining)."""
 
 from __future__ import annotations

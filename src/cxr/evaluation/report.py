@@ -142,7 +142,7 @@ def _notes(section: dict[str, Any], classes: list[str], meta) -> list[str]:
         )
         if meta.threshold is None:
             notes.append("No operating point was chosen: decisions use the 0.5 threshold. "
-                         "Choose one on validation with `cxr calibrate RUN --operating-point sensitivity=0.95`.")  # fmt: skip
+                         "Choose one on validation with `cxr site calibrate RUN --operating-point sensitivity=0.95`.")  # fmt: skip
     cal = section.get("calibration", {})
     if cal and cal["temperature"] != 1.0 and cal["nll_after"] > cal["nll_before"]:
         notes.append(
@@ -151,7 +151,7 @@ def _notes(section: dict[str, Any], classes: list[str], meta) -> list[str]:
         )
     if cal and cal.get("temperature") == 1.0:
         notes.append("No temperature was fitted (a run trained before calibration existed): "
-                     "`cxr calibrate RUN` fits one on validation without retraining.")  # fmt: skip
+                     "`cxr site calibrate RUN` fits one on validation without retraining.")  # fmt: skip
     return notes
 
 

@@ -22,7 +22,7 @@ from cxr.inference.predict import decoded_batches
 from cxr.models.weights import batch_norm_layers
 
 MIN_IMAGES = 32  # fewer cannot estimate a per-channel variance that beats the training site's
-COPIED_FILES = ("config.yaml", "splits.csv")  # so `cxr evaluate` and `cxr calibrate` still find the original data
+COPIED_FILES = ("config.yaml", "splits.csv")  # so `cxr evaluate` and `cxr site calibrate` still find the original data
 
 
 @dataclass

@@ -132,11 +132,11 @@ class Bundle:
         self.model = model.eval()  # always loaded: Grad-CAM, calibration and the guard's features need it
         self.info = info
         self.onnx = onnx  # an OnnxPredictor when the onnx backend was chosen, else None
-        self.guard = guard  # None for a model saved before cxr 0.6 (`cxr guard RUN` fits one)
+        self.guard = guard  # None for a model saved before cxr 0.6 (`cxr run guard RUN` fits one)
 
     @classmethod
     def load(cls, run_dir: str | Path, backend: str = "auto") -> "Bundle":
-        """`backend`: auto (ONNX Runtime when `cxr export` made a current model.onnx, else PyTorch) | onnx | torch."""
+        """`backend`: auto (ONNX Runtime when `cxr run export` made a current model.onnx, else PyTorch) | onnx | torch."""
         from cxr.inference.onnx_export import load_backend
 
         payload = read_bundle_file(run_dir)

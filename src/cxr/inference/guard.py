@@ -208,7 +208,7 @@ class InputGuard:
             return None
         if payload.get("format") != GUARD_FORMAT:
             raise CxrError(f"model.pt holds an input guard of format {payload.get('format')!r}, not {GUARD_FORMAT}; "
-                           "fit it again with `cxr guard RUN`")  # fmt: skip
+                           "fit it again with `cxr run guard RUN`")  # fmt: skip
         taps = [TapModel(t["means"].numpy(), t["precision"].numpy(), float(t["scale"])) for t in payload["taps"]]
         return cls(taps, payload["threshold"], payload["fitted"])
 

@@ -1,7 +1,7 @@
 """Fit a run's input guard from its own training and validation films (splits.csv) and store it in model.pt.
 
 Training fits the guard on the images it already holds in memory (`fit_guard`); this module serves what comes after
-training: `cxr guard RUN` for a model saved before cxr 0.6, and ensembles, whose features are their members' together.
+training: `cxr run guard RUN` for a model saved before cxr 0.6, and ensembles, whose features are their members' together.
 """
 
 from __future__ import annotations

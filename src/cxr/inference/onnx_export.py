@@ -59,7 +59,7 @@ class OnnxPredictor:
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own untyped errors for a corrupt file
-            raise CxrError(f"{path}: not a loadable ONNX model ({type(e).__name__}); re-run `cxr export`") from None
+            raise CxrError(f"{path}: not a loadable ONNX model ({type(e).__name__}); re-run `cxr run export`") from None
         self.path = Path(path)
         self.mean, self.std = mean, std
         self.weights_digest = self.session.get_modelmeta().custom_metadata_map.get(DIGEST_KEY)
@@ -83,7 +83,7 @@ def load_backend(run_dir: Path, requested: str, state_dict: Mapping[str, torch.T
     if requested == "torch" or (requested == "auto" and not path.is_file()):
         return None
     if not path.is_file():
-        raise CxrError(f"{run_dir} has no {ONNX_FILE}; make it with `cxr export {run_dir} --format onnx`")
+        raise CxrError(f"{run_dir} has no {ONNX_FILE}; make it with `cxr run export {run_dir} --format onnx`")
     try:
         predictor = OnnxPredictor(path, mean, std)
     except CxrError:
@@ -94,8 +94,8 @@ def load_backend(run_dir: Path, requested: str, state_dict: Mapping[str, torch.T
     if predictor.weights_digest != weights_digest(state_dict):
         message = f"{path} was exported from other weights than {run_dir}/model.pt"
         if requested == "onnx":
-            raise CxrError(f"{message}; re-export with `cxr export {run_dir} --format onnx`")
-        log.warning("%s; using the torch backend (re-export with `cxr export`)", message)
+            raise CxrError(f"{message}; re-export with `cxr run export {run_dir} --format onnx`")
+        log.warning("%s; using the torch backend (re-export with `cxr run export`)", message)
         return None
     return predictor
 
