@@ -1,11 +1,9 @@
 """Site-calibrated figures beside zero-shot ones: a model meets a site's labelled films, is calibrated (temperature
 and, binary, the Youden threshold) on a patient-grouped 30 % of them, optionally AdaBN-adapted on the same 30 %, and
 is scored on the other 70 %; over several seeds of the cut, plus a learning curve over the number of calibration films.
-
-Usage: python benchmarks/site_calibration.py CASE --run RUN [--seeds 0 1 2 3 4] [--no-adapt]
-  -> benchmarks/results/site_calibration.json (one entry per CASE)
-CASE: kermany | pneumoniamnist (Kermany's official test split, 224 px / 28 px) | codecademy->radiography (the
-codecademy model on covid19-radiography's test split minus the copies of codecademy films, `cxr data dedup`).
+results/site_calibration.json, one entry per CASE: kermany | pneumoniamnist (Kermany's official test split, 224 px /
+28 px) | codecademy->radiography (the codecademy model on covid19-radiography's test split minus the copies of
+codecademy films, `cxr data dedup`).
 
 The cut is `cxr data split SITE --calibration 0.3` (cxr.data.splits.resplit_dataset). Seed 0 goes through the
 commands' own path (`calibrate_on_site`, then `evaluate_run --split test`, which refuses calibration films); the
@@ -15,17 +13,16 @@ and seed 0 checks that both paths give the same figures.
 
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from common import RESULTS, SHARED_DATA, model_identity
 from sklearn.metrics import log_loss
 from sklearn.model_selection import train_test_split
 
+from benchmarks.common import dataset_path, model_identity, read_results, write_result
 from cxr.config import KERMANY_PATIENT_PATTERN
 from cxr.data.manifest import write_manifest
 from cxr.data.splits import resplit_dataset
@@ -48,12 +45,12 @@ NOTEBOOK = {  # the pneumonia notebook cxr grew from: its own model, chosen on 1
 def site_of(case: str, dedup_csv: Path | None) -> tuple[Path, str, str]:
     """(labelled site films, patient-id pattern ('' = cut by film), what they are)."""
     if case == "kermany":
-        return SHARED_DATA / "chest-xray-pneumonia" / "test", KERMANY_PATIENT_PATTERN, "Kermany test split (624)"
+        return dataset_path("kermany") / "test", KERMANY_PATIENT_PATTERN, "Kermany test split (624)"
     if case == "pneumoniamnist":
         from cxr.data.cache import default_cache_dir
         from cxr.data.medmnist import npz_to_class_folders
 
-        root = npz_to_class_folders(SHARED_DATA / "pneumoniamnist" / "pneumoniamnist.npz", default_cache_dir())
+        root = npz_to_class_folders(dataset_path("pneumoniamnist"), default_cache_dir())
         return root / "test", "", "PneumoniaMNIST test split (624; no patient ids: cut by film)"
     if case == "codecademy->radiography":
         if dedup_csv is None:
@@ -104,7 +101,8 @@ def site_films(site: Path, classes: list[str]) -> tuple[list[Path], np.ndarray]:
     return paths, np.array(y)
 
 
-def run_case(case: str, run: Path, seeds: list[int], adapt: bool, dedup_csv: Path | None) -> dict:
+def run_case(case: str, run: Path, seeds: list[int], adapt: bool, dedup_csv: Path | None,
+             config_of: dict | None = None) -> dict:  # fmt: skip
     site, pattern, what = site_of(case, dedup_csv)
     source = Bundle.load(run, backend="torch")
     classes = source.classes
@@ -117,7 +115,7 @@ def run_case(case: str, run: Path, seeds: list[int], adapt: bool, dedup_csv: Pat
         index = {p: i for i, p in enumerate(paths)}
         logits = predict(run, paths)
         zero_all = scores(y_all, apply_temperature(logits, source.meta.temperature), classes, source.meta.threshold)
-        result = {"run": str(run), **model_identity(run), "site": what, "n": len(paths),
+        result = {"run": str(run), **model_identity(run, config_of), "site": what, "n": len(paths),
                   "rule": rule or "temperature only (multi-class)", "zero_shot_all": zero_all, "seeds": {},
                   "curve": {}}  # fmt: skip
         for seed in seeds:
@@ -185,25 +183,12 @@ def spread(result: dict) -> dict:
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("case")
-    parser.add_argument("--run", type=Path, required=True, help="the trained run to calibrate")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--no-adapt", action="store_true", help="skip the AdaBN + calibration protocol")
-    parser.add_argument("--dedup", type=Path, help="codecademy->radiography: the `cxr data dedup` manifest")
-    parser.add_argument("--command", default="", help="the command line, recorded with the results")
-    args = parser.parse_args()
-    result = run_case(args.case, args.run, args.seeds, not args.no_adapt, args.dedup)
-    result["command"] = args.command
-    from common import write_result
-
-    out_file = RESULTS / "site_calibration.json"
-    results = json.loads(out_file.read_text()) if out_file.is_file() else {}
+def site_calibration(case: str, run: Path, seeds: list[int], adapt: bool, dedup_csv: Path | None,
+                     config_of: dict | None, command: str) -> dict:  # fmt: skip
+    result = run_case(case, run, seeds, adapt, dedup_csv, config_of)
+    result["command"] = command
+    results = read_results("site_calibration")
     results.pop("machine", None)
-    results[args.case] = result
+    results[case] = result
     write_result("site_calibration", results)
-
-
-if __name__ == "__main__":
-    main()
+    return result

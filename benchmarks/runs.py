@@ -1,13 +1,11 @@
-"""Reproduce the results table: train each benchmark's config, evaluate on its official test split once,
-time training and prediction, and write JSON per benchmark plus benchmarks/RESULTS.md (ours beside published).
-
-Usage: python benchmarks/run.py codecademy [pneumoniamnist ...] [--seeds 0 1 2 3 4]; --place RUN: where a run falls
-Every config was chosen on validation (benchmarks/model_selection.py, benchmarks/cv_select.py); test is read once here.
+"""The results table: train each benchmark's recipe (benchmarks/datasets.yaml) on its data, test it once on its
+official test split, time training and prediction, and record each run in results/<name>.json; RESULTS.md is
+written from those files (ours beside published). Every recipe was chosen on validation (`select`); test is read once
+here, never to choose.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import os
@@ -16,81 +14,42 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import RESULTS, ROOT, SHARED_DATA, machine, model_identity
 
-import cxr
-from cxr.config import build_config, trained_as
-from cxr.data.dedup import exclude_near_duplicates
-from cxr.data.manifest import write_manifest
-from cxr.evaluation.evaluate import evaluate_run
-from cxr.evaluation.stress import export_for_stress, run_stress
-from cxr.training.train import peak_rss_gb, train
+from benchmarks.common import (
+    RESULTS,
+    ROOT,
+    dataset,
+    dataset_path,
+    datasets,
+    machine,
+    model_identity,
+    recipe_config,
+    save_results,
+)
 
-BENCHMARKS = {
-    "codecademy": {
-        "data": SHARED_DATA / "covid19-codecademy",
-        "recipe": None,  # cxr's defaults: the validated recipe
-        "published": {"issue bar (3-class accuracy)": {"accuracy": 0.90}, "seed Keras recipe, 30 epochs": {"accuracy": 0.44}},
-    },
-    "kermany": {
-        "data": SHARED_DATA / "chest-xray-pneumonia",
-        "recipe": "kermany",
-        "published": {
-            "Kermany et al. 2018": {"accuracy": 0.928, "roc_auc": 0.968, "sensitivity": 0.932, "specificity": 0.901},
-            "MedMNIST+ ResNet-18 (224)": {"accuracy": 0.911, "roc_auc": 0.980},
-        },
-    },
-    "radiography": {
-        "data": lambda build=True: radiography_minus_codecademy(build),
-        "test_data": SHARED_DATA / "covid19-radiography",  # the official 1,538 test images, all of them
-        "recipe": "radiography",
-        "publish_weights": ROOT / "weights" / "smallnet-radiography-224.pt",
-        "published": {"Chowdhury et al. / Rahman et al. (their split, ImageNet-pretrained)": {"accuracy": 0.983}},
-    },
-    "pneumoniamnist": {
-        "data": SHARED_DATA / "pneumoniamnist" / "pneumoniamnist.npz",
-        "recipe": "pneumoniamnist",
-        "published": {
-            "MedMNIST v2 ResNet-18 (28)": {"accuracy": 0.854, "roc_auc": 0.944},
-            "MedMNIST v2 AutoKeras": {"accuracy": 0.878, "roc_auc": 0.947},
-            "MedMNIST v2 Google AutoML Vision": {"accuracy": 0.946, "roc_auc": 0.991},
-        },
-    },
-}
-# Loose on purpose: a false match costs one pretraining image, a missed copy leaks a test image. Codecademy's Covid
-# films sit 26-52 from their radiography copies (second-nearest 56+); its Normal/Viral Pneumonia films 54+ from anything.
-PRETRAIN_DEDUP_THRESHOLD = 56
 REPORTED = ("accuracy", "balanced_accuracy", "roc_auc", "sensitivity", "specificity")
-
-
-def radiography_minus_codecademy(build: bool = True) -> Path:
-    """covid19-radiography without its copies of covid19-codecademy images (see cxr/recipes/radiography.yaml); built once
-    (`build=False`: only its path, e.g. to name or hash the config)."""
-    out = ROOT / "runs" / "manifests" / "radiography-minus-codecademy.csv"
-    if build and not out.is_file():
-        result = exclude_near_duplicates(SHARED_DATA / "covid19-radiography", SHARED_DATA / "covid19-codecademy",
-                                         threshold=PRETRAIN_DEDUP_THRESHOLD)  # fmt: skip
-        write_manifest(out, result.splits, result.classes, result.patient_ids)
-    return out
 
 
 def bench_run_dir(name: str, seed: int = 0) -> Path:
     return ROOT / "runs" / (f"bench-{name}" if seed == 0 else f"bench-{name}-seed{seed}")
 
 
-def benchmark_config(name: str, seed: int = 0, build_data: bool = True, overrides: dict | None = None):
-    """The benchmark's recipe (None: cxr's defaults, the validated codecademy recipe) on its data, with this seed
-    (`build_data=False`: a derived data set is named, not built; `overrides`: e.g. a recipe's earlier augmentation)."""
-    spec = BENCHMARKS[name]
-    data = spec["data"](build_data) if callable(spec["data"]) else spec["data"]
-    return build_config(spec["recipe"], {**(overrides or {}), "data": data, "seed": seed})
+def test_data(name: str) -> Path | None:
+    """Where the benchmark's test films are read: the dataset itself where it trains on a derived manifest
+    (radiography: all 1,538 official test films), else the run's own data."""
+    return dataset_path(name) if dataset(name).get("train_data") else None
 
 
 def run_benchmark(name: str, seed: int = 0, reuse: Path | None = None, publish: bool = False) -> dict:
-    """Train one seed (or reuse a finished run trained with exactly this config, e.g. by model_selection.py), then
-    test once. Returns that seed's entry for results/<name>.json."""
-    spec = BENCHMARKS[name]
-    cfg = benchmark_config(name, seed)
+    """Train one seed (or reuse a finished run trained with exactly this config, e.g. a `select` trial), then test
+    once. Returns that seed's entry for results/<name>.json."""
+    import cxr
+    from cxr.config import trained_as
+    from cxr.evaluation.evaluate import evaluate_run
+    from cxr.evaluation.stress import export_for_stress, run_stress
+    from cxr.training.train import peak_rss_gb, train
+
+    cfg = recipe_config(name, seed)
     if reuse is not None:
         if not trained_as(reuse, cfg):  # the sweep's own check: equal but for where it ran
             raise SystemExit(f"{reuse} was trained with another config than {recipe_name(name)} seed {seed}")
@@ -98,16 +57,18 @@ def run_benchmark(name: str, seed: int = 0, reuse: Path | None = None, publish: 
     else:
         out = bench_run_dir(name, seed)
         train(cfg, out, overwrite=True)
-    identity = model_identity(out)  # the model the figures below are of (checked again once they are measured)
+    # the model the figures below are of (checked again once they are measured), and the recipe it is
+    identity = model_identity(out, {"dataset": name, "seed": seed})
     published = None
-    if publish and "publish_weights" in spec:  # the pretrained start other recipes name (weights/README.md)
-        shutil.copyfile(out / "model.pt", spec["publish_weights"])
-        published = os.path.relpath(spec["publish_weights"], ROOT)
+    target = dataset(name).get("publish_weights")
+    if publish and target:  # the pretrained start other recipes name (weights/README.md)
+        shutil.copyfile(out / "model.pt", ROOT / target)
+        published = target
     training = json.loads((out / "metrics.json").read_text())["training"]
     # key "test": radiography's official test images are this run's test split, though read from the full dataset
-    test = evaluate_run(out, "test", data=spec.get("test_data"), n_bootstrap=1000, key="test")
+    test = evaluate_run(out, "test", data=test_data(name), n_bootstrap=1000, key="test")
     export_for_stress(out)  # ONNX Runtime: the battery ~9x faster than on PyTorch
-    stressed = run_stress(out, "test", data=spec.get("test_data"))  # the same films under the shift battery
+    stressed = run_stress(out, "test", data=test_data(name))  # the same films under the shift battery
 
     bundle = cxr.load(out)
     with open(out / "predictions_test.csv", newline="") as f:
@@ -122,7 +83,7 @@ def run_benchmark(name: str, seed: int = 0, reuse: Path | None = None, publish: 
     ci = test.get("ci", {})
     return {
         "seed": seed,
-        "command": f"python benchmarks/run.py {name} --seeds {seed}"
+        "command": f"python -m benchmarks run {name} --seeds {seed}"
         + (f" --reuse {os.path.relpath(reuse, ROOT)}" if reuse else ""),
         "run": os.path.relpath(out, ROOT),
         # the model: its file's and its config's SHA-256 (common.model_identity); where a copy is shipped
@@ -130,6 +91,7 @@ def run_benchmark(name: str, seed: int = 0, reuse: Path | None = None, publish: 
         **({"weights_file": published} if published else {}),
         "config_sha256": identity["config_sha256"],
         "config_from": identity["config_from"],
+        "config_of": identity["config_of"],
         "cxr": identity["trained"]["cxr"],
         "test": {"n": test["n"], **{k: test[k] for k in REPORTED if k in test},
                  "macro_f1": test["macro_avg"]["f1-score"],
@@ -157,7 +119,7 @@ def stress_entry(section: dict) -> dict:
 
 
 def recipe_name(name: str) -> str:
-    return BENCHMARKS[name]["recipe"] or "the defaults (the validated recipe)"
+    return dataset(name)["recipe"] or "the defaults (the validated recipe)"
 
 
 def load_results(name: str) -> dict:
@@ -201,11 +163,9 @@ def record(name: str, entries: list[dict]) -> dict:
     runs = {_run_key(r): r for r in results.get("runs", [])}
     runs.update({_run_key(e): e for e in entries})
     ordered = [runs[k] for k in sorted(runs)]
-    result = {"config": recipe_name(name), "published": BENCHMARKS[name]["published"], "spread": seed_spread(ordered),
+    result = {"config": recipe_name(name), "published": dataset(name)["published"], "spread": seed_spread(ordered),
               "runs": ordered}  # fmt: skip
-    path = RESULTS / f"{name}.json"
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2))
+    save_results(name, result)
     return result
 
 
@@ -267,59 +227,50 @@ def _stressed_of(s: dict) -> str:
     return f" ({n} of {s['runs']} runs)" if n and n != s["runs"] else ""
 
 
-def write_table() -> None:
-    """benchmarks/RESULTS.md from every results/<benchmark>.json present."""
+def table_text() -> str:
+    """benchmarks/RESULTS.md as written from every results/<benchmark>.json present."""
     lines = ["# Results", "", "Test figures over runs: mean (min-max); each run's seed, machine, precision and model "
-             "in benchmarks/results/<benchmark>.json. Weights: the first 8 hex digits of each kept model file's SHA-256 "
-             "(`weights_sha256`), or how many runs' models were not kept (`model_kept: false`).", "",
+             "in benchmarks/results/<benchmark>.json. Weights: the first 8 hex digits of each kept model file's "
+             "SHA-256 (`weights_sha256`), or how many runs' models were not kept (`model_kept: false`).", "",
              "| benchmark | model | test n | runs | weights | accuracy | AUC | sensitivity | specificity "
              "| under shift (mean) | weakest shift | train wall per run | machine, precision | published |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
-    for name in BENCHMARKS:
+    for name, spec in datasets().items():
         r = load_results(name)
         if "runs" not in r:
             continue
         s = seed_spread(r["runs"])
         published = "; ".join(f"{k}: " + ", ".join(f"{m} {v:.3f}" for m, v in vals.items())
-                              for k, vals in BENCHMARKS[name]["published"].items())  # fmt: skip
-        cfg = benchmark_config(name, build_data=False)
+                              for k, vals in spec["published"].items())  # fmt: skip
+        cfg = recipe_config(name, build_data=False)
         machines = sorted({f"{run['machine']['cpu']}, {run['precision']}" for run in r["runs"]})
         lines.append(
             f"| {name} | {cfg.model} @ {cfg.image_size}px | {r['runs'][0]['test']['n']} | {runs_and_seeds(r['runs'])} "
             f"| {weights_cell(r['runs'])} | {_range(s, 'accuracy')} | {_range(s, 'roc_auc')} | "
-            f"{_range(s, 'sensitivity')} | {_range(s, 'specificity')} | {_range(s, 'stressed_mean_accuracy')}{_stressed_of(s)} | "
+            f"{_range(s, 'sensitivity')} | {_range(s, 'specificity')} | "
+            f"{_range(s, 'stressed_mean_accuracy')}{_stressed_of(s)} | "
             f"{_weakest(s)} | "
             f"{s['train_wall_minutes'] / s['runs']:.1f} min | {'; '.join(machines)} "
             f"| {published} |"
         )
-    (ROOT / "benchmarks" / "RESULTS.md").write_text("\n".join(lines) + "\n")
+    return "\n".join(lines) + "\n"
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("benchmarks", nargs="*", help=f"any of {', '.join(BENCHMARKS)}")
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds to run (default: 0)")
-    ap.add_argument("--table-only", action="store_true", help="rebuild RESULTS.md from existing JSON")
-    ap.add_argument("--reuse", type=Path, help="a finished run trained with the same config (one benchmark, one seed)")
-    ap.add_argument("--publish", action="store_true", help="radiography: copy the model to weights/ (the shipped start)")
-    ap.add_argument("--place", type=Path, help="print where this finished run's test accuracy falls among the seeds")
-    args = ap.parse_args()
-    unknown = set(args.benchmarks) - set(BENCHMARKS)
-    if unknown:
-        ap.error(f"unknown benchmark(s) {sorted(unknown)}; choose from {', '.join(BENCHMARKS)}")
-    if args.place:
-        for name in args.benchmarks:
-            print(place(name, args.place))
-        return
-    if args.reuse and (len(args.benchmarks) != 1 or len(args.seeds) != 1):
-        ap.error("--reuse takes one benchmark and one seed")
-    if not args.table_only:
-        for name in args.benchmarks:
-            for seed in args.seeds:  # recorded after each seed: a long series keeps what it finished
-                entry = run_benchmark(name, seed, args.reuse.resolve() if args.reuse else None, args.publish)
-                print(json.dumps(record(name, [entry])["spread"], indent=2), flush=True)
+def write_table() -> Path:
+    path = ROOT / "benchmarks" / "RESULTS.md"
+    path.write_text(table_text())
+    return path
+
+
+def run(names: list[str], seeds: list[int], reuse: Path | None = None, publish: bool = False) -> None:
+    """Each benchmark over the seeds, recorded after each seed (a long series keeps what it finished), then the
+    table."""
+    if reuse and (len(names) != 1 or len(seeds) != 1):
+        raise SystemExit("--reuse takes one benchmark and one seed")
+    for name in names:
+        dataset(name)
+    for name in names:
+        for seed in seeds:
+            entry = run_benchmark(name, seed, reuse.resolve() if reuse else None, publish)
+            print(json.dumps(record(name, [entry])["spread"], indent=2), flush=True)
     write_table()
-
-
-if __name__ == "__main__":
-    main()

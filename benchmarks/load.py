@@ -1,38 +1,142 @@
-"""Load and crash test of the reading room: 8 concurrent clients post films and reads to `cxr serve` for 30 s,
-against SQLite and against PostgreSQL; then the same load with the server killed (SIGKILL) and restarted mid-way.
+"""Load tests of `cxr serve` on loopback (127.0.0.1 only; the clients share the CPU with the server, so the figures
+are a floor). Without RUN, a smallnet bundle at 224 px (random weights: speed does not depend on them) is built and
+exported to ONNX in a temporary folder.
 
-Usage: python benchmarks/reading_load.py [RUN] [--clients 8] [--seconds 30] [--backends sqlite postgresql]
-       -> benchmarks/results/reading_load.json
-
-Each client loops: POST /v1/predict (a film), then POST /v1/studies/{id}/reads on the film it got back. Afterwards
-the database is opened directly: every accepted film and read must be there, none twice. A request in flight when
-the server is killed may have committed without its answer arriving ("committed, unacknowledged"): allowed; an
-acknowledged one missing is a failure. PostgreSQL is a throw-away cluster (tests/pg.py). Loopback only; the clients
-share the CPU with the server, so the figures are a floor.
+- `load serve`: N concurrent clients POST one X-ray to /v1/predict for a fixed time, per level of N; throughput,
+  p50/p99 latency and the error count (anything but HTTP 200). results/serve_load.json.
+- `load reading`: the reading room under load and crash: 8 concurrent clients post films and reads for 30 s, against
+  SQLite and against PostgreSQL (a throw-away cluster, tests/pg.py); then the same load with the server killed
+  (SIGKILL) and restarted mid-way. Each client loops: POST /v1/predict (a film), then POST /v1/studies/{id}/reads on
+  the film it got back. Afterwards the database is opened directly: every accepted film and read must be there, none
+  twice. A request in flight when the server is killed may have committed without its answer arriving ("committed,
+  unacknowledged"): allowed; an acknowledged one missing is a failure. results/reading_load.json.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import numpy as np
-from common import ROOT, write_result
-from serve_load import DEFAULT_IMAGE, HOST, build_demo_run, free_port, wait_until_up
 
-sys.path.insert(0, str(ROOT))  # tests/pg.py: the throw-away PostgreSQL cluster the tests use
+from benchmarks.common import ROOT, dataset_path, write_result
 
-from cxr.readingroom import ReadingRoom  # noqa: E402
-from cxr.readingroom.db import sqlite_url  # noqa: E402
+if TYPE_CHECKING:
+    from cxr.readingroom import ReadingRoom
+
+HOST = "127.0.0.1"  # loopback only
+DEFAULT_IMAGE = dataset_path("codecademy") / "test" / "Covid" / "0102.jpeg"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def build_demo_run(folder: Path) -> Path:
+    import torch
+
+    from cxr.inference.bundle import BundleMeta, save_bundle
+    from cxr.inference.onnx_export import export_onnx
+    from cxr.models import create_model
+
+    torch.manual_seed(0)
+    classes = ["Covid", "Normal", "Viral Pneumonia"]
+    save_bundle(folder, create_model("smallnet", len(classes)), BundleMeta("smallnet", classes, 224, 0.5, 0.25))
+    export_onnx(folder)
+    return folder
+
+
+async def predict_loop(client: httpx.AsyncClient, url: str, data: bytes, name: str, until: float, out: list) -> None:
+    while time.perf_counter() < until:
+        t0 = time.perf_counter()
+        try:
+            r = await client.post(url, files={"file": (name, data, "image/jpeg")})
+            ok = r.status_code == 200
+        except httpx.HTTPError:
+            ok = False
+        out.append((time.perf_counter() - t0, ok))
+
+
+async def level(base: str, data: bytes, name: str, clients: int, seconds: float) -> dict:
+    samples: list[tuple[float, bool]] = []
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=base, limits=limits, timeout=60) as client:
+        t0 = time.perf_counter()
+        until = t0 + seconds
+        await asyncio.gather(*(predict_loop(client, "/v1/predict", data, name, until, samples) for _ in range(clients)))
+        elapsed = time.perf_counter() - t0
+    latency = np.array([s for s, ok in samples if ok]) * 1000
+    errors = sum(not ok for _, ok in samples)
+    return {
+        "clients": clients,
+        "seconds": round(elapsed, 1),
+        "requests": len(samples),
+        "errors": errors,
+        "throughput_rps": round((len(samples) - errors) / elapsed, 2),
+        "latency_ms_p50": round(float(np.percentile(latency, 50)), 1) if len(latency) else None,
+        "latency_ms_p99": round(float(np.percentile(latency, 99)), 1) if len(latency) else None,
+        "load_average_1min_after": round(os.getloadavg()[0], 2),
+    }
+
+
+def wait_until_up(base: str, server: subprocess.Popen, timeout: float = 120) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"server exited with code {server.returncode}")
+        try:
+            return httpx.get(f"{base}/v1/model", timeout=2).json()
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    raise SystemExit("server did not start")
+
+
+def serve_load(run: Path | None, clients: list[int], seconds: float, image: Path, workers: int, backend: str,
+               command: str) -> None:  # fmt: skip
+    from PIL import Image
+
+    data = image.read_bytes()
+    port = free_port()
+    base = f"http://{HOST}:{port}"
+    env = {**os.environ, "CXR_API_KEY": ""}  # measure without auth
+    with tempfile.TemporaryDirectory() as tmp:
+        run = run or build_demo_run(Path(tmp))
+        cmd = [sys.executable, "-m", "cxr.cli", "serve", str(run), "--host", HOST, "--port", str(port),
+               "--workers", str(workers), "--backend", backend]  # fmt: skip
+        server = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            info = wait_until_up(base, server)
+            load_before = [round(x, 2) for x in os.getloadavg()]
+            levels = []
+            for n in clients:
+                r = asyncio.run(level(base, data, image.name, n, seconds))
+                print(r, flush=True)
+                levels.append(r)
+        finally:
+            server.terminate()
+            server.wait(30)
+    write_result("serve_load", {
+        "command": command,
+        "model": info["model"],
+        "backend": info["backend"],
+        "image_size": info["image_size"],
+        "upload": {"file": "/".join(image.parts[-4:]), "bytes": len(data), "pixels": list(Image.open(image).size)},
+        "server": f"cxr serve --workers {workers} on {HOST} (own process); clients in this process",
+        "load_average_before": load_before,
+        "levels": levels,
+    })  # fmt: skip
 
 
 class Server:
@@ -70,7 +174,7 @@ class Tally:
         self.errors = 0
 
 
-async def client_loop(client, data: bytes, name: str, labels: list[str], key: str, until: float, tally: Tally,
+async def reading_loop(client, data: bytes, name: str, labels: list[str], key: str, until: float, tally: Tally,
                       seed: int) -> None:  # fmt: skip
     i = seed
     while time.perf_counter() < until:
@@ -117,7 +221,7 @@ async def load(server: Server, data: bytes, name: str, labels: list[str], key: s
     async with httpx.AsyncClient(base_url=server.base, limits=limits, timeout=60) as client:
         t0 = time.perf_counter()
         until = t0 + seconds
-        tasks = [client_loop(client, data, name, labels, key, until, tally, c) for c in range(clients)]
+        tasks = [reading_loop(client, data, name, labels, key, until, tally, c) for c in range(clients)]
         await asyncio.gather(*tasks, *([killer()] if kill_at is not None else []))
         elapsed = time.perf_counter() - t0
     return tally, elapsed, restart
@@ -161,10 +265,13 @@ def summary(tally: Tally, elapsed: float) -> dict:
 
 
 def run_backend(backend: str, run: Path, args, data: bytes, stack: ExitStack) -> dict:
+    from cxr.readingroom import ReadingRoom
+    from cxr.readingroom.db import sqlite_url
+
     if backend == "sqlite":
         db = sqlite_url(run / "reading.db")
     else:
-        from tests.pg import fresh_database, throwaway_cluster
+        from tests.pg import fresh_database, throwaway_cluster  # the tests' throw-away cluster (run from the root)
 
         db = fresh_database(stack.enter_context(throwaway_cluster()))
     room = ReadingRoom(db, None, salt=b"")  # migrates the database, as the server would
@@ -194,15 +301,8 @@ def run_backend(backend: str, run: Path, args, data: bytes, stack: ExitStack) ->
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run", nargs="?", type=Path, help="run directory to serve (default: a demo smallnet)")
-    parser.add_argument("--clients", type=int, default=8)
-    parser.add_argument("--seconds", type=float, default=30.0)
-    parser.add_argument("--workers", type=int, default=2, help="cxr serve --workers")
-    parser.add_argument("--image", type=Path, default=DEFAULT_IMAGE)
-    parser.add_argument("--backends", nargs="+", default=["sqlite", "postgresql"], choices=["sqlite", "postgresql"])
-    args = parser.parse_args()
+def reading_load(args, command: str) -> None:
+    """`args`: run (or None), clients, seconds, workers, image, backends (the `load reading` options)."""
     data = args.image.read_bytes()
     results = {}
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
@@ -217,16 +317,10 @@ def main() -> None:
                 build_demo_run(run)
             results[backend] = run_backend(backend, run, args, data, stack)
     write_result("reading_load", {
-        "command": "python benchmarks/reading_load.py " + " ".join(
-            ([str(args.run)] if args.run else []) + ["--clients", str(args.clients), "--seconds", str(args.seconds),
-             "--workers", str(args.workers), "--backends", *args.backends]),  # fmt: skip
+        "command": command,
         "model": "smallnet 224 px, ONNX (random weights)" if not args.run else str(args.run),
         "upload": {"file": "/".join(args.image.parts[-4:]), "bytes": len(data)},
         "per_client_loop": "POST /v1/predict, then POST /v1/studies/{id}/reads on that film",
         "server": f"cxr serve --workers {args.workers} on {HOST} (own process); clients in this process",
         "backends": results,
     })
-
-
-if __name__ == "__main__":
-    main()
