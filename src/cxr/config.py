@@ -146,10 +146,11 @@ class TrainConfig(_Strict):
     )  # fmt: skip
     augment: AugmentConfig = Field(AugmentConfig(), description="training-only augmentation (keys augment.* below)")
     weights: Path | None = Field(None, description="initialise from a cxr run, model.pt, .ckpt or state dict")
-    pretrained: Literal["none", "imagenet", "radiography"] = Field(
+    pretrained: Literal["none", "imagenet", "radiography", "radiography-v0.6"] = Field(
         "none", description="start from published weights instead of random ones: imagenet = the model's ImageNet "
         "file (downloaded once into $TORCH_HOME/hub/checkpoints and SHA-256 checked; `cxr weights list`), with "
-        "input_norm image unless set; radiography = cxr's smallnet trained on COVID-19 Radiography (smallnet only)",
+        "input_norm image unless set; radiography = cxr's smallnet trained on COVID-19 Radiography, shipped in the "
+        "package (smallnet only); radiography-v0.6 = the earlier file of that name, the kermany recipe's start",
     )  # fmt: skip
     freeze_backbone: bool = Field(False, description="train only the head (needs `weights` or `pretrained`)")
     body_lr_factor: float | None = Field(
@@ -251,8 +252,8 @@ class TrainConfig(_Strict):
         if self.pretrained == "imagenet" and self.model not in imagenet_models():
             raise ValueError(f"model {self.model!r} has no published ImageNet weights; pretrained: imagenet works "
                              f"with {', '.join(imagenet_models())}")  # fmt: skip
-        if self.pretrained == "radiography" and self.model != "smallnet":
-            raise ValueError(f"pretrained: radiography is a smallnet; use model: smallnet, not {self.model!r}")
+        if self.pretrained.startswith("radiography") and self.model != "smallnet":
+            raise ValueError(f"pretrained: {self.pretrained} is a smallnet; use model: smallnet, not {self.model!r}")
         return self
 
     @model_validator(mode="before")
@@ -338,17 +339,101 @@ def format_validation_error(err: ValidationError, source: str = "config") -> str
     return f"{source}: " + "; ".join(parts)
 
 
-# Augmentations that default to on today but were added after runs were first written. A run's saved config lists
-# every key of its day, so a saved run that lacks one predates it and trained without it (not with today's default).
-ABSENT_FROM_A_SAVED_RUN_MEANS_OFF = ("contrast", "brightness", "low_res", "noise", "blur", "mixup")
+# Config versions (as a database has schema migrations): every saved config and shipped recipe states the
+# `config_version` it was written for, and a config of an older version is read through MIGRATIONS, one function per
+# version, applied in order. Each writes down what its version meant by a key left out, so a config reads as it read
+# when it was written. Which cxr wrote which version: CHANGELOG.md.
+CONFIG_VERSION = 4
+VERSION_KEY = "config_version"
+OLDEST_VERSION = 1  # a saved run's config.yaml without config_version: written before versions were (cxr <= 0.8)
+RADIOGRAPHY_V06_FILE = "smallnet-radiography-224-v0.6.pt"  # the one shipped file ever named by a repository path
+
+
+def _fill(values: dict[str, Any], top: dict[str, Any], augment: dict[str, Any]) -> None:
+    """Keys the config leaves out take these values (a section that is not a mapping is left to validation)."""
+    for key, value in top.items():
+        values.setdefault(key, value)
+    section = values.get("augment", {})
+    if augment and isinstance(section, dict):
+        values["augment"] = {**augment, **section}
+
+
+def _v1_to_v2(values: dict[str, Any]) -> None:
+    """Version 1 defaults: 30 epochs, each image once per epoch, no low-resolution simulation, no mixup (a saved run
+    without `sampling` or `mixup` predates the key: it trained without them)."""
+    _fill(values, {"epochs": 30, "sampling": "shuffle"}, {"low_res": 0.0, "mixup": 0.0})
+
+
+def _v2_to_v3(values: dict[str, Any]) -> None:
+    """Version 2 defaults: no contrast or brightness jitter, low-resolution simulation on half the films, no noise, no
+    blur (a saved run without `noise` or `blur` predates them: it trained without them)."""
+    _fill(values, {}, {"contrast": 0.0, "brightness": 0.0, "low_res": 0.5, "noise": 0.0, "blur": 0.0})
+
+
+def _v3_to_v4(values: dict[str, Any]) -> None:
+    """Version 3: an ImageNet body trained at the head's learning rate (no body_lr_factor); the radiography start of
+    cxr 0.6 was named by its repository path (weights/smallnet-radiography-224-v0.6.pt), now by its name."""
+    if values.get("pretrained") == "imagenet":
+        values.setdefault("body_lr_factor", 1.0)
+    weights = values.get("weights")
+    start_by_path = values.get("pretrained", "none") == "none" and values.get("model", "smallnet") == "smallnet"
+    if isinstance(weights, (str, Path)) and start_by_path:
+        path = Path(weights)
+        if path.name == RADIOGRAPHY_V06_FILE and path.parent.name == "weights":
+            values.update(weights=None, pretrained="radiography-v0.6")
+
+
+MIGRATIONS = {1: _v1_to_v2, 2: _v2_to_v3, 3: _v3_to_v4}  # version N -> N + 1, one per version below CONFIG_VERSION
+
+
+def _version_of(values: dict[str, Any], default: int, source: str) -> int:
+    version = values.pop(VERSION_KEY, None)
+    if version is None:
+        return default
+    if isinstance(version, bool) or not isinstance(version, int) or version < OLDEST_VERSION:
+        raise CxrError(f"{source}: key {VERSION_KEY!r}: must be a whole number from {OLDEST_VERSION} to "
+                       f"{CONFIG_VERSION}, not {version!r}")  # fmt: skip
+    if version > CONFIG_VERSION:
+        raise CxrError(f"{source}: written for config_version {version}, newer than this cxr's {CONFIG_VERSION}; "
+                       "upgrade cxr (pip install -U cxr) to read it")  # fmt: skip
+    return version
+
+
+def migrate(values: dict[str, Any], version: int) -> dict[str, Any]:
+    """A config written for `version` as today's cxr reads it: each migration from `version` on, in order."""
+    values = {**values, **({"augment": dict(values["augment"])} if isinstance(values.get("augment"), dict) else {})}
+    for v in range(version, CONFIG_VERSION):
+        MIGRATIONS[v](values)
+    return values
+
+
+def _set_dotted(values: dict[str, Any], key: str, value: Any, source: str) -> None:
+    """`augment.hflip`-style keys set one key of a section; plain keys replace the value."""
+    if "." not in key:
+        values[key] = value
+        return
+    head, tail = key.split(".", 1)
+    section = values.setdefault(head, {})
+    if not isinstance(section, dict):
+        raise CxrError(f"{source}: key {head!r} must be a section of keys (e.g. {head}: {{{tail}: ...}}), "
+                       f"not {section!r}")  # fmt: skip
+    values[head] = {**section, tail: value}
+
+
+def _validate(values: dict[str, Any], source: str) -> TrainConfig:
+    try:
+        return TrainConfig.model_validate(values)
+    except ValidationError as e:
+        raise CxrError(format_validation_error(e, source)) from None
 
 
 def build_config(
     yaml_path: str | Path | None = None, overrides: dict[str, Any] | None = None, saved_run: bool = False
 ) -> TrainConfig:
-    """Load YAML (a file or a shipped recipe's name, if given), apply non-None CLI overrides, validate; errors become
-    one-line CxrErrors. Nothing given: the defaults, which are the validated recipe. `saved_run`: the YAML is a run's
-    own config.yaml (ABSENT_FROM_A_SAVED_RUN_MEANS_OFF)."""
+    """Load YAML (a file or a shipped recipe's name, if given), bring it to CONFIG_VERSION, apply non-None CLI
+    overrides, validate; errors become one-line CxrErrors. Nothing given: the defaults, which are the validated recipe.
+    A file's `config_version` says which migrations it needs; without one, a hand-written config is today's and a
+    `saved_run` (a run's own config.yaml) is the oldest version (it lists every key of its day)."""
     values: dict[str, Any] = {}
     source = "config"
     if yaml_path is not None:
@@ -363,28 +448,54 @@ def build_config(
         if not isinstance(loaded, dict):
             raise CxrError(f"{yaml_path}: expected a mapping of keys to values at the top level")
         values.update(loaded)
-    if saved_run and isinstance(values.get("augment", {}), dict):
-        values["augment"] = {**dict.fromkeys(ABSENT_FROM_A_SAVED_RUN_MEANS_OFF, 0.0), **values.get("augment", {})}
+    version = _version_of(values, OLDEST_VERSION if saved_run else CONFIG_VERSION, source)
+    values = migrate(values, version)
     for key, val in (overrides or {}).items():
-        if val is None:
-            continue
-        if "." in key:  # dotted override for nested sections, e.g. augment.hflip
-            head, tail = key.split(".", 1)
-            section = values.setdefault(head, {})
-            if not isinstance(section, dict):
-                raise CxrError(f"{source}: key {head!r} must be a section of keys (e.g. {head}: {{{tail}: ...}}), "
-                               f"not {section!r}")  # fmt: skip
-            section[tail] = val
+        if val is not None:
+            _set_dotted(values, key, val, source)
+    return _validate(values, source)
+
+
+def config_at(version: int, values: dict[str, Any] | None = None) -> TrainConfig:
+    """The config that `values` (keys as a config file of that version holds them; dotted keys such as
+    `augment.noise` allowed) meant under `config_version` `version`: the keys it leaves out take that version's
+    defaults. E.g. a model-selection candidate recorded over the defaults it was chosen against:
+    `config_at(1, {"model": "resnet18", "data": DATA})`."""
+    source = f"config_version {version}"
+    checked = _version_of({VERSION_KEY: version}, CONFIG_VERSION, source)
+    nested: dict[str, Any] = {}
+    for key, val in (values or {}).items():
+        if isinstance(val, dict) and isinstance(nested.get(key), dict):
+            val = {**nested[key], **val}
+        _set_dotted(nested, key, val, source)
+    return _validate(migrate(nested, checked), source)
+
+
+def defaults_at(version: int) -> dict[str, Any]:
+    """The keys whose default under `config_version` `version` differs from today's, as dotted keys with that
+    version's values (a sweep candidate that is "the defaults of then", e.g. `defaults_at(2)`: cxr 0.5-0.7's
+    augmentation)."""
+    then, now = (_flat(c.to_yaml_dict()) for c in (config_at(version), TrainConfig()))
+    return {key: value for key, value in then.items() if now.get(key) != value}
+
+
+def _flat(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
         else:
-            values[key] = val
-    try:
-        return TrainConfig.model_validate(values)
-    except ValidationError as e:
-        raise CxrError(format_validation_error(e, source)) from None
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def saved_values(cfg: TrainConfig) -> dict[str, Any]:
+    """What save_config writes: the config's every key, after the config_version it is written for."""
+    return {VERSION_KEY: CONFIG_VERSION, **cfg.to_yaml_dict()}
 
 
 def save_config(cfg: TrainConfig, path: Path) -> None:
-    path.write_text(yaml.safe_dump(cfg.to_yaml_dict(), sort_keys=False))
+    path.write_text(yaml.safe_dump(saved_values(cfg), sort_keys=False))
 
 
 WHERE_IT_RUNS = ("track", "tracking_uri", "experiment", "num_workers", "cache_dir")  # keys that change no model
@@ -413,9 +524,10 @@ def _recorded_workers(run_dir: Path) -> int | None:
 
 
 def what_it_trains(config: dict[str, Any]) -> dict[str, Any]:
-    """A config without where it runs, its data and weights as absolute paths (relative or not: the same files)."""
+    """A config without where it runs (nor the config_version it was written for), its data and weights as absolute
+    paths (relative or not: the same files)."""
     paths = {k: str(Path(config[k]).resolve()) for k in ("data", "weights") if config.get(k)}
-    return {k: v for k, v in config.items() if k not in WHERE_IT_RUNS} | paths
+    return {k: v for k, v in config.items() if k not in WHERE_IT_RUNS and k != VERSION_KEY} | paths
 
 
 def trained_as(run_dir: Path, cfg: TrainConfig) -> bool:

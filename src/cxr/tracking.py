@@ -23,6 +23,7 @@ from lightning.pytorch.loggers import MLFlowLogger
 
 from cxr.atomic import write_text_atomic
 from cxr.errors import CxrError
+from cxr.extras import require
 from cxr.rundir import MLFLOW as TRACKING_FILE
 from cxr.version import __version__
 
@@ -42,13 +43,12 @@ def tracking_uri(cfg: TrainConfig, out: Path) -> str:
 
 
 def _client(uri: str):
-    from mlflow import MlflowClient
-
-    return MlflowClient(tracking_uri=uri)
+    return require("track", "mlflow").MlflowClient(tracking_uri=uri)
 
 
 def check_tracking(uri: str) -> None:
     """Reach the store once, with no retries, so a wrong URI fails before any training rather than after it."""
+    require("track", "mlflow")  # not installed: a one-line error naming the extra, not "cannot be reached"
     saved = {k: os.environ.get(k) for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")}
     os.environ.update(MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="5")
     try:

@@ -25,7 +25,7 @@ from cxr.models.pretrained import INSTALLED, PRETRAINED_EXTRA, installed_file, p
 from cxr.models.weights import load_matching_weights, read_state_dict
 from cxr.training.module import Classifier
 from cxr.training.train import start_weights
-from tests.test_cli import assert_one_line_error, run_cli_inprocess
+from tests.cli.helpers import assert_one_line_error, run_cli_inprocess
 
 LITES = list(LITE_PARAMS)
 IMAGENET_MEAN, IMAGENET_STD = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])

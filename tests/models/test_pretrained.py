@@ -19,12 +19,15 @@ import yaml
 from cxr.config import build_config
 from cxr.errors import CxrError
 from cxr.models import available_models, create_model
-from cxr.models.pretrained import PUBLISHED, RADIOGRAPHY_FILE, PublishedWeights, fetch, pretrained_file
+from cxr.models.pretrained import (
+    PRETRAINED_SOURCES, PUBLISHED, RADIOGRAPHY_FILE, SHIPPED, PublishedWeights, fetch, pretrained_file,
+    shipped_file,
+)  # fmt: skip
 from cxr.models.weights import load_matching_weights
 from cxr.training.module import Classifier
 from cxr.training.train import fetch_start_weights, start_weights
 from tests.models.test_foreign_weights import _imagenet_file
-from tests.test_cli import assert_one_line_error, run_cli_inprocess
+from tests.cli.helpers import assert_one_line_error, run_cli_inprocess
 
 
 class _Server:
@@ -206,3 +209,45 @@ def test_radiography_start_is_the_shipped_smallnet_and_keeps_its_normalisation()
     assert path == RADIOGRAPHY_FILE
     report = load_matching_weights(create_model("smallnet", 3), path)
     assert not report.not_loaded and not report.unused
+
+
+def test_the_shipped_starts_come_in_the_package_by_name():
+    """`pretrained: NAME` resolves through SHIPPED to cxr/weights/ (package data), hash-checked: no repository path."""
+    import tomllib
+    from pathlib import Path
+    from typing import get_args
+
+    from cxr.config import TrainConfig
+
+    assert get_args(TrainConfig.model_fields["pretrained"].annotation) == PRETRAINED_SOURCES
+    assert set(SHIPPED) == {"radiography", "radiography-v0.6"} and RADIOGRAPHY_FILE == SHIPPED["radiography"].path
+    package = Path(__import__("cxr").__file__).parent
+    declared = tomllib.loads((package.parents[1] / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    for name, entry in SHIPPED.items():
+        path = pretrained_file(name, "smallnet")
+        assert path == shipped_file(name) == entry.path and path.parent == package / "weights"
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == entry.sha256 and path.stat().st_size == entry.size_bytes
+        assert any(path.match(f"cxr/{pattern}") for pattern in declared["cxr"]), name  # pip installs it
+    assert "weights/README.md" in declared["cxr"] and (package / "weights" / "README.md").is_file()
+    with pytest.raises(CxrError, match="radiography-v0.6 is a smallnet"):
+        build_config(None, {"model": "resnet18", "pretrained": "radiography-v0.6"})
+
+
+def test_a_damaged_or_missing_shipped_file_is_refused_in_one_line(tmp_path, monkeypatch):
+    import cxr.models.pretrained as pretrained
+
+    monkeypatch.setattr(pretrained, "SHIPPED_DIR", tmp_path)
+    with pytest.raises(CxrError, match="missing from this cxr installation") as e:
+        shipped_file("radiography")
+    assert "\n" not in str(e.value)
+    lfs = "version https://git-lfs.github.com/spec/v1\noid sha256:3629556d\nsize 668949\n"
+    (tmp_path / SHIPPED["radiography"].file).write_text(lfs)  # a Git LFS pointer instead of the file
+    with pytest.raises(CxrError, match="refused, nothing was loaded"):
+        shipped_file("radiography")
+    damaged = bytearray(RADIOGRAPHY_FILE.read_bytes())
+    damaged[-1] ^= 1  # same size, one bit off
+    (tmp_path / SHIPPED["radiography"].file).write_bytes(bytes(damaged))
+    with pytest.raises(CxrError, match="SHA-256"):
+        pretrained_file("radiography", "smallnet")
+    with pytest.raises(CxrError, match="no weights named 'radiography-v0.5'"):
+        shipped_file("radiography-v0.5")

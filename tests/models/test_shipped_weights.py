@@ -1,6 +1,5 @@
-"""The pretrained smallnet shipped in weights/ loads as a start point and as a model, and still classifies radiographs."""
-
-from pathlib import Path
+"""The pretrained smallnets shipped in the package (cxr/weights/) load as start points and as models, and still
+classify radiographs."""
 
 import numpy as np
 import pytest
@@ -8,22 +7,25 @@ import pytest
 import cxr
 from cxr.data.images import find_images
 from cxr.models import create_model
+from cxr.models.pretrained import RADIOGRAPHY_FILE, SHIPPED
 from cxr.models.weights import load_matching_weights
 from tests.conftest import SHARED_DATA
 
-WEIGHTS = Path(__file__).resolve().parents[2] / "weights" / "smallnet-radiography-224.pt"
+WEIGHTS = RADIOGRAPHY_FILE  # `--pretrained radiography`
 RADIOGRAPHY_TEST = SHARED_DATA / "covid19-radiography" / "test"
 
 
-def test_every_tensor_loads_and_a_two_class_head_is_left_out():
-    report = load_matching_weights(create_model("smallnet", 3), WEIGHTS)
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_every_tensor_loads_and_a_two_class_head_is_left_out(name):
+    report = load_matching_weights(create_model("smallnet", 3), SHIPPED[name].path)
     assert not report.not_loaded and not report.unused
-    report = load_matching_weights(create_model("smallnet", 2), WEIGHTS)
+    report = load_matching_weights(create_model("smallnet", 2), SHIPPED[name].path)
     assert set(report.not_loaded) == {"classifier.2.weight", "classifier.2.bias"}
 
 
-def test_the_file_is_a_bundle_with_its_classes_and_normalisation():
-    bundle = cxr.load(WEIGHTS)
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_the_file_is_a_bundle_with_its_classes_and_normalisation(name):
+    bundle = cxr.load(SHIPPED[name].path)
     assert bundle.classes == ["COVID", "Normal", "Viral Pneumonia"] and bundle.meta.image_size == 224
     assert 0.3 < bundle.meta.mean < 0.7 and 0.1 < bundle.meta.std < 0.4
 

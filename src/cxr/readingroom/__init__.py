@@ -4,6 +4,9 @@ content-addressed image store, reader keys and append-only reads, and the loop b
 `cxr.serve` calls this package; it never imports `cxr.serve`, FastAPI or Lightning.
 """
 
-from cxr.readingroom.service import ReadingRoom
+from cxr.extras import require
+
+require("serve", "sqlalchemy")  # not installed: a one-line error naming cxr[serve]
+from cxr.readingroom.service import ReadingRoom  # noqa: E402
 
 __all__ = ["ReadingRoom"]

@@ -1,5 +1,6 @@
 """Engines and migrations: one URL names the database (SQLite file or PostgreSQL server), Alembic brings it to the
-current schema before the first request, and SQLite gets the settings that make several writers safe.
+current schema before the first request, and SQLite gets the settings that make several writers safe. Engines hide
+statement parameters in their errors: a logged database error never carries a file name or a patient hash.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
 from cxr.errors import CxrError
+from cxr.extras import require
 
 BUSY_TIMEOUT_MS = 30_000
 WRITE = {"cxr_write": True}  # execution option: this transaction writes (SQLite takes the write lock up front)
@@ -60,10 +62,12 @@ def connect(url: str) -> Engine:
     if db_file is not None:
         if not db_file.parent.is_dir():
             raise CxrError(f"--db: folder {db_file.parent} does not exist; create it or pick another path")
-        engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000})
+        engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000}, hide_parameters=True)
         _sqlite_settings(engine)
     else:
-        engine = create_engine(url, pool_pre_ping=True)
+        if parsed.get_driver_name() == "psycopg":
+            require("pg", "psycopg")  # not installed: a one-line error naming cxr[pg]
+        engine = create_engine(url, pool_pre_ping=True, hide_parameters=True)
     try:
         upgrade(engine)
     except OperationalError as e:

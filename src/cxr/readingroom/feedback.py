@@ -18,7 +18,8 @@ from sqlalchemy import select
 from cxr.atomic import atomic_path
 from cxr.errors import CxrError
 from cxr.evaluation.agreement import MODEL, NOT_READ, kappa_with_ci
-from cxr.readingroom import queries
+from cxr.readingroom import access_log, queries
+from cxr.readingroom.access_log import DIRECT, Actor
 from cxr.readingroom.schema import INDETERMINATE, Film, Read, Reader
 from cxr.readingroom.service import ReadingRoom
 
@@ -61,8 +62,11 @@ class ExportResult:
     skipped: dict[str, int]
 
 
-def export_feedback(room: ReadingRoom, out: str | Path) -> ExportResult:
-    """Copy each reviewed image once to OUT/images/<label>/ and write OUT/manifest.csv (label = the readers')."""
+def export_feedback(room: ReadingRoom, out: str | Path, actor: Actor = DIRECT) -> ExportResult:
+    """Copy each reviewed image once to OUT/images/<label>/ and write OUT/manifest.csv (label = the readers').
+
+    Every film copied out is in the access log (action "export", by `actor`) before the first file is written.
+    """
     if room.store is None:
         raise CxrError("no image store: pass --images DIR (the folder `cxr serve` kept the films in)")
     out = Path(out)
@@ -70,7 +74,7 @@ def export_feedback(room: ReadingRoom, out: str | Path) -> ExportResult:
     by_image: dict[str, list[ReviewedFilm]] = {}
     for reviewed in reviewed_films(room):
         by_image.setdefault(reviewed.film.sha256, []).append(reviewed)
-    rows = []
+    rows, copies = [], []
     for digest, films in by_image.items():  # the same image received twice is one training example
         film = films[-1].film
         label = consensus([lab for r in films for lab in r.reads.values()])
@@ -82,15 +86,21 @@ def export_feedback(room: ReadingRoom, out: str | Path) -> ExportResult:
             skipped["image not stored"] += 1
             continue
         target = out / "images" / _safe(label) / source.name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if not target.is_file():
-            with atomic_path(target) as tmp:
-                shutil.copyfile(source, tmp)
+        copies.append((source, target, [f.film.id for f in films]))
         readers = sorted({name for f in films for name in f.reads})
         rows.append([target.relative_to(out).as_posix(), label, film.patient_hash or "", "train",
                      int(label != film.predicted), film.predicted, ";".join(readers), film.id])  # fmt: skip
     if not rows:
         raise CxrError("no reviewed films to export: record reads first (POST /v1/studies/{id}/reads or the page)")
+    with room.writing() as session:
+        for _, _, film_ids in copies:
+            for film_id in film_ids:
+                access_log.append(session, actor, "export", film_id, f"to {out.resolve()}")
+    for source, target, _ in copies:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.is_file():
+            with atomic_path(target) as tmp:
+                shutil.copyfile(source, tmp)
     manifest = out / MANIFEST
     with atomic_path(manifest) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)

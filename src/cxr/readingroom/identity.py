@@ -1,4 +1,4 @@
-"""Who and what, without clear identifiers: the salted patient hash, DICOM UIDs, and reader keys.
+"""Who and what, without clear identifiers: the salted patient hash and DICOM UIDs (reader keys: keys.py).
 
 The salt comes from $CXR_SALT, else from a file `reading-salt` in the run directory, created once (mode 0600).
 Several service processes on one PostgreSQL database must share it: set CXR_SALT, or serve the same run directory.
@@ -84,12 +84,3 @@ def dicom_ids(data: bytes, filename: str | None) -> DicomIds:
                         value("AccessionNumber"), value("PatientID"))  # fmt: skip
     except Exception:  # the image itself decoded (the prediction exists); a malformed header only loses the UIDs
         return DicomIds()
-
-
-def new_reader_key() -> str:
-    return "cxr_" + secrets.token_urlsafe(32)
-
-
-def key_hash(key: str) -> str:
-    # plain SHA-256 is enough: keys are 256 random bits, not passwords a slow hash must protect from guessing
-    return hashlib.sha256(key.encode()).hexdigest()

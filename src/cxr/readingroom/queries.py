@@ -27,7 +27,10 @@ def utc_naive(when: datetime | None) -> datetime | None:
     """The database's convention: naive UTC (an aware time is converted; a naive one is taken as UTC)."""
     if when is None or when.tzinfo is None:
         return when
-    return when.astimezone(timezone.utc).replace(tzinfo=None)
+    try:
+        return when.astimezone(timezone.utc).replace(tzinfo=None)
+    except OverflowError:  # within a day of year 1 or 9999 with a zone: as far as a datetime goes
+        return datetime.max if when.year > 1 else datetime.min
 
 
 def iso(when: datetime | None) -> str | None:

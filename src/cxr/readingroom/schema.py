@@ -49,15 +49,22 @@ class Film(Base):
 
 
 class Reader(Base):
-    """A person who reads films; identified by an API key of which only the SHA-256 is kept."""
+    """A person with a key: a reader (reads films, records reads) or an admin (also adds and revokes readers).
+
+    Only a salted hash of the key is kept (cxr.readingroom.keys); `key_id`, the key's public part, finds the row.
+    """
 
     __tablename__ = "readers"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
-    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16), server_default="reader")  # reader | admin
+    key_id: Mapped[str | None] = mapped_column(String(16), unique=True)  # None: a key made before cxr 0.9
+    key_salt: Mapped[str] = mapped_column(String(32))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)  # HMAC-SHA256(salt, SHA-256(key))
     created_at: Mapped[datetime] = mapped_column(DateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime)  # updated at most once a minute
 
 
 class Read(Base):
@@ -76,3 +83,19 @@ class Read(Base):
     label: Mapped[str] = mapped_column(String(64))  # one of the film's classes, or "indeterminate"
     note: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+
+
+class AccessEntry(Base):
+    """Who saw or did what, when, from where: film views, uploads, reads, exports, reader changes. Append-only: the
+    migration adds triggers that refuse UPDATE and DELETE on both backends."""
+
+    __tablename__ = "access_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    actor: Mapped[str] = mapped_column(String(100), index=True)  # a reader's name, "api key", "anonymous", a user
+    role: Mapped[str] = mapped_column(String(16))  # reader | admin | api-key | anonymous | local | service
+    client: Mapped[str | None] = mapped_column(String(100))  # IP address, or "cli@HOST" for the command line
+    action: Mapped[str] = mapped_column(String(16), index=True)  # see cxr.readingroom.access_log.ACTIONS
+    film_id: Mapped[str | None] = mapped_column(String(32), index=True)  # no foreign key: the log outlives films
+    detail: Mapped[str | None] = mapped_column(String(255))

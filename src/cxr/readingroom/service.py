@@ -1,6 +1,8 @@
-"""The reading room's write side and its entry point: record a prediction, add a reader, record a read.
+"""The reading room's write side and its entry point: record a prediction, record a read (readers and keys:
+readers.py, mixed in).
 
-Every write is one transaction: a film row with its stored image, or a read, is all there or not there at all.
+Every write is one transaction: a film row with its stored image, or a read, is all there or not there at all, and
+so is its access-log entry.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from cxr.errors import CxrError
-from cxr.readingroom import db, queries
-from cxr.readingroom.identity import dicom_ids, key_hash, load_salt, new_reader_key, patient_hash
+from cxr.readingroom import access_log, db, queries
+from cxr.readingroom.access_log import DIRECT, Actor
+from cxr.readingroom.identity import dicom_ids, load_salt, patient_hash
+from cxr.readingroom.readers import BadReaderKey, ReaderExists, ReaderKeys, UnknownReader  # noqa: F401 (re-exported)
 from cxr.readingroom.queries import StudyFilter
-from cxr.readingroom.schema import INDETERMINATE, Film, Read, Reader
+from cxr.readingroom.schema import INDETERMINATE, Film, Read
 from cxr.readingroom.store import ImageStore, image_suffix, sha256
 
 DB_FILE = "reading.db"
@@ -31,10 +35,6 @@ MAX_NOTE = 2000
 
 class UnknownFilm(CxrError):
     """404: no film with that id."""
-
-
-class BadReaderKey(CxrError):
-    """401: no reader has that key (or it was revoked)."""
 
 
 class BadRead(CxrError):
@@ -59,7 +59,7 @@ def now() -> datetime:
     return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
-class ReadingRoom:
+class ReadingRoom(ReaderKeys):
     """One database (and image store) shared by the web service, the folder watcher and the CLI."""
 
     def __init__(self, url: str, image_root: str | Path | None, salt: bytes):
@@ -95,8 +95,9 @@ class ReadingRoom:
 
     def record(self, data: bytes, filename: str | None, model: ModelFacts, probabilities: Sequence[float],
                predicted: str, *, source: str = "upload", ood_score: float | None = None,
-               seconds: float | None = None) -> dict[str, Any]:  # fmt: skip
-        """Store the image (unless the store is off) and one film row; returns the film as the API shows it."""
+               seconds: float | None = None, actor: Actor = DIRECT) -> dict[str, Any]:  # fmt: skip
+        """Store the image (unless the store is off) and one film row, and log who sent it; returns the film as the
+        API shows it."""
         digest, suffix = sha256(data), image_suffix(data, filename)
         ids = dicom_ids(data, filename)
         if self.store is not None:
@@ -104,7 +105,7 @@ class ReadingRoom:
         normal = normal_class(model.classes)
         probs = [float(p) for p in probabilities]
         film = Film(
-            id=uuid.uuid4().hex, received_at=now(), source=source, filename=(filename or None) and filename[-255:],
+            id=uuid.uuid4().hex, received_at=now(), source=source, filename=_printable(filename)[-255:] or None,
             sha256=digest, image_stored=self.store is not None, image_ext=suffix, model_id=model.id,
             model_version=model.version, architecture=model.architecture, classes=list(model.classes),
             probabilities=probs, predicted=predicted, threshold=model.threshold,
@@ -115,6 +116,7 @@ class ReadingRoom:
         )  # fmt: skip
         with self.writing() as session:
             session.add(film)
+            access_log.append(session, actor, "upload", film.id, source)
         return queries.film_dict(film, [])
 
     def has_film(self, digest: str, source: str) -> bool:
@@ -130,8 +132,8 @@ class ReadingRoom:
             items = [queries.film_dict(x, reads.get(x.id, [])) for x in films]
         return {"total": total, "limit": limit, "offset": offset, "order": order, "items": items}
 
-    def study(self, film_id: str) -> dict[str, Any]:
-        """One film with its full read history (every version: the audit trail)."""
+    def study(self, film_id: str, actor: Actor | None = None) -> dict[str, Any]:
+        """One film with its full read history (every version: the audit trail); `actor`: log the view."""
         with self.session() as session:
             film = session.get(Film, film_id)
             if film is None:
@@ -140,9 +142,12 @@ class ReadingRoom:
         out = queries.film_dict(film, history)
         out["reads"] = list({r["reader"]: r for r in history}.values())
         out["history"] = history
+        if actor is not None:
+            self.log_access(actor, "view_study", film_id)
         return out
 
-    def image_path(self, film_id: str) -> Path:
+    def image_path(self, film_id: str, actor: Actor | None = None) -> Path:
+        """The stored film; `actor`: log the view first (no entry, no film)."""
         with self.session() as session:
             film = session.get(Film, film_id)
         if film is None:
@@ -152,61 +157,26 @@ class ReadingRoom:
         path = self.store.path(film.sha256, film.image_ext)
         if not path.is_file():
             raise UnknownFilm(f"the image of study {film_id} is missing from {self.store.root}")
+        if actor is not None:
+            self.log_access(actor, "view_image", film_id)
         return path
 
-    # readers and reads ----------------------------------------------------------------------------------------------
+    # reads --------------------------------------------------------------------------------------------------------------
 
-    def add_reader(self, name: str) -> str:
-        """Create a reader; returns the key (shown once: only its hash is kept)."""
-        name = name.strip()
-        if not name or len(name) > 100:
-            raise CxrError("a reader's name must be 1 to 100 characters")
-        key = new_reader_key()
-        try:
-            with self.writing() as session:
-                session.add(Reader(name=name, key_hash=key_hash(key), created_at=now()))
-        except IntegrityError:
-            raise CxrError(f"a reader named {name!r} exists already; pick another name") from None
-        return key
-
-    def revoke_reader(self, name: str) -> None:
-        with self.writing() as session:
-            reader = session.scalar(select(Reader).where(Reader.name == name))
-            if reader is None:
-                raise CxrError(f"no reader named {name!r}; see `cxr readers list`")
-            reader.revoked_at = reader.revoked_at or now()  # the row stays: their reads still name them
-
-    def readers(self) -> list[dict[str, Any]]:
-        with self.session() as session:
-            counts = dict(session.execute(select(Read.reader_id, func.count()).group_by(Read.reader_id)).all())
-            rows = session.scalars(select(Reader).order_by(Reader.name)).all()
-            return [{"name": r.name, "created_at": queries.iso(r.created_at), "revoked_at": queries.iso(r.revoked_at),
-                     "reads": counts.get(r.id, 0)} for r in rows]  # fmt: skip
-
-    def reader_for_key(self, session: Session, key: str | None, lock: bool = False) -> Reader:
-        """The reader holding `key`; `lock` (PostgreSQL: FOR UPDATE) serialises one reader's concurrent reads."""
-        query = select(Reader).where(Reader.key_hash == key_hash(key or ""))
-        reader = session.scalar(query.with_for_update() if lock else query) if key else None
-        if reader is None or reader.revoked_at is not None:
-            raise BadReaderKey("missing, unknown or revoked reader key: send it in the X-Reader-Key header "
-                               "(`cxr readers add NAME` makes one)")  # fmt: skip
-        return reader
-
-    def reader_name(self, key: str | None) -> str:
-        with self.session() as session:
-            return self.reader_for_key(session, key).name
-
-    def add_read(self, film_id: str, key: str | None, label: str, note: str | None = None) -> dict[str, Any]:
-        """Record a reader's label; a reader's earlier read of the film stays, the new one is the next version."""
+    def add_read(self, film_id: str, key: str | None, label: str, note: str | None = None,
+                 client: str | None = None) -> dict[str, Any]:  # fmt: skip
+        """Record a reader's label (and log it, from `client`); a reader's earlier read of the film stays, the new
+        one is the next version."""
         for attempt in range(5):  # belt and braces: the reader lock already orders one reader's reads
             try:
-                return self._add_read(film_id, key, label, note)
+                return self._add_read(film_id, key, label, note, client)
             except IntegrityError:
                 if attempt == 4:
                     raise
         raise AssertionError("unreachable")
 
-    def _add_read(self, film_id: str, key: str | None, label: str, note: str | None) -> dict[str, Any]:
+    def _add_read(self, film_id: str, key: str | None, label: str, note: str | None,
+                  client: str | None) -> dict[str, Any]:  # fmt: skip
         with self.writing() as session:
             reader = self.reader_for_key(session, key, lock=True)
             film = session.get(Film, film_id)
@@ -216,6 +186,8 @@ class ReadingRoom:
             label = next((c for c in choices if c.lower() == label.strip().lower()), None) or _bad_label(label, choices)
             if note is not None and len(note) > MAX_NOTE:
                 raise BadRead(f"the note has {len(note)} characters; at most {MAX_NOTE}")
+            if note is not None and "\x00" in note:
+                raise BadRead("the note contains a NUL character")
             version = session.scalar(
                 select(func.coalesce(func.max(Read.version), 0)).where(Read.film_id == film_id,
                                                                        Read.reader_id == reader.id)
@@ -224,7 +196,27 @@ class ReadingRoom:
                         note=note or None, created_at=now())  # fmt: skip
             session.add(read)
             session.flush()
+            reader.last_used_at = read.created_at
+            access_log.append(session, Actor(reader.name, reader.role, client), "read", film_id,
+                              f"read {read.id}, version {read.version}")  # fmt: skip
             return queries.read_dict(read, reader.name) | {"film_id": film_id}
+
+
+def _printable(name: str | None) -> str:
+    """A file name as stored: control characters (NUL breaks PostgreSQL text) dropped."""
+    return "".join(c for c in name or "" if c.isprintable())
+
+
+def database_has_keys(url: str) -> bool:
+    """Whether the reading room at `url` holds a working reader or admin key (a SQLite file not made yet: no)."""
+    path = db.sqlite_path(url)
+    if path is not None and not path.is_file():
+        return False
+    room = ReadingRoom(url, None, salt=b"")
+    try:
+        return room.has_active_keys()
+    finally:
+        room.close()
 
 
 def _bad_label(label: str, choices: list[str]) -> str:

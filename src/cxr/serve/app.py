@@ -148,7 +148,7 @@ def create_app(
     bundle = Bundle.load(run_dir, backend=backend)
     meta = bundle.meta
     if bundle.guard is None:
-        log.warning("%s has no input guard: films unlike its training films are not flagged (`cxr guard %s` fits one)",
+        log.warning("%s has no input guard: films unlike its training films are not flagged (`cxr run guard %s` fits one)",
                     run_dir, run_dir)  # fmt: skip
     key = api_key if api_key is not None else (os.environ.get(API_KEY_ENV) or None)
     ref = ModelRef(id=bundle.run_dir.resolve().name, version=weights_digest(bundle.model.state_dict())[:12],

@@ -1,9 +1,14 @@
-"""What keeps a burst of uploads from taking the service down: a request-body cap and a bounded inference pool."""
+"""What keeps a burst of uploads from taking the service down: a request-body cap and a bounded inference pool; and
+what keeps a client from guessing keys: a cap on wrong keys per client address."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import math
+import threading
+import time
+from collections import OrderedDict, deque
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, TypeVar
 
@@ -81,3 +86,44 @@ class InferencePool:
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class FailedKeyLimiter:
+    """Per client address: after `max_failures` wrong keys within `window` seconds, every request that carries a key
+    gets 429 (with Retry-After) until the oldest of those failures is `window` seconds old; the key is not checked.
+
+    In memory, per service process; at most `max_clients` addresses are tracked (the least recently failing go
+    first). Behind a reverse proxy, the address is the one uvicorn takes from X-Forwarded-For of a trusted proxy
+    (--forwarded-allow-ips; loopback by default).
+    """
+
+    def __init__(self, max_failures: int = 10, window: float = 60.0, max_clients: int = 10_000,
+                 clock=time.monotonic):  # fmt: skip
+        self.max_failures, self.window, self.max_clients, self.clock = max_failures, window, max_clients, clock
+        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+        self._lock = threading.Lock()  # checked from the worker threads that look keys up
+
+    def _recent(self, client: str, now: float) -> deque[float]:
+        times = self._failures.get(client, deque())
+        while times and times[0] <= now - self.window:
+            times.popleft()
+        return times
+
+    def retry_after(self, client: str | None) -> int | None:
+        """Seconds until this client may send a key again; None when it may now."""
+        with self._lock:
+            now = self.clock()
+            times = self._recent(client or "?", now)
+            if len(times) < self.max_failures:
+                return None
+            return max(1, math.ceil(times[-self.max_failures] + self.window - now))
+
+    def failed(self, client: str | None) -> None:
+        with self._lock:
+            client = client or "?"
+            times = self._recent(client, self.clock())
+            times.append(self.clock())
+            self._failures[client] = times
+            self._failures.move_to_end(client)
+            while len(self._failures) > self.max_clients:
+                self._failures.popitem(last=False)

@@ -25,15 +25,22 @@ from typing import Any
 
 import lightning as L
 import numpy as np
-import optuna
 import torch
 import yaml
-from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
-from optuna.trial import TrialState
 from pydantic import ValidationError
 
+from cxr.extras import require
+
+try:
+    import optuna
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback, fail_stale_trials
+    from optuna.trial import TrialState
+except ImportError:  # cxr[sweep] not installed: one line naming it (cxr.extras), else the error as it is
+    require("sweep")
+    raise
+
 from cxr.atomic import write_text_atomic
-from cxr.config import TrainConfig, format_validation_error, trained_as, what_it_trains
+from cxr.config import TrainConfig, format_validation_error, saved_values, trained_as, what_it_trains
 from cxr.errors import CxrError
 from cxr.inference.bundle import BUNDLE_FILE
 from cxr.training.space import CANDIDATES_KEY, Param, apply_params, expand
@@ -154,6 +161,8 @@ def _describe(plan: SweepPlan) -> dict[str, Any]:
 def open_study(plan: SweepPlan) -> optuna.Study:
     """Create or load (same command: resume) the study; one that asks another question is refused."""
     plan.out.mkdir(parents=True, exist_ok=True)
+    if plan.storage_url.startswith("postgresql+psycopg"):
+        require("pg", "psycopg")
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # a failed trial's error reaches the user once, as cxr prints it
     for attempt in range(OPEN_TRIES):
         try:
@@ -330,8 +339,7 @@ def validation_score(run: Path, objective: str) -> float:
             raise CxrError(f"{run}: validation AUC is undefined (a class is missing from val); use --objective "
                            "val_loss")
         return float(metrics["roc_auc"])
-    import pandas as pd
-
+    pd = require("sweep", "pandas")
     rows = pd.read_csv(run / "predictions_val.csv")
     classes = metrics["classes"]
     probs = rows[[f"p_{c}" for c in classes]].to_numpy()
@@ -342,6 +350,7 @@ def validation_score(run: Path, objective: str) -> float:
 def run_sweep(plan: SweepPlan) -> dict[str, Any]:
     """Run trials until the study holds `plan.trials` settled ones, then write best.yaml, trials.csv and plots."""
     check_objective(plan)
+    require("sweep")  # optuna and pandas (trials.csv), before any trial
     if plan.base.track:
         from cxr.tracking import check_tracking, tracking_uri
 
@@ -386,7 +395,7 @@ def write_results(study: optuna.Study, plan: SweepPlan) -> dict[str, Any]:
         best = study.best_trial
     best_cfg = trial_config(plan, best.params).model_copy(update={"track": plan.base.track})
     text = f"# cxr sweep: trial {best.number}, {plan.objective} {best.value:.4f} ({best.user_attrs.get('run')})\n"
-    write_text_atomic(plan.out / "best.yaml", text + yaml.safe_dump(best_cfg.to_yaml_dict(), sort_keys=False))
+    write_text_atomic(plan.out / "best.yaml", text + yaml.safe_dump(saved_values(best_cfg), sort_keys=False))
     summary.update(best_trial=best.number, best_value=best.value, best_params=best.params,
                    best_run=str(plan.out / "trials" / best.user_attrs.get("run", "")), plots=_plots(study, plan.out))
     return summary
