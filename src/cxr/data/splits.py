@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
-from cxr.config import KERMANY_PATIENT_PATTERN
+from cxr.data.settings import KERMANY_PATIENT_PATTERN
 from cxr.data.folders import LabeledFiles, scan_flat_class_folders
 from cxr.data.manifest import CALIBRATION_SPLIT, is_manifest, load_dataset
 from cxr.errors import CxrError

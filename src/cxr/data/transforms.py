@@ -16,7 +16,7 @@ from monai.transforms import (
     RandSimulateLowResolution,
 )
 
-from cxr.config import AugmentConfig
+from cxr.data.settings import AugmentConfig
 
 LOW_RES_ZOOM = (0.25, 1.0)  # 224 px films seen as if they came from 56-224 px sources
 MIN_BLUR_SIGMA = 0.25  # px at 224: the mildest blur drawn when augment.blur is on

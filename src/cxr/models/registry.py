@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cxr.config import InputNorm
+from cxr.data.settings import InputNorm
 from cxr.errors import CxrError
 
 # How pixel intensities are standardised before the network: "dataset" = one mean/std from the training pixels
