@@ -160,17 +160,37 @@ def sha256_file(path: Path) -> str:
 
 def config_sha256(config: dict) -> str:
     """SHA-256 of what a config trains (cxr.config.what_it_trains: without the keys that change no model) as canonical
-    JSON (sorted keys, no spaces), its data and start weights as paths relative to the repository root: the same
-    config hashes alike in every checkout. A recipe's start weights are named by path, not by content; a config written
-    by a later cxr holds its new keys too, so one recipe hashes alike only within one cxr version (machine.cxr)."""
+    JSON (sorted keys, no spaces), its data as a path relative to the repository root (the same config hashes alike in
+    every checkout) and its start by content: a `weights` file or a shipped `pretrained` start (cxr's SHIPPED) becomes
+    `start_sha256`, the SHA-256 of the file it loads, in place of both keys, so renaming or moving that file changes
+    no digest (`pretrained: imagenet` stays a name: the model fixes its file; a `weights` file absent here stays a
+    path). A config written by a later cxr holds its new keys too, so one recipe hashes alike only within one cxr
+    version (machine.cxr)."""
     from cxr.config import what_it_trains
 
     trains = what_it_trains(config)
+    start = start_sha256(trains)
+    if start is not None:
+        trains = {k: v for k, v in trains.items() if k not in ("weights", "pretrained")} | {"start_sha256": start}
     for key in ("data", "weights"):
         if trains.get(key):
             trains[key] = Path(os.path.relpath(trains[key], ROOT)).as_posix()
     text = json.dumps(trains, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def start_sha256(trains: dict) -> str | None:
+    """The SHA-256 of the start file a config loads (what_it_trains: `weights` absolute): its `weights` file (a run
+    directory: its model.pt), or a shipped start's digest (cxr loads no other content under that name); None for no
+    start, an ImageNet one, or a `weights` file absent here."""
+    from cxr.models.pretrained import SHIPPED
+
+    if trains.get("weights"):
+        path = Path(trains["weights"])
+        path = path / "model.pt" if path.is_dir() else path
+        return sha256_file(path) if path.is_file() else None
+    name = trains.get("pretrained")
+    return SHIPPED[name].sha256 if name in SHIPPED else None
 
 
 def model_identity(run: Path, config_of_spec: dict | None = None) -> dict:

@@ -61,7 +61,7 @@ def run_benchmark(name: str, seed: int = 0, reuse: Path | None = None, publish: 
     identity = model_identity(out, {"dataset": name, "seed": seed})
     published = None
     target = dataset(name).get("publish_weights")
-    if publish and target:  # the pretrained start other recipes name (weights/README.md)
+    if publish and target:  # the pretrained start other recipes name (src/cxr/weights/README.md)
         shutil.copyfile(out / "model.pt", ROOT / target)
         published = target
     training = json.loads((out / "metrics.json").read_text())["training"]

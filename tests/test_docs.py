@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from cxr.cli import app
 from cxr.config import AugmentConfig, TrainConfig
 from cxr.docs_reference import cli_reference_markdown, config_keys, config_reference_markdown, missing_descriptions
+from cxr.models.pretrained import SHIPPED
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -204,7 +205,7 @@ def _check_model_cell(cell: str, entries: list[dict], where: str) -> None:
     assert (int(m.group(1) or 1) if m else 0) == lost, f"{where}: {cell!r}, but {lost} of its entries were not kept"
 
 
-BENCHMARK_FILES = ("codecademy", "kermany", "radiography", "pneumoniamnist")  # benchmarks/run.py: one entry per run
+BENCHMARK_FILES = ("codecademy", "kermany", "radiography", "pneumoniamnist")  # `-m benchmarks run`: one entry per run
 PER_MODEL_FILES = ("external", "stress_guard", "site_calibration")  # one entry per model measured
 
 
@@ -234,9 +235,9 @@ def test_every_results_entry_names_its_model():
             assert SHA256.match(e["weights_sha256"]), where
         assert e["config_sha256"] is None or SHA256.match(e["config_sha256"]), where
         assert (e["config_sha256"] is None) == (e.get("config_from") is None), where
-        if e.get("weights_file"):  # a kept copy (weights/): it is the file the figures were measured on
+        if e.get("weights_file"):  # a kept copy (src/cxr/weights/): it is the file the figures were measured on
             assert hashlib.sha256((ROOT / e["weights_file"]).read_bytes()).hexdigest() == e["weights_sha256"], where
-        if "runs[" not in where:  # a run.py entry holds its seed, machine and precision; the others name the model
+        if "runs[" not in where:  # a `run` entry holds its seed, machine and precision; the others name the model
             assert {"seed", "cxr", "cpu", "precision"} <= set(e.get("trained", {})), f"{where}: which model?"
             if e["weights_sha256"] is None:  # no file to join on: a recipe, and a path that is no model's name
                 assert e["trained"].get("recipe"), where
@@ -264,7 +265,7 @@ def test_the_readme_results_are_the_recorded_runs(name, row):
     assert header[2:7] == ["runs", "model files (SHA-256)", "accuracy", "ROC AUC", "under shift (mean)"]
     _check_benchmark_row(cells, runs, f"README {row}")
     stressed = [r["stress_test"]["mean_accuracy"] for r in runs if "stress_test" in r]
-    assert stressed, f"{name}: no run was stressed (benchmarks/run.py stresses every test run)"
+    assert stressed, f"{name}: no run was stressed (`python -m benchmarks run` stresses every test run)"
     assert cells["stressed"] == _spread(stressed) + ("" if len(stressed) == len(runs) else
                                                      f", {len(stressed)} of {len(runs)} runs")  # fmt: skip
 
@@ -312,7 +313,7 @@ def test_the_benchmarks_page_table_is_the_recorded_runs(name, row):
 
 
 def test_results_md_cites_the_recorded_runs_and_models():
-    """benchmarks/RESULTS.md (benchmarks/run.py --table-only) against the JSON it is written from."""
+    """benchmarks/RESULTS.md (`python -m benchmarks table`) against the JSON it is written from."""
     text = (ROOT / "benchmarks" / "RESULTS.md").read_text()
     header = _header(text, "benchmark | model")
     for name in ("codecademy", "kermany", "radiography", "pneumoniamnist"):
@@ -345,13 +346,13 @@ def test_the_benchmarks_page_sentences_are_the_recorded_runs():
     assert {m[5]} == {"bf16" if "bf16" in r["precision"] else "fp32" for r in runs}
     assert [int(m[6]), int(m[7])] == [r["epochs_run"] for r in runs]
     # the shipped weights: which run each file is, by its digest
-    named = re.findall(r"`(weights/[^`]+\.pt)`(?: is)? the (EPYC|Xeon) seed-(\d+) model \(`([0-9a-f]{8})`, test "
-                       r"(0\.\d{3})\)", text)  # fmt: skip
+    named = re.findall(r"`(src/cxr/weights/[^`]+\.pt)` \(`pretrained: ([a-z0-9.-]+)`\)(?: is)? the (EPYC|Xeon) "
+                       r"seed-(\d+) model \(`([0-9a-f]{8})`, test (0\.\d{3})\)", text)  # fmt: skip
     assert len(named) == 2, named
     runs = _results("radiography")["runs"]
-    for path, machine, seed, digest, accuracy in named:
+    for path, name, machine, seed, digest, accuracy in named:
         sha = hashlib.sha256((ROOT / path).read_bytes()).hexdigest()
-        assert sha.startswith(digest), path
+        assert sha.startswith(digest) and SHIPPED[name].path == ROOT / path, path
         entry = next(r for r in runs if r.get("weights_sha256") == sha)
         assert (_machine(entry), entry["seed"], f"{entry['test']['accuracy']:.3f}") == (machine, int(seed), accuracy)
     # one machine's runs of the default recipe, in films right
@@ -364,7 +365,7 @@ def test_the_benchmarks_page_sentences_are_the_recorded_runs():
 
 
 def test_the_shipped_weights_figures_are_their_entries():
-    """weights/README.md and the shipped-weights test's docstring quote the test accuracy of the entry whose
+    """src/cxr/weights/README.md and the shipped-weights test's docstring quote the test accuracy of the entry whose
     weights_sha256 is the file's."""
     runs = _results("radiography")["runs"]
 
@@ -372,11 +373,11 @@ def test_the_shipped_weights_figures_are_their_entries():
         sha = hashlib.sha256((ROOT / path).read_bytes()).hexdigest()
         return f"{next(r for r in runs if r.get('weights_sha256') == sha)['test']['accuracy']:.3f}"
 
-    current = accuracy_of("weights/smallnet-radiography-224.pt")
-    v06 = accuracy_of("weights/smallnet-radiography-224-v0.6.pt")
+    current = accuracy_of("src/cxr/weights/smallnet-radiography-224.pt")
+    v06 = accuracy_of("src/cxr/weights/smallnet-radiography-224-v0.6.pt")
     docstring = (ROOT / "tests" / "models" / "test_shipped_weights.py").read_text()
     assert re.findall(r"Measured (0\.\d{3}) on all 1,538 test images", docstring) == [current]
-    weights_readme = " ".join((ROOT / "weights" / "README.md").read_text().split())
+    weights_readme = " ".join((ROOT / "src" / "cxr" / "weights" / "README.md").read_text().split())
     assert f"test {v06})" in weights_readme.split("## `smallnet-radiography-224.pt`")[0]
     assert f"accuracy {current}" in weights_readme.split("## `smallnet-radiography-224.pt`")[1]
 

@@ -19,10 +19,12 @@ from benchmarks.common import (
     config_of,
     config_sha256,
     datasets,
+    sha256_file,
     studies,
     study_base,
 )
 from cxr.config import available_recipes, build_config
+from cxr.models.pretrained import SHIPPED
 from cxr.training.space import parse_space
 
 
@@ -64,22 +66,35 @@ def test_a_recorded_config_digest_is_still_its_recipe_or_candidate(where, entry)
     """config_of names the benchmark's recipe ({dataset, seed}) or a study's candidate ({study, candidate, seed});
     rebuilt here and hashed as it was recorded (benchmarks.common.config_sha256 of what it trains), it must give the
     recorded digest. A cxr that adds a config key with a default changes every digest: the recorded ones say which cxr
-    computed them (config_from)."""
+    computed them (config_from; `config_hash` where one was re-recorded)."""
     spec = entry.get("config_of")
     assert spec, f"{where}: config_sha256 without config_of (DATASET or STUDY:CANDIDATE and its seed)"
     cfg = config_of(spec)
-    if cfg.pretrained == "radiography-v0.6" and "cxr 0.8" in str(entry.get("config_from")):
-        # Known, not yet decided (reported with issue 34 item 4): config_version 4 names the kermany recipe's start
-        # `pretrained: radiography-v0.6`, where cxr 0.8 (config_version 3), which computed this digest, named it by
-        # its path (`weights: weights/smallnet-radiography-224-v0.6.pt`). Same file, same model; another digest.
-        v06 = "weights/smallnet-radiography-224-v0.6.pt"
-        as_recorded = {**cfg.to_yaml_dict(), "pretrained": "none", "weights": v06}
-        assert config_sha256(as_recorded) == entry["config_sha256"], f"{where}: not even in cxr 0.8's names"
-        pytest.xfail(f"{where}: digest of cxr 0.8's name for the radiography-v0.6 start (config_version 3)")
     assert config_sha256(cfg.to_yaml_dict()) == entry["config_sha256"], (
         f"{where}: {spec} no longer hashes to the recorded {entry['config_sha256'][:8]} "
         f"(recorded from {entry.get('config_from')!r})"
     )
+
+
+def test_a_start_is_hashed_by_its_content_not_its_name_or_path(tmp_path):
+    """The kermany recipe's start, named `pretrained: radiography-v0.6` (cxr 0.9) or by a path to that file (cxr 0.8:
+    weights/..., since moved), is one config; another file is another config."""
+    v06 = SHIPPED["radiography-v0.6"]
+    named = config_of({"dataset": "kermany", "seed": 0}).to_yaml_dict()
+    assert named["pretrained"] == "radiography-v0.6" and not named.get("weights")
+    assert sha256_file(v06.path) == v06.sha256  # the digest a name stands for is its file's
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.pt").write_bytes(v06.path.read_bytes())
+    for path in (v06.path, run / "model.pt", run):  # the file, a copy elsewhere, a run directory holding it
+        assert config_sha256({**named, "pretrained": "none", "weights": str(path)}) == config_sha256(named), path
+    other = {**named, "pretrained": "radiography"}
+    assert config_sha256(other) != config_sha256(named)
+    assert config_sha256({**named, "pretrained": "none", "weights": str(SHIPPED["radiography"].path)}) == (
+        config_sha256(other)
+    )
+    imagenet = {**named, "model": "resnet18", "pretrained": "imagenet"}  # a name: the model fixes the file
+    assert config_sha256(imagenet) != config_sha256({**imagenet, "pretrained": "none"})
 
 
 STUDIES = sorted(studies())

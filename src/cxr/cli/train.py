@@ -12,6 +12,7 @@ from cxr.cli.checks import folder_out
 from cxr.cli.output import console, print_cv_summary
 from cxr.config import DEFAULT_RECIPE
 from cxr.errors import CxrError
+from cxr.rundir import RunDir
 
 TRACK_HELP = ("log to MLflow (config tracking_uri, else $MLFLOW_TRACKING_URI, else sqlite:///<runs parent>/mlflow.db); "
               "`cxr evaluate` adds to the same MLflow run; see it with `mlflow ui --backend-store-uri URI`")
@@ -69,7 +70,8 @@ def train(
     weights: Optional[Path] = typer.Option(None, help="initialise from a cxr run, model.pt, .ckpt or state dict"),
     pretrained: Optional[str] = typer.Option(
         None, help="imagenet: start from the model's published ImageNet weights (downloaded once, SHA-256 checked; "
-        "`cxr weights list`) | radiography: cxr's smallnet | none"
+        "`cxr weights list`) | radiography: cxr's smallnet trained on COVID-19 Radiography, shipped with cxr | "
+        "radiography-v0.6: its cxr 0.6 file (the kermany recipe's start) | none"
     ),  # fmt: skip
     freeze_backbone: Optional[bool] = typer.Option(
         None, "--freeze-backbone/--no-freeze-backbone",
@@ -92,7 +94,7 @@ def train(
 
     overrides = config_overrides(options) | parse_set_values(set_values)
     own = resume and config is None  # resuming reads the run's own saved config
-    cfg = build_config(out / "config.yaml" if own else config, overrides, saved_run=own)
+    cfg = build_config(RunDir(out).config if own else config, overrides, saved_run=own)
     if cv is not None:
         from cxr.training.cv import cross_validate
 
@@ -130,7 +132,7 @@ def parse_set_values(pairs: list[str]) -> dict[str, object]:
 def _print_training_summary(run: Path) -> None:
     import json
 
-    metrics_path = run / "metrics.json"
+    metrics_path = RunDir(run).metrics
     if not metrics_path.is_file():
         return
     t = json.loads(metrics_path.read_text()).get("training", {})

