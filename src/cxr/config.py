@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from cxr.data.settings import KERMANY_PATIENT_PATTERN, AugmentConfig, InputNorm, StrictModel  # noqa: F401
 from cxr.errors import CxrError
+from cxr.rundir import CONFIG, RunDir
 
 _Strict = StrictModel  # the training config's sections forbid unknown keys too
 
@@ -484,7 +485,7 @@ def augmentation_streams(num_workers: int | str) -> int:
 
 def _recorded_workers(run_dir: Path) -> int | None:
     try:
-        return json.loads((run_dir / "metrics.json").read_text())["training"]["num_workers"]
+        return json.loads(RunDir(run_dir).metrics.read_text())["training"]["num_workers"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -500,7 +501,7 @@ def trained_as(run_dir: Path, cfg: TrainConfig) -> bool:
     """Whether a finished run was trained with exactly this config, so it can stand for a deterministic re-run.
     Read as a saved run: a key added since it was written reads as what the run did without it."""
     try:
-        stored = build_config(Path(run_dir) / "config.yaml", saved_run=True)
+        stored = build_config(RunDir(run_dir).config, saved_run=True)
     except CxrError:
         return False
     same = [json.loads(json.dumps(what_it_trains(c.to_yaml_dict()), default=str)) for c in (stored, cfg)]
@@ -513,6 +514,6 @@ def load_run_config(run_dir: Path) -> TrainConfig:
     run_dir = Path(run_dir)
     if run_dir.is_file():
         raise CxrError(f"{run_dir} is a file; pass the run directory that holds it ({run_dir.parent})")
-    if not (run_dir / "config.yaml").is_file():
-        raise CxrError(f"{run_dir} has no config.yaml; pass a run directory made by `cxr train`")
-    return build_config(run_dir / "config.yaml", saved_run=True)
+    if not RunDir(run_dir).config.is_file():
+        raise CxrError(f"{run_dir} has no {CONFIG}; pass a run directory made by `cxr train`")
+    return build_config(RunDir(run_dir).config, saved_run=True)

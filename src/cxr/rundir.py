@@ -35,13 +35,36 @@ REPORT = "report.html"
 AUDIT = "audit"
 MEMBERS = "members"  # an ensemble's member runs
 SELECTION = "selection"  # a refit's first (validation) run
+FOLDS = "folds"  # `cxr train --cv K`: one run per fold
+MANIFESTS = "manifests"  # `cxr train --cv K`: each fold's films
+PREVIOUS_RUN = ".previous-run"  # where --overwrite keeps the old run until the new one has finished
 
 REQUIRED = (MODEL, CONFIG, METRICS, SPLITS)  # what a finished run holds; MODEL is written last and marks it finished
+DATA_FILES = (CONFIG, SPLITS)  # which films a run saw: a run made from others (adapted, ensemble) copies them
+NESTED_RUNS = {MEMBERS: "ensemble", SELECTION: "refit"}  # runs inside a run: ensemble members, refit's first
+CV_ARTIFACTS = (CV, OOF_PREDICTIONS, PLOTS, FOLDS, MANIFESTS, CONFIG, MLFLOW)  # what a cross-validation writes
 
 
 def predictions_csv(split_key: str) -> str:
     """`predictions_<split>.csv`: one row per film of an evaluated split (or another dataset's key)."""
     return f"predictions_{split_key}.csv"
+
+
+def stress_csv(split_key: str) -> str:
+    """`stress_<split>.csv`: `cxr stress` figures per shift and severity."""
+    return f"stress_{split_key}.csv"
+
+
+def report_html(split: str) -> str:
+    """`report.html` for the test split, `report_<split>.html` for another."""
+    return REPORT if split == "test" else f"report_{split}.html"
+
+
+# what `cxr train --overwrite` sets aside (in PREVIOUS_RUN) until the new run finishes, and a failed new run clears
+RUN_ARTIFACTS = (
+    MODEL, CHECKPOINTS, LOGS, PLOTS, HISTORY, TIMINGS, METRICS, SPLITS, CONFIG,
+    *(predictions_csv(split) for split in ("train", "val", "test")), AUDIT, ONNX, MEMBERS, SELECTION, MLFLOW,
+)  # fmt: skip
 
 
 def merge_metrics_json(path: str | Path, update: dict[str, Any]) -> dict[str, Any]:
@@ -98,6 +121,10 @@ class RunDir:
         return self.path / CHECKPOINTS / LAST_CHECKPOINT
 
     @property
+    def logs(self) -> Path:
+        return self.path / LOGS
+
+    @property
     def plots(self) -> Path:
         return self.path / PLOTS
 
@@ -109,8 +136,52 @@ class RunDir:
     def mlflow(self) -> Path:
         return self.path / MLFLOW
 
+    @property
+    def cv(self) -> Path:
+        return self.path / CV
+
+    @property
+    def oof_predictions(self) -> Path:
+        return self.path / OOF_PREDICTIONS
+
+    @property
+    def audit(self) -> Path:
+        return self.path / AUDIT
+
+    @property
+    def members(self) -> Path:
+        return self.path / MEMBERS
+
+    @property
+    def selection(self) -> Path:
+        return self.path / SELECTION
+
+    @property
+    def folds(self) -> Path:
+        return self.path / FOLDS
+
+    @property
+    def manifests(self) -> Path:
+        return self.path / MANIFESTS
+
+    @property
+    def previous_run(self) -> Path:
+        return self.path / PREVIOUS_RUN
+
     def predictions(self, split_key: str) -> Path:
         return self.path / predictions_csv(split_key)
+
+    def stress(self, split_key: str) -> Path:
+        return self.path / stress_csv(split_key)
+
+    def report(self, split: str = "test") -> Path:
+        return self.path / report_html(split)
+
+    @property
+    def resumable(self) -> bool:
+        """A checkpoint `--resume` can continue from: the run's own, an ensemble member's or a refit's selection run."""
+        members = self.members.glob(f"*/{CHECKPOINTS}/{LAST_CHECKPOINT}")
+        return self.last_checkpoint.is_file() or RunDir(self.selection).last_checkpoint.is_file() or any(members)
 
     @property
     def finished(self) -> bool:

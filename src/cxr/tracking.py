@@ -24,6 +24,7 @@ from lightning.pytorch.loggers import MLFlowLogger
 from cxr.atomic import write_text_atomic
 from cxr.errors import CxrError
 from cxr.extras import require
+from cxr.rundir import CONFIG, CV, HISTORY, METRICS, MODEL, OOF_PREDICTIONS, PLOTS, RunDir
 from cxr.rundir import MLFLOW as TRACKING_FILE
 from cxr.version import __version__
 
@@ -170,25 +171,24 @@ def tracked(cfg: TrainConfig, out: Path, kind: str, precision: str | None = None
 def log_finished_run(client, run_id: str, out: Path) -> None:
     """What a finished run left: training summary and calibration (or cv.json) as metrics, files as artefacts."""
     metrics: dict[str, float] = {}
-    for name in ("metrics.json", "cv.json"):
+    for name in (METRICS, CV):
         path = out / name
         if path.is_file():
             data = json.loads(path.read_text())
-            if name == "cv.json":
+            if name == CV:
                 metrics.update(_numbers(data, "cv_"))
             for section in ("training", "calibration"):
                 metrics.update(_numbers(data.get(section) or {}, f"{section}_"))
-    training = (json.loads((out / "metrics.json").read_text()) if (out / "metrics.json").is_file() else {}).get(
-        "training", {})  # fmt: skip
+    training = RunDir(out).read_metrics().get("training", {})
     if training.get("precision"):
         client.set_tag(run_id, "cxr.precision", training["precision"])
     _log_metrics(client, run_id, metrics)
-    for name in ("config.yaml", "metrics.json", "cv.json", "history.csv", "model.pt", "predictions_oof.csv",
-                 "best.yaml", "trials.csv"):  # a run's, a cross-validation's or a sweep's
+    for name in (CONFIG, METRICS, CV, HISTORY, MODEL, OOF_PREDICTIONS, "best.yaml", "trials.csv"):
+        # a run's, a cross-validation's or a sweep's
         if (out / name).is_file():
             client.log_artifact(run_id, str(out / name))
-    if (out / "plots").is_dir():
-        client.log_artifacts(run_id, str(out / "plots"), artifact_path="plots")
+    if (out / PLOTS).is_dir():
+        client.log_artifacts(run_id, str(out / PLOTS), artifact_path=PLOTS)
 
 
 def _log_metrics(client, run_id: str, metrics: dict[str, float]) -> None:
@@ -210,8 +210,9 @@ def log_evaluation(run_dir: Path, key: str, metrics: dict[str, Any]) -> bool:
     client = _client(info["uri"])
     name = key.replace("@", "_at_")  # MLflow metric names allow letters, digits, _ - . / and spaces
     _log_metrics(client, info["run_id"], _numbers(metrics, f"{name}_"))
-    for path in sorted((Path(run_dir) / "plots").glob(f"*_{key}.png")):
-        client.log_artifact(info["run_id"], str(path), artifact_path="plots")
-    if (Path(run_dir) / f"predictions_{key}.csv").is_file():
-        client.log_artifact(info["run_id"], str(Path(run_dir) / f"predictions_{key}.csv"))
+    files = RunDir(run_dir)
+    for path in sorted(files.plots.glob(f"*_{key}.png")):
+        client.log_artifact(info["run_id"], str(path), artifact_path=PLOTS)
+    if files.predictions(key).is_file():
+        client.log_artifact(info["run_id"], str(files.predictions(key)))
     return True

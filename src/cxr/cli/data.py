@@ -12,6 +12,7 @@ from rich.table import Table
 from cxr.cli.checks import csv_out, folder_out, image_out, split_name
 from cxr.cli.legacy import keep_old_spelling
 from cxr.cli.output import GROUPS_PANEL, console, err_console, print_table, warn
+from cxr.rundir import PLOTS
 
 PATIENT_PATTERN_HELP = "regex for patient ids in file names ('' = none; default: the Kermany names)"
 
@@ -80,7 +81,7 @@ def data_audit(
     report = run_audit(data, out, threshold=threshold, pattern=pattern, workers=workers, progress=True)
     for line in summary_lines(report):
         console.print(line, highlight=False, markup=False, soft_wrap=True)
-    console.print(f"wrote {out / 'audit.json'} and {out / 'plots'}/", soft_wrap=True)
+    console.print(f"wrote {out / 'audit.json'} and {out / PLOTS}/", soft_wrap=True)
     if report["summary"]["leakage"]:
         err_console.print("[red]leakage:[/] images or patients are shared across splits (see audit.json)")
         raise typer.Exit(1)

@@ -13,6 +13,7 @@ from cxr.cli.checks import folder_out, html_out, split_name
 from cxr.cli.output import console, print_table, warn
 from cxr.cli.predict import TTA_HELP
 from cxr.errors import CxrError
+from cxr.rundir import METRICS, RunDir
 
 
 def register(app: typer.Typer) -> None:
@@ -55,7 +56,8 @@ def evaluate(
         g = metrics["guard"]
         console.print(f"input guard: {g['flagged']} of {metrics['n']} films ({100 * g['share']:.1f} %) would be flagged "
                       "as unlike the training films")  # fmt: skip
-    console.print(f"wrote '{key}' in {run / 'metrics.json'}, {run / f'predictions_{key}.csv'} and {run / 'plots'}/")
+    files = RunDir(run)
+    console.print(f"wrote '{key}' in {files.metrics}, {files.predictions(key)} and {files.plots}/")
     if gallery:
         from cxr.explain.gallery import write_gallery
 
@@ -146,8 +148,8 @@ def stress(
                   f"{w['shift']} at severity {w['severity']} ({w['accuracy']:.3f}); {section['seconds']} s on the "
                   f"{section['backend']} backend")  # fmt: skip
     key = section["key"]
-    console.print(f"wrote metrics.json['{key}']['stress'], {run / f'stress_{key}.csv'} and "
-                  f"{run / 'plots' / f'stress_{key}.png'}")  # fmt: skip
+    console.print(f"wrote {METRICS}['{key}']['stress'], {RunDir(run).stress(key)} and "
+                  f"{RunDir(run).plots / f'stress_{key}.png'}")  # fmt: skip
 
 
 def _print_metrics(m: dict, split: str) -> None:

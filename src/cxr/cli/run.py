@@ -12,6 +12,7 @@ from cxr.cli.checks import folder_out
 from cxr.cli.legacy import keep_old_spelling
 from cxr.cli.output import GROUPS_PANEL, console
 from cxr.errors import CxrError
+from cxr.rundir import RunDir
 
 
 def register(app: typer.Typer) -> None:
@@ -45,7 +46,7 @@ def guard(run: Path = typer.Argument(..., help="finished run directory (model bu
     fitted = fit_run_guard(run)
     console.print(f"input guard fitted on {fitted['train_images']} training films ({sum(fitted['feature_dims'])} features at {len(fitted['feature_dims'])} depths); "
                   f"{100 * fitted['pass_rate']:.1f} % of {fitted['threshold_images']} {fitted['threshold_from']} "
-                  f"films pass; updated {run / 'model.pt'}")  # fmt: skip
+                  f"films pass; updated {RunDir(run).model}")  # fmt: skip
 
 
 def ensemble_runs(
@@ -57,12 +58,12 @@ def ensemble_runs(
     from cxr.evaluation.calibration import calibrate_run
     from cxr.inference.ensemble import combine_runs
 
-    if (out / "model.pt").exists():  # never over a member or an earlier model
+    if RunDir(out).model.exists():  # never over a member or an earlier model
         raise CxrError(f"{out} already holds a model; choose another --out")
     combine_runs(runs, out)
     try:
         cal = calibrate_run(out, operating_point or "none")
     except BaseException:
-        (out / "model.pt").unlink(missing_ok=True)  # an uncalibrated bundle must not look like a finished model
+        RunDir(out).model.unlink(missing_ok=True)  # an uncalibrated bundle must not look like a finished model
         raise
-    console.print(f"wrote {out / 'model.pt'}: {len(runs)} members, validation temperature {cal.temperature:.3f}")
+    console.print(f"wrote {RunDir(out).model}: {len(runs)} members, validation temperature {cal.temperature:.3f}")

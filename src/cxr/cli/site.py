@@ -14,6 +14,7 @@ from cxr.cli.checks import folder_out
 from cxr.cli.legacy import keep_old_spelling
 from cxr.cli.output import GROUPS_PANEL, console, warn
 from cxr.errors import CxrError
+from cxr.rundir import RunDir
 
 
 def register(app: typer.Typer) -> None:
@@ -92,7 +93,7 @@ def _calibrate_in_place(run: Path, operating_point: str | None, temperature: boo
 
     cal = calibrate_run(run, operating_point, fit_temp=temperature, batch_size=batch_size, progress=True)
     console.print(_summary_line(cal, "validation"))
-    console.print(f"updated {run / 'model.pt'}; re-run `cxr evaluate {run}` for test figures")
+    console.print(f"updated {RunDir(run).model}; re-run `cxr evaluate {run}` for test figures")
 
 
 def _summary_line(cal, where: str) -> str:

@@ -23,6 +23,7 @@ from cxr.data.images import DICOM_MAGIC_END, ImageReadError, is_dicom, load_gray
 from cxr.data.manifest import load_dataset
 from cxr.data.probes import bit_depth, encoder_digest, probe_groups, probe_lines, probe_pixels, run_probes
 from cxr.data.splits import patient_ids
+from cxr.rundir import PLOTS
 
 # pHash with a 16x16 DCT block (256 bits): on covid19-radiography and Kermany, re-encoded/cropped copies of one
 # radiograph sit at distance <= ~44 and different images of the same look (pediatric AP films) from ~38 up;
@@ -328,7 +329,7 @@ def run_audit(data: str | Path, out: str | Path, **kwargs: Any) -> dict[str, Any
 
     out = Path(out)
     report = audit_dataset(data, **kwargs)
-    plots = out / "plots"
+    plots = out / PLOTS  # named as a run's
     report["plots"] = [str(plot_class_counts(report["counts"], plots / "class_counts.png"))]
     pairs = example_pairs(report)
     if pairs:

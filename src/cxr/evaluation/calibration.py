@@ -19,10 +19,11 @@ from cxr.evaluation.bootstrap import bootstrap_distribution, describe, intervals
 from cxr.evaluation.metrics import expected_calibration_error
 from cxr.evaluation.operating_point import check_binary, choose_threshold, parse_operating_point
 from cxr.inference.predict import apply_temperature, predict_logits
+from cxr.rundir import RunDir
 
 TEMPERATURE_RANGE = (0.05, 20.0)
 # sd of the prior on log T when fitting on validation: lowest out-of-fold log loss of {none, 2, 1, 0.5, 0.25, T = 1} on
-# codecademy's nested CV, 6 fold runs (benchmarks/temperature_prior.py: 0.240 against 0.583 with no prior)
+# codecademy's nested CV, 6 fold runs (`python -m benchmarks temperature-prior`: 0.240 against 0.583 with no prior)
 TEMPERATURE_PRIOR_SIGMA = 0.25
 ECE_BINS = 15
 SITE_KEY = "site_calibration"  # BundleMeta.extra: the site films a bundle was calibrated on (cxr.evaluation.site)
@@ -128,7 +129,6 @@ def calibrate_run(
     "none" removes it (argmax decisions).
     """
     from cxr.data.run_files import split_files
-    from cxr.evaluation.metrics import merge_metrics_json
     from cxr.inference.bundle import Bundle, save_bundle
 
     run_dir = Path(run_dir)
@@ -140,7 +140,7 @@ def calibrate_run(
     y_true = np.array([label_of[Path(p)] for p in preds.paths])
     cal = calibrate_on_validation(preds.logits, y_true, bundle.classes, operating_point, fit_temp)
     save_bundle(run_dir, bundle.model, apply_to_meta(bundle.meta, cal), bundle.guard)  # same features: same guard
-    merge_metrics_json(run_dir / "metrics.json", {"calibration": cal.summary})
+    RunDir(run_dir).merge_metrics({"calibration": cal.summary})
     return cal
 
 

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import csv
-import json
 import logging
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict, cast
 
 import numpy as np
 
@@ -15,11 +14,46 @@ from cxr.errors import CxrError
 from cxr.evaluation.bootstrap import DEFAULT_RESAMPLES
 from cxr.evaluation.clinical import clinical_sections
 from cxr.evaluation.history import read_history
-from cxr.evaluation.metrics import compute_metrics, merge_metrics_json
+from cxr.evaluation.metrics import compute_metrics
 from cxr.evaluation.plots import plot_confusion_matrix, plot_roc, plot_training_curves
 from cxr.evaluation.site import SITE_KEY, check_not_calibration_films
 from cxr.inference.bundle import Bundle
 from cxr.inference.predict import Predictions
+from cxr.rundir import RunDir
+
+if TYPE_CHECKING:
+    from cxr.evaluation.stress import StressSection
+
+
+class SplitMetrics(TypedDict):
+    """metrics.json[<split key>] as `evaluate_run` writes and returns it: `compute_metrics`' figures, then the
+    clinical sections; deep parts stay plain dicts."""
+
+    n: int
+    accuracy: float
+    balanced_accuracy: float
+    roc_auc: float | None  # binary: of the positive class; else macro one-vs-rest (None when a class is absent)
+    per_class: dict[str, dict[str, Any]]  # precision, recall, f1-score, support, roc_auc per class
+    macro_avg: dict[str, float]
+    weighted_avg: dict[str, float]
+    confusion_matrix: list[list[int]]
+    classes: list[str]
+    threshold: float | None
+    positive_class: NotRequired[str]  # binary models: classes[1], and the four figures below
+    sensitivity: NotRequired[float]
+    specificity: NotRequired[float]
+    ppv: NotRequired[float]
+    npv: NotRequired[float]
+    ci: NotRequired[dict[str, Any]]  # with bootstrap resamples: an interval per figure, nested like the figures
+    ci_method: NotRequired[dict[str, Any]]
+    skipped_unreadable: list[str]
+    tta: bool
+    guard: dict[str, Any] | None  # guard_section: None for a model without an input guard
+    calibration: dict[str, Any]
+    operating_points: NotRequired[list[dict[str, Any]]]  # binary models
+    agreement: NotRequired[dict[str, Any]]  # with a reference reading (--reference)
+    site_calibration: NotRequired[dict[str, Any]]  # SITE_KEY: a site-calibrated model scored on that site's films
+    stress: NotRequired[StressSection]  # `cxr stress` figures of the same films, kept by a re-evaluation
 
 
 def write_predictions_csv(path: Path, preds: Predictions, y_true: np.ndarray) -> None:
@@ -55,7 +89,7 @@ def evaluate_run(
     reference: Path | None = None,
     key: str | None = None,
     tta: bool = False,
-) -> dict[str, Any]:
+) -> SplitMetrics:
     """Metrics with bootstrap intervals (`n_bootstrap` 0 = none), calibration, operating points, reader agreement.
 
     Written under `key` (default `evaluation_key(...)`): metrics.json[key], plots/*_<key>.png, predictions_<key>.csv.
@@ -70,26 +104,27 @@ def evaluate_run(
     if not preds.paths:
         raise CxrError(f"no readable images in the {split} split")
     y_true = np.array([label_of[Path(p)] for p in preds.paths])
-    metrics = compute_metrics(y_true, preds.probabilities, bundle.classes, bundle.meta.threshold, n_bootstrap, seed)
+    metrics = cast(SplitMetrics, compute_metrics(y_true, preds.probabilities, bundle.classes, bundle.meta.threshold,
+                                                 n_bootstrap, seed))  # fmt: skip
     metrics["skipped_unreadable"] = preds.errors
     metrics["tta"] = tta
     metrics["guard"] = guard_section(preds)
     if site is not None:
-        metrics[SITE_KEY] = site
+        metrics[SITE_KEY] = site  # type: ignore[literal-required]  # SITE_KEY is "site_calibration"
 
-    plots = run_dir / "plots"
+    files = RunDir(run_dir)
+    plots = files.plots
     metrics.update(clinical_sections(y_true, preds, bundle.meta, key, plots, n_bootstrap, seed, reference))
     plot_confusion_matrix(metrics["confusion_matrix"], bundle.classes, plots / f"confusion_matrix_{key}.png",
                           title=f"Confusion matrix ({key}, n={metrics['n']})")  # fmt: skip
     plot_roc(y_true, preds.probabilities, bundle.classes, plots / f"roc_{key}.png", title=f"ROC ({key})")
-    plot_training_curves(read_history(run_dir / "history.csv"), plots / "training_curves.png")
-    write_predictions_csv(run_dir / f"predictions_{key}.csv", preds, y_true)
-    metrics_path = run_dir / "metrics.json"
-    previous = json.loads(metrics_path.read_text()).get(key, {}) if metrics_path.is_file() else {}
+    plot_training_curves(read_history(files.history), plots / "training_curves.png")
+    write_predictions_csv(files.predictions(key), preds, y_true)
+    previous = files.read_metrics().get(key, {})
     if "stress" in previous:  # `cxr stress` figures of the same films: a re-evaluation keeps them
         metrics["stress"] = previous["stress"]
-    merge_metrics_json(metrics_path, {key: metrics})
-    if (run_dir / "mlflow.json").is_file():  # a tracked run (`--track`): the split's figures join its MLflow run
+    files.merge_metrics({key: metrics})
+    if files.mlflow.is_file():  # a tracked run (`--track`): the split's figures join its MLflow run
         from cxr.tracking import log_evaluation
 
         try:

@@ -7,6 +7,7 @@ import csv
 from pathlib import Path
 
 from cxr.atomic import atomic_path
+from cxr.rundir import RunDir
 
 HISTORY_COLUMNS = ["epoch", "lr", "train_loss", "train_acc", "train_auc", "val_loss", "val_acc", "val_auc"]
 TIMING_COLUMNS = ["epoch", "seconds"]
@@ -21,8 +22,8 @@ def read_history(path: Path) -> list[dict[str, float]]:
 
 def read_epoch_seconds(run_dir: Path) -> list[float]:
     """Wall seconds of each training epoch (runs before cxr 0.5 kept them in history.csv)."""
-    run_dir = Path(run_dir)
-    rows = read_history(run_dir / "timings.csv") or read_history(run_dir / "history.csv")
+    files = RunDir(run_dir)
+    rows = read_history(files.timings) or read_history(files.history)
     return [r["seconds"] for r in rows if "seconds" in r]
 
 

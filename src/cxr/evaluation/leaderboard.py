@@ -19,8 +19,9 @@ from rich.table import Table
 from cxr.errors import CxrError
 from cxr.evaluation.tables import with_ci
 from cxr.inference.bundle import BUNDLE_FILE
+from cxr.rundir import FOLDS, METRICS, NESTED_RUNS, PREVIOUS_RUN, RunDir
 
-NESTED = {"members", "selection", "folds", ".previous-run"}  # runs inside a run: listed through their parent
+NESTED = {*NESTED_RUNS, FOLDS, PREVIOUS_RUN}  # runs inside a run: listed through their parent
 SORT_KEYS = ("val.accuracy", "val.auc", "test.accuracy", "test.auc", "seconds", "date")
 FORMATS = ("table", "csv", "markdown", "json")
 COLUMNS = ("group", "rank", "run", "model", "data", "image_size", "epochs", "precision", "val_accuracy", "val_auc",
@@ -28,7 +29,7 @@ COLUMNS = ("group", "rank", "run", "model", "data", "image_size", "epochs", "pre
 
 
 def _find_runs(folder: Path) -> list[Path]:
-    found = [p.parent for p in folder.rglob(BUNDLE_FILE) if (p.parent / "metrics.json").is_file()]
+    found = [p.parent for p in folder.rglob(BUNDLE_FILE) if RunDir(p.parent).metrics.is_file()]
     return sorted(r for r in found if not NESTED & set(r.relative_to(folder).parts))
 
 
@@ -40,8 +41,9 @@ def _figure(section: dict | None, key: str) -> dict[str, Any] | None:
 
 
 def read_run(run: Path, label: str) -> dict[str, Any]:
-    metrics = json.loads((run / "metrics.json").read_text())
-    config = yaml.safe_load((run / "config.yaml").read_text()) if (run / "config.yaml").is_file() else {}
+    files = RunDir(run)
+    metrics = files.read_metrics()
+    config = yaml.safe_load(files.config.read_text()) if files.config.is_file() else {}
     training = metrics.get("training") or {}
     data = config.get("data")
     other_splits = sorted(k for k in metrics if "@" in k or k.endswith("-tta"))
@@ -70,7 +72,7 @@ def collect_runs(folders: list[Path], sort: str = "test.accuracy") -> list[dict[
             raise CxrError(f"{folder} is not a folder; pass folders that hold run directories from `cxr train`")
         runs = _find_runs(folder)
         if not runs:
-            raise CxrError(f"{folder} holds no finished run (a folder with {BUNDLE_FILE} and metrics.json); pass the "
+            raise CxrError(f"{folder} holds no finished run (a folder with {BUNDLE_FILE} and {METRICS}); pass the "
                            "folder `cxr train --out` wrote into, or its parent")  # fmt: skip
         rows += [read_run(r, str(Path(folder.name) / r.relative_to(folder)) if r != folder else folder.name)
                  for r in runs]  # fmt: skip

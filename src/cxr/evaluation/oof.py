@@ -10,9 +10,10 @@ import numpy as np
 
 from cxr.atomic import atomic_path
 from cxr.errors import CxrError
+from cxr.rundir import CV, OOF_PREDICTIONS
 
-OOF_FILE = "predictions_oof.csv"
-CV_FILE = "cv.json"
+OOF_FILE = OOF_PREDICTIONS  # cxr.rundir's names, by their older names here
+CV_FILE = CV
 
 
 def is_cross_validation(folder: Path) -> bool:

@@ -24,6 +24,7 @@ from cxr.atomic import write_text_atomic
 from cxr.data.images import ImageReadError, load_grayscale
 from cxr.errors import CxrError
 from cxr.inference.bundle import BUNDLE_FILE, Bundle
+from cxr.rundir import RunDir
 
 log = logging.getLogger("cxr")
 THUMB_SIDE = 260
@@ -47,8 +48,8 @@ def _jpeg_uri(pixels: np.ndarray, side: int = THUMB_SIDE) -> str:
 
 def needs_evaluation(run_dir: Path, split: str) -> bool:
     """True when the split was never evaluated, was evaluated by an older cxr, or the model changed since."""
-    metrics_path = run_dir / "metrics.json"
-    if not metrics_path.is_file() or not (run_dir / f"predictions_{split}.csv").is_file():
+    metrics_path = RunDir(run_dir).metrics
+    if not metrics_path.is_file() or not RunDir(run_dir).predictions(split).is_file():
         return True
     section = json.loads(metrics_path.read_text()).get(split)
     if not section or any(k not in section for k in CLINICAL_KEYS):
@@ -67,7 +68,7 @@ def _read_predictions(path: Path, classes: list[str]) -> list[dict[str, Any]]:
 def _split_counts(run_dir: Path, classes: list[str], metrics: dict, split: str) -> list[dict[str, Any]]:
     """Images per split and class: train/val as trained (splits.csv), the evaluated split as evaluated."""
     counts: dict[str, Counter] = {}
-    splits_csv = run_dir / "splits.csv"
+    splits_csv = RunDir(run_dir).splits
     if splits_csv.is_file():
         with open(splits_csv, newline="") as f:
             for row in csv.DictReader(f):
@@ -174,12 +175,13 @@ def _calibrated_on(calibration: dict[str, Any] | None) -> str:
 
 def build_context(run_dir: Path, split: str, gallery_size: int = 12, gradcam: bool = True) -> dict[str, Any]:
     bundle = Bundle.load(run_dir)
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    files = RunDir(run_dir)
+    metrics = json.loads(files.metrics.read_text())
     if split not in metrics:
-        raise CxrError(f"{run_dir}/metrics.json has no {split!r} section; run `cxr evaluate {run_dir} --split {split}`")
+        raise CxrError(f"{files.metrics} has no {split!r} section; run `cxr evaluate {run_dir} --split {split}`")
     section = metrics[split]
     classes = bundle.classes
-    plots = run_dir / "plots"
+    plots = files.plots
     return {
         "run": run_dir.resolve().name,
         "run_path": str(run_dir.resolve()),
@@ -208,7 +210,7 @@ def build_context(run_dir: Path, split: str, gallery_size: int = 12, gradcam: bo
         "stress": section.get("stress"),
         "stress_rows": _stress_rows(section.get("stress")),
         "guard": section.get("guard"),
-        "gallery": error_gallery(bundle, run_dir / f"predictions_{split}.csv", gallery_size, gradcam),
+        "gallery": error_gallery(bundle, files.predictions(split), gallery_size, gradcam),
     }
 
 
@@ -249,6 +251,6 @@ def write_report(
         log.info("evaluating %s on %s first", run_dir, split)
         evaluate_run(run_dir, split, **(evaluate_kwargs or {}))
     html = render_html(build_context(run_dir, split, gallery_size, gradcam))
-    target = Path(out) if out is not None else run_dir / ("report.html" if split == "test" else f"report_{split}.html")
+    target = Path(out) if out is not None else RunDir(run_dir).report(split)
     target.parent.mkdir(parents=True, exist_ok=True)
     return write_text_atomic(target, html)

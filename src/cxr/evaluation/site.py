@@ -29,6 +29,7 @@ from cxr.evaluation.calibration import (
 )
 from cxr.inference.adapt import COPIED_FILES, AdaptResult, adapt_batchnorm
 from cxr.inference.bundle import BUNDLE_FILE, Bundle, BundleMeta, save_bundle
+from cxr.rundir import RunDir
 
 MIN_FILMS_PER_CLASS = 5  # fewer: one film more or less moves the threshold across a fifth of the class
 
@@ -65,7 +66,6 @@ def calibrate_on_site(
     binary models with an operating-point rule, threshold fitted on `data`'s `split` (class names matched ignoring
     case, as `cxr evaluate --data` does). `operating_point`: None keeps the run's rule, "none" drops it."""
     from cxr.data.run_files import split_files
-    from cxr.evaluation.metrics import merge_metrics_json
 
     src, out, data = Path(run_dir), Path(out), Path(data)
     if out.resolve() == src.resolve() or (out / BUNDLE_FILE).exists():
@@ -110,7 +110,7 @@ def calibrate_on_site(
         meta = apply_to_meta(bundle.meta, cal)
         meta.extra = {**meta.extra, SITE_KEY: record}
         path = save_bundle(out, bundle.model, meta, bundle.guard)  # same features: same guard (none after AdaBN)
-        merge_metrics_json(out / "metrics.json", {"calibration": {**cal.summary, SITE_KEY: record}})
+        RunDir(out).merge_metrics({"calibration": {**cal.summary, SITE_KEY: record}})
     except BaseException:
         (out / BUNDLE_FILE).unlink(missing_ok=True)  # a half-calibrated bundle must not look like a finished model
         raise

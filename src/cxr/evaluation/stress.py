@@ -8,11 +8,10 @@ stress_<split>.csv; a re-run of `cxr evaluate` keeps them.
 from __future__ import annotations
 
 import csv
-import json
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 import numpy as np
 from rich.progress import Progress
@@ -20,15 +19,38 @@ from rich.progress import Progress
 from cxr.data.cache import decode_cached
 from cxr.data.run_files import evaluation_key, split_files
 from cxr.errors import CxrError
-from cxr.evaluation.metrics import expected_calibration_error, macro_auc, merge_metrics_json
+from cxr.evaluation.metrics import expected_calibration_error, macro_auc
 from cxr.evaluation.shifts import apply_shift, choose_shifts
 from cxr.inference.bundle import Bundle
 from cxr.inference.predict import decide
+from cxr.rundir import RunDir
 
 log = logging.getLogger(__name__)
 
 
-def figures(y_true: np.ndarray, probs: np.ndarray, classes: list[str], threshold: float | None) -> dict[str, Any]:
+class StressFigures(TypedDict):
+    """The figures of one condition (the clean films, or one shift at one severity)."""
+
+    accuracy: float
+    auc: float | None
+    recall: dict[str, float | None]  # per class; None for a class absent from the split
+    ece: float
+
+
+class StressSection(TypedDict):
+    """metrics.json[<split key>]["stress"], as `run_stress` writes and returns it."""
+
+    n: int
+    backend: str  # torch | onnx
+    seed: int
+    seconds: float
+    clean: StressFigures
+    conditions: list[dict[str, Any]]  # shift, severity, parameter, unit and the StressFigures of each condition
+    summary: dict[str, Any]  # `summarise`: means over the conditions, the weakest shift, the worst condition
+    key: NotRequired[str]  # returned only (not written): the evaluation key the section went under
+
+
+def figures(y_true: np.ndarray, probs: np.ndarray, classes: list[str], threshold: float | None) -> StressFigures:
     """Accuracy, AUC (binary, or macro one-vs-rest), recall per class and ECE of one condition."""
     predicted = decide(probs, threshold)
     auc, _ = macro_auc(y_true, probs)
@@ -75,9 +97,9 @@ def summarise(clean: dict[str, Any], rows: list[dict[str, Any]]) -> dict[str, An
 
 
 def export_for_stress(run_dir: Path) -> bool:
-    """61 conditions of every film: ONNX Runtime runs them ~9x faster than PyTorch on CPU (benchmarks/stress_speed.py),
-    so a run is exported before a long battery; a model that cannot be exported is stressed on PyTorch (False). A run
-    that already holds an export of its current weights (a reused sweep trial) keeps it."""
+    """61 conditions of every film: ONNX Runtime runs them ~9x faster than PyTorch on CPU (`python -m benchmarks speed
+    stress`), so a run is exported before a long battery; a model that cannot be exported is stressed on PyTorch
+    (False). A run that already holds an export of its current weights (a reused sweep trial) keeps it."""
     from cxr.inference.onnx_export import export_onnx
 
     if Bundle.load(run_dir).backend == "onnx":
@@ -101,7 +123,7 @@ def run_stress(
     seed: int = 0,
     progress: bool = False,
     device: str = "cpu",
-) -> dict[str, Any]:
+) -> StressSection:
     """Run the battery; returns (and writes) the `stress` section of metrics.json under the split's evaluation key.
     `device`: where the PyTorch backend runs the model (e.g. cuda, where training ran; the shifts are made on CPU)."""
     from cxr.evaluation.plots import plot_stress  # matplotlib: only when a plot is drawn
@@ -126,7 +148,7 @@ def run_stress(
             row = {"shift": shift.name, "severity": k, "parameter": shift.levels[k - 1], "unit": shift.unit}
             rows.append({**row, **figures(y, probs, classes, threshold)})
             bar.advance(task)
-    section = {
+    section: StressSection = {
         "n": int(len(y)),
         "backend": bundle.backend,
         "seed": seed,
@@ -135,11 +157,11 @@ def run_stress(
         "conditions": rows,
         "summary": summarise(clean, rows),
     }
-    metrics_path = run_dir / "metrics.json"
-    current = json.loads(metrics_path.read_text()).get(key, {}) if metrics_path.is_file() else {}
-    merge_metrics_json(metrics_path, {key: {**current, "stress": section}})
-    _write_csv(run_dir / f"stress_{key}.csv", clean, rows, classes)
-    plot_stress(section, run_dir / "plots" / f"stress_{key}.png", title=f"Acquisition shifts ({key}, n={len(y)})")
+    files = RunDir(run_dir)
+    current = files.read_metrics().get(key, {})
+    files.merge_metrics({key: {**current, "stress": section}})
+    _write_csv(files.stress(key), clean, rows, classes)
+    plot_stress(section, files.plots / f"stress_{key}.png", title=f"Acquisition shifts ({key}, n={len(y)})")
     section["key"] = key
     return section
 

@@ -12,6 +12,7 @@ from cxr.errors import CxrError
 from cxr.explain.cam import CamExplainer
 from cxr.explain.grids import image_grid
 from cxr.explain.overlay import CORRECT_COLOUR, WRONG_COLOUR, overlay_rgb
+from cxr.rundir import RunDir
 
 
 def read_predictions_csv(path: Path) -> list[dict[str, str]]:
@@ -49,7 +50,7 @@ def write_gallery(run_dir: str | Path, split: str = "test", n_max: int = 48, n_c
 
     run_dir = Path(run_dir)
     bundle = bundle or Bundle.load(run_dir)
-    rows = _pick(read_predictions_csv(run_dir / f"predictions_{split}.csv"), n_max)
+    rows = _pick(read_predictions_csv(RunDir(run_dir).predictions(split)), n_max)
     tiles, titles, colours = [], [], []
     for r in rows:
         try:
@@ -59,7 +60,7 @@ def write_gallery(run_dir: str | Path, split: str = "test", n_max: int = 48, n_c
         titles.append(_title(r))
         colours.append(WRONG_COLOUR if r["correct"] == "0" else CORRECT_COLOUR)
     n_wrong = sum(c == WRONG_COLOUR for c in colours)
-    plots = run_dir / "plots"
+    plots = RunDir(run_dir).plots
     written = [image_grid(tiles, titles, plots / f"gallery_{split}.png", colours, frame_colours=True,
                           suptitle=f"{split}: {len(tiles)} images, {n_wrong} wrong (red, shown first)")]  # fmt: skip
     wrong = [r for r in rows if r["correct"] == "0"][:n_cam]

@@ -148,9 +148,10 @@ def audit_run(
     from cxr.explain.cam import CamExplainer
     from cxr.explain.images import explain_images
     from cxr.inference.bundle import Bundle
+    from cxr.rundir import RunDir
 
     run_dir = Path(run_dir)
-    out_dir = Path(out_dir) if out_dir is not None else run_dir / "audit"
+    out_dir = Path(out_dir) if out_dir is not None else RunDir(run_dir).audit
     bundle = Bundle.load(run_dir)
     explainer = CamExplainer(bundle, method, layer)
     files = split_files(run_dir, split, bundle.classes, data)

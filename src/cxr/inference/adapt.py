@@ -20,9 +20,10 @@ from cxr.errors import CxrError
 from cxr.inference.bundle import BUNDLE_FILE, Bundle, save_bundle
 from cxr.inference.predict import decoded_batches
 from cxr.models.weights import batch_norm_layers
+from cxr.rundir import DATA_FILES
 
 MIN_IMAGES = 32  # fewer cannot estimate a per-channel variance that beats the training site's
-COPIED_FILES = ("config.yaml", "splits.csv")  # so `cxr evaluate` and `cxr site calibrate` still find the original data
+COPIED_FILES = DATA_FILES  # so `cxr evaluate` and `cxr site calibrate` still find the original data
 
 
 @dataclass

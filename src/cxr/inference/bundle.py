@@ -22,8 +22,9 @@ from cxr.errors import CxrError
 from cxr.inference.guard import InputGuard
 from cxr.models import count_parameters, create_model, model_spec
 from cxr.models.ensemble import ENSEMBLE, ensemble_from_specs
+from cxr.rundir import CV, FOLDS, MODEL, RunDir
 
-BUNDLE_FILE = "model.pt"
+BUNDLE_FILE = MODEL  # cxr.rundir.MODEL, by its older name
 BUNDLE_FORMAT = "cxr-bundle/1"
 
 
@@ -104,12 +105,12 @@ def read_bundle_file(run_dir: str | Path) -> dict[str, Any]:
         raise CxrError(f"{run_dir}: no such run directory")
     path = run_dir / BUNDLE_FILE if run_dir.is_dir() else run_dir
     if not path.is_file():
-        if (run_dir / "checkpoints" / "last.ckpt").is_file():  # an interrupted run: say how to finish it
+        if RunDir(run_dir).last_checkpoint.is_file():  # an interrupted run: say how to finish it
             hint = f"finish it with `cxr train --resume --out {run_dir}`"
-        elif (run_dir / "cv.json").is_file() or (run_dir / "folds").is_dir():  # `cxr train --cv`: an estimate
-            hint = f"it is a cross-validation (cv.json); each fold's model is in {run_dir / 'folds'}/<k>"
+        elif (run_dir / CV).is_file() or (run_dir / FOLDS).is_dir():  # `cxr train --cv`: an estimate
+            hint = f"it is a cross-validation ({CV}); each fold's model is in {run_dir / FOLDS}/<k>"
         else:
-            hint = "pass a run directory made by `cxr train` (it holds model.pt)"
+            hint = f"pass a run directory made by `cxr train` (it holds {MODEL})"
         raise CxrError(f"{run_dir} is not a finished model (no {BUNDLE_FILE}); {hint}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)

@@ -8,8 +8,9 @@ from pathlib import Path
 from cxr.errors import CxrError
 from cxr.inference.bundle import BundleMeta, read_bundle_file, save_bundle
 from cxr.models.ensemble import ENSEMBLE, ensemble_from_specs
+from cxr.rundir import DATA_FILES, SPLITS
 
-COPIED_FROM_FIRST_MEMBER = ("config.yaml", "splits.csv")  # evaluate/calibrate find the data and the val split there
+COPIED_FROM_FIRST_MEMBER = DATA_FILES  # evaluate/calibrate find the data and the val split there
 
 
 def combine_runs(run_dirs: list[Path], out: Path) -> Path:
@@ -28,7 +29,7 @@ def combine_runs(run_dirs: list[Path], out: Path) -> Path:
                 f"{run} has classes {meta.classes} at {meta.image_size} px but {run_dirs[0]} has {first.classes} at "
                 f"{first.image_size} px; ensemble runs trained on the same classes and image size"
             )
-    splits = [(r / "splits.csv").read_text() if (r / "splits.csv").is_file() else None for r in run_dirs]
+    splits = [(r / SPLITS).read_text() if (r / SPLITS).is_file() else None for r in run_dirs]
     if any(s != splits[0] for s in splits):
         raise CxrError(
             "the runs were validated on different splits, so no split is held out from all of them; "

@@ -9,7 +9,7 @@ largest of the three is the 99th percentile over the validation films, so 99 % o
 
 Why features and not the output: the softmax of a small CNN is confident far from its data (a black square got 0.994
 in cxr 0.5), and energy / max-probability scores rank such inputs as in-distribution; distances in feature space do
-not depend on the head's confidence (measured in benchmarks/guard.py, docs/stress-and-guard.md).
+not depend on the head's confidence (docs/stress-and-guard.md; `python -m benchmarks stress-guard` measures the guard).
 
 The state is a few tensors saved in model.pt (key "guard"); nothing here imports Lightning.
 """
@@ -17,7 +17,7 @@ The state is a few tensors saved in model.pt (key "guard"); nothing here imports
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NotRequired, TypedDict, cast
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ from torch import nn
 from cxr.data.images import ImageInfo
 from cxr.data.transforms import normalise
 from cxr.errors import CxrError
+from cxr.rundir import MODEL
 
 GUARD_FORMAT = "cxr-guard/1"
 VAL_PASS_RATE = 0.99  # the share of validation films the threshold lets through
@@ -33,6 +34,18 @@ MIN_SIDE = 64  # pixels: smaller than any radiograph worth reading
 MAX_ASPECT = 3.0  # a chest film is roughly square; beyond 1:3 it is a strip, a banner or a crop
 MAX_COLOURFULNESS = 20.0  # Hasler & Suesstrunk: ~15 is "slightly colourful"; tinted gray scans stay well under it
 MIN_PIXEL_STD = 2.0  # gray levels: a film with less spread than this is blank (black, white or one value)
+
+
+class GuardFit(TypedDict):
+    """What a guard was fitted on (`InputGuard.fitted`): saved in model.pt, and metrics.json["guard"]."""
+
+    method: str
+    train_images: int
+    threshold_from: str  # "val", or "train" when there is no validation split (a refit)
+    threshold_images: int
+    pass_rate: float  # the share of those films under the threshold (at least VAL_PASS_RATE)
+    feature_dims: list[int]  # per tap
+    checks_off: NotRequired[list[str]]  # cheap checks the training films fail themselves (absent in older bundles)
 
 
 @dataclass
@@ -133,7 +146,7 @@ class TapModel:
 class InputGuard:
     """Fitted state + the checks; `assess` gives one GuardResult for a batch."""
 
-    def __init__(self, taps: list[TapModel], threshold: float, fitted: dict[str, Any]):
+    def __init__(self, taps: list[TapModel], threshold: float, fitted: GuardFit):
         self.taps = taps
         self.threshold = float(threshold)  # on the largest of the taps' scaled distances
         self.fitted = fitted  # what it was fitted on: counts, pass rate on validation, checks turned off
@@ -161,7 +174,7 @@ class InputGuard:
             tap = TapModel(means, precision, 1.0)
             tap.scale = float(np.median(tap.distances(val_features[t] if held_out else x))) or 1.0
             taps.append(tap)
-        guard = cls(taps, 1.0, {})
+        guard = cls(taps, 1.0, cast(GuardFit, {}))  # filled in below, once the threshold is known
         scores = guard.scores(val_features if held_out else train_features)
         guard.threshold = float(np.quantile(scores, VAL_PASS_RATE, method="higher"))  # at least 99 % pass
         guard.fitted = {
@@ -207,7 +220,7 @@ class InputGuard:
         if payload is None:
             return None
         if payload.get("format") != GUARD_FORMAT:
-            raise CxrError(f"model.pt holds an input guard of format {payload.get('format')!r}, not {GUARD_FORMAT}; "
+            raise CxrError(f"{MODEL} holds an input guard of format {payload.get('format')!r}, not {GUARD_FORMAT}; "
                            "fit it again with `cxr run guard RUN`")  # fmt: skip
         taps = [TapModel(t["means"].numpy(), t["precision"].numpy(), float(t["scale"])) for t in payload["taps"]]
         return cls(taps, payload["threshold"], payload["fitted"])

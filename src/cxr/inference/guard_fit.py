@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from torch import nn
@@ -19,8 +18,8 @@ from cxr.data.folders import LabeledFiles
 from cxr.data.splits import read_splits_csv
 from cxr.errors import CxrError
 from cxr.inference.bundle import Bundle, BundleMeta, save_bundle
-from cxr.rundir import merge_metrics_json
-from cxr.inference.guard import InputGuard, checks_the_training_films_fail, features_and_logits, feature_taps
+from cxr.rundir import SPLITS, RunDir
+from cxr.inference.guard import GuardFit, InputGuard, checks_the_training_films_fail, features_and_logits, feature_taps
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +55,14 @@ def _decode(files: LabeledFiles, size: int, what: str) -> tuple[np.ndarray, list
     return decoded.images, [files.labels[i] for i in decoded.kept], [files.paths[i] for i in decoded.kept]
 
 
-def fit_run_guard(run_dir: str | Path) -> dict[str, Any]:
+def fit_run_guard(run_dir: str | Path) -> GuardFit:
     """Fit the guard of a finished run on its splits.csv films and rewrite model.pt (weights, temperature and
     threshold untouched); the summary goes to metrics.json["guard"]."""
     run_dir = Path(run_dir)
     bundle = Bundle.load(run_dir, backend="torch")
-    splits_csv = run_dir / "splits.csv"
+    splits_csv = RunDir(run_dir).splits
     if not splits_csv.is_file():
-        raise CxrError(f"{run_dir} has no splits.csv, so the films it was trained on are unknown; the guard is fitted "
+        raise CxrError(f"{run_dir} has no {SPLITS}, so the films it was trained on are unknown; the guard is fitted "
                        "on them: retrain with cxr 0.6 or later")  # fmt: skip
     splits = read_splits_csv(splits_csv, bundle.classes)
     if "train" not in splits:
@@ -77,5 +76,5 @@ def fit_run_guard(run_dir: str | Path) -> dict[str, Any]:
         val_images, _, _ = _decode(splits["val"], size, "validation")
     guard = fit_guard(bundle.model, bundle.meta, train_images, train_labels, val_images, train_paths)
     save_bundle(run_dir, bundle.model, bundle.meta, guard)
-    merge_metrics_json(run_dir / "metrics.json", {"guard": guard.fitted})
+    RunDir(run_dir).merge_metrics({"guard": guard.fitted})
     return guard.fitted

@@ -22,8 +22,9 @@ import torch
 from cxr.atomic import atomic_path
 from cxr.data.transforms import normalise
 from cxr.errors import CxrError
+from cxr.rundir import MODEL, ONNX
 
-ONNX_FILE = "model.onnx"
+ONNX_FILE = ONNX  # cxr.rundir.ONNX, by its older name
 BACKENDS = ("auto", "onnx", "torch")
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
 DIGEST_KEY = "cxr_weights_sha256"
@@ -52,7 +53,7 @@ class OnnxPredictor:
             raise CxrError("the onnx backend needs onnxruntime: pip install onnxruntime") from None
         options = ort.SessionOptions()
         # Idle pool threads would spin: on a CPU shared with other jobs that made batch-1 calls 2x slower (measured
-        # in benchmarks/predict_backends.py); without spinning the cost on an idle CPU is small.
+        # by `python -m benchmarks speed predict`); without spinning the cost on an idle CPU is small.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             options.intra_op_num_threads = threads
@@ -92,7 +93,7 @@ def load_backend(run_dir: Path, requested: str, state_dict: Mapping[str, torch.T
         log.warning("%s could not be loaded; using the torch backend", path)
         return None
     if predictor.weights_digest != weights_digest(state_dict):
-        message = f"{path} was exported from other weights than {run_dir}/model.pt"
+        message = f"{path} was exported from other weights than {Path(run_dir) / MODEL}"
         if requested == "onnx":
             raise CxrError(f"{message}; re-export with `cxr run export {run_dir} --format onnx`")
         log.warning("%s; using the torch backend (re-export with `cxr run export`)", message)

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from cxr.errors import CxrError
+from cxr.rundir import MODEL
 
 
 @dataclass
@@ -49,7 +50,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Tensors of a run dir / model.pt / Lightning .ckpt / plain state dict (wrapper prefixes are removed later)."""
     path = Path(path)
     if path.is_dir():
-        path = path / "model.pt"
+        path = path / MODEL
     if not path.is_file():
         raise CxrError(f"weights file {path} not found; pass a cxr run directory, its model.pt, a .ckpt or a state dict")
     try:

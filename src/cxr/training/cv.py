@@ -37,13 +37,14 @@ from cxr.evaluation.metrics import compute_metrics
 from cxr.evaluation.oof import CV_FILE, OOF_FILE, write_oof
 from cxr.evaluation.plots import plot_confusion_matrix, plot_roc
 from cxr.inference.bundle import BUNDLE_FILE, Bundle
+from cxr.rundir import CV_ARTIFACTS, RunDir
 from cxr.training.prepare import load_config_data
 from cxr.training.fit import fetch_start_weights
 from cxr.training.run_folder import is_rank_zero, resumable, tracking, wait_for_rank_zero
 from cxr.training.train import train
 
 log = logging.getLogger("cxr")
-CV_FILES = (CV_FILE, OOF_FILE, "plots", "folds", "manifests", "config.yaml", "mlflow.json")
+CV_FILES = CV_ARTIFACTS  # cxr.rundir's, by its older name here
 
 
 def pooled_files(cfg: TrainConfig) -> tuple[list[str], LabeledFiles, dict[Path, str]]:
@@ -78,7 +79,7 @@ def _check_out(out: Path, resume: bool, overwrite: bool) -> None:
         raise CxrError(f"--out {out} is a file; pass a folder for the cross-validation")
     if (out / BUNDLE_FILE).is_file():
         raise CxrError(f"{out} holds a trained model; choose another --out for the cross-validation")
-    started = (out / "folds").is_dir()
+    started = RunDir(out).folds.is_dir()
     if resume and not started:
         raise CxrError(f"{out} has no cross-validation to resume; start one without --resume")
     if overwrite and not resume:
@@ -108,7 +109,7 @@ def cross_validate(
     folds = held_out_folds(files, classes, k, seed, groups)
     out.mkdir(parents=True, exist_ok=True)
     if is_rank_zero():
-        save_config(cfg, out / "config.yaml")  # `--resume` reads it back
+        save_config(cfg, RunDir(out).config)  # `--resume` reads it back
     with tracking(cfg, out, "cv"):  # one MLflow parent run, a child per fold
         return _run_folds(cfg, out, k, classes, files, ids, folds, seed, groups)
 
@@ -139,9 +140,10 @@ def _run_folds(cfg: TrainConfig, out: Path, k: int, classes, files, ids, folds, 
         "fold_accuracy": per_fold, "log_loss": float(log_loss(y, p, labels=list(range(len(classes))))), **metrics,
     }  # fmt: skip
     write_oof(out / OOF_FILE, scored, y, p, classes)
-    plot_confusion_matrix(metrics["confusion_matrix"], classes, out / "plots" / "confusion_matrix_oof.png",
+    plots = RunDir(out).plots
+    plot_confusion_matrix(metrics["confusion_matrix"], classes, plots / "confusion_matrix_oof.png",
                           f"{k}-fold cross-validation, out of fold (n={len(y)})")  # fmt: skip
-    plot_roc(np.array(y), p, classes, out / "plots" / "roc_oof.png", f"{k}-fold cross-validation, out of fold")
+    plot_roc(np.array(y), p, classes, plots / "roc_oof.png", f"{k}-fold cross-validation, out of fold")
     write_text_atomic(out / CV_FILE, json.dumps(summary, indent=2))
     return summary
 
@@ -154,8 +156,8 @@ def _train_fold(
     train_ix = [i for i in range(len(files)) if i not in held_set]
     subset = {name: LabeledFiles([files.paths[i] for i in ix], [files.labels[i] for i in ix])
               for name, ix in (("train", train_ix), ("test", held))}  # fmt: skip
-    manifest = write_manifest(out / "manifests" / f"fold{f}.csv", subset, classes, ids)
-    run = out / "folds" / str(f)
+    manifest = write_manifest(RunDir(out).manifests / f"fold{f}.csv", subset, classes, ids)
+    run = RunDir(out).folds / str(f)
     if not (run / BUNDLE_FILE).is_file():
         started = resumable(run)
         train(cfg.model_copy(update={"data": manifest}), run, resume=started, overwrite=not started)

@@ -8,16 +8,15 @@ on the shared validation split, like a single model's.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
 from cxr.config import TrainConfig, save_config
 from cxr.evaluation.calibration import calibrate_run
-from cxr.evaluation.metrics import merge_metrics_json
 from cxr.inference.bundle import BUNDLE_FILE
 from cxr.inference.ensemble import combine_runs
 from cxr.inference.guard_fit import fit_run_guard
+from cxr.rundir import RunDir
 from cxr.training.prepare import split_seed
 from cxr.training.fit import peak_rss_gb, train_one_run
 from cxr.training.run_folder import check_run_dir, set_aside_previous_run, tracking
@@ -37,21 +36,22 @@ def train_ensemble(cfg: TrainConfig, out: str | Path, resume: bool = False, over
 
 
 def _train_members_and_combine(cfg: TrainConfig, out: Path) -> Path:
-    save_config(cfg, out / "config.yaml")  # `--resume` reads it back, even if a member stops
-    members_dir = out / "members"
+    files = RunDir(out)
+    save_config(cfg, files.config)  # `--resume` reads it back, even if a member stops
+    members_dir = files.members
     runs = []
     for k in range(cfg.ensemble):
         run = members_dir / str(k)
         if not (run / BUNDLE_FILE).is_file():
-            started = (run / "checkpoints" / "last.ckpt").is_file()  # members never refit (config refuses it)
+            started = RunDir(run).last_checkpoint.is_file()  # members never refit (config refuses it)
             train_one_run(member_config(cfg, k), run, resume=started, overwrite=not started)
         runs.append(run)
     t_combine = time.perf_counter()
     combine_runs(runs, out)
-    save_config(cfg, out / "config.yaml")  # the ensemble's own, over the member config combine_runs copies
+    save_config(cfg, files.config)  # the ensemble's own, over the member config combine_runs copies
     calibration = calibrate_run(out, cfg.operating_point or "none")
     fit_run_guard(out)  # the ensemble's features are its members' together: its own guard
-    members = [json.loads((r / "metrics.json").read_text())["training"] for r in runs]
+    members = [RunDir(r).read_metrics()["training"] for r in runs]
     speeds = [m["train_images_per_second"] for m in members if m.get("train_images_per_second")]
     summary = {
         "ensemble": cfg.ensemble,
@@ -63,5 +63,5 @@ def _train_members_and_combine(cfg: TrainConfig, out: Path) -> Path:
         "train_images_per_second": round(sum(speeds) / len(speeds), 1) if speeds else None,
         "peak_rss_gb": max([peak_rss_gb()] + [m.get("peak_rss_gb") or 0 for m in members]),
     }
-    merge_metrics_json(out / "metrics.json", {"training": summary, "calibration": calibration.summary})
+    files.merge_metrics({"training": summary, "calibration": calibration.summary})
     return out

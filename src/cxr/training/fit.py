@@ -33,11 +33,11 @@ from cxr.data.transforms import train_augmentation
 from cxr.errors import CxrError
 from cxr.evaluation.calibration import apply_to_meta, calibrate_on_validation, logits_in_batches
 from cxr.evaluation.history import read_epoch_seconds
-from cxr.evaluation.metrics import merge_metrics_json
 from cxr.evaluation.operating_point import check_binary
 from cxr.inference.bundle import BundleMeta, save_bundle
 from cxr.inference.guard_fit import fit_guard
 from cxr.models.pretrained import pretrained_file
+from cxr.rundir import LOGS, RunDir
 from cxr.training.history import HistoryWriter
 from cxr.training.module import Classifier
 from cxr.training.run_folder import check_run_dir, run_in_folder
@@ -62,9 +62,9 @@ def resolve_precision(cfg: TrainConfig) -> str:
     """bf16 autocast only where the hardware has native bf16 (emulated bf16 on CPU is slower than fp32).
 
     Kept on evidence: on a CPU with native bf16 the default recipe was no worse in bf16 than in fp32 on nested
-    cross-validation (codecademy) and on PneumoniaMNIST's validation split, and 1.5x faster (model_selection.py,
-    the `default-fp32` / `default-bf16` candidates). The figures still differ run for run from fp32's: the precision
-    is recorded in metrics.json with the CPU.
+    cross-validation (codecademy) and on PneumoniaMNIST's validation split, and 1.5x faster (`python -m benchmarks
+    select codecademy-cv`, the `default-fp32` / `default-bf16` candidates). The figures still differ run for run from
+    fp32's: the precision is recorded in metrics.json with the CPU.
     """
     if cfg.precision != "auto":
         return cfg.precision
@@ -122,12 +122,12 @@ def _build_trainer(
     """
     mode = "min" if cfg.monitor == "val_loss" else "max"
     ckpt = ModelCheckpoint(
-        dirpath=out / "checkpoints", filename="best-{epoch:03d}", monitor=None if refit else cfg.monitor, mode=mode,
+        dirpath=RunDir(out).checkpoints, filename="best-{epoch:03d}", monitor=None if refit else cfg.monitor, mode=mode,
         save_top_k=0 if refit else 1, save_last=True,
     )  # fmt: skip
     stopping = [] if refit else [EarlyStopping(monitor=cfg.monitor, mode=mode, patience=cfg.early_stopping_patience)]
     precision = resolve_precision(cfg)
-    loggers = [CSVLogger(out, name="logs", version="csv"), TensorBoardLogger(out, name="logs", version="tensorboard")]
+    loggers = [CSVLogger(out, name=LOGS, version="csv"), TensorBoardLogger(out, name=LOGS, version="tensorboard")]
     if cfg.track:
         from cxr.tracking import epoch_logger
 
@@ -143,7 +143,7 @@ def _build_trainer(
                 ckpt,
                 *stopping,
                 LearningRateMonitor(logging_interval="epoch"),
-                HistoryWriter(out / "history.csv"),
+                HistoryWriter(RunDir(out).history),
                 _ProgressBar(),
                 # Lightning swaps the average in for validation and writes it as each checkpoint's state_dict
                 *([EMAWeightAveraging(decay=cfg.ema_decay)] if cfg.ema_decay else []),
@@ -185,7 +185,7 @@ def fit_one(
     init = None if resume else start_weights(cfg)
     trainer, ckpt, precision = _build_trainer(cfg, out, refit, callbacks)  # before decoding: a bad device fails now
     data = prepare_data(cfg, out, merge_val=refit is not None)
-    save_config(cfg, out / "config.yaml")
+    save_config(cfg, RunDir(out).config)
 
     n_cls = len(data.classes)
     check_binary(cfg.operating_point, data.classes)  # refuse now, not after hours of training
@@ -215,14 +215,14 @@ def fit_one(
     with warnings.catch_warnings():
         if refit:  # no validation, by design
             warnings.filterwarnings("ignore", "You defined a `validation_step`", PossibleUserWarning)
-        last = str(out / "checkpoints" / "last.ckpt") if resume else None
+        last = str(RunDir(out).last_checkpoint) if resume else None
         trainer.fit(module, train_loader, val_loader, ckpt_path=last)
     if trainer.interrupted:
         raise CxrError(f"training interrupted; continue it with `cxr train --resume --out {out}`")
     if not trainer.is_global_zero:
         return out
 
-    best_path = ckpt.best_model_path or str(out / "checkpoints" / "last.ckpt")
+    best_path = ckpt.best_model_path or str(RunDir(out).last_checkpoint)
     state = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
     module.load_state_dict(state)
     module.net.to(memory_format=torch.contiguous_format)
@@ -263,8 +263,7 @@ def fit_one(
     module.net.eval()
     guard = fit_guard(module.net, meta, data.images["train"], data.files["train"].labels,
                       data.images["val"] if refit is None else None, data.files["train"].paths)  # fmt: skip
-    merge_metrics_json(out / "metrics.json", {"training": summary, "calibration": calibration.summary,
-                                              "guard": guard.fitted})  # fmt: skip
+    RunDir(out).merge_metrics({"training": summary, "calibration": calibration.summary, "guard": guard.fitted})
     save_bundle(out, module.net, meta, guard)  # last: its presence marks the run as finished
     return out
 

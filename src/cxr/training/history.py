@@ -9,6 +9,7 @@ from pathlib import Path
 import lightning as L
 
 from cxr.evaluation.history import HISTORY_COLUMNS, TIMING_COLUMNS, read_history, write_history
+from cxr.rundir import TIMINGS
 
 
 class HistoryWriter(L.Callback):
@@ -16,7 +17,7 @@ class HistoryWriter(L.Callback):
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.timings = self.path.with_name("timings.csv")
+        self.timings = self.path.with_name(TIMINGS)
         self._t0 = 0.0
 
     def on_train_epoch_start(self, trainer, pl_module):

@@ -16,6 +16,7 @@ from cxr.data.folders import ClassFolderDataset, LabeledFiles
 from cxr.data.manifest import load_dataset
 from cxr.data.splits import carve_validation, patient_groups, write_splits_csv
 from cxr.errors import CxrError
+from cxr.rundir import RunDir
 
 log = logging.getLogger("cxr")
 
@@ -75,7 +76,7 @@ def prepare_data(cfg: TrainConfig, run_dir: Path, merge_val: bool = False) -> Pr
         images = {"train": np.concatenate([train_images, val_images])}
     if "test" in ds.splits:
         files["test"] = ds.splits["test"]
-    write_splits_csv(Path(run_dir) / "splits.csv", files, ds.classes)
+    write_splits_csv(RunDir(run_dir).splits, files, ds.classes)
     pixels = images["train"].astype(np.float32) / 255.0
     mean, std = float(pixels.mean()), float(pixels.std()) or 1.0
     return PreparedData(ds.classes, files, images, mean, std, skipped)

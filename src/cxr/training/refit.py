@@ -23,10 +23,9 @@ from cxr.errors import CxrError
 from cxr.evaluation.calibration import Calibration
 from cxr.evaluation.history import read_history
 from cxr.inference.bundle import BUNDLE_FILE, Bundle
+from cxr.rundir import SELECTION, RunDir
 from cxr.training.fit import fit_one, train_one_run
 from cxr.training.run_folder import check_run_dir, run_in_folder, wait_for_rank_zero
-
-SELECTION = "selection"
 
 
 @dataclass
@@ -43,13 +42,14 @@ class RefitPlan:
 
 def refit_plan(selection: Path) -> RefitPlan:
     """Epochs, learning rates and calibration to copy from a finished selection run."""
-    metrics = json.loads((selection / "metrics.json").read_text())
+    files = RunDir(selection)
+    metrics = json.loads(files.metrics.read_text())
     best = metrics["training"]["best_checkpoint"]
     match = re.search(r"epoch=(\d+)", best)
     epochs = int(match.group(1)) + 1 if match else int(metrics["training"]["epochs_run"])
-    lrs = [row["lr"] for row in read_history(selection / "history.csv") if row["epoch"] < epochs]
+    lrs = [row["lr"] for row in read_history(files.history) if row["epoch"] < epochs]
     if len(lrs) != epochs:
-        raise CxrError(f"{selection / 'history.csv'} lacks epochs before {best}; retrain with --overwrite")
+        raise CxrError(f"{files.history} lacks epochs before {best}; retrain with --overwrite")
     meta = Bundle.load(selection, backend="torch").meta
     summary = {**metrics.get("calibration", {}), "fitted_by": f"{SELECTION} (the refit model trained on val)"}
     calibration = Calibration(meta.temperature, meta.threshold, meta.extra.get("operating_point"), summary)
@@ -64,13 +64,13 @@ def check_refit_dir(out: Path, resume: bool, overwrite: bool) -> None:
 
 def train_refit(cfg: TrainConfig, out: Path) -> Path:
     """The selection run (kept once finished, resumed if started), then the refit (resumed if started)."""
-    save_config(cfg, out / "config.yaml")  # `--resume` reads it back, even if the selection run stops
-    selection = out / SELECTION
+    save_config(cfg, RunDir(out).config)  # `--resume` reads it back, even if the selection run stops
+    selection = RunDir(out).selection
     if not (selection / BUNDLE_FILE).is_file():
-        started = (selection / "checkpoints" / "last.ckpt").is_file()
+        started = RunDir(selection).last_checkpoint.is_file()
         train_one_run(cfg.model_copy(update={"refit": False}), selection, resume=started, overwrite=not started)
     wait_for_rank_zero()  # the plan reads the selection's bundle and metrics, which rank 0 writes after the others
-    return fit_one(cfg, out, (out / "checkpoints" / "last.ckpt").is_file(), refit_plan(selection))
+    return fit_one(cfg, out, RunDir(out).last_checkpoint.is_file(), refit_plan(selection))
 
 
 def train_refit_run(cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite: bool = False) -> Path:

@@ -15,30 +15,24 @@ import torch
 from cxr.config import TrainConfig
 from cxr.errors import CxrError
 from cxr.inference.bundle import BUNDLE_FILE
+from cxr.rundir import CHECKPOINTS, LAST_CHECKPOINT, NESTED_RUNS, PREVIOUS_RUN, RUN_ARTIFACTS, RunDir
 
 log = logging.getLogger("cxr")
-
-RUN_ARTIFACTS = (
-    BUNDLE_FILE, "checkpoints", "logs", "plots", "history.csv", "timings.csv", "metrics.json", "splits.csv",
-    "config.yaml", "predictions_train.csv", "predictions_val.csv", "predictions_test.csv", "audit", "model.onnx",
-    "members", "selection", "mlflow.json",
-)  # fmt: skip
-NESTED_RUNS = {"members": "ensemble", "selection": "refit"}  # runs inside a run: ensemble members, refit's first
-PREVIOUS_RUN = ".previous-run"  # where --overwrite keeps the old run until the new one has finished
-
+# RUN_ARTIFACTS, NESTED_RUNS and PREVIOUS_RUN are declared in cxr.rundir; they stay importable from here
 
 
 def check_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
     """Refuse to clobber earlier work unless asked (`--overwrite` then sets it aside: `set_aside_previous_run`)."""
     finished = (out / BUNDLE_FILE).is_file()
-    started = (out / "checkpoints").is_dir()
+    started = RunDir(out).checkpoints.is_dir()
     if out.exists() and not out.is_dir():
         raise CxrError(f"--out {out} is a file; pass a folder for the run")
     if resume:
         if finished:
             raise CxrError(f"{out} is finished: nothing to resume; to train on, start a new run with --weights {out}")
-        if not (out / "checkpoints" / "last.ckpt").is_file():
-            raise CxrError(f"{out} has no checkpoints/last.ckpt to resume from; start a new run without --resume")
+        if not RunDir(out).last_checkpoint.is_file():
+            raise CxrError(f"{out} has no {CHECKPOINTS}/{LAST_CHECKPOINT} to resume from; start a new run without "
+                           "--resume")  # fmt: skip
         return
     if (out / PREVIOUS_RUN).exists():
         raise CxrError(
@@ -63,8 +57,7 @@ def remove_artifacts(out: Path) -> None:
 
 def resumable(out: Path) -> bool:
     """A checkpoint `--resume` can continue from: the run's own, an ensemble member's or a refit's selection run."""
-    patterns = ("members/*/checkpoints/last.ckpt", "selection/checkpoints/last.ckpt")
-    return (out / "checkpoints" / "last.ckpt").is_file() or any(any(out.glob(pattern)) for pattern in patterns)
+    return RunDir(out).resumable
 
 
 def is_rank_zero() -> bool:

@@ -43,6 +43,7 @@ from cxr.atomic import write_text_atomic
 from cxr.config import TrainConfig, format_validation_error, saved_values, trained_as, what_it_trains
 from cxr.errors import CxrError
 from cxr.inference.bundle import BUNDLE_FILE
+from cxr.rundir import PLOTS, RunDir
 from cxr.training.space import CANDIDATES_KEY, Param, apply_params, expand
 
 log = logging.getLogger("cxr")
@@ -321,7 +322,7 @@ def _cv_accuracy(cfg: TrainConfig, run: Path, folds: int) -> float:
 
     if (run / CV_FILE).is_file():
         return float(json.loads((run / CV_FILE).read_text())["accuracy"])
-    started = (run / "folds").is_dir()
+    started = RunDir(run).folds.is_dir()
     return float(cross_validate(cfg, run, folds, resume=started, overwrite=not started)["accuracy"])
 
 
@@ -340,7 +341,7 @@ def validation_score(run: Path, objective: str) -> float:
                            "val_loss")
         return float(metrics["roc_auc"])
     pd = require("sweep", "pandas")
-    rows = pd.read_csv(run / "predictions_val.csv")
+    rows = pd.read_csv(RunDir(run).predictions("val"))
     classes = metrics["classes"]
     probs = rows[[f"p_{c}" for c in classes]].to_numpy()
     probs = probs / probs.sum(axis=1, keepdims=True)  # the CSV rounds to 6 decimals: rows sum to 1 within 1e-5
@@ -415,13 +416,13 @@ def _plots(study: optuna.Study, out: Path) -> list[str]:
     plots = [("optimization_history", ov.plot_optimization_history)]
     if len(complete) >= 2 and varied and all(math.isfinite(t.value) for t in complete):
         plots.append(("param_importances", ov.plot_param_importances))
-    (out / "plots").mkdir(exist_ok=True)
+    (out / PLOTS).mkdir(exist_ok=True)  # the sweep's own plots, named as a run's
     for name, plot in plots:
         ax = plot(study)
         fig = ax.figure
         fig.set_size_inches(7, 4.5)
         fig.tight_layout()
-        path = out / "plots" / f"{name}.png"
+        path = out / PLOTS / f"{name}.png"
         fig.savefig(path, dpi=120)
         plt.close(fig)
         written.append(str(path))
