@@ -24,6 +24,8 @@ from cxr.data.manifest import load_dataset
 from cxr.data.probes import bit_depth, encoder_digest, probe_groups, probe_lines, probe_pixels, run_probes
 from cxr.data.splits import patient_ids
 from cxr.rundir import PLOTS
+from cxr.data.dicom import dicom_summary
+from cxr.data.audit_plots import plot_class_counts, plot_pairs
 
 # pHash with a 16x16 DCT block (256 bits): on covid19-radiography and Kermany, re-encoded/cropped copies of one
 # radiograph sit at distance <= ~44 and different images of the same look (pediatric AP films) from ~38 up;
@@ -59,7 +61,6 @@ def inspect_file(path: Path) -> FileFacts:
     facts = FileFacts(sha256=hashlib.sha256(data).hexdigest(), file_size=len(data))
     try:
         if is_dicom(path, data[:DICOM_MAGIC_END]):
-            from cxr.data.dicom import dicom_summary
 
             facts.width, facts.height, facts.mode, facts.bits = dicom_summary(io.BytesIO(data), str(path))
         else:
@@ -325,7 +326,6 @@ def example_pairs(report: dict[str, Any], limit: int = 8) -> list[tuple[Path, Pa
 
 def run_audit(data: str | Path, out: str | Path, **kwargs: Any) -> dict[str, Any]:
     """Audit `data`, write `<out>/audit.json` and `<out>/plots/`; returns the report."""
-    from cxr.data.audit_plots import plot_class_counts, plot_pairs
 
     out = Path(out)
     report = audit_dataset(data, **kwargs)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from cxr.data.images import IMAGE_EXTENSIONS, is_image_file
 from cxr.errors import CxrError
+from cxr.data.cache import default_cache_dir
+from cxr.data.medmnist import npz_to_class_folders
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -53,8 +55,6 @@ def scan_class_folders(root: str | Path) -> ClassFolderDataset:
     """
     root = Path(root)
     if root.suffix.lower() == ".npz" and root.is_file():
-        from cxr.data.cache import default_cache_dir
-        from cxr.data.medmnist import npz_to_class_folders
 
         root = npz_to_class_folders(root, default_cache_dir())
     if root.is_file():

@@ -15,6 +15,7 @@ from cxr.data.settings import KERMANY_PATIENT_PATTERN
 from cxr.data.folders import LabeledFiles, scan_flat_class_folders
 from cxr.data.manifest import CALIBRATION_SPLIT, is_manifest, load_dataset
 from cxr.errors import CxrError
+from cxr.data.images import file_sha256
 
 FOLDS = 10  # patient folds a site set is cut from: the calibration share in steps of a tenth
 
@@ -161,7 +162,6 @@ def read_splits_csv(path: Path, classes: list[str]) -> dict[str, LabeledFiles]:
 def join_identical_files(paths: Sequence[Path], groups: list[str] | None) -> list[str] | None:
     """Groups merged so that files with the same bytes share one (PneumoniaMNIST's test split holds such copies);
     None stays None when no two files are identical. Union-find by hand: a dozen lines, no graph library needed."""
-    from cxr.data.images import file_sha256
 
     keys = list(groups) if groups is not None else [f"file:{p}" for p in paths]
     parent = {k: k for k in keys}

@@ -20,6 +20,8 @@ from cxr.evaluation.metrics import expected_calibration_error
 from cxr.evaluation.operating_point import check_binary, choose_threshold, parse_operating_point
 from cxr.inference.predict import apply_temperature, predict_logits
 from cxr.rundir import RunDir
+from cxr.data.run_files import split_files
+from cxr.inference.bundle import Bundle, save_bundle
 
 TEMPERATURE_RANGE = (0.05, 20.0)
 # sd of the prior on log T when fitting on validation: lowest out-of-fold log loss of {none, 2, 1, 0.5, 0.25, T = 1} on
@@ -128,8 +130,6 @@ def calibrate_run(
     With no `operating_point`, the one saved in the bundle (if any) is chosen again on the new probabilities;
     "none" removes it (argmax decisions).
     """
-    from cxr.data.run_files import split_files
-    from cxr.inference.bundle import Bundle, save_bundle
 
     run_dir = Path(run_dir)
     bundle = Bundle.load(run_dir)

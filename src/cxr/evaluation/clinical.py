@@ -14,6 +14,7 @@ from cxr.evaluation.operating_point import operating_point_table
 from cxr.evaluation.plots import plot_pr, plot_reliability
 from cxr.inference.bundle import BundleMeta
 from cxr.inference.predict import Predictions, apply_temperature, decide
+from cxr.evaluation.agreement import reader_agreement
 
 DEFAULT_THRESHOLD_NAME = "0.5 (default)"
 
@@ -44,7 +45,6 @@ def clinical_sections(
             y_true, preds.probabilities, meta.classes, thresholds, n_bootstrap, seed
         )
     if reference is not None:
-        from cxr.evaluation.agreement import reader_agreement
 
         y_pred = decide(preds.probabilities, meta.threshold)
         out["agreement"] = reader_agreement(reference, preds.paths, y_true, y_pred, meta.classes, n_bootstrap, seed)

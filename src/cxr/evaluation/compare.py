@@ -17,6 +17,8 @@ from cxr.evaluation.metrics import compute_metrics, resampled_metrics
 from cxr.evaluation.oof import is_cross_validation, read_oof
 from cxr.evaluation.plots import plot_roc_compare
 from cxr.inference.predict import decide
+from cxr.data.run_files import split_files
+from cxr.inference.bundle import Bundle
 
 HEADLINE = ("accuracy", "balanced_accuracy", "roc_auc", "sensitivity", "specificity")
 
@@ -141,8 +143,6 @@ def _paired_out_of_fold(cv_a: Path, cv_b: Path) -> tuple[list[str], np.ndarray, 
 
 def _paired_predictions(run_a: Path, run_b: Path, data: Path | None, split: str, batch_size: int, progress: bool):
     """Labels, both models' probabilities on the readable images of `split`, and their decision thresholds."""
-    from cxr.data.run_files import split_files
-    from cxr.inference.bundle import Bundle
 
     a, b = Bundle.load(run_a), Bundle.load(run_b)
     if a.classes != b.classes:

@@ -20,6 +20,7 @@ from cxr.evaluation.site import SITE_KEY, check_not_calibration_films
 from cxr.inference.bundle import Bundle
 from cxr.inference.predict import Predictions
 from cxr.rundir import RunDir
+from cxr.tracking import log_evaluation
 
 if TYPE_CHECKING:
     from cxr.evaluation.stress import StressSection
@@ -125,7 +126,6 @@ def evaluate_run(
         metrics["stress"] = previous["stress"]
     files.merge_metrics({key: metrics})
     if files.mlflow.is_file():  # a tracked run (`--track`): the split's figures join its MLflow run
-        from cxr.tracking import log_evaluation
 
         try:
             log_evaluation(run_dir, key, metrics)

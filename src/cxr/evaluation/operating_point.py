@@ -11,6 +11,7 @@ import numpy as np
 from sklearn.metrics import roc_curve
 
 from cxr.errors import CxrError
+from cxr.evaluation.metrics import compute_metrics
 
 _SPEC = re.compile(r"^\s*(sensitivity|specificity)\s*=\s*([0-9]*\.?[0-9]+)\s*$|^\s*(youden)\s*$", re.IGNORECASE)
 OPERATING_POINT_HELP = "sensitivity=0.95 | specificity=0.90 | youden"
@@ -86,7 +87,6 @@ def operating_point_table(
     seed: int = 0,
 ) -> list[dict[str, Any]]:
     """One row per named threshold: sensitivity, specificity, PPV, NPV and their intervals (via compute_metrics)."""
-    from cxr.evaluation.metrics import compute_metrics
 
     rows = []
     for name, t in thresholds.items():

@@ -25,6 +25,10 @@ from cxr.data.images import ImageReadError, load_grayscale
 from cxr.errors import CxrError
 from cxr.inference.bundle import BUNDLE_FILE, Bundle
 from cxr.rundir import RunDir
+from cxr.explain.cam import CamExplainer
+from cxr.evaluation.site import SITE_KEY, site_note
+from cxr.evaluation.site import SITE_KEY
+from cxr.evaluation.evaluate import evaluate_run
 
 log = logging.getLogger("cxr")
 THUMB_SIDE = 260
@@ -83,7 +87,6 @@ def _split_counts(run_dir: Path, classes: list[str], metrics: dict, split: str) 
 def _gradcam(bundle: Bundle, rows: list[dict[str, Any]]) -> dict[str, str]:
     """Grad-CAM overlay data URIs by path, when the explain module is there; {} otherwise (section degrades)."""
     try:
-        from cxr.explain.cam import CamExplainer
         from cxr.explain.overlay import overlay_rgb
     except ImportError:
         return {}
@@ -124,7 +127,6 @@ def error_gallery(bundle: Bundle, predictions_csv: Path, size: int, gradcam: boo
 
 def _notes(section: dict[str, Any], classes: list[str], meta) -> list[str]:
     """Plain-language caveats a reader should see before trusting the numbers."""
-    from cxr.evaluation.site import SITE_KEY, site_note
 
     n = section["n"]
     notes = [note] if (note := site_note(section.get(SITE_KEY), n)) else []
@@ -167,7 +169,6 @@ def _stress_rows(stress: dict[str, Any] | None) -> list[dict[str, Any]]:
 
 def _calibrated_on(calibration: dict[str, Any] | None) -> str:
     """Where temperature and threshold were fitted, in words: the run's validation split or a site's films."""
-    from cxr.evaluation.site import SITE_KEY
 
     site = (calibration or {}).get(SITE_KEY)
     return f"calibration films of site {site['site']}" if site else "validation images"
@@ -246,7 +247,6 @@ def write_report(
     run_dir = Path(run_dir)
     Bundle.load(run_dir)  # a clear error for an unfinished or missing run before anything else
     if evaluate_if_needed and needs_evaluation(run_dir, split):
-        from cxr.evaluation.evaluate import evaluate_run
 
         log.info("evaluating %s on %s first", run_dir, split)
         evaluate_run(run_dir, split, **(evaluate_kwargs or {}))

@@ -30,6 +30,8 @@ from cxr.evaluation.calibration import (
 from cxr.inference.adapt import COPIED_FILES, AdaptResult, adapt_batchnorm
 from cxr.inference.bundle import BUNDLE_FILE, Bundle, BundleMeta, save_bundle
 from cxr.rundir import RunDir
+from cxr.data.run_files import split_files
+from cxr.data.images import find_images
 
 MIN_FILMS_PER_CLASS = 5  # fewer: one film more or less moves the threshold across a fifth of the class
 
@@ -65,7 +67,6 @@ def calibrate_on_site(
     """Write `out/model.pt`: the run's model (AdaBN-adapted on `adapt` first, if given) with temperature and, for
     binary models with an operating-point rule, threshold fitted on `data`'s `split` (class names matched ignoring
     case, as `cxr evaluate --data` does). `operating_point`: None keeps the run's rule, "none" drops it."""
-    from cxr.data.run_files import split_files
 
     src, out, data = Path(run_dir), Path(out), Path(data)
     if out.resolve() == src.resolve() or (out / BUNDLE_FILE).exists():
@@ -81,7 +82,6 @@ def calibrate_on_site(
     adapt_hashes: list[str] = []
     adapted = None
     if adapt:  # one command onboards: batch-norm statistics first, then temperature and threshold on top of them
-        from cxr.data.images import find_images
 
         adapted = adapt_batchnorm(src, list(adapt), out, batch_size=batch_size, progress=progress)
         adapt_hashes = sorted({file_sha256(p) for p in find_images(list(adapt))})

@@ -24,6 +24,8 @@ from cxr.evaluation.shifts import apply_shift, choose_shifts
 from cxr.inference.bundle import Bundle
 from cxr.inference.predict import decide
 from cxr.rundir import RunDir
+from cxr.inference.onnx_export import export_onnx
+from cxr.evaluation.plots import plot_stress
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +102,6 @@ def export_for_stress(run_dir: Path) -> bool:
     """61 conditions of every film: ONNX Runtime runs them ~9x faster than PyTorch on CPU (`python -m benchmarks speed
     stress`), so a run is exported before a long battery; a model that cannot be exported is stressed on PyTorch
     (False). A run that already holds an export of its current weights (a reused sweep trial) keeps it."""
-    from cxr.inference.onnx_export import export_onnx
 
     if Bundle.load(run_dir).backend == "onnx":
         return True
@@ -126,7 +127,6 @@ def run_stress(
 ) -> StressSection:
     """Run the battery; returns (and writes) the `stress` section of metrics.json under the split's evaluation key.
     `device`: where the PyTorch backend runs the model (e.g. cuda, where training ran; the shifts are made on CPU)."""
-    from cxr.evaluation.plots import plot_stress  # matplotlib: only when a plot is drawn
 
     pairs = choose_shifts(shifts, severity)  # a bad name or severity fails before the model is loaded
     run_dir = Path(run_dir)

@@ -13,6 +13,7 @@ from cxr.explain.cam import CamExplainer
 from cxr.explain.grids import image_grid
 from cxr.explain.overlay import CORRECT_COLOUR, WRONG_COLOUR, overlay_rgb
 from cxr.rundir import RunDir
+from cxr.inference.bundle import Bundle
 
 
 def read_predictions_csv(path: Path) -> list[dict[str, str]]:
@@ -46,7 +47,6 @@ def write_gallery(run_dir: str | Path, split: str = "test", n_max: int = 48, n_c
                   method: str = "gradcam", bundle=None) -> list[Path]:  # fmt: skip
     """Write `plots/gallery_<split>.png` and, when there are errors, `plots/misclassified_<split>.png` (Grad-CAM
     of the predicted class for up to `n_cam` misclassified images). Reuses `predictions_<split>.csv`."""
-    from cxr.inference.bundle import Bundle
 
     run_dir = Path(run_dir)
     bundle = bundle or Bundle.load(run_dir)

@@ -11,6 +11,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from cxr.explain.grids import plt
+from cxr.data.images import ImageReadError, load_grayscale
+from cxr.errors import CxrError
+from cxr.data.run_files import evaluation_key, split_files
+from cxr.explain.cam import CamExplainer
+from cxr.inference.bundle import Bundle
+from cxr.rundir import RunDir
 
 DEFAULT_BORDER = 0.1  # outer 10 % of each side
 DEFAULT_FLAG_ABOVE = 0.5  # "most of the mass on the border"
@@ -103,7 +110,6 @@ def write_audit(out_dir: Path, split: str, rows: list[AuditRow], summary: dict) 
 
 
 def _plot(rows: list[AuditRow], summary: dict, path: Path, split: str) -> None:
-    from cxr.explain.grids import plt  # the one Agg-configured pyplot
 
     classes = list(summary["per_class"])
     data = [[r.border_fraction for r in rows if r.label == c and np.isfinite(r.border_fraction)] for c in classes]
@@ -142,13 +148,7 @@ def audit_run(
     under `out_dir` (default `<run>/audit/`) with overlays of the most border-heavy flagged images."""
     from rich.progress import track
 
-    from cxr.data.images import ImageReadError, load_grayscale
-    from cxr.errors import CxrError
-    from cxr.data.run_files import evaluation_key, split_files
-    from cxr.explain.cam import CamExplainer
     from cxr.explain.images import explain_images
-    from cxr.inference.bundle import Bundle
-    from cxr.rundir import RunDir
 
     run_dir = Path(run_dir)
     out_dir = Path(out_dir) if out_dir is not None else RunDir(run_dir).audit

@@ -23,6 +23,11 @@ from cxr.inference.guard import InputGuard
 from cxr.models import count_parameters, create_model, model_spec
 from cxr.models.ensemble import ENSEMBLE, ensemble_from_specs
 from cxr.rundir import CV, FOLDS, MODEL, RunDir
+from cxr.inference.predict import predict_logits
+from cxr.inference.tta import tta_logits
+from cxr.inference.guard import feature_taps, features_and_logits
+from cxr.inference.predict import apply_temperature
+from cxr.inference.predict import predict_paths
 
 BUNDLE_FILE = MODEL  # cxr.rundir.MODEL, by its older name
 BUNDLE_FORMAT = "cxr-bundle/1"
@@ -166,8 +171,6 @@ class Bundle:
     def logits(self, images_uint8: np.ndarray, tta: bool = False) -> np.ndarray:
         """(N, S, S) uint8 -> (N, C) logits on the chosen backend: every prediction path goes through here.
         `tta`: the mean over nine small shifts, rotations and zooms of each image (cxr.inference.tta), 9x the work."""
-        from cxr.inference.predict import predict_logits
-        from cxr.inference.tta import tta_logits
 
         def backend_logits(images: np.ndarray) -> np.ndarray:
             if self.onnx is None:
@@ -179,7 +182,6 @@ class Bundle:
     def logits_and_guard(self, images_uint8: np.ndarray, infos=None, tta: bool = False):
         """Logits and the input guard's verdict (None without a guard). The guard reads the PyTorch model's
         features; on that backend, without TTA, the same forward pass gives the logits."""
-        from cxr.inference.guard import feature_taps, features_and_logits
 
         if self.guard is None:
             return self.logits(images_uint8, tta), None
@@ -190,7 +192,6 @@ class Bundle:
 
     def probabilities(self, images_uint8: np.ndarray, tta: bool = False) -> np.ndarray:
         """(N, S, S) uint8 -> (N, C) probabilities, with the bundle's temperature."""
-        from cxr.inference.predict import apply_temperature
 
         return apply_temperature(self.logits(images_uint8, tta), self.meta.temperature)
 
@@ -200,6 +201,5 @@ class Bundle:
 
     def predict(self, paths, batch_size: int = 32, progress: bool = False, tta: bool = False):
         """Probabilities for every readable image under `paths` (files or folders); see `Predictions`."""
-        from cxr.inference.predict import predict_paths
 
         return predict_paths(self, paths, batch_size=batch_size, progress=progress, tta=tta)

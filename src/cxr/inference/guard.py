@@ -27,6 +27,8 @@ from cxr.data.images import ImageInfo
 from cxr.data.transforms import normalise
 from cxr.errors import CxrError
 from cxr.rundir import MODEL
+from cxr.models import model_spec
+from cxr.models.ensemble import ENSEMBLE
 
 GUARD_FORMAT = "cxr-guard/1"
 VAL_PASS_RATE = 0.99  # the share of validation films the threshold lets through
@@ -66,8 +68,6 @@ def feature_taps(model: nn.Module, model_name: str, members: list[dict[str, Any]
     """Where the guard reads each network (each ensemble member): two convolutions, a third and two thirds of the
     way in (the mean and spread of every channel: texture, noise, contrast), and the input of the classification
     head (the pooled features the decision is made from)."""
-    from cxr.models import model_spec
-    from cxr.models.ensemble import ENSEMBLE
 
     nets = list(zip(model.members, [m["model"] for m in members or []])) if model_name == ENSEMBLE else [(model, model_name)]
     taps = []

@@ -23,6 +23,8 @@ from cxr.atomic import atomic_path
 from cxr.data.transforms import normalise
 from cxr.errors import CxrError
 from cxr.rundir import MODEL, ONNX
+from cxr.inference.bundle import Bundle
+from cxr.inference.predict import apply_temperature, predict_arrays
 
 ONNX_FILE = ONNX  # cxr.rundir.ONNX, by its older name
 BACKENDS = ("auto", "onnx", "torch")
@@ -130,7 +132,6 @@ def export_onnx(run_dir: str | Path, opset: int = OPSET) -> ExportResult:
     """
     import time
 
-    from cxr.inference.bundle import Bundle
 
     t0 = time.perf_counter()
     bundle = Bundle.load(run_dir, backend="torch")
@@ -175,7 +176,6 @@ def export_onnx(run_dir: str | Path, opset: int = OPSET) -> ExportResult:
 
 def parity(model: torch.nn.Module, predictor: OnnxPredictor, size: int, n: int = 3, seed: int = 0) -> float:
     """Max abs difference of probabilities between PyTorch and ONNX Runtime on random uint8 images."""
-    from cxr.inference.predict import apply_temperature, predict_arrays
 
     images = np.random.default_rng(seed).integers(0, 256, (n, size, size), dtype=np.uint8)
     reference = predict_arrays(model, images, predictor.mean, predictor.std)

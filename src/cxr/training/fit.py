@@ -42,6 +42,7 @@ from cxr.training.history import HistoryWriter
 from cxr.training.module import Classifier
 from cxr.training.run_folder import check_run_dir, run_in_folder
 from cxr.training.prepare import balanced_class_weights, prepare_data, train_sampler
+from cxr.tracking import epoch_logger
 
 if TYPE_CHECKING:
     from cxr.training.refit import RefitPlan
@@ -129,7 +130,6 @@ def _build_trainer(
     precision = resolve_precision(cfg)
     loggers = [CSVLogger(out, name=LOGS, version="csv"), TensorBoardLogger(out, name=LOGS, version="tensorboard")]
     if cfg.track:
-        from cxr.tracking import epoch_logger
 
         loggers += [logger for logger in (epoch_logger(),) if logger is not None]
     try:

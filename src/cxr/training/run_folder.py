@@ -16,6 +16,7 @@ from cxr.config import TrainConfig
 from cxr.errors import CxrError
 from cxr.inference.bundle import BUNDLE_FILE
 from cxr.rundir import CHECKPOINTS, LAST_CHECKPOINT, NESTED_RUNS, PREVIOUS_RUN, RUN_ARTIFACTS, RunDir
+from cxr.tracking import tracked
 
 log = logging.getLogger("cxr")
 # RUN_ARTIFACTS, NESTED_RUNS and PREVIOUS_RUN are declared in cxr.rundir; they stay importable from here
@@ -102,7 +103,6 @@ def tracking(cfg: TrainConfig, out: Path, kind: str) -> AbstractContextManager:
     """An MLflow run around the work in `out` when the config asks for one (mlflow is imported only then)."""
     if not cfg.track:
         return nullcontext()
-    from cxr.tracking import tracked
 
     return tracked(cfg, out, kind)
 

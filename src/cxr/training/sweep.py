@@ -45,6 +45,16 @@ from cxr.errors import CxrError
 from cxr.inference.bundle import BUNDLE_FILE
 from cxr.rundir import PLOTS, RunDir
 from cxr.training.space import CANDIDATES_KEY, Param, apply_params, expand
+from cxr.training.cv import pooled_files
+from cxr.training.prepare import load_config_data
+from cxr.training.run_folder import resumable
+from cxr.training.train import train
+from cxr.evaluation.evaluate import evaluate_run
+from cxr.evaluation.stress import export_for_stress, run_stress
+from cxr.evaluation.oof import CV_FILE
+from cxr.training.cv import cross_validate
+from cxr.training.train import tracking
+from cxr.tracking import check_tracking, tracking_uri
 
 log = logging.getLogger("cxr")
 # heartbeats, stale-trial retries and the matplotlib plots are marked experimental by Optuna; the warning is noise here
@@ -128,7 +138,6 @@ def check_objective(plan: SweepPlan) -> None:
         raise CxrError(f"--objective {plan.objective} needs a validation split, but refit: true trains on it; use "
                        "--objective cv_accuracy or drop refit")  # fmt: skip
     if plan.objective == "cv_accuracy":
-        from cxr.training.cv import pooled_files
 
         classes, files, _ = pooled_files(plan.base)
         counts = np.bincount(files.labels, minlength=len(classes))
@@ -137,7 +146,6 @@ def check_objective(plan: SweepPlan) -> None:
                            f"(one per fold); {classes[int(counts.argmin())]!r} has {counts.min()}: pass --cv with "
                            "fewer folds or use a validation objective")  # fmt: skip
     else:
-        from cxr.training.prepare import load_config_data
 
         load_config_data(plan.base)  # a missing or malformed dataset fails now, with its own one-line error
 
@@ -245,8 +253,6 @@ def _objective(plan: SweepPlan):
         if (run / BUNDLE_FILE).is_file():
             _check_finished_run(run, cfg)
         else:
-            from cxr.training.run_folder import resumable
-            from cxr.training.train import train
 
             monitor = OBJECTIVES[plan.objective][1]
             single = cfg.ensemble == 1 and not cfg.refit
@@ -281,8 +287,6 @@ def _check_finished_run(run: Path, cfg: TrainConfig) -> None:
 
 def _stressed_score(trial: optuna.Trial, run: Path) -> float:
     """Clean validation accuracy (kept as a user attribute) and the mean under the shift battery (the value)."""
-    from cxr.evaluation.evaluate import evaluate_run
-    from cxr.evaluation.stress import export_for_stress, run_stress
 
     evaluate_run(run, "val", n_bootstrap=0)  # sensitivity, specificity, AUC beside the rule's figures
     if torch.cuda.is_available():  # the battery's forward passes on the GPU the trial trained on
@@ -317,8 +321,6 @@ def robust_choice(trials: list[optuna.trial.FrozenTrial], tolerance: float) -> o
 
 
 def _cv_accuracy(cfg: TrainConfig, run: Path, folds: int) -> float:
-    from cxr.evaluation.oof import CV_FILE
-    from cxr.training.cv import cross_validate
 
     if (run / CV_FILE).is_file():
         return float(json.loads((run / CV_FILE).read_text())["accuracy"])
@@ -330,7 +332,6 @@ def validation_score(run: Path, objective: str) -> float:
     """The finished run's figure on its validation split (calibrated bundle; loss = log loss of its probabilities)."""
     from sklearn.metrics import log_loss
 
-    from cxr.evaluation.evaluate import evaluate_run
 
     metrics = evaluate_run(run, "val", n_bootstrap=0)
     if objective == "val_accuracy":
@@ -353,7 +354,6 @@ def run_sweep(plan: SweepPlan) -> dict[str, Any]:
     check_objective(plan)
     require("sweep")  # optuna and pandas (trials.csv), before any trial
     if plan.base.track:
-        from cxr.tracking import check_tracking, tracking_uri
 
         uri = tracking_uri(plan.base, plan.out / "trials")  # default: sqlite:///OUT/mlflow.db, one store per sweep
         plan.base = plan.base.model_copy(update={"tracking_uri": uri})
@@ -362,7 +362,6 @@ def run_sweep(plan: SweepPlan) -> dict[str, Any]:
     objective = _objective(plan)
     t0 = time.perf_counter()
     ran = 0
-    from cxr.training.train import tracking
 
     with tracking(plan.base, plan.out, "sweep"):  # with track: one MLflow parent run, each trial a child
         while True:
