@@ -44,6 +44,8 @@ def main() -> None:
             browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1200, "height": 760})
             page.goto(f"{url}/worklist")
+            page.evaluate("key => sessionStorage.setItem('cxr-reader-key', key)", key)  # a reader exists: keys on
+            page.reload()
             page.wait_for_function("document.getElementById('model-line').textContent.includes('version')")
             page.set_input_files("#files", [str(f) for f in films])
             page.wait_for_selector(f"body[data-state=ready][data-listed='{len(films)}']")

@@ -10,7 +10,7 @@ from tests.cli.helpers import assert_one_line_error, run_cli, run_cli_inprocess
 from tests.conftest import make_class_folders
 
 TOP_LEVEL = ["train", "evaluate", "report", "compare", "stress", "predict", "explain", "serve", "sweep", "runs",
-             "models"]  # fmt: skip
+             "models", "audit-log"]  # fmt: skip
 GROUPS = {"data": ["split", "audit", "dedup", "preview", "audit-shortcuts"], "run": ["export", "guard", "ensemble"],
           "site": ["calibrate", "adapt"], "weights": ["list", "fetch"], "readers": ["add", "list", "revoke"],
           "feedback": ["export", "stats"]}  # fmt: skip

@@ -1,17 +1,14 @@
 """End to end in a real browser: Debian's Chromium, driven by Playwright, against `cxr serve` on loopback."""
 
 import re
-import socket
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 
 from cxr.serve import create_app
+from tests.serve.live import free_loopback_port as _free_loopback_port  # noqa: F401 (test_reading_processes uses it)
+from tests.serve.live import serving
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -21,31 +18,6 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not 
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.is_file(), reason=f"no browser at {CHROMIUM} (.ci/run installs it: apt-get install chromium)"
 )
-
-
-def _free_loopback_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextmanager
-def serving(app) -> Iterator[str]:
-    """`app` under uvicorn in a background thread on a free loopback port; yields its URL, stops afterwards."""
-    import uvicorn
-
-    port = _free_loopback_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            pytest.fail("the server did not start")
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
 
 
 @pytest.fixture(scope="module")
@@ -129,3 +101,20 @@ def test_the_api_docs_render_without_internet(page, server_url):
     page.goto(f"{server_url}/docs")
     page.locator(".swagger-ui .opblock-summary-path", has_text=re.compile(r"/v1/predict")).first.wait_for()
     assert "cxr" in page.inner_text(".swagger-ui .info .title")
+
+
+def test_a_service_without_keys_on_the_network_says_so_on_both_pages(page, served_run, tmp_path):
+    from cxr.readingroom.db import sqlite_url
+
+    # as `cxr serve RUN --host 0.0.0.0 --insecure-no-auth` builds it (served on loopback here)
+    app = create_app(served_run, db=sqlite_url(tmp_path / "r.db"), exposed=True, insecure_no_auth=True)
+    with serving(app) as url:
+        for path in ("/", "/worklist"):
+            page.goto(f"{url}{path}")
+            banner = page.locator("#insecure-warning")
+            banner.wait_for()
+            assert "--insecure-no-auth" in banner.inner_text() and "every stored film" in banner.inner_text()
+        app.state.reading.room.add_reader("ann")  # a key exists: no longer open, no longer warned
+        page.goto(url)
+        page.wait_for_selector("#auth:not([hidden])")
+        assert page.locator("#insecure-warning").count() == 0

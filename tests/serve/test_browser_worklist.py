@@ -1,21 +1,27 @@
 """The worklist in a real browser (Chromium via Playwright, as test_browser.py): drop two films, see them in triage
-order, record a read that disagrees with the model on the film view, find the film under disagreements."""
+order, record a read that disagrees with the model on the film view, find the film under disagreements; the access
+log holds the reader's film views and read. On SQLite and on PostgreSQL."""
 
 import pytest
 
 from cxr.readingroom.db import sqlite_url
 from cxr.serve import create_app
 from tests.conftest import SHARED_DATA
-from tests.serve.test_browser import pytestmark as browser_marks
+from tests.pg import fresh_database, postgres_server  # noqa: F401 (fixture)
 from tests.serve.test_browser import page, serving  # noqa: F401 (page is a fixture)
+from tests.serve.test_browser import pytestmark as browser_marks
 
 needs_data = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"needs the shared datasets at {SHARED_DATA}")
 pytestmark = [browser_marks, needs_data]
 
 
-@pytest.fixture(scope="module")
-def app(served_run, tmp_path_factory):
-    return create_app(served_run, db=sqlite_url(tmp_path_factory.mktemp("worklist") / "reading.db"))
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def app(request, served_run, tmp_path_factory):
+    if request.param == "sqlite":
+        db = sqlite_url(tmp_path_factory.mktemp("worklist") / "reading.db")
+    else:
+        db = fresh_database(request.getfixturevalue("postgres_server"))
+    return create_app(served_run, db=db)
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +36,9 @@ def test_drop_two_films_read_one_and_find_it_under_disagreements(page, server_ur
     key = app.state.reading.room.add_reader("Dr Browser")
 
     page.goto(f"{server_url}/worklist")
+    page.wait_for_selector("#auth:not([hidden])")  # a reader exists: every /v1 route needs a key now
+    page.fill("#api-key", key)  # the reader's own key opens the worklist too
+    page.click("#api-key-save")
     page.wait_for_function("document.getElementById('model-line').textContent.includes('version')")
     page.set_input_files("#files", [str(f) for f in films])
     page.wait_for_selector("body[data-state=ready][data-listed='2']")
@@ -47,9 +56,7 @@ def test_drop_two_films_read_one_and_find_it_under_disagreements(page, server_ur
     page.wait_for_selector("body[data-state=ready]")
     assert page.inner_text("#predicted") == target["predicted"]
     assert page.evaluate("document.getElementById('preview').naturalWidth") > 0  # the stored film is shown
-    page.fill("#reader-key", key)
-    page.click("#reader-key-save")
-    page.wait_for_selector("#read-form:not([hidden])")
+    page.wait_for_selector("#read-form:not([hidden])")  # the key given on the worklist is a reader's: no second ask
     assert page.inner_text("#reader-name") == "reading as Dr Browser"
     page.select_option("#read-label", disagreeing)
     page.fill("#read-note", "opacity in the left lower lobe")
@@ -59,6 +66,10 @@ def test_drop_two_films_read_one_and_find_it_under_disagreements(page, server_ur
     reads = app.state.reading.room.study(target["id"])["reads"]
     assert [(r["reader"], r["label"], r["note"]) for r in reads] == [
         ("Dr Browser", disagreeing, "opacity in the left lower lobe")]  # fmt: skip
+    log = app.state.reading.room.access_log()["items"]
+    seen = {(e["action"], e["film_id"]) for e in log if e["actor"] == "Dr Browser" and e["client"] == "127.0.0.1"}
+    assert {("view_study", target["id"]), ("view_image", target["id"]), ("read", target["id"])} <= seen
+    assert {("upload", x["id"]) for x in api} <= seen  # the films dropped on the page, sent with the reader's key
 
     page.goto(f"{server_url}/worklist")
     page.wait_for_selector("body[data-listed='2']")

@@ -35,7 +35,8 @@ def test_every_prediction_is_recorded_with_its_image(app_client, xray):
     np.testing.assert_allclose(stored, answered)
     assert study["model"] == {k: pred["model"][k] for k in ("id", "version", "architecture")}
     assert app_client.get(f"/v1/studies/{pred['study_id']}/image").content == xray.read_bytes()
-    assert app_client.get("/v1/studies/nope").status_code == 404
+    assert app_client.get(f"/v1/studies/{'0' * 32}").status_code == 404
+    assert app_client.get("/v1/studies/nope").status_code == 422  # not a study id at all
 
 
 def test_an_unreadable_upload_is_refused_and_not_recorded(app_client):
@@ -54,37 +55,41 @@ def test_the_default_database_is_in_the_run_directory(served_run, xray):
 def test_worklist_filters_reads_and_disagreements(app_client, xray, served_run):
     ids = [_post(app_client, xray).json()["study_id"] for _ in range(3)]
     key = app_client.app.state.reading.room.add_reader("ann")
-    predicted = app_client.get(f"/v1/studies/{ids[0]}").json()["predicted"]
+    auth = {"X-Reader-Key": key}  # a reader exists: every /v1 route needs a key from now on
+    assert app_client.get(f"/v1/studies/{ids[0]}").status_code == 401
+    predicted = app_client.get(f"/v1/studies/{ids[0]}", headers=auth).json()["predicted"]
     other = next(c for c in CLASSES if c != predicted)
     reads = f"/v1/studies/{ids[0]}/reads"
     assert app_client.post(reads, json={"label": other}).status_code == 401
     assert app_client.post(reads, json={"label": other}, headers={"X-Reader-Key": "wrong"}).status_code == 401
-    auth = {"X-Reader-Key": key}
-    assert app_client.post("/v1/studies/nope/reads", json={"label": other}, headers=auth).status_code == 404
+    assert app_client.post(f"/v1/studies/{'0' * 32}/reads", json={"label": other}, headers=auth).status_code == 404
     bad = app_client.post(reads, json={"label": "Cat"}, headers=auth)
-    assert bad.status_code == 422 and "Covid" in bad.json()["detail"]
+    assert bad.status_code == 422 and "Covid" in str(bad.json()["detail"])  # the schema lists the classes
     assert app_client.post(reads, json={"note": "no label"}, headers=auth).status_code == 422
-    assert app_client.get(f"/v1/studies/{ids[0]}").json()["history"] == []  # nothing half-written
+    assert app_client.get(f"/v1/studies/{ids[0]}", headers=auth).json()["history"] == []  # nothing half-written
     r = app_client.post(reads, json={"label": other, "note": "look again"}, headers=auth)
     assert r.status_code == 201 and r.json()["reader"] == "ann" and r.json()["version"] == 1
-    assert app_client.get("/v1/reader", headers=auth).json() == {"name": "ann"}
+    assert app_client.get("/v1/reader", headers=auth).json() == {"name": "ann", "role": "reader"}
     assert app_client.get("/v1/reader").status_code == 401
 
-    disagreements = app_client.get("/v1/disagreements").json()
+    disagreements = app_client.get("/v1/disagreements", headers=auth).json()
     assert [x["id"] for x in disagreements["items"]] == [ids[0]]
     assert disagreements["items"][0]["disagreeing_readers"] == ["ann"]
-    unread = app_client.get("/v1/studies", params={"unread": True}).json()
+    unread = app_client.get("/v1/studies", params={"unread": True}, headers=auth).json()
     assert unread["total"] == 2 and {x["id"] for x in unread["items"]} == set(ids[1:])
-    page = app_client.get("/v1/studies", params={"limit": 2, "offset": 2, "order": "newest"}).json()
+    page = app_client.get("/v1/studies", params={"limit": 2, "offset": 2, "order": "newest"}, headers=auth).json()
     assert page["total"] == 3 and [x["id"] for x in page["items"]] == [ids[0]]
-    assert app_client.get("/v1/studies", params={"order": "random"}).status_code == 422
-    assert app_client.get("/v1/studies", params={"limit": 0}).status_code == 422
-    assert app_client.get("/v1/studies", params={"received_from": "2999-01-01T00:00:00Z"}).json()["total"] == 0
+    for bad_params in ({"order": "random"}, {"limit": 0}, {"offset": 274386764877100630920921088}):
+        assert app_client.get("/v1/studies", params=bad_params, headers=auth).status_code == 422
+    late = {"received_from": "2999-01-01T00:00:00Z"}
+    assert app_client.get("/v1/studies", params=late, headers=auth).json()["total"] == 0
+    edge = {"received_from": "0001-01-01T00:00:00+01:00", "received_to": "9999-12-31T23:59:59-01:00"}
+    assert app_client.get("/v1/studies", params=edge, headers=auth).json()["total"] == 3  # beyond datetime: clamped
 
     app_client.post(reads, json={"label": predicted}, headers=auth)  # changed read: the earlier one stays
-    history = app_client.get(f"/v1/studies/{ids[0]}").json()["history"]
+    history = app_client.get(f"/v1/studies/{ids[0]}", headers=auth).json()["history"]
     assert [(h["label"], h["version"]) for h in history] == [(other, 1), (predicted, 2)]
-    assert app_client.get("/v1/disagreements").json()["total"] == 0
+    assert app_client.get("/v1/disagreements", headers=auth).json()["total"] == 0
     worklist = app_client.get("/worklist")
     assert worklist.status_code == 200 and 'src="/static/worklist.js"' in worklist.text
 
@@ -134,10 +139,11 @@ def test_two_services_on_one_postgresql_database_see_each_others_films(served_ru
         key = a.app.state.reading.room.add_reader("ann")
         assert b.post(f"/v1/studies/{from_a}/reads", json={"label": "indeterminate"},
                       headers={"X-Reader-Key": key}).status_code == 201  # fmt: skip
+        auth = {"X-API-Key": key}  # a reader's own key works in either header
         for client in (a, b):
-            assert {x["id"] for x in client.get("/v1/studies").json()["items"]} == {from_a, from_b}
-        assert a.get(f"/v1/studies/{from_a}").json()["reads"][0]["label"] == "indeterminate"
-        assert b.get(f"/v1/studies/{from_b}/image").content == xray.read_bytes()  # one image store (the run's)
+            assert {x["id"] for x in client.get("/v1/studies", headers=auth).json()["items"]} == {from_a, from_b}
+        assert a.get(f"/v1/studies/{from_a}", headers=auth).json()["reads"][0]["label"] == "indeterminate"
+        assert b.get(f"/v1/studies/{from_b}/image", headers=auth).content == xray.read_bytes()  # one image store
 
 
 def test_a_prediction_that_cannot_be_recorded_is_503_and_leaves_nothing(served_run, tmp_path, xray):

@@ -1,5 +1,5 @@
-"""`cxr readers add|list|revoke` and `cxr feedback export|stats`: reader keys, and the reading room's loop back to
-training."""
+"""`cxr readers add|list|revoke` and `cxr feedback export|stats`: reader and admin keys, and the reading room's loop
+back to training. Key changes and exports are in the access log under the user at this machine (`cxr audit-log`)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ IMAGES_HELP = "the image store (default: images/ beside a SQLite file, or in the
 
 
 def register(app: typer.Typer) -> None:
-    readers = typer.Typer(no_args_is_help=True, help="Readers of the reading room: API keys for recording reads.")
+    readers = typer.Typer(no_args_is_help=True, help="Readers and admins of the reading room and their keys.")
     for name, command in (("add", readers_add), ("list", readers_list), ("revoke", readers_revoke)):
         readers.command(name)(command)
     app.add_typer(readers, name="readers", rich_help_panel=GROUPS_PANEL)
@@ -61,26 +61,36 @@ def open_room(db: str, images: Optional[Path] = None, create: bool = False):
 DB = typer.Option(..., "--db", help=DB_HELP)
 
 
-def readers_add(name: str = typer.Argument(..., help="the reader's name, as it will appear on every read"),
-                db: str = DB) -> None:  # fmt: skip
-    """Create a reader and print their key once (only its hash is stored: a lost key means a new reader)."""
+def readers_add(
+    name: str = typer.Argument(..., help="the reader's name, as it will appear on every read"),
+    db: str = DB,
+    role: str = typer.Option("reader", help="reader: reads films, records reads; admin: also adds and revokes "
+                             "readers (POST/DELETE /v1/readers) and reads the access log"),
+) -> None:
+    """Create a reader (or an admin) and print their key once (only a salted hash is stored: a lost key means
+    revoking it and adding the reader under another name)."""
+    from cxr.readingroom.access_log import cli_actor
+
     room = open_room(db, create=True)  # readers may be added before the first film arrives
-    key = room.add_reader(name)
-    console.print(f"reader {name!r} added; their key (shown once, send it as X-Reader-Key or paste it on the page):")
+    key = room.add_reader(name, role, cli_actor())
+    console.print(f"{role} {name!r} added; their key (shown once, send it as X-API-Key or paste it on the page):")
     print(key)
 
 
 def readers_list(db: str = DB) -> None:
-    """Readers, when they were added or revoked, and how many reads each recorded."""
-    table = Table("reader", "added", "revoked", "reads")
+    """Readers and admins: role, when added, last used and revoked, how many reads each recorded (never keys)."""
+    table = Table("name", "role", "added", "last used", "revoked", "reads")
     for r in open_room(db).readers():
-        table.add_row(r["name"], r["created_at"], r["revoked_at"] or "", str(r["reads"]))
+        table.add_row(r["name"], r["role"], r["created_at"], r["last_used_at"] or "", r["revoked_at"] or "",
+                      str(r["reads"]))  # fmt: skip
     print_table(table)
 
 
 def readers_revoke(name: str = typer.Argument(..., help="reader whose key stops working"), db: str = DB) -> None:
-    """Revoke a reader's key; their reads stay, under their name."""
-    open_room(db).revoke_reader(name)
+    """Revoke a reader's key: it stops working at the next request; their reads stay, under their name."""
+    from cxr.readingroom.access_log import cli_actor
+
+    open_room(db).revoke_reader(name, cli_actor())
     console.print(f"reader {name!r} revoked")
 
 
@@ -90,9 +100,10 @@ def feedback_export(
     images: Optional[Path] = typer.Option(None, help=IMAGES_HELP),
 ) -> None:
     """Reviewed films and a manifest (label = the readers') that `cxr train --data OUT/manifest.csv` accepts."""
+    from cxr.readingroom.access_log import cli_actor
     from cxr.readingroom.feedback import export_feedback
 
-    result = export_feedback(open_room(db, images), out)
+    result = export_feedback(open_room(db, images), out, cli_actor())
     for why, n in result.skipped.items():
         warn(f"{n} film(s) left out: {why}")
     console.print(f"wrote {result.manifest}: {result.rows} film(s), {result.disagreed} where the readers disagreed "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import getpass
 import socket
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -52,7 +52,8 @@ def append(session: Session, actor: Actor, action: str, film_id: str | None = No
     """Add one entry to the session's transaction."""
     if action not in ACTIONS:
         raise ValueError(f"unknown access-log action {action!r}")
-    session.add(AccessEntry(at=when or datetime.now(timezone.utc).replace(tzinfo=None), actor=actor.name[:100], role=actor.role[:16],
+    when = when or datetime.now(UTC).replace(tzinfo=None)
+    session.add(AccessEntry(at=when, actor=actor.name[:100], role=actor.role[:16],
                             client=(actor.client or None) and actor.client[:100], action=action, film_id=film_id,
                             detail=(detail or None) and detail[:255]))  # fmt: skip
 

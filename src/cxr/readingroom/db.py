@@ -77,8 +77,8 @@ def connect(url: str) -> Engine:
     return engine
 
 
-def upgrade(engine: Engine, script_location: str = MIGRATIONS) -> None:
-    """Run the migrations (by default the shipped ones) up to head, on PostgreSQL under an advisory lock."""
+def upgrade(engine: Engine, script_location: str = MIGRATIONS, revision: str = "head") -> None:
+    """Run the migrations (by default the shipped ones) up to `revision`, on PostgreSQL under an advisory lock."""
     from alembic import command
     from alembic.config import Config
 
@@ -88,7 +88,7 @@ def upgrade(engine: Engine, script_location: str = MIGRATIONS) -> None:
         if engine.dialect.name == "postgresql":
             connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK})
         cfg.attributes["connection"] = connection
-        command.upgrade(cfg, "head")
+        command.upgrade(cfg, revision)
         connection.commit()
 
 

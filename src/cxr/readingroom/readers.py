@@ -6,7 +6,7 @@ A revoked key stops working at the next request: every request looks its key up,
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import exists, func, select
@@ -47,7 +47,7 @@ class Person:
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 class ReaderKeys:
@@ -64,8 +64,8 @@ class ReaderKeys:
         salt = keys.new_salt()
         try:
             with self.writing() as session:
-                session.add(Reader(name=name, role=role, key_id=key_id, key_salt=salt, key_hash=keys.hash_key(salt, key),
-                                   created_at=_now()))  # fmt: skip
+                session.add(Reader(name=name, role=role, key_id=key_id, key_salt=salt,
+                                   key_hash=keys.hash_key(salt, key), created_at=_now()))  # fmt: skip
                 access_log.append(session, actor, "add_reader", detail=f"{name} ({role})")
         except IntegrityError:
             raise ReaderExists(f"a reader named {name!r} exists already; pick another name") from None

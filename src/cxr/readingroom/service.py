@@ -161,7 +161,7 @@ class ReadingRoom(ReaderKeys):
             self.log_access(actor, "view_image", film_id)
         return path
 
-    # reads --------------------------------------------------------------------------------------------------------------
+    # reads -----------------------------------------------------------------------------------------------------------
 
     def add_read(self, film_id: str, key: str | None, label: str, note: str | None = None,
                  client: str | None = None) -> dict[str, Any]:  # fmt: skip

@@ -44,8 +44,8 @@ class FolderWatcher:
         while not self._stop.is_set():
             try:
                 self.poll()
-            except Exception:  # the watcher must outlive a bad file or a database hiccup; the next poll retries
-                log.exception("watch %s: poll failed", self.folder)
+            except Exception as e:  # the watcher must outlive a bad file or a database hiccup; the next poll retries
+                log.error("watch %s: poll failed (%s)", self.folder, type(e).__name__)  # no message: it may name a file
             self._stop.wait(self.poll_seconds)
 
     def candidates(self) -> list[Path]:
@@ -84,10 +84,12 @@ class FolderWatcher:
             if self.room.has_film(sha256(path.read_bytes()), source="watch"):
                 continue  # ingested before a restart
             try:
-                recorded.append(self.ingest(path))
-                log.info("watch: recorded %s", path.name)
+                study_id = self.ingest(path)
+                recorded.append(study_id)
+                log.info("watch: recorded study %s", study_id)  # file names can name patients: never in the log
             except Exception as e:  # not an image: logged once, retried only if the file changes
                 if getattr(e, "status_code", 500) >= 500:  # the database or server was busy: retry next poll
                     del self._done[path]
-                log.warning("watch: %s not recorded: %s", path, getattr(e, "detail", e))
+                reason = str(getattr(e, "detail", e)).removeprefix(f"{path.name}: ")
+                log.warning("watch: a file was not recorded (%s)", type(e).__name__ if path.name in reason else reason)
         return recorded

@@ -7,23 +7,24 @@ backend (ONNX Runtime when exported, else PyTorch), in a bounded worker pool. No
 from __future__ import annotations
 
 import io
+import ipaddress
 import json
 import logging
 import os
-import secrets
+import socket
 import time
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Literal
 
 import numpy as np
 from fastapi import Depends, FastAPI, File, HTTPException, Query, UploadFile
 from fastapi.responses import HTMLResponse, Response
-from fastapi.security import APIKeyHeader
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel
+from sqlalchemy.exc import SQLAlchemyError
 
 from cxr.version import __version__
 from cxr.data.images import ImageInfo, ImageReadError, describe_image, load_grayscale
@@ -32,12 +33,15 @@ from cxr.inference.bundle import Bundle
 from cxr.inference.onnx_export import weights_digest
 from cxr.inference.predict import apply_temperature, decide
 from cxr.readingroom import ReadingRoom
-from cxr.readingroom.service import ModelFacts
-from cxr.serve.limits import BodySizeLimit, InferencePool
-from cxr.serve.reading_routes import ReadingService, add_reading_routes
+from cxr.readingroom.service import DB_FILE, ModelFacts, database_has_keys
+from cxr.readingroom.db import sqlite_url
+from cxr.serve.admin_routes import add_admin_routes
+from cxr.serve.auth import (API_KEY_ENV, API_KEY_HEADER, HOW_TO_ENABLE, INSECURE_WARNING, Auth,  # noqa: F401
+                            AuthMiddleware, Principal, install_openapi, principal)  # fmt: skip
+from cxr.serve.limits import BodySizeLimit, FailedKeyLimiter, InferencePool
+from cxr.serve.reading_routes import ReadingService, add_reading_routes, study_links
+from cxr.serve.responses import documented, install_allow_header
 
-API_KEY_ENV = "CXR_API_KEY"
-API_KEY_HEADER = "X-API-Key"
 log = logging.getLogger(__name__)
 
 
@@ -139,8 +143,14 @@ def create_app(
     db: str | None = None,
     store_images: bool = True,
     watch: str | Path | None = None,
+    exposed: bool = False,
+    insecure_no_auth: bool = False,
+    failed_keys: tuple[int, float] = (10, 60.0),
 ) -> FastAPI:
-    """Build the app for one run. `api_key` defaults to $CXR_API_KEY; when set, /v1/* needs the X-API-Key header.
+    """Build the app for one run. `api_key` defaults to $CXR_API_KEY; with it, or once a reader key exists, every /v1
+    route needs a key (X-API-Key or X-Reader-Key; serve/auth.py). `exposed` (listening beyond loopback) makes a key
+    required even before one exists, unless `insecure_no_auth`. `failed_keys`: (wrong keys, seconds) a client may
+    send before it gets 429.
 
     Every prediction is recorded in the reading room: `db` (a SQLAlchemy URL, default SQLite at RUN/reading.db),
     images in a content-addressed store unless `store_images` is False; `watch` ingests films dropped in a folder.
@@ -150,7 +160,7 @@ def create_app(
     if bundle.guard is None:
         log.warning("%s has no input guard: films unlike its training films are not flagged (`cxr run guard %s` fits one)",
                     run_dir, run_dir)  # fmt: skip
-    key = api_key if api_key is not None else (os.environ.get(API_KEY_ENV) or None)
+    key = (api_key if api_key is not None else os.environ.get(API_KEY_ENV)) or None  # empty: no key
     ref = ModelRef(id=bundle.run_dir.resolve().name, version=weights_digest(bundle.model.state_dict())[:12],
                    architecture=meta.model)  # fmt: skip
     explainer = _load_explainer(bundle) if explain else None
@@ -175,13 +185,13 @@ def create_app(
         description=f"Chest X-ray classification with model {ref.id} ({ref.architecture}, version {ref.version}).",
         lifespan=lifespan,
     )
+    room = ReadingRoom.for_run(bundle.run_dir, db, store_images=store_images)
+    auth = Auth(room, key, exposed=exposed, insecure_no_auth=insecure_no_auth, limiter=FailedKeyLimiter(*failed_keys))
     app.add_middleware(BodySizeLimit, max_bytes=int(max_upload_mb * 2**20))
-    app.state.bundle, app.state.pool, app.state.info = bundle, pool, info
-    header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description=f"required when ${API_KEY_ENV} is set")
-
-    def require_key(given: str | None = Depends(header)) -> None:
-        if key is not None and not (given and secrets.compare_digest(given.encode(), key.encode())):
-            raise HTTPException(401, f"missing or wrong API key: send it in the {API_KEY_HEADER} header")
+    app.add_middleware(AuthMiddleware, auth=auth)  # added last, runs first: no key, no body read
+    app.state.bundle, app.state.pool, app.state.info, app.state.auth = bundle, pool, info, auth
+    if auth.warning() is not None:
+        log.warning(auth.warning())
 
     def predict_one(upload: UploadFile) -> Prediction:
         t0 = time.perf_counter()
@@ -203,17 +213,15 @@ def create_app(
     def explain_one(upload: UploadFile, target: str | None) -> bytes:
         from cxr.explain.overlay import overlay_rgb
 
-        if target is not None and target not in meta.classes:
-            raise HTTPException(422, f"unknown class {target!r}; this model's classes are {', '.join(meta.classes)}")
         model_input = decode_upload(upload.file, upload.filename, meta.image_size)
         shown = decode_upload(upload.file, upload.filename, None)
         (e,) = explainer.explain_arrays([shown], target, model_inputs=model_input[None])
         return _png(overlay_rgb(e.image, e.heatmap))
 
-    room = ReadingRoom.for_run(bundle.run_dir, db, store_images=store_images)
     model_facts = ModelFacts(ref.id, ref.version, ref.architecture, list(meta.classes), meta.threshold)
     reading = app.state.reading = ReadingService(room, model_facts, predict_one, Path(watch) if watch else None)
-    add_reading_routes(app, reading, require_key)
+    add_reading_routes(app, reading)
+    add_admin_routes(app, room)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def page() -> str:
@@ -223,44 +231,62 @@ def create_app(
 
     @app.get("/healthz", tags=["service"])
     def healthz() -> dict[str, Any]:
-        """Liveness: the model is loaded. Never needs the API key."""
-        return {"status": "ok", "model": ref.model_dump(), "auth": key is not None, "pending": pool.pending}
+        """Liveness: the model is loaded. Never needs a key. `auth`: whether /v1 needs one now; `warning`: set while
+        anyone on the network may read the films (--insecure-no-auth), and shown on the page."""
+        try:
+            required, warning = auth.required(), auth.warning()
+        except (SQLAlchemyError, OSError):  # the database is down: the model still answers; say keys are needed
+            required, warning = True, None
+        return {"status": "ok", "model": ref.model_dump(), "auth": required, "warning": warning,
+                "pending": pool.pending}  # fmt: skip
 
-    @app.get("/v1/model", response_model=ModelInfo, dependencies=[Depends(require_key)], tags=["model"])
-    def model_info() -> ModelInfo:
+    @app.get("/v1/model", response_model=ModelInfo, tags=["model"], **documented())
+    def model_info(who: Principal = Depends(principal)) -> ModelInfo:
         """Classes, image size, decision threshold, backend and the run's evaluation figures."""
         return info
 
-    @app.post("/v1/predict", response_model=Prediction, dependencies=[Depends(require_key)], tags=["model"])
-    async def predict(file: UploadFile = File(..., description="a chest X-ray: PNG, JPEG, BMP, TIFF or DICOM")):
-        """Class probabilities and the predicted class for one uploaded X-ray."""
-        return await pool.run(reading.predict, file)
+    predicted = documented(400, 413, 415)
+    predicted["responses"][200] = {"description": "the prediction", "links": study_links("$response.body#/study_id")}
 
-    @app.post(
-        "/v1/explain",
-        dependencies=[Depends(require_key)],
-        tags=["model"],
-        response_class=Response,
-        responses={200: {"content": {"image/png": {}}, "description": "the X-ray with a Grad-CAM heatmap"}},
-    )
+    @app.post("/v1/predict", response_model=Prediction, tags=["model"], **predicted)
+    async def predict(file: UploadFile = File(..., description="a chest X-ray: PNG, JPEG, BMP, TIFF or DICOM"),
+                      who: Principal = Depends(principal)):  # fmt: skip
+        """Class probabilities and the predicted class for one uploaded X-ray (recorded in the reading room)."""
+        return await pool.run(reading.predict, file, "upload", who.actor())
+
     async def explain_endpoint(
         file: UploadFile = File(..., description="a chest X-ray: PNG, JPEG, BMP, TIFF or DICOM"),
         target: str | None = Query(None, description="class to explain (default: the predicted one)"),
+        who: Principal = Depends(principal),
     ) -> Response:
         """Grad-CAM overlay (PNG) showing which regions drove the prediction."""
         if explainer is None:
             raise HTTPException(501, "Grad-CAM is not available in this installation (cxr.explain is missing)")
         return Response(await pool.run(explain_one, file, target), media_type="image/png")
 
+    explain_doc = documented(400, 413, 415, 501)
+    explain_doc["responses"][200] = {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+                                     "description": "the X-ray with a Grad-CAM heatmap"}  # fmt: skip
+    explain_endpoint.__annotations__["target"] = Literal[tuple(meta.classes)] | None  # the schema lists the classes
+    app.post("/v1/explain", tags=["model"], response_class=Response, **explain_doc)(explain_endpoint)
+    install_openapi(app, auth)
+    install_allow_header(app)
     return app
 
 
-def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, **options: Any) -> None:
-    """Run the app with uvicorn; `limit_concurrency` answers 503 to connections beyond what the pool can queue."""
+def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, insecure_no_auth: bool = False,
+          **options: Any) -> None:  # fmt: skip
+    """Run the app with uvicorn; `limit_concurrency` answers 503 to connections beyond what the pool can queue.
+
+    Beyond loopback only with authentication on (an API key or a reader key), or `insecure_no_auth`.
+    """
     import uvicorn
 
     _check_can_listen(host, port)  # before loading the model; uvicorn would log several lines and exit 1 or 3
-    app = create_app(run_dir, **options)
+    exposed = not is_loopback(host)
+    if exposed and not insecure_no_auth:
+        _check_auth_on(run_dir, host, options.get("api_key"), options.get("db"))
+    app = create_app(run_dir, exposed=exposed, insecure_no_auth=insecure_no_auth, **options)
     pool: InferencePool = app.state.pool
     uvicorn.run(app, host=host, port=port, limit_concurrency=pool.max_pending + 16, log_level="info")
 
@@ -280,3 +306,23 @@ def _check_can_listen(host: str, port: int) -> None:
             probe.bind(address)
         except OSError as e:
             raise CxrError(f"cannot listen on {host}:{port} ({e.strerror}); pick another --port or --host") from None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether every address `host` names is on this machine only (127.0.0.0/8, ::1); 0.0.0.0 and :: are not."""
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        return False
+    return all(ipaddress.ip_address(info[4][0].split("%")[0]).is_loopback for info in infos)
+
+
+def _check_auth_on(run_dir: str | Path, host: str, api_key: str | None, db: str | None) -> None:
+    """Refuse to listen beyond loopback without a key, in one line (as Jupyter and Redis's protected mode do)."""
+    if api_key or os.environ.get(API_KEY_ENV):
+        return
+    if database_has_keys(db or sqlite_url(Path(run_dir) / DB_FILE)):
+        return
+    raise CxrError(f"refusing to listen on {host} without authentication: anyone on the network could see every "
+                   f"film; {HOW_TO_ENABLE.replace('RUN', str(run_dir))}, or pass --insecure-no-auth on a trusted "
+                   "network")  # fmt: skip

@@ -130,11 +130,15 @@ document.addEventListener("DOMContentLoaded", () => {
   drop.addEventListener("drop", (e) => { e.preventDefault(); drop.classList.remove("over"); chooseFile(e.dataTransfer.files); });
   drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") { e.preventDefault(); $("file").click(); } });
   $("overlay-toggle").addEventListener("change", () => toggleOverlay().catch((e) => setStatus(String(e), true)));
+  const study = new URLSearchParams(location.search).get("study");
   $("api-key-save").addEventListener("click", () => {
     saveKey("api", $("api-key").value);
-    loadModel().then((ok) => { if (ok && state.file) predict(state.file); });
+    checkReaderKey().catch((e) => setStatus(String(e), true));  // a reader's own key also opens the read form
+    loadModel().then((ok) => {
+      if (ok && state.file) return predict(state.file);
+      if (ok && study) return openStudy(study);
+    }).catch((e) => setStatus(String(e), true));
   });
   setUpReads();
-  const study = new URLSearchParams(location.search).get("study");
   loadModel().then((ok) => { if (ok && study) return openStudy(study); }).catch((e) => setStatus(String(e), true));
 });

@@ -72,16 +72,21 @@ function renderReads(study) {
 }
 
 async function checkReaderKey() {
-  if (!keys.reader) {
+  // a reader key entered here, or the key of the key card when it is a reader's own
+  if (!keys.reader && !keys.api) {
     $("reader-auth").hidden = false;
     $("read-form").hidden = true;
     return;
   }
-  const response = await fetch("/v1/reader", { headers: apiHeaders({ "X-Reader-Key": keys.reader }) });
+  const response = await fetch("/v1/reader", { headers: apiHeaders() });
   const ok = response.ok;
   $("reader-auth").hidden = ok;
   $("read-form").hidden = !ok;
-  $("reader-name").textContent = ok ? `reading as ${(await response.json()).name}` : "that reader key is not valid";
+  $("reader-name").textContent = ok ? `reading as ${(await response.json()).name}` : "";
+  if (!ok && keys.reader) {
+    saveKey("reader", "");  // a wrong reader key is sent with every request: forget it, or nothing else loads
+    setStatus("that reader key is not valid (or was revoked)", true);
+  }
 }
 
 async function submitRead(event) {
@@ -90,7 +95,7 @@ async function submitRead(event) {
   const body = { label: $("read-label").value, note: $("read-note").value.trim() || null };
   const response = await fetch(`/v1/studies/${encodeURIComponent(study.id)}/reads`, {
     method: "POST",
-    headers: apiHeaders({ "X-Reader-Key": keys.reader, "Content-Type": "application/json" }),
+    headers: apiHeaders({ "Content-Type": "application/json" }),
     body: JSON.stringify(body),
   });
   if (!response.ok) {
