@@ -20,6 +20,7 @@ from cxr.version import __version__
 from cxr.atomic import atomic_path
 from cxr.errors import CxrError
 from cxr.inference.guard import InputGuard
+from cxr.inference.onnx_backend import load_backend
 from cxr.models import count_parameters, create_model, model_spec
 from cxr.models.ensemble import ENSEMBLE, ensemble_from_specs
 from cxr.rundir import CV, FOLDS, MODEL, RunDir
@@ -143,8 +144,6 @@ class Bundle:
     @classmethod
     def load(cls, run_dir: str | Path, backend: str = "auto") -> "Bundle":
         """`backend`: auto (ONNX Runtime when `cxr run export` made a current model.onnx, else PyTorch) | onnx | torch."""
-        from cxr.inference.onnx_export import load_backend
-
         payload = read_bundle_file(run_dir)
         m = payload["meta"]
         meta = BundleMeta(**m)
