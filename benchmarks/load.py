@@ -180,7 +180,7 @@ async def reading_loop(client, data: bytes, name: str, labels: list[str], key: s
     while time.perf_counter() < until:
         t0 = time.perf_counter()
         try:
-            r = await client.post("/v1/predict", files={"file": (name, data, "image/jpeg")})
+            r = await client.post("/v1/predict", files={"file": (name, data, "image/jpeg")}, headers={"X-Reader-Key": key})
         except httpx.HTTPError:
             tally.errors += 1
             await asyncio.sleep(0.05)  # server down (killed): retry shortly
