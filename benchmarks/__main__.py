@@ -29,19 +29,28 @@ def build_parser() -> argparse.ArgumentParser:
     from benchmarks.sites import ADAPTATION_PAIRS, EXTERNAL_SITES, STRESS_GUARD_BENCHMARKS
 
     names = list(datasets())
-    ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    ap = argparse.ArgumentParser(
+        prog="python -m benchmarks",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = ap.add_subparsers(dest="command", required=True, metavar="SUB-COMMAND")
 
     p = sub.add_parser("list", help="the datasets and their selection studies (benchmarks/datasets.yaml)")
 
-    p = sub.add_parser("run", help="train each benchmark's recipe over seeds, test each run once, record it "
-                       "(results/NAME.json), rewrite RESULTS.md")  # fmt: skip
+    p = sub.add_parser(
+        "run",
+        help="train each benchmark's recipe over seeds, test each run once, record it "
+        "(results/NAME.json), rewrite RESULTS.md",
+    )
     p.add_argument("benchmarks", nargs="+", choices=names, metavar="NAME", help=f"any of {', '.join(names)}")
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds to run (default: 0)")
     p.add_argument("--reuse", type=Path, help="a finished run trained with the same config (one benchmark, one seed)")
-    p.add_argument("--publish", action="store_true", help="copy the model to the dataset's publish_weights "
-                   "(radiography: the shipped start)")  # fmt: skip
+    p.add_argument(
+        "--publish",
+        action="store_true",
+        help="copy the model to the dataset's publish_weights (radiography: the shipped start)",
+    )
 
     p = sub.add_parser("place", help="where a finished run's test accuracy falls among a benchmark's recorded runs")
     p.add_argument("benchmark", choices=names)
@@ -49,19 +58,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("table", help="rewrite benchmarks/RESULTS.md from results/<benchmark>.json (no training)")
 
-    p = sub.add_parser("select", help="choose among a study's candidates on validation: a cxr sweep over "
-                       "spaces/STUDY.yaml -> results/select_DATASET.json or robust_DATASET.json")  # fmt: skip
+    p = sub.add_parser(
+        "select",
+        help="choose among a study's candidates on validation: a cxr sweep over "
+        "spaces/STUDY.yaml -> results/select_DATASET.json or robust_DATASET.json",
+    )
     p.add_argument("study", choices=list(studies()))
     p.add_argument("candidates", nargs="*", help="candidates of the space to run (default: all)")
     p.add_argument("--seeds", type=int, nargs="+", help="seeds (replicates); default: the space's, else 0")
-    p.add_argument("--objective", choices=["val_accuracy", "val_stressed", "cv_accuracy"],
-                   help="default: the study's (datasets.yaml)")  # fmt: skip
+    p.add_argument(
+        "--objective",
+        choices=["val_accuracy", "val_stressed", "cv_accuracy"],
+        help="default: the study's (datasets.yaml)",
+    )
     p.add_argument("--folds", type=int, default=3, help="folds of cv_accuracy (default 3)")
-    p.add_argument("--reuse", type=_reuse, action="append", default=[], metavar="TRIAL=RUN",
-                   help="a finished run copied in as that trial (refused unless its config is the trial's)")
+    p.add_argument(
+        "--reuse",
+        type=_reuse,
+        action="append",
+        default=[],
+        metavar="TRIAL=RUN",
+        help="a finished run copied in as that trial (refused unless its config is the trial's)",
+    )
 
-    p = sub.add_parser("cv", help="optimistic k-fold CV by hand (held-out fold = validation): earlier entries of "
-                       "results/cv_DATASET.json and the fold models cv-ensemble / cv-external read")  # fmt: skip
+    p = sub.add_parser(
+        "cv",
+        help="optimistic k-fold CV by hand (held-out fold = validation): earlier entries of "
+        "results/cv_DATASET.json and the fold models cv-ensemble / cv-external read",
+    )
     p.add_argument("study", choices=list(studies()))
     p.add_argument("candidates", nargs="+")
     p.add_argument("--folds", type=int, default=5)
@@ -80,15 +104,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("temperature-prior", help="the temperature prior's width judged out of fold")
     p.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="fold run folders holding splits.csv")
 
-    config_of_help = ("DATASET (its recipe) or STUDY:CANDIDATE the run was trained as, checked against the run's "
-                      "config and recorded as config_of")  # fmt: skip
+    config_of_help = (
+        "DATASET (its recipe) or STUDY:CANDIDATE the run was trained as, checked against the run's "
+        "config and recorded as config_of"
+    )
     p = sub.add_parser("external", help="a chosen model on another site's test split -> results/external.json")
     p.add_argument("benchmark", choices=list(EXTERNAL_SITES))
     p.add_argument("run", type=Path, help="the chosen model's run directory")
     p.add_argument("--config-of", help=config_of_help)
 
-    p = sub.add_parser("stress-guard", help="a benchmark model under the shift battery, and its guard on other "
-                       "sites' films -> results/stress_guard.json")  # fmt: skip
+    p = sub.add_parser(
+        "stress-guard",
+        help="a benchmark model under the shift battery, and its guard on other "
+        "sites' films -> results/stress_guard.json",
+    )
     p.add_argument("benchmark", choices=STRESS_GUARD_BENCHMARKS)
     p.add_argument("run", type=Path, help="the benchmark's trained run directory")
     p.add_argument("--backend", default="auto", help="auto | onnx | torch (stress only)")
@@ -221,8 +250,15 @@ def main(argv: list[str] | None = None) -> None:
     elif c == "site-calibration":
         from benchmarks.site_calibration import site_calibration
 
-        site_calibration(args.case, args.run, args.seeds, not args.no_adapt, args.dedup,
-                         _config_of(args.config_of, args.run), command)  # fmt: skip
+        site_calibration(
+            args.case,
+            args.run,
+            args.seeds,
+            not args.no_adapt,
+            args.dedup,
+            _config_of(args.config_of, args.run),
+            command,
+        )
     elif c == "speed":
         from benchmarks import speed
 

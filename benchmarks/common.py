@@ -55,8 +55,9 @@ def train_data(name: str, build: bool = True) -> Path:
         from cxr.data.dedup import exclude_near_duplicates
         from cxr.data.manifest import write_manifest
 
-        result = exclude_near_duplicates(dataset_path(name), dataset_path(derived["minus_copies_of"]),
-                                         threshold=derived["threshold"])  # fmt: skip
+        result = exclude_near_duplicates(
+            dataset_path(name), dataset_path(derived["minus_copies_of"]), threshold=derived["threshold"]
+        )
         write_manifest(out, result.splits, result.classes, result.patient_ids)
     return out
 
@@ -110,16 +111,16 @@ def candidate_changes(name: str, candidate: str) -> dict[str, Any]:
     """The dotted config keys a study's named candidate sets."""
     candidates = study_space(name).get("candidates") or {}
     if candidate not in candidates:
-        raise SystemExit(f"{study(name)['space'].relative_to(ROOT)} has no candidate {candidate!r}; it has "
-                         f"{', '.join(candidates)}")  # fmt: skip
+        raise SystemExit(
+            f"{study(name)['space'].relative_to(ROOT)} has no candidate {candidate!r}; it has {', '.join(candidates)}"
+        )
     changes = {}
     for key, value in candidates[candidate].items():  # `augment: {noise: ...}` is augment.noise, as in cxr sweep
         changes.update({f"augment.{k}": v for k, v in value.items()} if key == "augment" else {key: value})
     return changes
 
 
-def candidate_config(name: str, candidate: str, seed: int = 0, data: Path | str | None = None,
-                     build_data: bool = True):  # fmt: skip
+def candidate_config(name: str, candidate: str, seed: int = 0, data: Path | str | None = None, build_data: bool = True):
     """A study's candidate as the sweep trains it: its changes over the study's base (cxr.training.sweep.trial_config),
     the candidate's own seed, if it names one, winning over `seed`."""
     from cxr.config import TrainConfig
@@ -212,9 +213,13 @@ def model_identity(run: Path, config_of_spec: dict | None = None) -> dict:
         "weights_sha256": sha256_file(weights),
         "config_sha256": config_sha256(cfg) if cfg is not None else None,
         "config_from": "run" if cfg is not None else None,  # its own config.yaml ("recipe: ...": docs/benchmarks.md)
-        "trained": {"seed": cfg.get("seed") if cfg else None, "cxr": read_bundle_file(weights).get("cxr_version"),
-                    "cpu": training.get("cpu"), "precision": training.get("precision"),
-                    "epochs_run": training.get("epochs_run")},  # fmt: skip
+        "trained": {
+            "seed": cfg.get("seed") if cfg else None,
+            "cxr": read_bundle_file(weights).get("cxr_version"),
+            "cpu": training.get("cpu"),
+            "precision": training.get("precision"),
+            "epochs_run": training.get("epochs_run"),
+        },
     }
     if config_of_spec is not None and cfg is not None:
         expected = config_sha256(config_of(config_of_spec).to_yaml_dict())
@@ -234,9 +239,14 @@ def machine() -> dict:
     from cxr.config import TrainConfig
     from cxr.training.train import cpu_model, resolve_precision
 
-    return {"cpu": cpu_model(), "cores": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-            "auto_precision": resolve_precision(TrainConfig()),
-            "cxr": __version__}  # the cxr that measured (and hashed the config: new config keys change config_sha256)
+    return {
+        "cpu": cpu_model(),
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "auto_precision": resolve_precision(TrainConfig()),
+        "cxr": __version__,
+    }  # the cxr that measured (and hashed the config: new config keys change config_sha256)
 
 
 def cv_scores(y, probs, classes: list[str]) -> dict:

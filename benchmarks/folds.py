@@ -92,9 +92,14 @@ def optimistic_cv(name: str, candidates: list[str], folds: int, command: str) ->
                     p_all.append([float(row[f"p_{c}"]) for c in ds.classes])
         y, p = np.array(y_all), np.array(p_all)
         results = read_results(f"cv_{ds_name}")
-        results[candidate] = {"config": candidate_changes(name, candidate), "folds": folds, "n": int(len(y)),
-                              **cv_scores(y, p, ds.classes), "seconds": round(time.perf_counter() - t0, 1),
-                              "command": command}  # fmt: skip
+        results[candidate] = {
+            "config": candidate_changes(name, candidate),
+            "folds": folds,
+            "n": int(len(y)),
+            **cv_scores(y, p, ds.classes),
+            "seconds": round(time.perf_counter() - t0, 1),
+            "command": command,
+        }
         print(candidate, results[candidate], flush=True)
         save_results(f"cv_{ds_name}", results)
 
@@ -145,15 +150,20 @@ def cv_external(name: str, candidates: list[str]) -> None:
             raise SystemExit(f"{candidate} starts from {site} weights: {site_path.name} is not another site for it")
         folds = sorted((ROOT / "runs" / "cv" / dataset / candidate).glob("fold*"))
         if not folds:
-            raise SystemExit(f"no fold models for {candidate}: run `python -m benchmarks cv {name} {candidate} "
-                             "--folds 3`")  # fmt: skip
+            raise SystemExit(
+                f"no fold models for {candidate}: run `python -m benchmarks cv {name} {candidate} --folds 3`"
+            )
         per_fold = []
         for run in folds:
             bundle, y, _, probs = predict_site(run, site_path, split)
             per_fold.append(site_scores(y, probs, bundle.classes, bundle.meta.threshold))
         mean = {k: float(np.mean([f[k] for f in per_fold])) for k in ("accuracy", "balanced_accuracy", "roc_auc")}
-        results[candidate] = {"site": f"{site_path.name}/{split}", "folds": len(folds),
-                              **{f"mean_{k}": v for k, v in mean.items()}, "per_fold": per_fold}  # fmt: skip
+        results[candidate] = {
+            "site": f"{site_path.name}/{split}",
+            "folds": len(folds),
+            **{f"mean_{k}": v for k, v in mean.items()},
+            "per_fold": per_fold,
+        }
         print(candidate, {k: round(v, 3) for k, v in mean.items()}, flush=True)
         save_results(f"cv_external_{dataset}", results)
 
@@ -229,7 +239,11 @@ def temperature_prior(runs: list[Path]) -> None:
         p, y = np.concatenate(probs).astype(np.float64), np.concatenate(labels)
         nll = float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-12, None)).mean())
         ece = float(np.asarray(expected_calibration_error(p, y, 15)).ravel()[0])
-        results["by_sigma"][str(s)] = {"log_loss": round(nll, 4), "ece": round(ece, 4),
-                                       "n": int(len(y)), "temperatures": temperatures[str(s)]}  # fmt: skip
+        results["by_sigma"][str(s)] = {
+            "log_loss": round(nll, 4),
+            "ece": round(ece, 4),
+            "n": int(len(y)),
+            "temperatures": temperatures[str(s)],
+        }
         print(s, results["by_sigma"][str(s)], flush=True)
     save_results("temperature_prior", results)

@@ -103,8 +103,9 @@ def wait_until_up(base: str, server: subprocess.Popen, timeout: float = 120) -> 
     raise SystemExit("server did not start")
 
 
-def serve_load(run: Path | None, clients: list[int], seconds: float, image: Path, workers: int, backend: str,
-               command: str) -> None:  # fmt: skip
+def serve_load(
+    run: Path | None, clients: list[int], seconds: float, image: Path, workers: int, backend: str, command: str
+) -> None:
     from PIL import Image
 
     data = image.read_bytes()
@@ -113,8 +114,21 @@ def serve_load(run: Path | None, clients: list[int], seconds: float, image: Path
     env = {**os.environ, "CXR_API_KEY": ""}  # measure without auth
     with tempfile.TemporaryDirectory() as tmp:
         run = run or build_demo_run(Path(tmp))
-        cmd = [sys.executable, "-m", "cxr.cli", "serve", str(run), "--host", HOST, "--port", str(port),
-               "--workers", str(workers), "--backend", backend]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "cxr.cli",
+            "serve",
+            str(run),
+            "--host",
+            HOST,
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--backend",
+            backend,
+        ]
         server = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             info = wait_until_up(base, server)
@@ -127,16 +141,19 @@ def serve_load(run: Path | None, clients: list[int], seconds: float, image: Path
         finally:
             server.terminate()
             server.wait(30)
-    write_result("serve_load", {
-        "command": command,
-        "model": info["model"],
-        "backend": info["backend"],
-        "image_size": info["image_size"],
-        "upload": {"file": "/".join(image.parts[-4:]), "bytes": len(data), "pixels": list(Image.open(image).size)},
-        "server": f"cxr serve --workers {workers} on {HOST} (own process); clients in this process",
-        "load_average_before": load_before,
-        "levels": levels,
-    })  # fmt: skip
+    write_result(
+        "serve_load",
+        {
+            "command": command,
+            "model": info["model"],
+            "backend": info["backend"],
+            "image_size": info["image_size"],
+            "upload": {"file": "/".join(image.parts[-4:]), "bytes": len(data), "pixels": list(Image.open(image).size)},
+            "server": f"cxr serve --workers {workers} on {HOST} (own process); clients in this process",
+            "load_average_before": load_before,
+            "levels": levels,
+        },
+    )
 
 
 class Server:
@@ -145,8 +162,21 @@ class Server:
     def __init__(self, run: Path, db: str, workers: int):
         self.port = free_port()
         self.base = f"http://{HOST}:{self.port}"
-        self.cmd = [sys.executable, "-m", "cxr.cli", "serve", str(run), "--host", HOST, "--port", str(self.port),
-                    "--workers", str(workers), "--db", db]  # fmt: skip
+        self.cmd = [
+            sys.executable,
+            "-m",
+            "cxr.cli",
+            "serve",
+            str(run),
+            "--host",
+            HOST,
+            "--port",
+            str(self.port),
+            "--workers",
+            str(workers),
+            "--db",
+            db,
+        ]
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> float:
@@ -174,13 +204,16 @@ class Tally:
         self.errors = 0
 
 
-async def reading_loop(client, data: bytes, name: str, labels: list[str], key: str, until: float, tally: Tally,
-                      seed: int) -> None:  # fmt: skip
+async def reading_loop(
+    client, data: bytes, name: str, labels: list[str], key: str, until: float, tally: Tally, seed: int
+) -> None:
     i = seed
     while time.perf_counter() < until:
         t0 = time.perf_counter()
         try:
-            r = await client.post("/v1/predict", files={"file": (name, data, "image/jpeg")}, headers={"X-Reader-Key": key})
+            r = await client.post(
+                "/v1/predict", files={"file": (name, data, "image/jpeg")}, headers={"X-Reader-Key": key}
+            )
         except httpx.HTTPError:
             tally.errors += 1
             await asyncio.sleep(0.05)  # server down (killed): retry shortly
@@ -193,8 +226,9 @@ async def reading_loop(client, data: bytes, name: str, labels: list[str], key: s
         tally.films.append(study)
         t0 = time.perf_counter()
         try:
-            r = await client.post(f"/v1/studies/{study}/reads", json={"label": labels[i % len(labels)]},
-                                  headers={"X-Reader-Key": key})  # fmt: skip
+            r = await client.post(
+                f"/v1/studies/{study}/reads", json={"label": labels[i % len(labels)]}, headers={"X-Reader-Key": key}
+            )
         except httpx.HTTPError:
             tally.errors += 1
             continue
@@ -206,8 +240,16 @@ async def reading_loop(client, data: bytes, name: str, labels: list[str], key: s
             tally.errors += 1
 
 
-async def load(server: Server, data: bytes, name: str, labels: list[str], key: str, clients: int, seconds: float,
-               kill_at: float | None) -> tuple[Tally, float, float | None]:  # fmt: skip
+async def load(
+    server: Server,
+    data: bytes,
+    name: str,
+    labels: list[str],
+    key: str,
+    clients: int,
+    seconds: float,
+    kill_at: float | None,
+) -> tuple[Tally, float, float | None]:
     tally = Tally()
     restart = None
 
@@ -258,10 +300,17 @@ def ms(values: list[float], q: float) -> float | None:
 
 def summary(tally: Tally, elapsed: float) -> dict:
     done = len(tally.latency["predict"]) + len(tally.latency["read"])
-    return {"seconds": round(elapsed, 1), "requests_ok": done, "errors": tally.errors,
-            "requests_per_s": round(done / elapsed, 2), "films_per_s": round(len(tally.films) / elapsed, 2),
-            "predict_ms_p50": ms(tally.latency["predict"], 50), "predict_ms_p99": ms(tally.latency["predict"], 99),
-            "read_ms_p50": ms(tally.latency["read"], 50), "read_ms_p99": ms(tally.latency["read"], 99)}  # fmt: skip
+    return {
+        "seconds": round(elapsed, 1),
+        "requests_ok": done,
+        "errors": tally.errors,
+        "requests_per_s": round(done / elapsed, 2),
+        "films_per_s": round(len(tally.films) / elapsed, 2),
+        "predict_ms_p50": ms(tally.latency["predict"], 50),
+        "predict_ms_p99": ms(tally.latency["predict"], 99),
+        "read_ms_p50": ms(tally.latency["read"], 50),
+        "read_ms_p99": ms(tally.latency["read"], 99),
+    }
 
 
 def run_backend(backend: str, run: Path, args, data: bytes, stack: ExitStack) -> dict:
@@ -283,14 +332,19 @@ def run_backend(backend: str, run: Path, args, data: bytes, stack: ExitStack) ->
         out["start_seconds"] = round(server.start(), 1)
         before = stored(room)
         tally, elapsed, _ = asyncio.run(
-            load(server, data, args.image.name, labels, key, args.clients, args.seconds, None))  # fmt: skip
+            load(server, data, args.image.name, labels, key, args.clients, args.seconds, None)
+        )
         out["load"] = summary(tally, elapsed) | check(room, tally, before)
         print(backend, "load", out["load"], flush=True)
         before = stored(room)
-        tally, elapsed, restart = asyncio.run(load(server, data, args.image.name, labels, key, args.clients,
-                                                   args.seconds, args.seconds / 3))  # fmt: skip
-        out["kill9"] = summary(tally, elapsed) | check(room, tally, before) | {
-            "killed_at_s": round(args.seconds / 3, 1), "restart_seconds": round(restart, 1)}  # fmt: skip
+        tally, elapsed, restart = asyncio.run(
+            load(server, data, args.image.name, labels, key, args.clients, args.seconds, args.seconds / 3)
+        )
+        out["kill9"] = (
+            summary(tally, elapsed)
+            | check(room, tally, before)
+            | {"killed_at_s": round(args.seconds / 3, 1), "restart_seconds": round(restart, 1)}
+        )
         print(backend, "kill -9", out["kill9"], flush=True)
     finally:
         server.stop()
@@ -316,11 +370,14 @@ def reading_load(args, command: str) -> None:
             else:
                 build_demo_run(run)
             results[backend] = run_backend(backend, run, args, data, stack)
-    write_result("reading_load", {
-        "command": command,
-        "model": "smallnet 224 px, ONNX (random weights)" if not args.run else str(args.run),
-        "upload": {"file": "/".join(args.image.parts[-4:]), "bytes": len(data)},
-        "per_client_loop": "POST /v1/predict, then POST /v1/studies/{id}/reads on that film",
-        "server": f"cxr serve --workers {args.workers} on {HOST} (own process); clients in this process",
-        "backends": results,
-    })
+    write_result(
+        "reading_load",
+        {
+            "command": command,
+            "model": "smallnet 224 px, ONNX (random weights)" if not args.run else str(args.run),
+            "upload": {"file": "/".join(args.image.parts[-4:]), "bytes": len(data)},
+            "per_client_loop": "POST /v1/predict, then POST /v1/studies/{id}/reads on that film",
+            "server": f"cxr serve --workers {args.workers} on {HOST} (own process); clients in this process",
+            "backends": results,
+        },
+    )

@@ -93,9 +93,12 @@ def run_benchmark(name: str, seed: int = 0, reuse: Path | None = None, publish: 
         "config_from": identity["config_from"],
         "config_of": identity["config_of"],
         "cxr": identity["trained"]["cxr"],
-        "test": {"n": test["n"], **{k: test[k] for k in REPORTED if k in test},
-                 "macro_f1": test["macro_avg"]["f1-score"],
-                 "ci95": {k: ci.get(k) for k in REPORTED if k in ci}},  # fmt: skip
+        "test": {
+            "n": test["n"],
+            **{k: test[k] for k in REPORTED if k in test},
+            "macro_f1": test["macro_avg"]["f1-score"],
+            "ci95": {k: ci.get(k) for k in REPORTED if k in ci},
+        },
         "stress_test": stress_entry(stressed),
         "epochs_run": training["epochs_run"],
         "precision": training["precision"],
@@ -112,10 +115,14 @@ def run_benchmark(name: str, seed: int = 0, reuse: Path | None = None, publish: 
 def stress_entry(section: dict) -> dict:
     """The test films under the shift battery: mean over every condition, the weakest shift, the worst condition."""
     summary = section["summary"]
-    return {"mean_accuracy": summary["mean_accuracy"], "worst_shift": summary["worst_shift"]["shift"],
-            "worst_shift_accuracy": summary["worst_shift"]["mean_accuracy"],
-            "worst_condition": summary["worst_condition"], "backend": section["backend"],
-            "seconds": section["seconds"]}  # fmt: skip
+    return {
+        "mean_accuracy": summary["mean_accuracy"],
+        "worst_shift": summary["worst_shift"]["shift"],
+        "worst_shift_accuracy": summary["worst_shift"]["mean_accuracy"],
+        "worst_condition": summary["worst_condition"],
+        "backend": section["backend"],
+        "seconds": section["seconds"],
+    }
 
 
 def recipe_name(name: str) -> str:
@@ -127,8 +134,19 @@ def load_results(name: str) -> dict:
     path = RESULTS / f"{name}.json"
     r = json.loads(path.read_text()) if path.is_file() else {}
     if "test" in r and "runs" not in r:
-        legacy = {k: r[k] for k in ("test", "epochs_run", "train_wall_seconds", "train_images_per_second",
-                                    "predict_images_per_second", "peak_rss_gb", "machine") if k in r}  # fmt: skip
+        legacy = {
+            k: r[k]
+            for k in (
+                "test",
+                "epochs_run",
+                "train_wall_seconds",
+                "train_images_per_second",
+                "predict_images_per_second",
+                "peak_rss_gb",
+                "machine",
+            )
+            if k in r
+        }
         r = {"runs": [{"seed": 0, "command": r["command"], "precision": "32", **legacy}]}  # fp32: no native bf16 there
     return r
 
@@ -163,8 +181,12 @@ def record(name: str, entries: list[dict]) -> dict:
     runs = {_run_key(r): r for r in results.get("runs", [])}
     runs.update({_run_key(e): e for e in entries})
     ordered = [runs[k] for k in sorted(runs)]
-    result = {"config": recipe_name(name), "published": dataset(name)["published"], "spread": seed_spread(ordered),
-              "runs": ordered}  # fmt: skip
+    result = {
+        "config": recipe_name(name),
+        "published": dataset(name)["published"],
+        "spread": seed_spread(ordered),
+        "runs": ordered,
+    }
     save_results(name, result)
     return result
 
@@ -178,8 +200,10 @@ def place(name: str, run: Path) -> str:
     spread = seed_spread(runs)
     acc, a = metrics["test"]["accuracy"], spread["accuracy"]
     where = "within" if a["min"] <= acc <= a["max"] else "below" if acc < a["min"] else "above"
-    return (f"{run}: test accuracy {acc:.3f}, {where} the range of this recipe's {runs_and_seeds(runs)} "
-            f"({a['min']:.3f}-{a['max']:.3f}, mean {a['mean']:.3f}; benchmarks/results/{name}.json)")
+    return (
+        f"{run}: test accuracy {acc:.3f}, {where} the range of this recipe's {runs_and_seeds(runs)} "
+        f"({a['min']:.3f}-{a['max']:.3f}, mean {a['mean']:.3f}; benchmarks/results/{name}.json)"
+    )
 
 
 def seeds_text(seeds) -> str:
@@ -202,8 +226,11 @@ def weights_cell(entries: list[dict]) -> str:
     (`weights_sha256`), and how many entries say `model_kept: false` (runs from before digests were recorded)."""
     digests = [f"`{e['weights_sha256'][:8]}`" for e in entries if e.get("weights_sha256")]
     lost = sum(1 for e in entries if not e.get("weights_sha256") and e.get("model_kept") is False)
-    unnamed = [e.get("run", e.get("command")) for e in entries
-               if not e.get("weights_sha256") and e.get("model_kept") is not False]  # fmt: skip
+    unnamed = [
+        e.get("run", e.get("command"))
+        for e in entries
+        if not e.get("weights_sha256") and e.get("model_kept") is not False
+    ]
     if unnamed:
         raise SystemExit(f"entries name no model (no weights_sha256, no model_kept: false): {unnamed}")
     return ", ".join(digests + ([f"{lost} not kept"] if lost else []))
@@ -229,19 +256,25 @@ def _stressed_of(s: dict) -> str:
 
 def table_text() -> str:
     """benchmarks/RESULTS.md as written from every results/<benchmark>.json present."""
-    lines = ["# Results", "", "Test figures over runs: mean (min-max); each run's seed, machine, precision and model "
-             "in benchmarks/results/<benchmark>.json. Weights: the first 8 hex digits of each kept model file's "
-             "SHA-256 (`weights_sha256`), or how many runs' models were not kept (`model_kept: false`).", "",
-             "| benchmark | model | test n | runs | weights | accuracy | AUC | sensitivity | specificity "
-             "| under shift (mean) | weakest shift | train wall per run | machine, precision | published |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    lines = [
+        "# Results",
+        "",
+        "Test figures over runs: mean (min-max); each run's seed, machine, precision and model "
+        "in benchmarks/results/<benchmark>.json. Weights: the first 8 hex digits of each kept model file's "
+        "SHA-256 (`weights_sha256`), or how many runs' models were not kept (`model_kept: false`).",
+        "",
+        "| benchmark | model | test n | runs | weights | accuracy | AUC | sensitivity | specificity "
+        "| under shift (mean) | weakest shift | train wall per run | machine, precision | published |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for name, spec in datasets().items():
         r = load_results(name)
         if "runs" not in r:
             continue
         s = seed_spread(r["runs"])
-        published = "; ".join(f"{k}: " + ", ".join(f"{m} {v:.3f}" for m, v in vals.items())
-                              for k, vals in spec["published"].items())  # fmt: skip
+        published = "; ".join(
+            f"{k}: " + ", ".join(f"{m} {v:.3f}" for m, v in vals.items()) for k, vals in spec["published"].items()
+        )
         cfg = recipe_config(name, build_data=False)
         machines = sorted({f"{run['machine']['cpu']}, {run['precision']}" for run in r["runs"]})
         lines.append(

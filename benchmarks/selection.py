@@ -23,8 +23,9 @@ import time
 from benchmarks.common import ROOT, machine, read_results, save_results, study, study_base, study_space
 
 
-def selection_plan(name: str, candidates: list[str], seeds: list[int] | None, objective: str | None = None,
-                   folds: int = 3):  # fmt: skip
+def selection_plan(
+    name: str, candidates: list[str], seeds: list[int] | None, objective: str | None = None, folds: int = 3
+):
     """The study's candidates (all, or those named) as one sweep: a grid over their names, and over seeds if the
     space or `seeds` gives more than one."""
     from cxr.training.space import parse_space
@@ -51,12 +52,27 @@ def selection_plan(name: str, candidates: list[str], seeds: list[int] | None, ob
         key = f"{objective}-{name}-{len(chosen)}-{digest}-seeds" + "-".join(map(str, seeds))
     out = ROOT / "runs" / "select" / s["dataset"] / key
     trials = len(chosen) * (len(seeds) if len(seeds) > 1 else 1)
-    return SweepPlan(base=base, params=params, out=out, trials=trials, objective=objective, study_name=key,
-                     cv_folds=folds, prune=False)  # fmt: skip
+    return SweepPlan(
+        base=base,
+        params=params,
+        out=out,
+        trials=trials,
+        objective=objective,
+        study_name=key,
+        cv_folds=folds,
+        prune=False,
+    )
 
 
-def select(name: str, candidates: list[str], seeds: list[int] | None, reuse: dict[str, str], objective: str | None,
-           folds: int, command: str) -> dict:  # fmt: skip
+def select(
+    name: str,
+    candidates: list[str],
+    seeds: list[int] | None,
+    reuse: dict[str, str],
+    objective: str | None,
+    folds: int,
+    command: str,
+) -> dict:
     import optuna
 
     from cxr.training.sweep import run_sweep
@@ -72,17 +88,27 @@ def select(name: str, candidates: list[str], seeds: list[int] | None, reuse: dic
     rows = {}
     for t in opt.trials:
         run = plan.out / "trials" / t.user_attrs.get("run", "")
-        rows[t.user_attrs.get("run")] = {"params": t.params, "state": t.state.name, "value": t.value,
-                                         **{k: v for k, v in t.user_attrs.items() if k != "run"},
-                                         **(_val_figures(run) if (run / "metrics.json").is_file() else {})}  # fmt: skip
+        rows[t.user_attrs.get("run")] = {
+            "params": t.params,
+            "state": t.state.name,
+            "value": t.value,
+            **{k: v for k, v in t.user_attrs.items() if k != "run"},
+            **(_val_figures(run) if (run / "metrics.json").is_file() else {}),
+        }
     dataset = study(name)["dataset"]
     kind = "robust" if plan.objective == "val_stressed" else "select"
     results = read_results(f"{kind}_{dataset}")
     results[plan.study_name] = {
-        "study": name, "objective": plan.objective, "rule": summary.get("rule"), "chosen": summary.get("best_run"),
-        "chosen_params": summary.get("best_params"), "trials": rows, "seconds": round(time.perf_counter() - t0, 1),
-        "command": command, "machine": machine(),
-    }  # fmt: skip
+        "study": name,
+        "objective": plan.objective,
+        "rule": summary.get("rule"),
+        "chosen": summary.get("best_run"),
+        "chosen_params": summary.get("best_params"),
+        "trials": rows,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "command": command,
+        "machine": machine(),
+    }
     save_results(f"{kind}_{dataset}", results)
     if plan.objective == "cv_accuracy":
         _record_nested(name, plan, opt.trials, folds)
@@ -103,9 +129,15 @@ def _record_nested(name: str, plan, trials, folds: int) -> None:
         if not run or not cv_file.is_file():
             continue
         cv = json.loads(cv_file.read_text())
-        results[f"{run} nested"] = {"config": space.get(t.params.get("candidates")), "folds": folds, "n": cv["n"],
-                                    "cv_accuracy": cv["accuracy"], "cv_macro_f1": cv["macro_avg"]["f1-score"],
-                                    "cv_auc": cv["roc_auc"], "cv_log_loss": cv["log_loss"]}  # fmt: skip
+        results[f"{run} nested"] = {
+            "config": space.get(t.params.get("candidates")),
+            "folds": folds,
+            "n": cv["n"],
+            "cv_accuracy": cv["accuracy"],
+            "cv_macro_f1": cv["macro_avg"]["f1-score"],
+            "cv_auc": cv["roc_auc"],
+            "cv_log_loss": cv["log_loss"],
+        }
     save_results(f"cv_{dataset}", results)
 
 
@@ -113,5 +145,7 @@ def _val_figures(run) -> dict:
     val = json.loads((run / "metrics.json").read_text()).get("val", {})
     keep = ("accuracy", "roc_auc", "sensitivity", "specificity", "n")
     stress = val.get("stress", {}).get("summary", {})
-    return {"val": {k: val[k] for k in keep if k in val},
-            "val_stress": {k: stress.get(k) for k in ("mean_accuracy", "worst_shift", "worst_condition")}}  # fmt: skip
+    return {
+        "val": {k: val[k] for k in keep if k in val},
+        "val_stress": {k: stress.get(k) for k in ("mean_accuracy", "worst_shift", "worst_condition")},
+    }

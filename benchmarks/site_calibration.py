@@ -38,8 +38,10 @@ CURVE = (25, 50, 100, 200)
 BOOTSTRAP = 1000
 NOTEBOOK = {  # the pneumonia notebook cxr grew from: its own model, chosen on 187 test films, scored on the other 437
     "protocol": "site-calibrated (30 % of Kermany's test split chosen on, 70 % scored); another model, one cut",
-    "accuracy": 0.93, "sensitivity": 0.97, "specificity": 0.87,
-}  # fmt: skip
+    "accuracy": 0.93,
+    "sensitivity": 0.97,
+    "specificity": 0.87,
+}
 
 
 def site_of(case: str, dedup_csv: Path | None) -> tuple[Path, str, str]:
@@ -54,8 +56,10 @@ def site_of(case: str, dedup_csv: Path | None) -> tuple[Path, str, str]:
         return root / "test", "", "PneumoniaMNIST test split (624; no patient ids: cut by film)"
     if case == "codecademy->radiography":
         if dedup_csv is None:
-            raise SystemExit("codecademy->radiography needs --dedup CSV from `cxr data dedup covid19-radiography "
-                             "--against covid19-codecademy --patient-pattern ''`")  # fmt: skip
+            raise SystemExit(
+                "codecademy->radiography needs --dedup CSV from `cxr data dedup covid19-radiography "
+                "--against covid19-codecademy --patient-pattern ''`"
+            )
         return dedup_csv, "", "covid19-radiography test split minus copies of codecademy films (no patient ids)"
     raise SystemExit(f"unknown case {case!r}")
 
@@ -101,8 +105,9 @@ def site_films(site: Path, classes: list[str]) -> tuple[list[Path], np.ndarray]:
     return paths, np.array(y)
 
 
-def run_case(case: str, run: Path, seeds: list[int], adapt: bool, dedup_csv: Path | None,
-             config_of: dict | None = None) -> dict:  # fmt: skip
+def run_case(
+    case: str, run: Path, seeds: list[int], adapt: bool, dedup_csv: Path | None, config_of: dict | None = None
+) -> dict:
     site, pattern, what = site_of(case, dedup_csv)
     source = Bundle.load(run, backend="torch")
     classes = source.classes
@@ -115,9 +120,16 @@ def run_case(case: str, run: Path, seeds: list[int], adapt: bool, dedup_csv: Pat
         index = {p: i for i, p in enumerate(paths)}
         logits = predict(run, paths)
         zero_all = scores(y_all, apply_temperature(logits, source.meta.temperature), classes, source.meta.threshold)
-        result = {"run": str(run), **model_identity(run, config_of), "site": what, "n": len(paths),
-                  "rule": rule or "temperature only (multi-class)", "zero_shot_all": zero_all, "seeds": {},
-                  "curve": {}}  # fmt: skip
+        result = {
+            "run": str(run),
+            **model_identity(run, config_of),
+            "site": what,
+            "n": len(paths),
+            "rule": rule or "temperature only (multi-class)",
+            "zero_shot_all": zero_all,
+            "seeds": {},
+            "curve": {},
+        }
         for seed in seeds:
             manifest = cut(site, pattern, seed, tmp / f"cut{seed}.csv")
             files = {s: split_files(run, s, classes, manifest) for s in ("calibration", "test")}
@@ -125,23 +137,33 @@ def run_case(case: str, run: Path, seeds: list[int], adapt: bool, dedup_csv: Pat
             y_cal, y_test = y_all[cal_ix], y_all[test_ix]
             t, thr = fit_on(logits[cal_ix], y_cal, classes, rule)
             row = {
-                "n_calibration": len(cal_ix), "n_test": len(test_ix), "temperature": t, "threshold": thr,
-                "zero_shot": scores(y_test, apply_temperature(logits[test_ix], source.meta.temperature), classes,
-                                    source.meta.threshold),
+                "n_calibration": len(cal_ix),
+                "n_test": len(test_ix),
+                "temperature": t,
+                "threshold": thr,
+                "zero_shot": scores(
+                    y_test, apply_temperature(logits[test_ix], source.meta.temperature), classes, source.meta.threshold
+                ),
                 "calibrated": scores(y_test, apply_temperature(logits[test_ix], t), classes, thr),
-            }  # fmt: skip
+            }
             if seed == seeds[0]:  # the commands' own path: same figures, and the calibration films are refused
                 new = calibrate_on_site(run, manifest, tmp / f"new{seed}", operating_point=rule or "none")
                 m = evaluate_run(new.path.parent, "test", data=manifest, n_bootstrap=0)
                 assert abs(m["accuracy"] - row["calibrated"]["accuracy"]) < 1e-9, (m["accuracy"], row["calibrated"])
                 row["checked_against_commands"] = True
             if adapt:  # AdaBN on the calibration films (labels unused), then temperature and threshold on them
-                new = calibrate_on_site(run, manifest, tmp / f"adapted{seed}", adapt=list(files["calibration"].paths),
-                                        operating_point=rule or "none")  # fmt: skip
+                new = calibrate_on_site(
+                    run,
+                    manifest,
+                    tmp / f"adapted{seed}",
+                    adapt=list(files["calibration"].paths),
+                    operating_point=rule or "none",
+                )
                 adapted = Bundle.load(new.path.parent, backend="torch")
                 test_logits = predict(new.path.parent, [paths[i] for i in test_ix])
-                row["adapted_calibrated"] = scores(y_test, apply_temperature(test_logits, adapted.meta.temperature),
-                                                   classes, adapted.meta.threshold)  # fmt: skip
+                row["adapted_calibrated"] = scores(
+                    y_test, apply_temperature(test_logits, adapted.meta.temperature), classes, adapted.meta.threshold
+                )
             result["seeds"][str(seed)] = row
             for n in CURVE:  # n films drawn (stratified) from this seed's calibration part, scored on its test part
                 if n >= len(cal_ix):
@@ -173,8 +195,15 @@ def spread(result: dict) -> dict:
     keys = ("accuracy", "balanced_accuracy", "roc_auc", "sensitivity", "specificity", "log_loss", "ece")
 
     def summary(rows: list[dict]) -> dict:
-        return {k: {"mean": float(np.mean([r[k] for r in rows])), "min": float(min(r[k] for r in rows)),
-                    "max": float(max(r[k] for r in rows))} for k in keys if k in rows[0]}  # fmt: skip
+        return {
+            k: {
+                "mean": float(np.mean([r[k] for r in rows])),
+                "min": float(min(r[k] for r in rows)),
+                "max": float(max(r[k] for r in rows)),
+            }
+            for k in keys
+            if k in rows[0]
+        }
 
     seeds = list(result["seeds"].values())
     protocols = [p for p in ("zero_shot", "calibrated", "adapted_calibrated") if p in seeds[0]]
@@ -183,8 +212,9 @@ def spread(result: dict) -> dict:
     return out
 
 
-def site_calibration(case: str, run: Path, seeds: list[int], adapt: bool, dedup_csv: Path | None,
-                     config_of: dict | None, command: str) -> dict:  # fmt: skip
+def site_calibration(
+    case: str, run: Path, seeds: list[int], adapt: bool, dedup_csv: Path | None, config_of: dict | None, command: str
+) -> dict:
     result = run_case(case, run, seeds, adapt, dedup_csv, config_of)
     result["command"] = command
     results = read_results("site_calibration")

@@ -45,8 +45,12 @@ from benchmarks.common import (
 
 # model's benchmark -> (the other site's dataset, its training data (the derived one) or its path, split, what it is)
 EXTERNAL_SITES = {
-    "codecademy": ("radiography", "train_data", "test",
-                   "covid19-radiography test split minus copies of codecademy films"),
+    "codecademy": (
+        "radiography",
+        "train_data",
+        "test",
+        "covid19-radiography test split minus copies of codecademy films",
+    ),
     "radiography": ("codecademy", "path", "test", "covid19-codecademy test split (66 films)"),
 }
 STRESS_GUARD_BENCHMARKS = ("codecademy", "kermany", "radiography", "pneumoniamnist")
@@ -77,8 +81,9 @@ def external(benchmark: str, run: Path, config_of: dict | None, command: str) ->
         "accuracy": metrics["accuracy"],
         "accuracy_ci95": ci.get("accuracy"),
         "roc_auc": metrics["roc_auc"],
-        "recall": ({c: metrics["per_class"][c]["recall"] for c in metrics["classes"]}
-                   if "per_class" in metrics else None),
+        "recall": (
+            {c: metrics["per_class"][c]["recall"] for c in metrics["classes"]} if "per_class" in metrics else None
+        ),
         "guard_flagged": guard.get("flagged"),
         "guard_share": guard.get("share"),
         "command": command,
@@ -121,20 +126,30 @@ def stress_guard(benchmark: str, run: Path, backend: str, config_of: dict | None
         "image_size": bundle.meta.image_size,
         "precision": "fp32 (inference)",
         "stress": {
-            "key": stress["key"], "n": stress["n"], "backend": stress["backend"], "seconds": seconds,
+            "key": stress["key"],
+            "n": stress["n"],
+            "backend": stress["backend"],
+            "seconds": seconds,
             "load_average_before": [round(x, 2) for x in load_before],
             "load_average_after": [round(x, 2) for x in os.getloadavg()],
-            "clean_accuracy": stress["clean"]["accuracy"], "summary": stress["summary"],
+            "clean_accuracy": stress["clean"]["accuracy"],
+            "summary": stress["summary"],
         },
         "guard": {
             "fitted": bundle.guard.fitted,
-            f"own test ({own_key})": {"films": len(own.paths), "flagged": own.flagged,
-                                       "share": round(own.flagged / max(1, len(own.paths)), 4)},
-            **{f"{name} test films": _flag_rate(bundle, dataset_path(name) / "test") for name in OTHER_FILMS
-               if name != benchmark},
+            f"own test ({own_key})": {
+                "films": len(own.paths),
+                "flagged": own.flagged,
+                "share": round(own.flagged / max(1, len(own.paths)), 4),
+            },
+            **{
+                f"{name} test films": _flag_rate(bundle, dataset_path(name) / "test")
+                for name in OTHER_FILMS
+                if name != benchmark
+            },
         },
         "command": command,
-    }  # fmt: skip
+    }
     results = read_results("stress_guard")
     results[benchmark] = {**entry, "machine": machine()}
     save_results("stress_guard", results)
@@ -160,9 +175,12 @@ def _adapt_pair(name: str) -> dict:
             after[score_idx] = Bundle.load(adapted, backend="torch").predict(list(paths[score_idx])).probabilities
     threshold = source.meta.threshold
     return {
-        "model": str(run.relative_to(ROOT)), "images": f"{data.name}/{split}", "n": len(y),
-        "before": site_scores(y, before, classes, threshold), "adapted": site_scores(y, after, classes, threshold),
-    }  # fmt: skip
+        "model": str(run.relative_to(ROOT)),
+        "images": f"{data.name}/{split}",
+        "n": len(y),
+        "before": site_scores(y, before, classes, threshold),
+        "adapted": site_scores(y, after, classes, threshold),
+    }
 
 
 def site_adaptation(names: list[str]) -> None:

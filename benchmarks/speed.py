@@ -53,8 +53,11 @@ def _decode_speed(data: Path, cache_dir: Path) -> dict:
     t0 = time.perf_counter()
     decode_cached(paths, 224, cache_dir)
     warm = time.perf_counter() - t0
-    return {"images": len(paths), "decode_images_per_second": round(len(paths) / cold, 1),
-            "cached_images_per_second": round(len(paths) / warm, 1)}  # fmt: skip
+    return {
+        "images": len(paths),
+        "decode_images_per_second": round(len(paths) / cold, 1),
+        "cached_images_per_second": round(len(paths) / warm, 1),
+    }
 
 
 def predict_speed(model_name: str, batch: int = 32, reps: int = 5) -> float:
@@ -87,8 +90,12 @@ def train_speed(models: list[str], epochs: int, command: str) -> None:
     for model in models:
         results["predict_images_per_second"][model] = predict_speed(model)
         for i, (name, opts) in enumerate(TRAIN_VARIANTS.items()):
-            cfg = build_config(None, dict(data=data, model=model, epochs=epochs, cache_dir=tmp / "cache",
-                                          early_stopping_patience=100, **opts))  # fmt: skip
+            cfg = build_config(
+                None,
+                dict(
+                    data=data, model=model, epochs=epochs, cache_dir=tmp / "cache", early_stopping_patience=100, **opts
+                ),
+            )
             run = tmp / f"{model}-{i}"
             train(cfg, run)
             secs = read_epoch_seconds(run)[1:]
@@ -128,15 +135,18 @@ def train_step_speed(model_name: str, compiled: bool, steps: int) -> dict:
     t0 = time.perf_counter()
     for _ in range(steps):
         step()
-    return {"first_step_seconds": round(first, 1),
-            "train_images_per_second": round(32 * steps / (time.perf_counter() - t0), 1)}  # fmt: skip
+    return {
+        "first_step_seconds": round(first, 1),
+        "train_images_per_second": round(32 * steps / (time.perf_counter() - t0), 1),
+    }
 
 
 def compile_speed(models: list[str], steps: int, command: str) -> None:
     results = {}
     for model in models:
-        results[model] = {mode: train_step_speed(model, mode == "torch.compile", steps)
-                          for mode in ("eager", "torch.compile")}
+        results[model] = {
+            mode: train_step_speed(model, mode == "torch.compile", steps) for mode in ("eager", "torch.compile")
+        }
         print(model, results[model], flush=True)
     results["command"] = command
     write_result("compile_speed", results)
@@ -171,8 +181,9 @@ def _images_per_second(bundle, images: np.ndarray, batch: int, seconds: float) -
     return {"images_per_s": round(done / elapsed, 2), "ms_per_batch": round(1000 * elapsed / calls, 2), "calls": calls}
 
 
-def predict_backends(models: list[str], size: int, batches: list[int], seconds: float, threads: list[int],
-                     command: str) -> None:  # fmt: skip
+def predict_backends(
+    models: list[str], size: int, batches: list[int], seconds: float, threads: list[int], command: str
+) -> None:
     import torch
 
     from cxr.data.images import find_images, load_grayscale
@@ -197,8 +208,9 @@ def predict_backends(models: list[str], size: int, batches: list[int], seconds: 
                 for backend in ("torch", "onnx"):
                     bundle = Bundle.load(run, backend=backend)
                     if backend == "onnx":
-                        bundle.onnx = OnnxPredictor(run / ONNX_FILE, bundle.meta.mean, bundle.meta.std,
-                                                    threads=n_threads)
+                        bundle.onnx = OnnxPredictor(
+                            run / ONNX_FILE, bundle.meta.mean, bundle.meta.std, threads=n_threads
+                        )
                     for batch in batches:
                         r = _images_per_second(bundle, images, batch, seconds)
                         results[name][f"{backend}_threads{n_threads}_batch{batch}"] = r
@@ -207,14 +219,17 @@ def predict_backends(models: list[str], size: int, batches: list[int], seconds: 
                     key = f"threads{n_threads}_batch{batch}"
                     t, o = (results[name][f"{b}_{key}"]["images_per_s"] for b in ("torch", "onnx"))
                     results[name][f"onnx_speedup_{key}"] = round(o / t, 2)
-    write_result("predict_backends", {
-        "command": command,
-        "image_size": size,
-        "inputs": f"{len(images)} real X-rays from covid19-codecademy/test, decoded beforehand",
-        "load_average_before": [round(x, 2) for x in load_before],
-        "load_average_after": [round(x, 2) for x in os.getloadavg()],
-        "results": results,
-    })  # fmt: skip
+    write_result(
+        "predict_backends",
+        {
+            "command": command,
+            "image_size": size,
+            "inputs": f"{len(images)} real X-rays from covid19-codecademy/test, decoded beforehand",
+            "load_average_before": [round(x, 2) for x in load_before],
+            "load_average_after": [round(x, 2) for x in os.getloadavg()],
+            "results": results,
+        },
+    )
 
 
 def stress_speed(backends: list[str], command: str) -> None:
@@ -241,13 +256,19 @@ def stress_speed(backends: list[str], command: str) -> None:
             t0 = time.perf_counter()
             section = run_stress(run, "test", backend=backend)
             results[backend] = {
-                "films": section["n"], "conditions": len(section["conditions"]) + 1,
+                "films": section["n"],
+                "conditions": len(section["conditions"]) + 1,
                 "seconds": round(time.perf_counter() - t0, 1),
                 "load_average_before": [round(x, 2) for x in before],
                 "load_average_after": [round(x, 2) for x in os.getloadavg()],
-            }  # fmt: skip
+            }
             print(backend, results[backend], flush=True)
-    out = {"command": command, "model": "smallnet @ 224 px (untrained: timing only)",
-           "data": "chest-xray-pneumonia test (624 films)", "results": results, "machine": machine()}  # fmt: skip
+    out = {
+        "command": command,
+        "model": "smallnet @ 224 px (untrained: timing only)",
+        "data": "chest-xray-pneumonia test (624 films)",
+        "results": results,
+        "machine": machine(),
+    }
     save_results("stress_speed", out)
     print(json.dumps(out, indent=2))

@@ -101,8 +101,12 @@ def screenshot_page(run: Path, film: Path, dst: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--run", type=Path, help="a finished run (default: train the default recipe into --work)")
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared/data/covid19-codecademy",
-                        help="dataset whose test/<class>/ films are shown")  # fmt: skip
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=ROOT.parent / "shared/data/covid19-codecademy",
+        help="dataset whose test/<class>/ films are shown",
+    )
     parser.add_argument("--class", dest="class_name", default="Covid", help="class folder of test/ to show a film of")
     parser.add_argument("--work", type=Path, default=ROOT / "runs/docs-images", help="where the run is trained")
     parser.add_argument("--out", type=Path, default=ROOT / "docs/images", help="where the PNGs go")

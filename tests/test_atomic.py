@@ -63,10 +63,15 @@ def test_temp_left_by_a_killed_process_is_removed_by_the_next_write(tmp_path):
 
     target = tmp_path / "metrics.json"
     killed = subprocess.run(
-        [sys.executable, "-c", "import os, signal, sys; from cxr.atomic import atomic_path\n"
-         "with atomic_path(sys.argv[1]) as tmp:\n    tmp.write_text('half')\n    os.kill(os.getpid(), signal.SIGKILL)",
-         str(target)],
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "import os, signal, sys; from cxr.atomic import atomic_path\n"
+            "with atomic_path(sys.argv[1]) as tmp:\n    tmp.write_text('half')\n"
+            "    os.kill(os.getpid(), signal.SIGKILL)",
+            str(target),
+        ],
+    )
     assert killed.returncode == -signal.SIGKILL
     (leftover,) = tmp_path.iterdir()  # SIGKILL runs no cleanup: the temp file stays ...
     assert leftover.name.startswith(".metrics.tmp")

@@ -15,9 +15,15 @@ def test_yaml_then_cli_override(tmp_path):
 
 @pytest.mark.parametrize(
     "text, key",
-    [("epoch: 3\n", "'epoch'"), ("augment:\n  rotate: 3\n", "'augment.rotate'"), ("lr: -1\n", "'lr'"),
-     ("image_size: big\n", "'image_size'"), ("model: vgg99\n", "'model'"), ("class_weight: auto\n", "'class_weight'")],
-)  # fmt: skip
+    [
+        ("epoch: 3\n", "'epoch'"),
+        ("augment:\n  rotate: 3\n", "'augment.rotate'"),
+        ("lr: -1\n", "'lr'"),
+        ("image_size: big\n", "'image_size'"),
+        ("model: vgg99\n", "'model'"),
+        ("class_weight: auto\n", "'class_weight'"),
+    ],
+)
 def test_bad_keys_and_values_name_the_key(tmp_path, text, key):
     f = tmp_path / "c.yaml"
     f.write_text(text)
@@ -78,18 +84,23 @@ def test_a_shipped_recipe_by_name_and_a_file_of_that_name_wins(tmp_path, monkeyp
 
 def test_an_imagenet_start_standardises_each_image_unless_input_norm_is_set():
     assert build_config(None, {"model": "resnet18", "pretrained": "imagenet"}).input_norm == "image"
-    assert build_config(None, {"model": "resnet18", "pretrained": "imagenet", "input_norm": "histeq"}).input_norm == "histeq"
+    assert (
+        build_config(None, {"model": "resnet18", "pretrained": "imagenet", "input_norm": "histeq"}).input_norm
+        == "histeq"
+    )
     assert build_config(None, {"model": "resnet18"}).input_norm == "dataset"
 
 
 @pytest.mark.parametrize(
     "values, message",
-    [({"model": "resnet18", "pretrained": "imagenet", "weights": "x.pt"}, "two starting points; choose one"),
-     ({"model": "vanilla-cnn", "pretrained": "imagenet"}, "'vanilla-cnn' has no published ImageNet weights"),
-     ({"model": "resnet18", "pretrained": "radiography"}, "radiography is a smallnet"),
-     ({"pretrained": "cifar"}, "'pretrained'"),
-     ({"sampling": "undersample", "class_weight": "balanced"}, "undersample and class_weight: balanced")],
-)  # fmt: skip
+    [
+        ({"model": "resnet18", "pretrained": "imagenet", "weights": "x.pt"}, "two starting points; choose one"),
+        ({"model": "vanilla-cnn", "pretrained": "imagenet"}, "'vanilla-cnn' has no published ImageNet weights"),
+        ({"model": "resnet18", "pretrained": "radiography"}, "radiography is a smallnet"),
+        ({"pretrained": "cifar"}, "'pretrained'"),
+        ({"sampling": "undersample", "class_weight": "balanced"}, "undersample and class_weight: balanced"),
+    ],
+)
 def test_starts_and_imbalance_corrections_that_conflict_are_refused(values, message):
     with pytest.raises(CxrError, match=message):
         build_config(None, values)
@@ -200,10 +211,18 @@ def test_an_old_run_started_from_the_repositorys_v06_file_reads_as_the_named_sta
 
 
 # What the code before config versions pinned (benchmarks' DEFAULTS_BEFORE_0_5 and codecademy's BEFORE_ADOPTED)
-BEFORE_0_5 = {"epochs": 30, "sampling": "shuffle",
-              "augment": {"low_res": 0.0, "mixup": 0.0, "contrast": 0.0, "brightness": 0.0, "noise": 0.0, "blur": 0.0}}
-CODECADEMY_BEFORE_0_8 = {"augment.contrast": 0.0, "augment.brightness": 0.0, "augment.low_res": 0.5,
-                         "augment.noise": 0.0, "augment.blur": 0.0}  # fmt: skip
+BEFORE_0_5 = {
+    "epochs": 30,
+    "sampling": "shuffle",
+    "augment": {"low_res": 0.0, "mixup": 0.0, "contrast": 0.0, "brightness": 0.0, "noise": 0.0, "blur": 0.0},
+}
+CODECADEMY_BEFORE_0_8 = {
+    "augment.contrast": 0.0,
+    "augment.brightness": 0.0,
+    "augment.low_res": 0.5,
+    "augment.noise": 0.0,
+    "augment.blur": 0.0,
+}
 
 
 def test_a_config_at_an_older_version_takes_that_versions_defaults(tmp_path):
@@ -211,8 +230,11 @@ def test_a_config_at_an_older_version_takes_that_versions_defaults(tmp_path):
 
     assert config_at(1) == build_config(None, BEFORE_0_5)
     changes = {"model": "vanilla-cnn", "augment": {"contrast": 0.3}, "augment.brightness": 0.2}
-    expected = {**BEFORE_0_5, "model": "vanilla-cnn",
-                "augment": {**BEFORE_0_5["augment"], "contrast": 0.3, "brightness": 0.2}}  # fmt: skip
+    expected = {
+        **BEFORE_0_5,
+        "model": "vanilla-cnn",
+        "augment": {**BEFORE_0_5["augment"], "contrast": 0.3, "brightness": 0.2},
+    }
     assert config_at(1, changes) == build_config(None, expected)
     assert config_at(1, {"class_weight": "balanced"}).sampling == "shuffle"
     assert defaults_at(2) == CODECADEMY_BEFORE_0_8 and defaults_at(4) == {}
@@ -224,10 +246,14 @@ def test_a_config_at_an_older_version_takes_that_versions_defaults(tmp_path):
     assert build_config(f) == build_config(None, {"model": "vanilla-cnn"})
 
 
-@pytest.mark.parametrize("text, message", [
-    ("config_version: 99\n", "newer than this cxr's"), ("config_version: 0\n", "'config_version'"),
-    ("config_version: two\n", "'config_version'"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("config_version: 99\n", "newer than this cxr's"),
+        ("config_version: 0\n", "'config_version'"),
+        ("config_version: two\n", "'config_version'"),
+    ],
+)
 def test_a_config_version_cxr_cannot_read_is_one_line(tmp_path, text, message):
     f = tmp_path / "c.yaml"
     f.write_text(text)

@@ -152,8 +152,11 @@ def _results(name: str) -> dict:
 
 def _rows(text: str, first_cell: str) -> list[list[str]]:
     """The cells of every table row whose first cell starts with `first_cell`."""
-    return [[c.strip() for c in line.split("|")[1:-1]] for line in text.splitlines()
-            if line.startswith("| ") and line[2:].startswith(first_cell)]  # fmt: skip
+    return [
+        [c.strip() for c in line.split("|")[1:-1]]
+        for line in text.splitlines()
+        if line.startswith("| ") and line[2:].startswith(first_cell)
+    ]
 
 
 def _row(text: str, first_cell: str) -> list[str]:
@@ -251,8 +254,12 @@ def _check_benchmark_row(cells: dict[str, str], runs: list[dict], where: str) ->
         assert cells[column].replace("**", "") == _spread([r["test"][metric] for r in runs]), (where, column)
 
 
-README_ROWS = [("codecademy", "covid19-codecademy"), ("pneumoniamnist", "PneumoniaMNIST, 28 px"),
-               ("kermany", "Kermany pneumonia"), ("radiography", "COVID-19 Radiography")]  # fmt: skip
+README_ROWS = [
+    ("codecademy", "covid19-codecademy"),
+    ("pneumoniamnist", "PneumoniaMNIST, 28 px"),
+    ("kermany", "Kermany pneumonia"),
+    ("radiography", "COVID-19 Radiography"),
+]
 
 
 @pytest.mark.parametrize("name, row", README_ROWS)
@@ -266,16 +273,20 @@ def test_the_readme_results_are_the_recorded_runs(name, row):
     _check_benchmark_row(cells, runs, f"README {row}")
     stressed = [r["stress_test"]["mean_accuracy"] for r in runs if "stress_test" in r]
     assert stressed, f"{name}: no run was stressed (`python -m benchmarks run` stresses every test run)"
-    assert cells["stressed"] == _spread(stressed) + ("" if len(stressed) == len(runs) else
-                                                     f", {len(stressed)} of {len(runs)} runs")  # fmt: skip
+    assert cells["stressed"] == _spread(stressed) + (
+        "" if len(stressed) == len(runs) else f", {len(stressed)} of {len(runs)} runs"
+    )
 
 
 BENCHMARKS_PAGE_ROWS = [
-    ("codecademy", "covid19-codecademy (3 classes)"), ("history/codecademy-before-0.8", "covid19-codecademy, cxr 0.7"),
-    ("pneumoniamnist", "PneumoniaMNIST (28 px)"), ("history/pneumoniamnist-before-0.7", "PneumoniaMNIST, cxr 0.6"),
-    ("kermany", "Kermany pneumonia"), ("history/kermany-before-0.7", "Kermany, cxr 0.6"),
+    ("codecademy", "covid19-codecademy (3 classes)"),
+    ("history/codecademy-before-0.8", "covid19-codecademy, cxr 0.7"),
+    ("pneumoniamnist", "PneumoniaMNIST (28 px)"),
+    ("history/pneumoniamnist-before-0.7", "PneumoniaMNIST, cxr 0.6"),
+    ("kermany", "Kermany pneumonia"),
+    ("history/kermany-before-0.7", "Kermany, cxr 0.6"),
     ("radiography", "COVID-19 Radiography (3 classes)"),
-]  # fmt: skip
+]
 
 
 @pytest.mark.parametrize("name, row", BENCHMARKS_PAGE_ROWS)
@@ -286,8 +297,12 @@ def test_the_benchmarks_page_table_is_the_recorded_runs(name, row):
     header = _header(text, "benchmark | recipe | test n")
     line = _row(text, row)
     get = lambda column: _cell(header, line, column)  # noqa: E731
-    cells = {"runs": get("runs"), "models": get("model files (SHA-256)"), "accuracy": get("accuracy, mean (min-max)"),
-             "auc": get("ROC AUC, mean (min-max)")}  # fmt: skip
+    cells = {
+        "runs": get("runs"),
+        "models": get("model files (SHA-256)"),
+        "accuracy": get("accuracy, mean (min-max)"),
+        "auc": get("ROC AUC, mean (min-max)"),
+    }
     _check_benchmark_row(cells, runs, f"docs/benchmarks.md {row}")
     assert get("test n").replace(",", "") == str(runs[0]["test"]["n"])
     # "seeds 0-1 EPYC bf16, seed 0 Xeon fp32" (or one machine: "EPYC bf16"): each machine's seeds and precision
@@ -299,8 +314,10 @@ def test_the_benchmarks_page_table_is_the_recorded_runs(name, row):
     for seeds, m, precision in said:
         assert seeds in ("", _seeds(r["seed"] for r in machines[m])), (row, m, seeds)
         assert {("fp32" if r["precision"] == "32" else "bf16") for r in machines[m]} == {precision}, (row, m)
-    walls = dict((m, (lo, hi or lo)) for lo, hi, m in re.findall(r"([\d.]+)(?:-([\d.]+))? min (EPYC|Xeon)",
-                                                                  get("train wall per run")))  # fmt: skip
+    walls = dict(
+        (m, (lo, hi or lo))
+        for lo, hi, m in re.findall(r"([\d.]+)(?:-([\d.]+))? min (EPYC|Xeon)", get("train wall per run"))
+    )
     assert sorted(walls) == sorted(machines), (row, walls)
     for m, (lo, hi) in walls.items():
         minutes = [r["train_wall_seconds"] / 60 for r in machines[m]]
@@ -319,8 +336,12 @@ def test_results_md_cites_the_recorded_runs_and_models():
     for name in ("codecademy", "kermany", "radiography", "pneumoniamnist"):
         runs = _results(name)["runs"]
         line = _row(text, f"{name} |")
-        cells = {"runs": _cell(header, line, "runs"), "models": _cell(header, line, "weights"),
-                 "accuracy": _cell(header, line, "accuracy"), "auc": _cell(header, line, "AUC")}  # fmt: skip
+        cells = {
+            "runs": _cell(header, line, "runs"),
+            "models": _cell(header, line, "weights"),
+            "accuracy": _cell(header, line, "accuracy"),
+            "auc": _cell(header, line, "AUC"),
+        }
         _check_benchmark_row(cells, runs, f"RESULTS.md {name}")
         assert cells["runs"] == _runs_and_seeds(runs)
 
@@ -328,8 +349,12 @@ def test_results_md_cites_the_recorded_runs_and_models():
 def test_a_table_citing_a_model_not_in_the_json_fails():
     runs = _results("radiography")["runs"]
     _check_model_cell("`3629556d` (shipped), `bf4516f8`, 1 not kept", runs, "ok")
-    for cell in ("`3629556d`, `deadbeef`, 1 not kept", "`3629556d`, 1 not kept", "`3629556d`, `bf4516f8`",
-                 "`3629556d`, `bf4516f8`, 2 not kept"):  # fmt: skip
+    for cell in (
+        "`3629556d`, `deadbeef`, 1 not kept",
+        "`3629556d`, 1 not kept",
+        "`3629556d`, `bf4516f8`",
+        "`3629556d`, `bf4516f8`, 2 not kept",
+    ):
         with pytest.raises(AssertionError):
             _check_model_cell(cell, runs, "bad")
 
@@ -338,16 +363,22 @@ def test_the_benchmarks_page_sentences_are_the_recorded_runs():
     text = " ".join((DOCS / "benchmarks.md").read_text().split())
     # Kermany's runs: seeds, machine, precision, epochs
     runs = _results("kermany")["runs"]
-    m = re.search(r"Kermany's (\d+) runs are seeds (\d+) and (\d+) on the (EPYC|Xeon) in (bf16|fp32) "
-                  r"\((\d+) and (\d+) epochs\)", text)  # fmt: skip
+    m = re.search(
+        r"Kermany's (\d+) runs are seeds (\d+) and (\d+) on the (EPYC|Xeon) in (bf16|fp32) "
+        r"\((\d+) and (\d+) epochs\)",
+        text,
+    )
     assert m, "the Kermany runs sentence"
     assert int(m[1]) == len(runs) and [int(m[2]), int(m[3])] == [r["seed"] for r in runs]
     assert {m[4]} == {_machine(r) for r in runs}
     assert {m[5]} == {"bf16" if "bf16" in r["precision"] else "fp32" for r in runs}
     assert [int(m[6]), int(m[7])] == [r["epochs_run"] for r in runs]
     # the shipped weights: which run each file is, by its digest
-    named = re.findall(r"`(src/cxr/weights/[^`]+\.pt)` \(`pretrained: ([a-z0-9.-]+)`\)(?: is)? the (EPYC|Xeon) "
-                       r"seed-(\d+) model \(`([0-9a-f]{8})`, test (0\.\d{3})\)", text)  # fmt: skip
+    named = re.findall(
+        r"`(src/cxr/weights/[^`]+\.pt)` \(`pretrained: ([a-z0-9.-]+)`\)(?: is)? the (EPYC|Xeon) "
+        r"seed-(\d+) model \(`([0-9a-f]{8})`, test (0\.\d{3})\)",
+        text,
+    )
     assert len(named) == 2, named
     runs = _results("radiography")["runs"]
     for path, name, machine, seed, digest, accuracy in named:
@@ -382,8 +413,11 @@ def test_the_shipped_weights_figures_are_their_entries():
     assert f"accuracy {current}" in weights_readme.split("## `smallnet-radiography-224.pt`")[1]
 
 
-GUARD_ROWS = [("codecademy", "codecademy (default recipe"), ("kermany", "Kermany (`kermany`"),
-              ("pneumoniamnist", "PneumoniaMNIST (`pneumoniamnist`")]  # fmt: skip
+GUARD_ROWS = [
+    ("codecademy", "codecademy (default recipe"),
+    ("kermany", "Kermany (`kermany`"),
+    ("pneumoniamnist", "PneumoniaMNIST (`pneumoniamnist`"),
+]
 SITE_NAMES = {"codecademy": "codecademy", "kermany": "Kermany", "radiography": "Radiography"}
 
 
@@ -402,8 +436,9 @@ def test_the_readme_guard_table_is_stress_guard_json(name, row):
     own = next(v for k, v in e["guard"].items() if k.startswith("own test"))
     assert get("guard: own test flagged") == f"{own['flagged']} of {own['films']}"
     others = dict(re.findall(r"(\w+) ([\d.]+) %", get("other sites' films flagged")))
-    recorded = {SITE_NAMES[k.split()[0]]: f"{100 * v['share']:.1f}" for k, v in e["guard"].items()
-                if k.endswith("test films")}  # fmt: skip
+    recorded = {
+        SITE_NAMES[k.split()[0]]: f"{100 * v['share']:.1f}" for k, v in e["guard"].items() if k.endswith("test films")
+    }
     assert others == recorded, (others, recorded)
 
 
@@ -438,11 +473,14 @@ def test_the_external_table_cites_named_models():
     current, before = _results("external"), _results("history/external-before-0.8")
     text = (DOCS / "robust-recipes.md").read_text()
     header = _header(text, "chosen model (own test)")
-    rows = {"codecademy default (cxr 0.8": current["codecademy"], "codecademy default (cxr 0.7": before["codecademy"],
-            "radiography recipe, seed 0": current["radiography"]}  # fmt: skip
+    rows = {
+        "codecademy default (cxr 0.8": current["codecademy"],
+        "codecademy default (cxr 0.7": before["codecademy"],
+        "radiography recipe, seed 0": current["radiography"],
+    }
     for row, e in rows.items():
         line = _row(text, row)
-        get = lambda column: _cell(header, line, column)  # noqa: E731
+        get = lambda column, line=line: _cell(header, line, column)  # noqa: E731
         _check_model_cell(get("model file"), [e], f"robust-recipes {row}")
         ci = e["accuracy_ci95"]
         assert get("accuracy [95 % CI]") == f"{e['accuracy']:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]", row
@@ -450,8 +488,11 @@ def test_the_external_table_cites_named_models():
         assert f"({e['trained']['own_test_accuracy']:.3f})" in line[0] and f"seed {e['trained']['seed']}" in line[0]
 
 
-SITE_ROWS = [("pneumoniamnist", "PneumoniaMNIST recipe"), ("kermany", "`kermany` recipe"),
-             ("codecademy->radiography", "codecademy default")]  # fmt: skip
+SITE_ROWS = [
+    ("pneumoniamnist", "PneumoniaMNIST recipe"),
+    ("kermany", "`kermany` recipe"),
+    ("codecademy->radiography", "codecademy default"),
+]
 
 
 @pytest.mark.parametrize("case, row", SITE_ROWS)

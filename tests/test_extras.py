@@ -13,8 +13,18 @@ from cxr.errors import CxrError
 from cxr.extras import EXTRAS, require
 
 ROOT = Path(__file__).resolve().parents[1]
-OPTIONAL = ("fastapi", "fastapi_offline", "uvicorn", "python_multipart", "sqlalchemy", "alembic", "psycopg", "optuna",
-            "pandas", "mlflow")  # fmt: skip
+OPTIONAL = (
+    "fastapi",
+    "fastapi_offline",
+    "uvicorn",
+    "python_multipart",
+    "sqlalchemy",
+    "alembic",
+    "psycopg",
+    "optuna",
+    "pandas",
+    "mlflow",
+)
 
 
 def _missing(monkeypatch, *modules):
@@ -28,8 +38,17 @@ def test_every_extra_is_declared_in_pyproject_and_none_is_a_hard_dependency():
     extras = project["optional-dependencies"]
     assert set(EXTRAS) | {"pretrained", "dev"} == set(extras)
     hard = " ".join(project["dependencies"]).lower()
-    for package in ("fastapi", "uvicorn", "multipart", "sqlalchemy", "alembic", "psycopg", "optuna", "pandas",
-                    "mlflow"):  # fmt: skip
+    for package in (
+        "fastapi",
+        "uvicorn",
+        "multipart",
+        "sqlalchemy",
+        "alembic",
+        "psycopg",
+        "optuna",
+        "pandas",
+        "mlflow",
+    ):
         assert package not in hard, package
     assert "dev,serve,pg,sweep,track,pretrained" in (ROOT / "Makefile").read_text()  # make test keeps everything
 
@@ -39,8 +58,10 @@ def test_an_installed_module_is_returned():
     assert require("track") is not None  # every module of the extra
 
 
-@pytest.mark.parametrize("extra, module", [("sweep", "optuna"), ("sweep", "pandas"), ("track", "mlflow"),
-                                           ("serve", "fastapi"), ("pg", "psycopg")])  # fmt: skip
+@pytest.mark.parametrize(
+    "extra, module",
+    [("sweep", "optuna"), ("sweep", "pandas"), ("track", "mlflow"), ("serve", "fastapi"), ("pg", "psycopg")],
+)
 def test_a_missing_extra_is_one_line_naming_it(monkeypatch, extra, module):
     _missing(monkeypatch, module)
     with pytest.raises(CxrError) as e:

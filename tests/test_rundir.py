@@ -18,14 +18,34 @@ from cxr.rundir import MODEL, REQUIRED, RUN_ARTIFACTS, SPLITS, RunDir
 SRC = Path(cxr.__file__).parent
 
 # Names that mean a run's file wherever they appear as a string.
-FILE_NAMES = {rundir.MODEL, rundir.CONFIG, rundir.METRICS, rundir.SPLITS, rundir.HISTORY, rundir.TIMINGS,
-              rundir.LAST_CHECKPOINT, rundir.ONNX, rundir.MLFLOW, rundir.CV, rundir.OOF_PREDICTIONS, rundir.REPORT,
-              rundir.PREVIOUS_RUN}  # fmt: skip
+FILE_NAMES = {
+    rundir.MODEL,
+    rundir.CONFIG,
+    rundir.METRICS,
+    rundir.SPLITS,
+    rundir.HISTORY,
+    rundir.TIMINGS,
+    rundir.LAST_CHECKPOINT,
+    rundir.ONNX,
+    rundir.MLFLOW,
+    rundir.CV,
+    rundir.OOF_PREDICTIONS,
+    rundir.REPORT,
+    rundir.PREVIOUS_RUN,
+}
 FILE_PATTERNS = [re.compile(p) for p in (r"predictions_.+\.csv", r"stress_.+\.csv", r"report_.+\.html")]
 # Folder names that are ordinary words too (a dict key "members", the `cxr data audit` command): flagged where they
 # name a path (an operand of `/`, an argument of Path(), joinpath(), with_name(), a list of run files).
-FOLDER_NAMES = {rundir.CHECKPOINTS, rundir.LOGS, rundir.PLOTS, rundir.AUDIT, rundir.MEMBERS, rundir.SELECTION,
-                rundir.FOLDS, rundir.MANIFESTS}  # fmt: skip
+FOLDER_NAMES = {
+    rundir.CHECKPOINTS,
+    rundir.LOGS,
+    rundir.PLOTS,
+    rundir.AUDIT,
+    rundir.MEMBERS,
+    rundir.SELECTION,
+    rundir.FOLDS,
+    rundir.MANIFESTS,
+}
 PATH_CALLS = {"Path", "PurePath", "joinpath", "with_name"}
 
 # Not converted yet: the service and the reading room, which another change moves onto cxr.rundir. That change
@@ -80,16 +100,24 @@ def run_file_literals(source: str) -> list[tuple[int, str]]:
 
 
 def test_the_scan_finds_what_it_looks_for():
-    source = '''
+    source = """
 a = run / "model.pt"
 b = f"wrote {run / 'plots'}/ and {run / f'predictions_{key}.csv'}"
 c = ("config.yaml", "members")
 d = Path("checkpoints") / "last.ckpt"
 e = f"{out}/metrics.json"
 ok = meta.extra["members"], {"plots": 1}, "a model.pt file", f"stress_{key}.png", "predictions.csv"
-'''
-    expected = ["model.pt", "plots", "predictions_{}.csv", "config.yaml", "members", "checkpoints", "last.ckpt",
-                "{}/metrics.json"]  # fmt: skip
+"""
+    expected = [
+        "model.pt",
+        "plots",
+        "predictions_{}.csv",
+        "config.yaml",
+        "members",
+        "checkpoints",
+        "last.ckpt",
+        "{}/metrics.json",
+    ]
     assert sorted(t for _, t in run_file_literals(source)) == sorted(expected)
 
 
@@ -115,8 +143,9 @@ def test_a_finished_run_is_complete_and_a_half_made_one_says_what_it_lacks(tiny_
     from cxr.config import build_config
     from cxr.training.train import train
 
-    cfg = build_config(None, dict(data=tiny_dataset, model="smallnet", image_size=32, epochs=1, batch_size=8,
-                                  num_workers=0))  # fmt: skip
+    cfg = build_config(
+        None, dict(data=tiny_dataset, model="smallnet", image_size=32, epochs=1, batch_size=8, num_workers=0)
+    )
     run = RunDir(train(cfg, tmp_path / "run"))
     assert all((run / name).is_file() for name in REQUIRED)
     assert run.missing() == [] and run.finished

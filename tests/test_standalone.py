@@ -23,8 +23,23 @@ from tests.conftest import make_class_folders
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = shutil.which("python3.11") or sys.executable
 TORCH = "torch==2.13.0"  # the CPU wheel the Makefile installs first
-NOT_SHIPPED = (".venv", ".git", "runs", "site", "__pycache__", "*.egg-info", "build", "dist", ".pytest_cache",
-               ".ruff_cache", ".grimp_cache", ".whl", ".gpudata", "mlruns", "mlartifacts")  # fmt: skip
+NOT_SHIPPED = (
+    ".venv",
+    ".git",
+    "runs",
+    "site",
+    "__pycache__",
+    "*.egg-info",
+    "build",
+    "dist",
+    ".pytest_cache",
+    ".ruff_cache",
+    ".grimp_cache",
+    ".whl",
+    ".gpudata",
+    "mlruns",
+    "mlartifacts",
+)
 OPTIONAL = ("optuna", "mlflow", "fastapi", "sqlalchemy", "psycopg", "pandas", "uvicorn", "alembic")
 
 
@@ -55,25 +70,37 @@ def test_a_plain_install_trains_and_predicts_outside_the_repository(tmp_path):
     t1 = time.perf_counter()
     _run([cxr, "train", "--config", "kermany", "--data", "data", "--epochs", "1", "--out", "kermany"], work, env)
     _run([cxr, "predict", "kermany", "data/test", "--out", "kermany.csv"], work, env)
-    _run([cxr, "train", "--data", "data", "--pretrained", "radiography", "--epochs", "1", "--out", "radiography"],
-         work, env)  # fmt: skip
+    _run(
+        [cxr, "train", "--data", "data", "--pretrained", "radiography", "--epochs", "1", "--out", "radiography"],
+        work,
+        env,
+    )
     _run([cxr, "predict", "radiography", "data/test", "--out", "radiography.csv"], work, env)
     print(f"trained and predicted twice in {time.perf_counter() - t1:.0f} s")
     for name in ("kermany", "radiography"):
         assert len((work / f"{name}.csv").read_text().splitlines()) == 1 + 8, name
-    starts = {name: json.loads((work / name / "metrics.json").read_text())["training"]["init_weights"]["source"]
-              for name in ("kermany", "radiography")}  # fmt: skip
-    site = Path(_run([venv / "bin" / "python", "-c", "import cxr, os; print(os.path.dirname(cxr.__file__))"], work,
-                     env).stdout.strip())  # fmt: skip
-    assert starts == {"kermany": str(site / "weights" / "smallnet-radiography-224-v0.6.pt"),
-                      "radiography": str(site / "weights" / "smallnet-radiography-224.pt")}, starts  # fmt: skip
+    starts = {
+        name: json.loads((work / name / "metrics.json").read_text())["training"]["init_weights"]["source"]
+        for name in ("kermany", "radiography")
+    }
+    site = Path(
+        _run(
+            [venv / "bin" / "python", "-c", "import cxr, os; print(os.path.dirname(cxr.__file__))"], work, env
+        ).stdout.strip()
+    )
+    assert starts == {
+        "kermany": str(site / "weights" / "smallnet-radiography-224-v0.6.pt"),
+        "radiography": str(site / "weights" / "smallnet-radiography-224.pt"),
+    }, starts
     assert ROOT not in site.parents and "site-packages" in site.parts  # the installed package, not this checkout
 
     # no extra installed: none of them is there, and the modules that need one name it in one line
-    probe = ("import importlib.util, sys\n"
-             f"print(sorted(m for m in {OPTIONAL!r} if importlib.util.find_spec(m)))\n"
-             "from cxr.errors import CxrError\n"
-             "try:\n    import cxr.training.sweep\nexcept CxrError as e:\n    print(e)\n")  # fmt: skip
+    probe = (
+        "import importlib.util, sys\n"
+        f"print(sorted(m for m in {OPTIONAL!r} if importlib.util.find_spec(m)))\n"
+        "from cxr.errors import CxrError\n"
+        "try:\n    import cxr.training.sweep\nexcept CxrError as e:\n    print(e)\n"
+    )
     out = _run([venv / "bin" / "python", "-c", probe], work, env).stdout.splitlines()
     assert out[0] == "[]" and 'pip install "cxr[sweep]"' in out[1], out
     print(f"standalone check: {time.perf_counter() - t0:.0f} s in all")

@@ -62,12 +62,14 @@ def test_cross_validation_is_a_parent_run_with_a_child_per_fold(tiny_dataset, tm
     assert used == uri
     cv = json.loads((out / "cv.json").read_text())
     assert client.get_run(parent).data.metrics["cv_accuracy"] == pytest.approx(cv["accuracy"])
-    children = client.search_runs([client.get_run(parent).info.experiment_id],
-                                  filter_string=f"tags.mlflow.parentRunId = '{parent}'")  # fmt: skip
+    children = client.search_runs(
+        [client.get_run(parent).info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent}'"
+    )
     assert sorted(r.info.run_name for r in children) == ["0", "1"]
     assert all(r.info.status == "FINISHED" and r.data.metrics["val_loss"] > 0 for r in children)
     assert {json.loads((out / "folds" / k / "mlflow.json").read_text())["run_id"] for k in "01"} == {
-        r.info.run_id for r in children}  # fmt: skip
+        r.info.run_id for r in children
+    }
 
 
 def test_unreachable_tracking_uri_is_a_one_line_error_before_training(tiny_dataset, tmp_path, capsys, monkeypatch):
@@ -79,8 +81,9 @@ def test_unreachable_tracking_uri_is_a_one_line_error_before_training(tiny_datas
     (tmp_path / "a-file").write_text("")  # a store under a file: its folder cannot be made
     store = f"sqlite:///{tmp_path / 'a-file' / 'mlflow.db'}"
     (tmp_path / "cfg.yaml").write_text(f"tracking_uri: {store}\ntrack: true\n")
-    cli = run_cli_inprocess(capsys, monkeypatch, "train", "--data", tiny_dataset, "--config", tmp_path / "cfg.yaml",
-                            *ARGS, "--out", out)  # fmt: skip
+    cli = run_cli_inprocess(
+        capsys, monkeypatch, "train", "--data", tiny_dataset, "--config", tmp_path / "cfg.yaml", *ARGS, "--out", out
+    )
     assert_one_line_error(cli, store, "cannot be reached")
     assert not out.exists()
 
@@ -94,7 +97,8 @@ def test_ensemble_is_a_parent_run_with_a_child_per_member(tiny_dataset, tmp_path
     client, parent, _ = _tracked(out)
     assert client.get_run(parent).data.tags["cxr.kind"] == "ensemble"
     assert "model.pt" in {a.path for a in client.list_artifacts(parent)}
-    children = client.search_runs([client.get_run(parent).info.experiment_id],
-                                  filter_string=f"tags.mlflow.parentRunId = '{parent}'")  # fmt: skip
+    children = client.search_runs(
+        [client.get_run(parent).info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{parent}'"
+    )
     assert sorted(r.info.run_name for r in children) == ["0", "1"]
     assert sorted(r.data.params["seed"] for r in children) == ["0", "1"]  # member k trains with seed + k

@@ -1,6 +1,7 @@
 """Screenshots of the reading room for docs/reading-room.md: the worklist and a film view with a disagreeing read.
 
-Usage: python docs/screenshots/reading_room.py -> docs/images/reading-room-worklist.png, docs/images/reading-room-film.png
+Usage: python docs/screenshots/reading_room.py
+-> docs/images/reading-room-worklist.png, docs/images/reading-room-film.png
 
 A smallnet fitted in seconds on 8 codecademy images per class (tests/inference/spread_bundles.py), served on
 loopback with a fresh SQLite database; six test films are uploaded through the worklist page itself, one reader
@@ -25,8 +26,14 @@ from tests.inference.spread_bundles import make_bundle  # noqa: E402
 from tests.serve.test_browser import CHROMIUM, CHROMIUM_ARGS, serving  # noqa: E402
 
 OUT = ROOT / "docs" / "images"
-FILMS = ["Covid/0102.jpeg", "Covid/0106.jpeg", "Normal/0101.jpeg", "Normal/0102.jpeg", "Viral Pneumonia/0101.jpeg",
-         "Viral Pneumonia/0103.jpeg"]  # fmt: skip
+FILMS = [
+    "Covid/0102.jpeg",
+    "Covid/0106.jpeg",
+    "Normal/0101.jpeg",
+    "Normal/0102.jpeg",
+    "Viral Pneumonia/0101.jpeg",
+    "Viral Pneumonia/0103.jpeg",
+]
 
 
 def main() -> None:

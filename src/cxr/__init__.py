@@ -71,7 +71,11 @@ def evaluate(run_dir: str | Path, split: str = "test", data: str | Path | None =
     return evaluate_run(run_dir, split, Path(data) if data is not None else None, **options)
 
 
-_LAZY = {"TrainConfig": "cxr.config", "Bundle": "cxr.inference.bundle", "create_model": "cxr.models"}  # cxr.models registers every model
+_LAZY = {
+    "TrainConfig": "cxr.config",
+    "Bundle": "cxr.inference.bundle",
+    "create_model": "cxr.models",
+}  # cxr.models registers every model
 
 
 def __getattr__(name: str) -> Any:

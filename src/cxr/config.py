@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from cxr.data.settings import KERMANY_PATIENT_PATTERN, AugmentConfig, InputNorm, StrictModel  # noqa: F401
 from cxr.errors import CxrError
@@ -18,8 +18,6 @@ from cxr.rundir import CONFIG, RunDir
 _Strict = StrictModel  # the training config's sections forbid unknown keys too
 
 IMAGENET_BODY_LR_FACTOR = 0.1  # an ImageNet body fine-tunes at a tenth of the new head's learning rate by default
-
-
 
 
 # What `cxr train` trains when no config is given, and where it was chosen (`cxr train --help` prints it).
@@ -43,13 +41,27 @@ def resolve_config_source(value: str | Path) -> Path:
         return path
     if path.suffix == "" and path.parent == Path(".") and str(value) in available_recipes():
         return RECIPES_DIR / f"{value}.yaml"
-    raise CxrError(f"config file {value} not found; pass an existing YAML file to --config, or a shipped recipe: "
-                   f"{', '.join(available_recipes())}")  # fmt: skip
+    raise CxrError(
+        f"config file {value} not found; pass an existing YAML file to --config, or a shipped recipe: "
+        f"{', '.join(available_recipes())}"
+    )
 
 
 # what every ensemble member must have in common: one dataset, one validation split, one input size
-MEMBERS_SHARE = frozenset({"data", "image_size", "val_fraction", "split_seed", "patient_id_pattern", "cache_dir",
-                           "strict", "ensemble", "ensemble_members", "operating_point"})  # fmt: skip
+MEMBERS_SHARE = frozenset(
+    {
+        "data",
+        "image_size",
+        "val_fraction",
+        "split_seed",
+        "patient_id_pattern",
+        "cache_dir",
+        "strict",
+        "ensemble",
+        "ensemble_members",
+        "operating_point",
+    }
+)
 
 
 class TrainConfig(_Strict):
@@ -67,72 +79,94 @@ class TrainConfig(_Strict):
     image_size: int = Field(224, ge=16, le=1024, description="every image is resized to image_size x image_size")
     epochs: int = Field(40, ge=1, le=10_000, description="most epochs to train; early stopping may end sooner")
     batch_size: int = Field(32, ge=1, le=4096, description="images per optimizer step (split across devices under DDP)")
-    lr: float = Field(1e-3, gt=0, le=1, description="initial learning rate; lowered on plateaus (lr_patience, lr_factor)")
+    lr: float = Field(
+        1e-3, gt=0, le=1, description="initial learning rate; lowered on plateaus (lr_patience, lr_factor)"
+    )
     weight_decay: float = Field(1e-4, ge=0, le=1, description="weight decay of the optimizer")
     optimizer: Literal["adam", "adamw"] = Field("adamw", description="adam, or adamw (decoupled weight decay)")
     class_weight: Literal["none", "balanced"] = Field(
         "none", description="balanced: weight each class's loss by 1 / its size (then sampling defaults to shuffle)"
     )
     sampling: Literal["shuffle", "balanced", "undersample"] = Field(
-        "balanced", description="balanced: draw training images with replacement so each class is seen equally often; "
+        "balanced",
+        description="balanced: draw training images with replacement so each class is seen equally often; "
         "shuffle: each image once per epoch (the default with class_weight: balanced); undersample: each epoch every "
         "image of the smallest class and as many, freshly drawn, of each other class (shorter epochs)",
-    )  # fmt: skip
+    )
     val_fraction: float = Field(
-        0.15, gt=0, lt=1, description="validation share carved from train (stratified, grouped by patient) when "
+        0.15,
+        gt=0,
+        lt=1,
+        description="validation share carved from train (stratified, grouped by patient) when "
         "the dataset has no val split",
-    )  # fmt: skip
+    )
     seed: int = Field(0, description="seed of weights, augmentation and sampling (and of the validation split)")
     split_seed: int | None = Field(None, description="seed of the validation carve-out (default: seed)")
     ensemble: int = Field(
-        1, ge=1, le=20, description="members trained with seeds seed, seed+1, ... on one validation split; "
+        1,
+        ge=1,
+        le=20,
+        description="members trained with seeds seed, seed+1, ... on one validation split; "
         "predictions average their probabilities",
-    )  # fmt: skip
+    )
     ensemble_members: list[dict[str, Any]] | None = Field(
-        None, description="members that differ: per member, the config keys it changes, e.g. [{model: smallnet}, "
+        None,
+        description="members that differ: per member, the config keys it changes, e.g. [{model: smallnet}, "
         "{model: resnet18, epochs: 30}]; their number is `ensemble`, member k's seed is seed+k unless it sets one",
-    )  # fmt: skip
+    )
     refit: bool = Field(
-        False, description="after training, train a fresh model on train + val for the epochs validation chose, "
+        False,
+        description="after training, train a fresh model on train + val for the epochs validation chose, "
         "with the same learning rates; the bundle is that model, the validation figures the first run's "
         "(OUT/selection)",
-    )  # fmt: skip
+    )
     monitor: Literal["val_loss", "val_auc"] = Field(
         "val_loss", description="validation figure that picks the best checkpoint and drives early stopping"
     )
     ema_decay: float | None = Field(
-        None, gt=0, lt=1, description="keep an exponential moving average of the weights (decay per optimizer step); "
+        None,
+        gt=0,
+        lt=1,
+        description="keep an exponential moving average of the weights (decay per optimizer step); "
         "validation, checkpoints and the bundle use the average. Unset: the raw weights",
-    )  # fmt: skip
+    )
     early_stopping_patience: int = Field(10, ge=1, description="stop after this many epochs without a better monitor")
     lr_patience: int = Field(4, ge=1, description="epochs without a better monitor before the learning rate drops")
     lr_factor: float = Field(0.3, gt=0, lt=1, description="factor the learning rate is multiplied by on a plateau")
     input_norm: InputNorm = Field(
-        "dataset", description="dataset = one mean/std from the training pixels; image = standardise each image "
+        "dataset",
+        description="dataset = one mean/std from the training pixels; image = standardise each image "
         "(removes scanner brightness/contrast differences); histeq = equalise each image's histogram (also gamma)",
-    )  # fmt: skip
+    )
     augment: AugmentConfig = Field(AugmentConfig(), description="training-only augmentation (keys augment.* below)")
     weights: Path | None = Field(None, description="initialise from a cxr run, model.pt, .ckpt or state dict")
     pretrained: Literal["none", "imagenet", "radiography", "radiography-v0.6"] = Field(
-        "none", description="start from published weights instead of random ones: imagenet = the model's ImageNet "
+        "none",
+        description="start from published weights instead of random ones: imagenet = the model's ImageNet "
         "file (downloaded once into $TORCH_HOME/hub/checkpoints and SHA-256 checked; `cxr weights list`), with "
         "input_norm image unless set; radiography = cxr's smallnet trained on COVID-19 Radiography, shipped in the "
         "package (smallnet only); radiography-v0.6 = the earlier file of that name, the kermany recipe's start",
-    )  # fmt: skip
+    )
     freeze_backbone: bool = Field(False, description="train only the head (needs `weights` or `pretrained`)")
     body_lr_factor: float | None = Field(
-        None, gt=0, le=1, description="learning rate of the started-from body (all but the new head) as a share of "
+        None,
+        gt=0,
+        le=1,
+        description="learning rate of the started-from body (all but the new head) as a share of "
         "lr; unset: 0.1 for an ImageNet start (the pretrained body moves less than the new head, as timm and Keras "
         "fine-tuning do), else 1",
-    )  # fmt: skip
+    )
     frozen_warmup_epochs: int = Field(
-        0, ge=0, description="train only the new head for this many first epochs, then the whole network (needs "
+        0,
+        ge=0,
+        description="train only the new head for this many first epochs, then the whole network (needs "
         "`weights` or `pretrained`)",
-    )  # fmt: skip
+    )
     body_batch_norm: Literal["adapt", "keep"] = Field(
-        "adapt", description="adapt = the body's batch-norm statistics follow the new films; keep = they stay as "
+        "adapt",
+        description="adapt = the body's batch-norm statistics follow the new films; keep = they stay as "
         "the start's (ImageNet's), as Keras keeps them for a frozen base",
-    )  # fmt: skip
+    )
     num_workers: int | Literal["auto"] = Field("auto", description="loader processes (auto: cores - 1)")
     precision: Literal["auto", "32", "bf16-mixed"] = Field(
         "auto", description="auto: bf16 autocast on a GPU or a CPU with native bf16, else fp32; 32: always fp32"
@@ -153,9 +187,10 @@ class TrainConfig(_Strict):
         None, description="binary only: threshold chosen on validation, sensitivity=0.95 | specificity=0.90 | youden"
     )
     track: bool = Field(
-        False, description="log the run to MLflow: config as params, every epoch's metrics, figures, plots and bundle "
+        False,
+        description="log the run to MLflow: config as params, every epoch's metrics, figures, plots and bundle "
         "(cxr evaluate adds its split to the same MLflow run)",
-    )  # fmt: skip
+    )
     tracking_uri: str | None = Field(
         None, description="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///<runs parent>/mlflow.db)"
     )
@@ -195,10 +230,11 @@ class TrainConfig(_Strict):
         return values
 
     @model_validator(mode="after")
-    def _one_imbalance_correction(self) -> "TrainConfig":
+    def _one_imbalance_correction(self) -> TrainConfig:
         if self.sampling in ("balanced", "undersample") and self.class_weight == "balanced":
-            raise ValueError(f"sampling: {self.sampling} and class_weight: balanced both correct class imbalance; "
-                             "choose one")  # fmt: skip
+            raise ValueError(
+                f"sampling: {self.sampling} and class_weight: balanced both correct class imbalance; choose one"
+            )
         return self
 
     @model_validator(mode="before")
@@ -210,15 +246,19 @@ class TrainConfig(_Strict):
         return values
 
     @model_validator(mode="after")
-    def _one_start(self) -> "TrainConfig":
+    def _one_start(self) -> TrainConfig:
         from cxr.models.pretrained import imagenet_models
 
         if self.pretrained != "none" and self.weights is not None:
-            raise ValueError(f"pretrained: {self.pretrained} and weights: {self.weights} are two starting points; "
-                             "choose one (--pretrained or --weights)")  # fmt: skip
+            raise ValueError(
+                f"pretrained: {self.pretrained} and weights: {self.weights} are two starting points; "
+                "choose one (--pretrained or --weights)"
+            )
         if self.pretrained == "imagenet" and self.model not in imagenet_models():
-            raise ValueError(f"model {self.model!r} has no published ImageNet weights; pretrained: imagenet works "
-                             f"with {', '.join(imagenet_models())}")  # fmt: skip
+            raise ValueError(
+                f"model {self.model!r} has no published ImageNet weights; pretrained: imagenet works "
+                f"with {', '.join(imagenet_models())}"
+            )
         if self.pretrained.startswith("radiography") and self.model != "smallnet":
             raise ValueError(f"pretrained: {self.pretrained} is a smallnet; use model: smallnet, not {self.model!r}")
         return self
@@ -232,17 +272,18 @@ class TrainConfig(_Strict):
         if len(members) < 2:
             raise ValueError(f"ensemble_members lists {len(members)} member(s); an ensemble needs two or more")
         if values.get("ensemble", len(members)) != len(members):
-            raise ValueError(f"ensemble: {values['ensemble']} but ensemble_members lists {len(members)}; drop "
-                             "`ensemble` or match it")  # fmt: skip
+            raise ValueError(
+                f"ensemble: {values['ensemble']} but ensemble_members lists {len(members)}; drop `ensemble` or match it"
+            )
         return {**values, "ensemble": len(members)}
 
     @model_validator(mode="after")
-    def _members_are_valid_configs(self) -> "TrainConfig":
+    def _members_are_valid_configs(self) -> TrainConfig:
         for k in range(len(self.ensemble_members or [])):
             self.for_member(k)  # a bad member key or value fails now, not after the members before it have trained
         return self
 
-    def for_member(self, k: int) -> "TrainConfig":
+    def for_member(self, k: int) -> TrainConfig:
         """Member k of an ensemble: this config with seed+k and the member's own keys (sections merged key by key)."""
         values = self.model_dump()
         values.update(seed=self.seed + k, ensemble=1, ensemble_members=None)
@@ -259,10 +300,12 @@ class TrainConfig(_Strict):
             raise ValueError(format_validation_error(e, f"ensemble_members[{k}]")) from None
 
     @model_validator(mode="after")
-    def _refit_alone(self) -> "TrainConfig":
+    def _refit_alone(self) -> TrainConfig:
         if self.refit and self.ensemble > 1:  # the ensemble's temperature is fitted on val, which refit trains on
-            raise ValueError("refit and ensemble cannot be combined: the ensemble is calibrated on the validation "
-                             "images a refit model has trained on; choose one")  # fmt: skip
+            raise ValueError(
+                "refit and ensemble cannot be combined: the ensemble is calibrated on the validation "
+                "images a refit model has trained on; choose one"
+            )
         return self
 
     def body_lr_share(self) -> float:
@@ -272,13 +315,16 @@ class TrainConfig(_Strict):
         return IMAGENET_BODY_LR_FACTOR if self.pretrained == "imagenet" else 1.0
 
     @model_validator(mode="after")
-    def _freeze_needs_weights(self) -> "TrainConfig":
+    def _freeze_needs_weights(self) -> TrainConfig:
         if self.frozen_warmup_epochs and self.weights is None and self.pretrained == "none":
-            raise ValueError("frozen_warmup_epochs needs weights to start from: pass --weights FILE or --pretrained "
-                             "imagenet")  # fmt: skip
+            raise ValueError(
+                "frozen_warmup_epochs needs weights to start from: pass --weights FILE or --pretrained imagenet"
+            )
         if self.freeze_backbone and self.weights is None and self.pretrained == "none":
-            raise ValueError("freeze_backbone needs weights to start from: pass --weights FILE or --pretrained "
-                             "imagenet (a frozen random backbone learns nothing)")  # fmt: skip
+            raise ValueError(
+                "freeze_backbone needs weights to start from: pass --weights FILE or --pretrained "
+                "imagenet (a frozen random backbone learns nothing)"
+            )
         return self
 
     @field_validator("operating_point")
@@ -358,11 +404,15 @@ def _version_of(values: dict[str, Any], default: int, source: str) -> int:
     if version is None:
         return default
     if isinstance(version, bool) or not isinstance(version, int) or version < OLDEST_VERSION:
-        raise CxrError(f"{source}: key {VERSION_KEY!r}: must be a whole number from {OLDEST_VERSION} to "
-                       f"{CONFIG_VERSION}, not {version!r}")  # fmt: skip
+        raise CxrError(
+            f"{source}: key {VERSION_KEY!r}: must be a whole number from {OLDEST_VERSION} to "
+            f"{CONFIG_VERSION}, not {version!r}"
+        )
     if version > CONFIG_VERSION:
-        raise CxrError(f"{source}: written for config_version {version}, newer than this cxr's {CONFIG_VERSION}; "
-                       "upgrade cxr (pip install -U cxr) to read it")  # fmt: skip
+        raise CxrError(
+            f"{source}: written for config_version {version}, newer than this cxr's {CONFIG_VERSION}; "
+            "upgrade cxr (pip install -U cxr) to read it"
+        )
     return version
 
 
@@ -382,8 +432,9 @@ def _set_dotted(values: dict[str, Any], key: str, value: Any, source: str) -> No
     head, tail = key.split(".", 1)
     section = values.setdefault(head, {})
     if not isinstance(section, dict):
-        raise CxrError(f"{source}: key {head!r} must be a section of keys (e.g. {head}: {{{tail}: ...}}), "
-                       f"not {section!r}")  # fmt: skip
+        raise CxrError(
+            f"{source}: key {head!r} must be a section of keys (e.g. {head}: {{{tail}: ...}}), not {section!r}"
+        )
     values[head] = {**section, tail: value}
 
 

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import types
 import typing
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
@@ -72,8 +73,9 @@ def config_keys(model: type[BaseModel] | None = None, prefix: str = "") -> Itera
         model = TrainConfig
     sections = []
     for name, field in model.model_fields.items():
-        yield ConfigKey(prefix + name, _type_text(field.annotation), _default_text(field.default),
-                        (field.description or "").strip())  # fmt: skip
+        yield ConfigKey(
+            prefix + name, _type_text(field.annotation), _default_text(field.default), (field.description or "").strip()
+        )
         if isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
             sections.append((name, field.annotation))
     for name, section in sections:
@@ -164,9 +166,12 @@ def cli_reference_markdown() -> str:
         "argument and option below are the ones `--help` prints. Every command also takes `--help`.",
     ]
     if renamed := renamed_commands():
-        lines += ["", "Renamed commands: " + ", ".join(f"`{old}` is now [`{new}`](#{_anchor(new)})"
-                                                       for old, new in renamed.items())
-                  + "; the old spellings still run for one release, hidden from `--help`, after a one-line note."]
+        lines += [
+            "",
+            "Renamed commands: "
+            + ", ".join(f"`{old}` is now [`{new}`](#{_anchor(new)})" for old, new in renamed.items())
+            + "; the old spellings still run for one release, hidden from `--help`, after a one-line note.",
+        ]
     for path, command in cli_commands():
         ctx = command.context_class(command, info_name=path)
         usage = command.get_usage(ctx).removeprefix("Usage:").strip()
@@ -177,8 +182,10 @@ def cli_reference_markdown() -> str:
             label, text = p.get_help_record(ctx)
             lines.append(f"- `{label}`: {_text(text)}")
         if _is_group(command):
-            lines.append("Commands: " + ", ".join(f"[{path} {n}](#{_anchor(f'{path} {n}')})"
-                                                  for n in _visible_commands(command, ctx)))  # fmt: skip
+            lines.append(
+                "Commands: "
+                + ", ".join(f"[{path} {n}](#{_anchor(f'{path} {n}')})" for n in _visible_commands(command, ctx))
+            )
     return "\n".join(lines) + "\n"
 
 

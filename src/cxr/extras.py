@@ -15,12 +15,14 @@ from cxr.errors import CxrError
 
 # extra -> (what it is for, the modules cxr imports from it, in the order they are checked)
 EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
-    "serve": ("cxr serve and the reading room", ("fastapi", "fastapi_offline", "uvicorn", "python_multipart",
-                                                 "sqlalchemy", "alembic")),
+    "serve": (
+        "cxr serve and the reading room",
+        ("fastapi", "fastapi_offline", "uvicorn", "python_multipart", "sqlalchemy", "alembic"),
+    ),
     "pg": ("a PostgreSQL database or sweep storage (postgresql+psycopg:// URLs)", ("psycopg",)),
     "sweep": ("cxr sweep", ("optuna", "pandas")),
     "track": ("MLflow tracking (--track)", ("mlflow",)),
-}  # fmt: skip
+}
 
 
 def install_hint(extra: str) -> str:

@@ -62,9 +62,22 @@ def report_html(split: str) -> str:
 
 # what `cxr train --overwrite` sets aside (in PREVIOUS_RUN) until the new run finishes, and a failed new run clears
 RUN_ARTIFACTS = (
-    MODEL, CHECKPOINTS, LOGS, PLOTS, HISTORY, TIMINGS, METRICS, SPLITS, CONFIG,
-    *(predictions_csv(split) for split in ("train", "val", "test")), AUDIT, ONNX, MEMBERS, SELECTION, MLFLOW,
-)  # fmt: skip
+    MODEL,
+    CHECKPOINTS,
+    LOGS,
+    PLOTS,
+    HISTORY,
+    TIMINGS,
+    METRICS,
+    SPLITS,
+    CONFIG,
+    *(predictions_csv(split) for split in ("train", "val", "test")),
+    AUDIT,
+    ONNX,
+    MEMBERS,
+    SELECTION,
+    MLFLOW,
+)
 
 
 def merge_metrics_json(path: str | Path, update: dict[str, Any]) -> dict[str, Any]:

@@ -56,8 +56,10 @@ def check_tracking(uri: str) -> None:
         _client(uri).search_experiments(max_results=1)
     except Exception as e:  # mlflow raises many kinds (MlflowException, requests', SQLAlchemy's): all mean unreachable
         detail = " ".join(str(e).split())[:160]
-        raise CxrError(f"MLflow tracking URI {uri!r} cannot be reached ({type(e).__name__}: {detail}); start the "
-                       "server, fix tracking_uri / $MLFLOW_TRACKING_URI, or train without --track") from None
+        raise CxrError(
+            f"MLflow tracking URI {uri!r} cannot be reached ({type(e).__name__}: {detail}); start the "
+            "server, fix tracking_uri / $MLFLOW_TRACKING_URI, or train without --track"
+        ) from None
     finally:
         for k, v in saved.items():
             os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
@@ -139,11 +141,19 @@ def tracked(cfg: TrainConfig, out: Path, kind: str, precision: str | None = None
         run_id = previous["run_id"]
     else:
         experiment = client.get_experiment_by_name(cfg.experiment)
-        exp_id = experiment.experiment_id if experiment else client.create_experiment(
-            cfg.experiment, artifact_location=artifact_root(uri, cfg.experiment))  # fmt: skip
-        tags = {"cxr.kind": kind, "cxr.data": str(Path(cfg.data).resolve()) if cfg.data else "-",
-                "cxr.model": cfg.model, "cxr.version": __version__, "mlflow.source.git.commit": _git_commit(),
-                "cxr.run_dir": str(out.resolve())}  # fmt: skip
+        exp_id = (
+            experiment.experiment_id
+            if experiment
+            else client.create_experiment(cfg.experiment, artifact_location=artifact_root(uri, cfg.experiment))
+        )
+        tags = {
+            "cxr.kind": kind,
+            "cxr.data": str(Path(cfg.data).resolve()) if cfg.data else "-",
+            "cxr.model": cfg.model,
+            "cxr.version": __version__,
+            "mlflow.source.git.commit": _git_commit(),
+            "cxr.run_dir": str(out.resolve()),
+        }
         if parent:
             tags["mlflow.parentRunId"] = parent["run_id"]
         run_id = client.create_run(exp_id, run_name=out.name, tags=tags).info.run_id

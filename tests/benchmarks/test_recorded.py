@@ -161,17 +161,29 @@ def test_the_runner_takes_its_sub_commands():
 
     parser = build_parser()
     examples = [
-        ["run", "codecademy", "--seeds", "0", "1"], ["place", "codecademy", "runs/demo"], ["table"], ["list"],
+        ["run", "codecademy", "--seeds", "0", "1"],
+        ["place", "codecademy", "runs/demo"],
+        ["table"],
+        ["list"],
         ["select", "robust-kermany", "--seeds", "1", "--reuse", "before=runs/bench-kermany"],
         ["select", "codecademy-cv", "default-fp32", "--objective", "cv_accuracy"],
         ["cv", "codecademy-cv", "smallnet-224"],
-        ["cv-ensemble", "codecademy", "a", "b"], ["cv-external", "codecademy-cv", "smallnet-224"],
-        ["tta-cv", "runs/cv"], ["temperature-prior", "runs/x"], ["external", "codecademy", "runs/demo"],
+        ["cv-ensemble", "codecademy", "a", "b"],
+        ["cv-external", "codecademy-cv", "smallnet-224"],
+        ["tta-cv", "runs/cv"],
+        ["temperature-prior", "runs/x"],
+        ["external", "codecademy", "runs/demo"],
         ["stress-guard", "kermany", "runs/bench-kermany", "--config-of", "robust-kermany:before"],
-        ["site-adaptation"], ["site-calibration", "kermany", "--run", "runs/bench-kermany"],
-        ["speed", "train"], ["speed", "compile"], ["speed", "models"], ["speed", "predict"], ["speed", "stress"],
-        ["load", "serve"], ["load", "reading", "--backends", "sqlite"],
-    ]  # fmt: skip
+        ["site-adaptation"],
+        ["site-calibration", "kermany", "--run", "runs/bench-kermany"],
+        ["speed", "train"],
+        ["speed", "compile"],
+        ["speed", "models"],
+        ["speed", "predict"],
+        ["speed", "stress"],
+        ["load", "serve"],
+        ["load", "reading", "--backends", "sqlite"],
+    ]
     for argv in examples:
         assert parser.parse_args(argv).command == argv[0]
     with pytest.raises(SystemExit):
@@ -186,12 +198,32 @@ def test_makefile_targets_use_the_runner():
 
 
 def test_the_docs_name_no_removed_script():
-    removed = ("model_selection.py", "cv_select.py", "cv_ensemble.py", "cv_external.py", "benchmarks/run.py",
-               "benchmarks/external.py", "stress_guard.py", "stress_speed.py", "train_speed.py", "compile_speed.py",
-               "model_zoo.py", "predict_backends.py", "serve_load.py", "reading_load.py", "site_adaptation.py",
-               "benchmarks/site_calibration.py", "temperature_prior.py", "tta_cv.py")  # fmt: skip
-    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), BENCH / "datasets.yaml",
-             *sorted(SPACES.glob("*.yaml"))]  # fmt: skip
+    removed = (
+        "model_selection.py",
+        "cv_select.py",
+        "cv_ensemble.py",
+        "cv_external.py",
+        "benchmarks/run.py",
+        "benchmarks/external.py",
+        "stress_guard.py",
+        "stress_speed.py",
+        "train_speed.py",
+        "compile_speed.py",
+        "model_zoo.py",
+        "predict_backends.py",
+        "serve_load.py",
+        "reading_load.py",
+        "site_adaptation.py",
+        "benchmarks/site_calibration.py",
+        "temperature_prior.py",
+        "tta_cv.py",
+    )
+    pages = [
+        ROOT / "README.md",
+        *sorted((ROOT / "docs").glob("*.md")),
+        BENCH / "datasets.yaml",
+        *sorted(SPACES.glob("*.yaml")),
+    ]
     said = [(p.name, r) for p in pages for r in removed if r in " ".join(p.read_text().split())]
     assert said == []
 

@@ -7,8 +7,14 @@ import pytest
 
 from tests.cli.helpers import run_cli_inprocess
 
-RENAMED = {"export": "run export", "guard": "run guard", "ensemble": "run ensemble", "calibrate": "site calibrate",
-           "adapt": "site adapt", "audit-shortcuts": "data audit-shortcuts"}  # fmt: skip
+RENAMED = {
+    "export": "run export",
+    "guard": "run guard",
+    "ensemble": "run ensemble",
+    "calibrate": "site calibrate",
+    "adapt": "site adapt",
+    "audit-shortcuts": "data audit-shortcuts",
+}
 
 
 def _note(old: str) -> str:
@@ -18,8 +24,10 @@ def _note(old: str) -> str:
 def _args(old: str, tmp_path) -> list:
     """Arguments each command refuses at once (no such run): old and new must refuse them alike."""
     missing = tmp_path / "no-such-run"
-    return {"ensemble": [missing, tmp_path / "other", "--out", tmp_path / "e"],
-            "adapt": [missing, tmp_path, "--out", tmp_path / "adapted"]}.get(old, [missing])  # fmt: skip
+    return {
+        "ensemble": [missing, tmp_path / "other", "--out", tmp_path / "e"],
+        "adapt": [missing, tmp_path, "--out", tmp_path / "adapted"],
+    }.get(old, [missing])
 
 
 @pytest.mark.parametrize("old", list(RENAMED))

@@ -30,8 +30,9 @@ def model_and_films(tmp_path):
     run = tmp_path / DEEP / "run"
     run.mkdir(parents=True)
     torch.manual_seed(0)
-    save_bundle(run, create_model("smallnet", 3), BundleMeta("smallnet", ["Covid", "Normal", "Viral Pneumonia"], 32,
-                                                             0.5, 0.25))  # fmt: skip
+    save_bundle(
+        run, create_model("smallnet", 3), BundleMeta("smallnet", ["Covid", "Normal", "Viral Pneumonia"], 32, 0.5, 0.25)
+    )
     films = tmp_path / DEEP / "films"
     for cls in ("Covid", "Normal"):
         (films / cls).mkdir(parents=True)

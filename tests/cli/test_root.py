@@ -9,11 +9,28 @@ import sys
 from tests.cli.helpers import assert_one_line_error, run_cli, run_cli_inprocess
 from tests.conftest import make_class_folders
 
-TOP_LEVEL = ["train", "evaluate", "report", "compare", "stress", "predict", "explain", "serve", "sweep", "runs",
-             "models", "audit-log"]  # fmt: skip
-GROUPS = {"data": ["split", "audit", "dedup", "preview", "audit-shortcuts"], "run": ["export", "guard", "ensemble"],
-          "site": ["calibrate", "adapt"], "weights": ["list", "fetch"], "readers": ["add", "list", "revoke"],
-          "feedback": ["export", "stats"]}  # fmt: skip
+TOP_LEVEL = [
+    "train",
+    "evaluate",
+    "report",
+    "compare",
+    "stress",
+    "predict",
+    "explain",
+    "serve",
+    "sweep",
+    "runs",
+    "models",
+    "audit-log",
+]
+GROUPS = {
+    "data": ["split", "audit", "dedup", "preview", "audit-shortcuts"],
+    "run": ["export", "guard", "ensemble"],
+    "site": ["calibrate", "adapt"],
+    "weights": ["list", "fetch"],
+    "readers": ["add", "list", "revoke"],
+    "feedback": ["export", "stats"],
+}
 
 
 def _layout_cases(tmp):
@@ -45,8 +62,10 @@ def test_bad_inputs_are_one_line_errors(tmp_path, capsys, monkeypatch):
         (["predict", tmp_path / "unfinished", tmp_path / "ok"], ["not a finished model"]),
         (["evaluate", tmp_path / "missing-run"], ["no such run"]),
         # outputs are checked before any work, and never replace a run's model.pt
-        (["predict", tmp_path / "unfinished", tmp_path / "ok", "--out", tmp_path / "unfinished" / "model.pt"],
-         ["CSV file names end in .csv"]),
+        (
+            ["predict", tmp_path / "unfinished", tmp_path / "ok", "--out", tmp_path / "unfinished" / "model.pt"],
+            ["CSV file names end in .csv"],
+        ),
         (["report", tmp_path / "unfinished", "--out", tmp_path / "unfinished" / "model.pt"], ["HTML file names"]),
         (["train", "--data", tmp_path / "ok", "--out", tmp_path / "bad.yaml"], ["bad.yaml is a file, not a folder"]),
         (["data", "split", tmp_path / "ok", "--out", tmp_path / "unfinished"], ["is a folder; pass a file name"]),

@@ -13,8 +13,8 @@ from PIL import Image
 from cxr.config import KERMANY_PATIENT_PATTERN
 from cxr.data.audit import audit_dataset, near_pairs, run_audit, summary_lines
 from cxr.data.images import find_images
-from tests.conftest import CODECADEMY, SHARED_DATA, make_class_folders, synthetic_image
 from tests.cli.helpers import run_cli_inprocess
+from tests.conftest import CODECADEMY, SHARED_DATA, make_class_folders, synthetic_image
 
 RADIOGRAPHY = SHARED_DATA / "covid19-radiography"
 
@@ -91,8 +91,12 @@ def test_near_pairs_matches_brute_force_across_blocks():
     hashes[150] = hashes[3]
     hashes[299] = hashes[10] ^ np.eye(1, 32, 5, dtype=np.uint8)[0]  # one bit apart, in different blocks
     bits = np.unpackbits(hashes, axis=1).astype(int)
-    expected = {(i, j, int((bits[i] != bits[j]).sum())) for i in range(300) for j in range(i + 1, 300)
-                if (bits[i] != bits[j]).sum() <= 100}  # fmt: skip
+    expected = {
+        (i, j, int((bits[i] != bits[j]).sum()))
+        for i in range(300)
+        for j in range(i + 1, 300)
+        if (bits[i] != bits[j]).sum() <= 100
+    }
     assert set(near_pairs(hashes, 100, block=64)) == expected
     assert {(3, 150, 0), (10, 299, 1)} <= set(near_pairs(hashes, 1, block=64))
 
@@ -111,11 +115,13 @@ def test_several_processes_give_the_same_report(tmp_path):
 
 def test_manifest_input_and_outputs(tmp_path, leaky):
     csv = tmp_path / "m.csv"
-    csv.write_text("path,label,patient_id,split\n"
-                   "leaky/train/normal/train0.png,normal,alice,train\n"
-                   "leaky/train/sick/train1.png,sick,bob,train\n"
-                   "leaky/test/normal/copy_of_train0.png,normal,carol,test\n"
-                   "leaky/test/sick/test0.png,sick,bob,test\n")  # fmt: skip
+    csv.write_text(
+        "path,label,patient_id,split\n"
+        "leaky/train/normal/train0.png,normal,alice,train\n"
+        "leaky/train/sick/train1.png,sick,bob,train\n"
+        "leaky/test/normal/copy_of_train0.png,normal,carol,test\n"
+        "leaky/test/sick/test0.png,sick,bob,test\n"
+    )
     r = run_audit(csv, tmp_path / "out", pattern=KERMANY_PATIENT_PATTERN, workers=1)
     assert [g["patient_id"] for g in r["patient_overlap"]] == ["bob"]
     assert r["summary"]["exact_duplicate_groups_across_splits"] == 1

@@ -6,8 +6,8 @@ from PIL import Image
 
 from cxr.data.dedup import exclude_near_duplicates
 from cxr.data.manifest import read_manifest
-from tests.data.test_audit import _save, textured
 from tests.cli.helpers import run_cli_inprocess
+from tests.data.test_audit import _save, textured
 
 
 def _two_datasets(tmp_path):
@@ -36,14 +36,17 @@ def test_copies_are_removed_and_everything_else_kept(tmp_path):
     kept = {p.name for files in r.splits.values() for p in files.paths}
     assert "train00.png" not in kept and "val12.png" not in kept and "train01.png" in kept
     # threshold 0 still catches the byte-identical copy but not the re-encoded one
-    assert {a.name for a, _, _ in exclude_near_duplicates(source, target, threshold=0, workers=1).removed} >= {"train00.png"}
+    assert {a.name for a, _, _ in exclude_near_duplicates(source, target, threshold=0, workers=1).removed} >= {
+        "train00.png"
+    }
 
 
 def test_cli_writes_a_trainable_manifest_and_a_removed_list(capsys, monkeypatch, tmp_path):
     source, target = _two_datasets(tmp_path)
     out = tmp_path / "clean.csv"
-    proc = run_cli_inprocess(capsys, monkeypatch, "data", "dedup", source, "--against", target, "--out", out,
-                             "--workers", "1")  # fmt: skip
+    proc = run_cli_inprocess(
+        capsys, monkeypatch, "data", "dedup", source, "--against", target, "--out", out, "--workers", "1"
+    )
     assert proc.returncode == 0, proc.stderr
     assert "kept 14 images, removed 2" in proc.stdout
     ds = read_manifest(out)
@@ -57,7 +60,18 @@ def test_cli_writes_a_trainable_manifest_and_a_removed_list(capsys, monkeypatch,
 def test_unreadable_files_are_kept_and_warned_about(capsys, monkeypatch, tmp_path):
     source, target = _two_datasets(tmp_path)
     (source / "train" / "COVID" / "broken.png").write_bytes(b"not a png")
-    proc = run_cli_inprocess(capsys, monkeypatch, "data", "dedup", source, "--against", target, "--out",
-                             tmp_path / "clean.csv", "--workers", "1")  # fmt: skip
+    proc = run_cli_inprocess(
+        capsys,
+        monkeypatch,
+        "data",
+        "dedup",
+        source,
+        "--against",
+        target,
+        "--out",
+        tmp_path / "clean.csv",
+        "--workers",
+        "1",
+    )
     assert proc.returncode == 0 and "kept 15 images, removed 2" in proc.stdout
     assert "warning: could not compare" in proc.stderr and "broken.png" in proc.stderr

@@ -35,9 +35,11 @@ def test_relative_paths_ids_and_default_split(tmp_path, images):
     assert set(ds.splits) == {"train", "test"}
     assert ds.splits["train"].labels == [0, 0, 1]
     assert all(p.is_file() for s in ds.splits.values() for p in s.paths)
-    assert ds.patient_ids == {tmp_path / "imgs/train/normal/img000.png": "p1",
-                              tmp_path / "imgs/train/normal/img001.png": "p1",
-                              tmp_path / "imgs/test/pneumonia/img000.png": "p2"}  # fmt: skip
+    assert ds.patient_ids == {
+        tmp_path / "imgs/train/normal/img000.png": "p1",
+        tmp_path / "imgs/train/normal/img001.png": "p1",
+        tmp_path / "imgs/test/pneumonia/img000.png": "p2",
+    }
 
 
 @pytest.mark.parametrize(
@@ -51,7 +53,7 @@ def test_relative_paths_ids_and_default_split(tmp_path, images):
         ("path,label\nA,\n", "line 2: empty path or label"),
         ("path,label,split\nA,a,test\nB,b,test\n", "no rows in the train split"),
     ],
-)  # fmt: skip
+)
 def test_bad_manifests_give_one_line_errors(tmp_path, images, text, fragment):
     text = text.replace("A,", "imgs/train/normal/img000.png,").replace("B,", "imgs/train/normal/img001.png,")
     csv = _write(tmp_path / "bad.csv", text)

@@ -7,10 +7,10 @@ import numpy as np
 from PIL import Image
 
 from cxr.config import KERMANY_PATIENT_PATTERN
-from cxr.data.audit import audit_dataset, inspect_file, run_audit, summary_lines
+from cxr.data.audit import audit_dataset, inspect_file, summary_lines
 from cxr.data.probes import PROBE_WARN_AUC, probe_groups
-from tests.data.dicom_files import write_dicom
 from tests.cli.helpers import run_cli_inprocess
+from tests.data.dicom_files import write_dicom
 
 SIZE = 128  # 128 -> the audit's 64 px decode -> 32 px probe image (4 px a cell) -> 8x8 thumbnail (16 px a cell)
 

@@ -5,7 +5,6 @@ from cxr.config import AugmentConfig
 from cxr.data.dataset import DecodedImageDataset
 from cxr.data.transforms import normalise, train_augmentation
 
-
 # every intensity and acquisition augmentation off (the defaults turn on mild ones): the affine alone
 PLAIN = dict(contrast=0.0, brightness=0.0, low_res=0.0, noise=0.0, blur=0.0)
 

@@ -21,8 +21,15 @@ SIZE = 32
 _TRAINED: dict[tuple, dict[str, torch.Tensor]] = {}
 
 
-def make_run(tmp: Path, classes=("normal", "pneumonia"), steps: int = 40, seed: int = 0, n_train: int = 16,
-             n_test: int = 10, **meta_kw) -> Path:  # fmt: skip
+def make_run(
+    tmp: Path,
+    classes=("normal", "pneumonia"),
+    steps: int = 40,
+    seed: int = 0,
+    n_train: int = 16,
+    n_test: int = 10,
+    **meta_kw,
+) -> Path:
     data = tmp / ("data" if len(classes) == 2 else f"data{len(classes)}")
     if not data.exists():
         make_class_folders(data, classes=classes, n_train=n_train, n_test=n_test, size=SIZE, seed=0)

@@ -53,11 +53,14 @@ def test_kappas_equal_sklearn_and_model_is_judged_on_listed_images_only(tmp_path
     assert truth["r2"]["sensitivity"] == pytest.approx((r2[both][y[both] == 1] == 1).mean())
 
 
-@pytest.mark.parametrize("text, fragment", [
-    ("file,label\na.png,normal\n", "first row"),
-    ("path,label\na.png,covid\n", "'covid' is not a class"),
-    ("path,model\na.png,normal\n", "not named 'model'"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "text, fragment",
+    [
+        ("file,label\na.png,normal\n", "first row"),
+        ("path,label\na.png,covid\n", "'covid' is not a class"),
+        ("path,model\na.png,normal\n", "not named 'model'"),
+    ],
+)
 def test_bad_reference_files_are_one_line_errors(tmp_path, text, fragment):
     f = tmp_path / "r.csv"
     f.write_text(text)

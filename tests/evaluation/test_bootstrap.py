@@ -50,7 +50,11 @@ def test_intervals_cover_the_true_value_at_about_the_nominal_rate():
         p1 = 1 / (1 + np.exp(-rng.normal(y.astype(float), 1.0)))
         probs = np.c_[1 - p1, p1]
         pred = np.r_[rng.random(n_pos) < 0.8, rng.random(n_neg) >= 0.9].astype(int)  # known error rates
-        dist = bootstrap_distribution(y, lambda idx: resampled_metrics(y[idx], pred[idx], probs[idx], ["n", "p"]), 400, s)
+
+        def figures(idx, pred=pred, probs=probs):
+            return resampled_metrics(y[idx], pred[idx], probs[idx], ["n", "p"])
+
+        dist = bootstrap_distribution(y, figures, 400, s)
         ci = intervals(dist)
         for key in hits:
             hits[key] += ci[key][0] <= truth[key] <= ci[key][1]

@@ -108,8 +108,18 @@ def test_training_fits_temperature_and_threshold_on_validation(tiny_dataset, tmp
     from cxr.config import build_config
     from cxr.training.train import train
 
-    cfg = build_config(None, dict(data=tiny_dataset, image_size=32, epochs=2, batch_size=8, num_workers=0, lr=3e-3,
-                                  operating_point="sensitivity=0.9"))  # fmt: skip
+    cfg = build_config(
+        None,
+        dict(
+            data=tiny_dataset,
+            image_size=32,
+            epochs=2,
+            batch_size=8,
+            num_workers=0,
+            lr=3e-3,
+            operating_point="sensitivity=0.9",
+        ),
+    )
     run = train(cfg, tmp_path / "run")
     meta = Bundle.load(run).meta
     cal = json.loads((run / "metrics.json").read_text())["calibration"]

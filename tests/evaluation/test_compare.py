@@ -38,8 +38,9 @@ def test_delong_aucs_match_sklearn_and_se_matches_paired_bootstrap():
     y, a, b = _correlated_scores(400, 0.6, seed=0)
     r = delong_test(y, a, b)
     assert r["auc_a"] == pytest.approx(roc_auc_score(y, a)) and r["auc_b"] == pytest.approx(roc_auc_score(y, b))
-    dist = bootstrap_distribution(y.astype(int), lambda idx: {"d": rank_auc(y[idx], a[idx]) - rank_auc(y[idx], b[idx])},
-                                  2000, seed=0)  # fmt: skip
+    dist = bootstrap_distribution(
+        y.astype(int), lambda idx: {"d": rank_auc(y[idx], a[idx]) - rank_auc(y[idx], b[idx])}, 2000, seed=0
+    )
     assert r["se"] == pytest.approx(dist["d"].std(), rel=0.15)
     assert r["p_value"] < 0.01 and r["ci"][0] > 0
 
@@ -82,8 +83,13 @@ def _fake_cross_validation(folder: Path, probs_of_class1: list[float], labels: l
     folder.mkdir(parents=True)
     (folder / "cv.json").write_text("{}")
     p1 = np.array(probs_of_class1)
-    write_oof(folder / "predictions_oof.csv", [(p, i % 3) for i, p in enumerate(paths)], labels,
-              np.stack([1 - p1, p1], 1), ["normal", "pneumonia"])  # fmt: skip
+    write_oof(
+        folder / "predictions_oof.csv",
+        [(p, i % 3) for i, p in enumerate(paths)],
+        labels,
+        np.stack([1 - p1, p1], 1),
+        ["normal", "pneumonia"],
+    )
     return folder
 
 
@@ -96,7 +102,8 @@ def test_compare_pairs_two_cross_validations_image_by_image(tmp_path):
     cv_a = _fake_cross_validation(tmp_path / "cv-a", a_probs, labels, paths)
     cv_b = _fake_cross_validation(tmp_path / "cv-b", b_probs[::-1], labels[::-1], paths[::-1])  # other row order
     (tmp_path / "cv-b" / "predictions_oof.csv").write_text(
-        (tmp_path / "cv-b" / "predictions_oof.csv").read_text() + "/data/only-in-b.png,normal,0,0.9,0.1\n")
+        (tmp_path / "cv-b" / "predictions_oof.csv").read_text() + "/data/only-in-b.png,normal,0,0.9,0.1\n"
+    )
     result = compare_runs(cv_a, cv_b, n_bootstrap=200)
     assert result["split"] == "out-of-fold" and result["n"] == 20  # the image B alone scored is left out
     assert result["mcnemar"]["a_right_b_wrong"] == 6 and result["mcnemar"]["a_wrong_b_right"] == 4

@@ -13,11 +13,17 @@ def _run(path, data, model="smallnet", test=None, val=None, test_n=40, other=Non
     """A finished run folder as `cxr train` + `cxr evaluate` leave it (model.pt's content is not read here)."""
     path.mkdir(parents=True)
     (path / "model.pt").write_bytes(b"bundle")
-    (path / "config.yaml").write_text(yaml.safe_dump({"data": str(data), "model": model, "image_size": 64,
-                                                      "ensemble": 1}))  # fmt: skip
+    (path / "config.yaml").write_text(
+        yaml.safe_dump({"data": str(data), "model": model, "image_size": 64, "ensemble": 1})
+    )
     metrics = {"training": {"epochs_run": 7, "precision": "32", "wall_seconds": seconds}}
     if test is not None:
-        metrics["test"] = {"n": test_n, "accuracy": test, "roc_auc": 0.9, "ci": {"accuracy": [test - 0.05, test + 0.04]}}
+        metrics["test"] = {
+            "n": test_n,
+            "accuracy": test,
+            "roc_auc": 0.9,
+            "ci": {"accuracy": [test - 0.05, test + 0.04]},
+        }
     if val is not None:
         metrics["val"] = {"n": 10, "accuracy": val, "roc_auc": 0.8}
     if other:

@@ -24,10 +24,15 @@ def _val(n=300, seed=0, separation=1.2):
     return y, np.c_[1 - p1, p1].astype(np.float32)
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("sensitivity=0.95", OperatingPoint("sensitivity", 0.95)), ("Specificity = 0.9", OperatingPoint("specificity", 0.9)),
-    ("youden", OperatingPoint("youden")), ("sensitivity=1", OperatingPoint("sensitivity", 1.0)),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("sensitivity=0.95", OperatingPoint("sensitivity", 0.95)),
+        ("Specificity = 0.9", OperatingPoint("specificity", 0.9)),
+        ("youden", OperatingPoint("youden")),
+        ("sensitivity=1", OperatingPoint("sensitivity", 1.0)),
+    ],
+)
 def test_parse(text, expected):
     assert parse_operating_point(text) == expected
 

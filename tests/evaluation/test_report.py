@@ -6,8 +6,8 @@ import re
 import time
 
 from cxr.evaluation.report import needs_evaluation, write_report
-from tests.evaluation.runs import make_run
 from tests.cli.helpers import assert_one_line_error, run_cli_inprocess
+from tests.evaluation.runs import make_run
 
 
 def _images(html):
@@ -20,7 +20,14 @@ def test_report_is_self_contained_and_has_every_section(tmp_path):
     out = write_report(run, gradcam=False, evaluate_kwargs={"n_bootstrap": 100})
     html = out.read_text()
     assert out == run / "report.html" and not needs_evaluation(run, "test")
-    for heading in ("Model &amp; data", "Performance on test", "Operating point", "Calibration", "Error gallery", "Methods"):
+    for heading in (
+        "Model &amp; data",
+        "Performance on test",
+        "Operating point",
+        "Calibration",
+        "Error gallery",
+        "Methods",
+    ):
         assert heading in html, heading
     srcs = _images(html)
     assert len(srcs) >= 4 and all(s.startswith("data:image/") for s in srcs)
@@ -33,6 +40,7 @@ def test_report_is_self_contained_and_has_every_section(tmp_path):
 
 def test_multiclass_report_has_no_operating_point_and_gallery_has_gradcam(tmp_path):
     import cxr.explain.cam  # noqa: F401 (cxr's own module, MONAI a core dependency: an import error fails, never skips)
+
     run = make_run(tmp_path, classes=("a", "b", "c"), steps=2)
     html = write_report(run, gallery_size=3, evaluate_kwargs={"n_bootstrap": 50}).read_text()
     assert 'id="operating"' not in html and "macro one-vs-rest" in html
@@ -59,7 +67,9 @@ def test_cli_evaluate_calibrate_compare_report(tmp_path, capsys, monkeypatch):
 
     proc = run_cli_inprocess(capsys, monkeypatch, "site", "calibrate", run, "--operating-point", "youden")
     assert proc.returncode in (0, None) and "threshold" in proc.stdout
-    proc = run_cli_inprocess(capsys, monkeypatch, "evaluate", run, "--bootstrap", "50", "--reference", readers, "--report")
+    proc = run_cli_inprocess(
+        capsys, monkeypatch, "evaluate", run, "--bootstrap", "50", "--reference", readers, "--report"
+    )
     assert proc.returncode in (0, None), proc.stderr
     assert "youden" in proc.stdout and "Cohen's kappa" in proc.stdout and (run / "report.html").is_file()
     assert "Agreement with readers" in (run / "report.html").read_text()

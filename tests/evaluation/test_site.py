@@ -19,9 +19,9 @@ from cxr.evaluation.report import build_context
 from cxr.evaluation.site import MIN_FILMS_PER_CLASS, SITE_KEY, calibrate_on_site
 from cxr.inference.bundle import BUNDLE_FILE, Bundle
 from cxr.inference.ensemble import combine_runs
+from tests.cli.helpers import assert_one_line_error, run_cli_inprocess
 from tests.conftest import synthetic_image
 from tests.evaluation.runs import SIZE, make_run
-from tests.cli.helpers import assert_one_line_error, run_cli_inprocess
 
 KERMANY_NAMES = r"person(\d+)_"
 
@@ -84,13 +84,35 @@ def runs(tmp_path_factory):
 def test_a_calibration_film_is_never_scored_and_the_source_run_is_kept(runs, tmp_path, capsys, monkeypatch):
     _, run = runs
     site = site_folder(tmp_path / "site", patients=12)
-    proc = run_cli_inprocess(capsys, monkeypatch, "data", "split", site, "--calibration", "0.3", "--out",
-                             tmp_path / "site.csv", "--patient-pattern", KERMANY_NAMES)  # fmt: skip
+    proc = run_cli_inprocess(
+        capsys,
+        monkeypatch,
+        "data",
+        "split",
+        site,
+        "--calibration",
+        "0.3",
+        "--out",
+        tmp_path / "site.csv",
+        "--patient-pattern",
+        KERMANY_NAMES,
+    )
     assert proc.returncode == 0, proc.stderr
     before = (run / BUNDLE_FILE).read_bytes()
     new = tmp_path / "new"
-    proc = run_cli_inprocess(capsys, monkeypatch, "site", "calibrate", run, "--data", tmp_path / "site.csv", "--out", new,
-                             "--operating-point", "youden")  # fmt: skip
+    proc = run_cli_inprocess(
+        capsys,
+        monkeypatch,
+        "site",
+        "calibrate",
+        run,
+        "--data",
+        tmp_path / "site.csv",
+        "--out",
+        new,
+        "--operating-point",
+        "youden",
+    )
     assert proc.returncode == 0, proc.stderr
     assert (run / BUNDLE_FILE).read_bytes() == before  # the source run is never changed
     rows = list(csv.DictReader(open(tmp_path / "site.csv")))
@@ -123,13 +145,16 @@ def test_a_calibration_film_is_never_scored_and_the_source_run_is_kept(runs, tmp
 
 def test_a_threshold_chosen_on_a_site_whose_normals_score_higher_moves_up(runs, tmp_path):
     _, run = runs
-    plain, shifted = site_folder(tmp_path / "plain", patients=15), site_folder(tmp_path / "shifted", patients=15,
-                                                                               shift=0.6, seed=1)  # fmt: skip
+    plain, shifted = (
+        site_folder(tmp_path / "plain", patients=15),
+        site_folder(tmp_path / "shifted", patients=15, shift=0.6, seed=1),
+    )
     thresholds, specificity = {}, {}
     for name, site in (("plain", plain), ("shifted", shifted)):
         cut(site, tmp_path / f"{name}.csv", fraction=0.5)
-        out = calibrate_on_site(run, tmp_path / f"{name}.csv", tmp_path / f"new-{name}",
-                                operating_point="specificity=0.9", fit_temp=False)  # one scale: thresholds compare
+        out = calibrate_on_site(
+            run, tmp_path / f"{name}.csv", tmp_path / f"new-{name}", operating_point="specificity=0.9", fit_temp=False
+        )  # one scale: thresholds compare
         thresholds[name] = out.calibration.threshold
     site_normals = [p for p in (shifted / "NORMAL").iterdir()]
     p_normal = Bundle.load(run).predict(site_normals).probabilities[:, 1]
@@ -174,11 +199,13 @@ def test_bad_input_is_a_one_line_error(runs, tmp_path, capsys, monkeypatch):
     assert_one_line_error(cli("--data", tmp_path / "other.csv", "--out", tmp_path / "x"), "differ from the model's")
     few = site_folder(tmp_path / "few", patients=4, films=1)
     cut(few, tmp_path / "few.csv", fraction=0.5)
-    assert_one_line_error(cli("--data", tmp_path / "few.csv", "--out", tmp_path / "x"),
-                          f"at least {MIN_FILMS_PER_CLASS} of every class")  # fmt: skip
+    assert_one_line_error(
+        cli("--data", tmp_path / "few.csv", "--out", tmp_path / "x"), f"at least {MIN_FILMS_PER_CLASS} of every class"
+    )
     assert_one_line_error(cli("--data", site, "--out", tmp_path / "x"), "has no calibration split")
-    proc = run_cli_inprocess(capsys, monkeypatch, "data", "split", site, "--calibration", "0.3", "--test", "0.2",
-                             "--out", tmp_path / "y.csv")  # fmt: skip
+    proc = run_cli_inprocess(
+        capsys, monkeypatch, "data", "split", site, "--calibration", "0.3", "--test", "0.2", "--out", tmp_path / "y.csv"
+    )
     assert_one_line_error(proc, "drop --val and --test")
     assert not (tmp_path / "x" / BUNDLE_FILE).exists()
     with pytest.raises(CxrError, match="must be a fraction"):

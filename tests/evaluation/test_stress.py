@@ -32,7 +32,9 @@ def films():
 @pytest.mark.parametrize("name", [n for n, s in SHIFTS.items() if len(s.levels) > 1])
 def test_every_shift_changes_the_films_more_as_severity_rises(films, name):
     shift = SHIFTS[name]
-    change = [np.abs(apply_shift(shift, k, films).astype(float) - films).mean() for k in range(1, len(shift.levels) + 1)]
+    change = [
+        np.abs(apply_shift(shift, k, films).astype(float) - films).mean() for k in range(1, len(shift.levels) + 1)
+    ]
     assert change[0] > 0.05, change
     assert all(b > a for a, b in zip(change, change[1:])), change
     out = apply_shift(shift, 2, films)
@@ -66,7 +68,9 @@ def test_random_shifts_repeat_with_the_seed(films):
     a = apply_shift(SHIFTS["gaussian_noise"], 2, films, seed=0)
     np.testing.assert_array_equal(a, apply_shift(SHIFTS["gaussian_noise"], 2, films, seed=0))
     assert not np.array_equal(a, apply_shift(SHIFTS["gaussian_noise"], 2, films, seed=1))
-    np.testing.assert_array_equal(apply_shift(SHIFTS["poisson_noise"], 3, films), apply_shift(SHIFTS["poisson_noise"], 3, films))
+    np.testing.assert_array_equal(
+        apply_shift(SHIFTS["poisson_noise"], 3, films), apply_shift(SHIFTS["poisson_noise"], 3, films)
+    )
 
 
 def test_choosing_shifts_and_bad_names_or_severities():
@@ -115,7 +119,9 @@ def test_stress_on_onnx_and_on_an_ensemble(run, tmp_path):
     export_onnx(onnx_run)
     a = run_stress(run, "test", shifts=["jpeg"], severity=4, backend="torch")
     b = run_stress(onnx_run, "test", shifts=["jpeg"], severity=4, backend="onnx")
-    assert b["backend"] == "onnx" and b["conditions"][0]["accuracy"] == pytest.approx(a["conditions"][0]["accuracy"], abs=2 / 66)
+    assert b["backend"] == "onnx" and b["conditions"][0]["accuracy"] == pytest.approx(
+        a["conditions"][0]["accuracy"], abs=2 / 66
+    )
     first = shutil.copytree(run, tmp_path / "m0")
     other = make_bundle(tmp_path / "m1", image_size=48, seed=1)
     for m in (first, other):
@@ -137,8 +143,11 @@ def test_cli_stress_prints_the_table_and_refuses_bad_input_in_one_line(run):
         (["--shift", "fog"], "unknown shift"),
         (["--split", "val"], "no splits.csv"),
     ]:
-        proc = subprocess.run([sys.executable, "-c", "from cxr.cli import main; main()", "stress", str(run), *args],
-                              capture_output=True, text=True)  # fmt: skip
+        proc = subprocess.run(
+            [sys.executable, "-c", "from cxr.cli import main; main()", "stress", str(run), *args],
+            capture_output=True,
+            text=True,
+        )
         assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 

@@ -58,7 +58,10 @@ def test_files_explained_like_arrays_and_saved_with_labels(blob_model, tmp_path)
     result = explain_images(bundle, [tmp_path / "in"], tmp_path / "out", alpha=0.7)
     assert len(result.errors) == 1 and "broken.png" in result.errors[0]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "explanations.csv", "in_b_gradcam.png", "opacity_a_gradcam.png"]  # fmt: skip
+        "explanations.csv",
+        "in_b_gradcam.png",
+        "opacity_a_gradcam.png",
+    ]
     rows = (tmp_path / "out" / "explanations.csv").read_text().splitlines()
     assert rows[0].startswith("path,label,predicted,probability,explained,border_fraction")
     assert any("a.png,opacity,opacity," in r for r in rows)
@@ -76,8 +79,13 @@ def test_overlay_keeps_shape_and_colours_only_where_the_heat_is():
         overlay_rgb(image, heat.T)
 
 
-EXPECTED_LAYER = {"smallnet": "features", "vanilla-cnn": "features", "resnet18": "layer4",
-                  "densenet121": "class_layers.relu", "efficientnet-b0": "_bn1"}  # fmt: skip
+EXPECTED_LAYER = {
+    "smallnet": "features",
+    "vanilla-cnn": "features",
+    "resnet18": "layer4",
+    "densenet121": "class_layers.relu",
+    "efficientnet-b0": "_bn1",
+}
 
 
 @pytest.mark.parametrize("name", available_models())

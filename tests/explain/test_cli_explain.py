@@ -1,24 +1,43 @@
-"""`cxr explain`, `cxr data audit-shortcuts`, `cxr data preview`, `cxr evaluate --gallery` through the real entry point."""
+"""`cxr explain`, `cxr data audit-shortcuts`, `cxr data preview`, `cxr evaluate --gallery` through the real entry
+point."""
 
 import numpy as np
 from PIL import Image
 
+from tests.cli.helpers import assert_one_line_error, run_cli_inprocess
 from tests.conftest import make_class_folders
 from tests.explain.test_shortcut import _write_run
-from tests.cli.helpers import assert_one_line_error, run_cli_inprocess
 
 
 def test_explain_writes_overlays_feature_maps_and_csv(blob_model, tmp_path, capsys, monkeypatch):
     run = _write_run(tmp_path, blob_model)
     images = run.parent / "data" / "test" / "opacity"
     out = tmp_path / "out"
-    proc = run_cli_inprocess(capsys, monkeypatch, "explain", run, images / "marker0.png", images / "centre0.png",
-                             "--out", out, "--method", "gradcam++", "--class", "clear", "--feature-maps")  # fmt: skip
+    proc = run_cli_inprocess(
+        capsys,
+        monkeypatch,
+        "explain",
+        run,
+        images / "marker0.png",
+        images / "centre0.png",
+        "--out",
+        out,
+        "--method",
+        "gradcam++",
+        "--class",
+        "clear",
+        "--feature-maps",
+    )
     assert proc.returncode == 0, proc.stderr
     assert "2 explained with gradcam++ on layer 'features'" in proc.stdout
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["explanations.csv", "opacity_centre0_feature_maps.png", "opacity_centre0_gradcampp.png",
-                     "opacity_marker0_feature_maps.png", "opacity_marker0_gradcampp.png"]  # fmt: skip
+    assert names == [
+        "explanations.csv",
+        "opacity_centre0_feature_maps.png",
+        "opacity_centre0_gradcampp.png",
+        "opacity_marker0_feature_maps.png",
+        "opacity_marker0_gradcampp.png",
+    ]
     rows = (out / "explanations.csv").read_text().splitlines()[1:]
     assert all(",opacity,opacity," in r and ",clear," in r for r in rows)  # label, predicted; --class explained
     with Image.open(out / "opacity_marker0_feature_maps.png") as im:
@@ -64,8 +83,20 @@ def test_data_preview_is_seeded_and_shows_augmentation(tmp_path, capsys, monkeyp
     outs = {}
     for name, extra in (("a", []), ("b", []), ("plain", ["--no-augment"])):
         outs[name] = tmp_path / f"{name}.png"
-        proc = run_cli_inprocess(capsys, monkeypatch, "data", "preview", data, "--out", outs[name],
-                                 "--image-size", "32", "--per-class", "3", *extra)  # fmt: skip
+        proc = run_cli_inprocess(
+            capsys,
+            monkeypatch,
+            "data",
+            "preview",
+            data,
+            "--out",
+            outs[name],
+            "--image-size",
+            "32",
+            "--per-class",
+            "3",
+            *extra,
+        )
         assert proc.returncode == 0, proc.stderr
     assert outs["a"].read_bytes() == outs["b"].read_bytes()  # same seed, same picture
     assert outs["a"].read_bytes() != outs["plain"].read_bytes()  # augmentation visibly changes the images

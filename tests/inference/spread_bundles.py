@@ -30,8 +30,15 @@ def codecademy_sample(split: str, per_class: int, size: int) -> tuple[list[str],
     return classes, paths, np.stack([load_grayscale(p, size) for p in paths]), labels
 
 
-def make_bundle(run_dir: Path, model: str = "smallnet", image_size: int = 64, steps: int = 12, seed: int = 0,
-                guard: bool = False, **meta) -> Path:  # fmt: skip
+def make_bundle(
+    run_dir: Path,
+    model: str = "smallnet",
+    image_size: int = 64,
+    steps: int = 12,
+    seed: int = 0,
+    guard: bool = False,
+    **meta,
+) -> Path:
     """Write model.pt for `model` fitted briefly on 8 codecademy train images per class; returns run_dir.
     `guard`: also fit the input guard, on those images and (threshold) the next 8 per class."""
     classes, paths, sample, sample_labels = codecademy_sample("train", 16 if guard else 8, image_size)
@@ -54,6 +61,8 @@ def make_bundle(run_dir: Path, model: str = "smallnet", image_size: int = 64, st
         torch.set_num_threads(threads)
     run_dir.mkdir(parents=True, exist_ok=True)
     bundle_meta = BundleMeta(model, classes, image_size, MEAN, STD, **meta)
-    fitted = fit_guard(net.eval(), bundle_meta, images, labels, sample[rest], [paths[i] for i in first]) if guard else None
+    fitted = (
+        fit_guard(net.eval(), bundle_meta, images, labels, sample[rest], [paths[i] for i in first]) if guard else None
+    )
     save_bundle(run_dir, net.eval(), bundle_meta, fitted)
     return run_dir

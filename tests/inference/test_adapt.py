@@ -8,9 +8,9 @@ from cxr.data.transforms import normalise
 from cxr.errors import CxrError
 from cxr.inference.adapt import MIN_IMAGES, adapt_batchnorm
 from cxr.inference.bundle import BUNDLE_FILE, Bundle
+from tests.cli.helpers import assert_one_line_error, run_cli_inprocess
 from tests.conftest import CODECADEMY, SHARED_DATA
 from tests.inference.spread_bundles import codecademy_sample, make_bundle
-from tests.cli.helpers import assert_one_line_error, run_cli_inprocess
 
 pytestmark = pytest.mark.skipif(not CODECADEMY.is_dir(), reason=f"needs the shared datasets at {SHARED_DATA}")
 

@@ -88,8 +88,10 @@ def test_a_network_changed_since_the_saving_version_is_refused_not_run(tmp_path)
     with pytest.raises(CxrError, match=r"'resnet18' was saved by cxr 0.2.0, and cxr 0.3.0 changed .*retrain") as e:
         Bundle.load(tmp_path / "r")
     assert "\n" not in str(e.value)
-    members = [dict(model="smallnet", mean=0.3, std=0.2, temperature=1.0),
-               dict(model="resnet18", mean=0.3, std=0.2, temperature=1.0)]  # fmt: skip
+    members = [
+        dict(model="smallnet", mean=0.3, std=0.2, temperature=1.0),
+        dict(model="resnet18", mean=0.3, std=0.2, temperature=1.0),
+    ]
     ens_meta = BundleMeta(ENSEMBLE, ["a", "b"], 32, mean=0.0, std=1.0, extra={"members": members})
     (tmp_path / "e").mkdir()
     save_bundle(tmp_path / "e", ensemble_from_specs(members, 2), ens_meta)
@@ -108,6 +110,8 @@ def test_cli_predict_with_no_readable_image_is_an_error_and_writes_nothing(tmp_p
     _bundle(tmp_path / "run")
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "broken.png").write_bytes(b"nope")
-    proc = run_cli_inprocess(capsys, monkeypatch, "predict", tmp_path / "run", tmp_path / "in", "--out", tmp_path / "p.csv")
+    proc = run_cli_inprocess(
+        capsys, monkeypatch, "predict", tmp_path / "run", tmp_path / "in", "--out", tmp_path / "p.csv"
+    )
     assert proc.returncode == 2 and "no readable image among the inputs (1 skipped)" in proc.stderr
     assert "skipped" in proc.stderr and not (tmp_path / "p.csv").exists()

@@ -17,7 +17,12 @@ from cxr.errors import CxrError
 from cxr.evaluation.calibration import calibrate_run
 from cxr.inference.bundle import BUNDLE_FILE, Bundle, BundleMeta, read_bundle_file, save_bundle
 from cxr.inference.guard import (
-    MAX_ASPECT, MAX_COLOURFULNESS, InputGuard, cheap_checks, checks_the_training_films_fail, feature_taps,
+    MAX_ASPECT,
+    MAX_COLOURFULNESS,
+    InputGuard,
+    cheap_checks,
+    checks_the_training_films_fail,
+    feature_taps,
     features_and_logits,
 )
 from cxr.inference.guard_fit import fit_guard, fit_run_guard
@@ -100,10 +105,14 @@ def test_predict_csv_and_reject_ood_on_the_command_line(guarded_run, tmp_path):
     rows = list(csv.DictReader(open(tmp_path / "p.csv")))
     assert {"ood_score", "in_distribution", "ood_reason"} <= set(rows[0])
     by_name = {r["path"].split("/")[-1]: r for r in rows}
-    assert by_name["black_square.png"]["in_distribution"] == "false" and float(by_name["black_square.png"]["ood_score"]) > 0
+    assert (
+        by_name["black_square.png"]["in_distribution"] == "false"
+        and float(by_name["black_square.png"]["ood_score"]) > 0
+    )
     assert sum(r["in_distribution"] == "true" for r in rows) >= 2  # real films pass
-    result = runner.invoke(app, ["predict", str(guarded_run), str(odd), str(films), "--reject-ood",
-                                 "--out", str(tmp_path / "kept.csv")])  # fmt: skip
+    result = runner.invoke(
+        app, ["predict", str(guarded_run), str(odd), str(films), "--reject-ood", "--out", str(tmp_path / "kept.csv")]
+    )
     kept = list(csv.DictReader(open(tmp_path / "kept.csv")))
     assert result.exit_code == 0 and kept and all(r["in_distribution"] == "true" for r in kept)
     assert "left out" in result.output
@@ -228,7 +237,9 @@ def test_describe_image_reads_size_colour_and_nan_without_moving_a_stream(tmp_pa
 
 def _gray_film(i: int, rng: np.random.Generator, height: int = 96, width: int = 96) -> np.ndarray:
     """A synthetic gray film of class i % 2 (a bright blob top-left or bottom-right), `height` x `width` pixels."""
-    return np.asarray(Image.fromarray(synthetic_image(i % 2, rng, 96)).resize((width, height), Image.Resampling.BILINEAR))
+    return np.asarray(
+        Image.fromarray(synthetic_image(i % 2, rng, 96)).resize((width, height), Image.Resampling.BILINEAR)
+    )
 
 
 @pytest.fixture(scope="module")
@@ -267,7 +278,9 @@ def test_a_colour_image_and_a_strip_of_film_are_flagged_when_the_checks_are_on(g
         shutil.copy(gray_guarded_run / name, tmp_path / name)
     assert describe_image(tmp_path / "colour.png").colourfulness > MAX_COLOURFULNESS
     preds = cxr.load(gray_guarded_run / "run").predict([tmp_path])
-    why = {p.name: ("" if ok else reason) for p, ok, reason in zip(preds.paths, preds.in_distribution, preds.ood_reason)}
+    why = {
+        p.name: ("" if ok else reason) for p, ok, reason in zip(preds.paths, preds.in_distribution, preds.ood_reason)
+    }
     assert len(why) == 7 and not preds.errors
 
     assert re.fullmatch(r"a colour image \(colourfulness \d+\); radiographs are gray", why["colour.png"]), why

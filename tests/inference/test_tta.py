@@ -24,8 +24,10 @@ def _centre_of_mass(img: np.ndarray) -> np.ndarray:
 def test_views_shift_rotate_and_zoom_as_stated():
     blob = _blob(20, 20)
     assert view(blob, 0.0, 0.0, 0.0, 1.0) is blob  # identity: untouched
-    moved = {k: _centre_of_mass(view(blob, 0.0, dx, dy, 1.0)) - 20 for k, (dx, dy) in
-             {"+x": (0.05, 0), "-x": (-0.05, 0), "+y": (0, 0.05), "-y": (0, -0.05)}.items()}  # fmt: skip
+    moved = {
+        k: _centre_of_mass(view(blob, 0.0, dx, dy, 1.0)) - 20
+        for k, (dx, dy) in {"+x": (0.05, 0), "-x": (-0.05, 0), "+y": (0, 0.05), "-y": (0, -0.05)}.items()
+    }
     # 0.05 of 40 px = 2 px, along columns for x and rows for y, opposite signs for opposite shifts
     assert np.allclose(np.abs(moved["+x"]), [0, 2], atol=0.5) and np.allclose(moved["+x"], -moved["-x"], atol=0.5)
     assert np.allclose(np.abs(moved["+y"]), [2, 0], atol=0.5) and np.allclose(moved["+y"], -moved["-y"], atol=0.5)

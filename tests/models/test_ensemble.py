@@ -31,7 +31,11 @@ def test_output_is_the_mean_of_each_members_own_probabilities(tmp_path):
     nets = [_member(tmp_path / f"m{k}", *s) for k, s in enumerate(specs)]
     combine_runs([tmp_path / "m0", tmp_path / "m1"], tmp_path / "ens")
     bundle = cxr.load(tmp_path / "ens")
-    assert bundle.meta.model == "ensemble" and bundle.classes == ["a", "b", "c"] and (tmp_path / "ens/splits.csv").is_file()
+    assert (
+        bundle.meta.model == "ensemble"
+        and bundle.classes == ["a", "b", "c"]
+        and (tmp_path / "ens/splits.csv").is_file()
+    )
     x = np.random.default_rng(0).integers(0, 255, (5, 32, 32), dtype=np.uint8)
     expected = np.mean([predict_arrays(n, x, m, s, t) for n, (_, m, s, t) in zip(nets, specs)], axis=0)
     np.testing.assert_allclose(bundle.probabilities(x), expected, atol=1e-5)
@@ -84,14 +88,30 @@ def test_cli_combines_runs_and_explains_bad_input(capsys, monkeypatch, tmp_path)
         rows.append(f"{tmp_path / f'v{i}.png'},{label},val")
     for k in range(2):
         _member(tmp_path / f"m{k}", k, 0.5, 0.25, 1.0, splits="\n".join(rows) + "\n")
-    proc = run_cli_inprocess(capsys, monkeypatch, "run", "ensemble", tmp_path / "m0", tmp_path / "nope", "--out", tmp_path / "e")
+    proc = run_cli_inprocess(
+        capsys, monkeypatch, "run", "ensemble", tmp_path / "m0", tmp_path / "nope", "--out", tmp_path / "e"
+    )
     assert proc.returncode == 2 and "no such run directory" in proc.stderr and not (tmp_path / "e").exists()
-    proc = run_cli_inprocess(capsys, monkeypatch, "run", "ensemble", tmp_path / "m0", tmp_path / "m1", "--out", tmp_path / "e",
-                             "--operating-point", "youden")  # 3 classes: refused, and no half-made bundle is left
+    proc = run_cli_inprocess(
+        capsys,
+        monkeypatch,
+        "run",
+        "ensemble",
+        tmp_path / "m0",
+        tmp_path / "m1",
+        "--out",
+        tmp_path / "e",
+        "--operating-point",
+        "youden",
+    )  # 3 classes: refused, and no half-made bundle is left
     assert proc.returncode == 2 and "binary" in proc.stderr and not (tmp_path / "e" / "model.pt").exists()
-    proc = run_cli_inprocess(capsys, monkeypatch, "run", "ensemble", tmp_path / "m0", tmp_path / "m1", "--out", tmp_path / "e")
+    proc = run_cli_inprocess(
+        capsys, monkeypatch, "run", "ensemble", tmp_path / "m0", tmp_path / "m1", "--out", tmp_path / "e"
+    )
     assert proc.returncode == 0, proc.stderr
     assert "2 members, validation temperature" in proc.stdout
     assert cxr.load(tmp_path / "e").meta.temperature != 1.0  # refitted on the six val images
-    proc = run_cli_inprocess(capsys, monkeypatch, "run", "ensemble", tmp_path / "m0", tmp_path / "m1", "--out", tmp_path / "m1")
+    proc = run_cli_inprocess(
+        capsys, monkeypatch, "run", "ensemble", tmp_path / "m0", tmp_path / "m1", "--out", tmp_path / "m1"
+    )
     assert proc.returncode == 2 and "already holds a model" in proc.stderr

@@ -28,8 +28,11 @@ def _torchvision_resnet_names(blocks: tuple[int, ...], bottleneck: bool) -> list
     return names + ["fc.weight", "fc.bias"]
 
 
-TORCHVISION_RESNETS = {"resnet18": ((2, 2, 2, 2), False), "resnet34": ((3, 4, 6, 3), False),
-                       "resnet50": ((3, 4, 6, 3), True)}  # fmt: skip
+TORCHVISION_RESNETS = {
+    "resnet18": ((2, 2, 2, 2), False),
+    "resnet34": ((3, 4, 6, 3), False),
+    "resnet50": ((3, 4, 6, 3), True),
+}
 
 
 # the `features.N` index of every convolution in torchvision's vgg16 / vgg16_bn / vgg19 / vgg19_bn
@@ -92,8 +95,9 @@ def test_resnets_are_torchvision_resnets_and_load_their_imagenet_files(tmp_path,
     assert features["layer4"].shape[-2:] == (7, 7)
     head = ("fc.weight", "fc.bias")
     foreign = _imagenet_file(name, lambda k: k, tmp_path / "r.pth", "conv1.weight", head)
-    _load_and_check(name, tmp_path / "r.pth", foreign, "conv1.weight", head,
-                    "layer4.1.conv2.weight", "layer4.1.conv2.weight")  # fmt: skip
+    _load_and_check(
+        name, tmp_path / "r.pth", foreign, "conv1.weight", head, "layer4.1.conv2.weight", "layer4.1.conv2.weight"
+    )
 
 
 @pytest.mark.parametrize("dotted", [False, True], ids=["norm1", "norm.1"])
@@ -107,8 +111,15 @@ def test_densenet121_loads_torchvision_names(tmp_path, dotted):
     layer = "features.denseblock2.denselayer3." + ("norm.2.weight" if dotted else "norm2.weight")
     for name in (layer, "features.transition1.conv.weight", "features.norm5.running_var", "classifier.weight"):
         assert name in foreign
-    report = _load_and_check("densenet121", tmp_path / "d.pth", foreign, "features.conv0.weight", head,
-                             "features.denseblock2.denselayer3.layers.norm2.weight", layer)  # fmt: skip
+    report = _load_and_check(
+        "densenet121",
+        tmp_path / "d.pth",
+        foreign,
+        "features.conv0.weight",
+        head,
+        "features.denseblock2.denselayer3.layers.norm2.weight",
+        layer,
+    )
     assert report.unused == []  # torchvision's classifier found its place (the head), only its size differs
 
 
@@ -120,8 +131,15 @@ def test_efficientnet_b0_loads_efficientnet_pytorch_names(tmp_path):
     head = ("_fc.weight", "_fc.bias")
     foreign = _imagenet_file("efficientnet-b0", flat_block_name, tmp_path / "e.pth", "_conv_stem.weight", head)
     assert "_blocks.15._project_conv.weight" in foreign and "_blocks.0._depthwise_conv.weight" in foreign
-    _load_and_check("efficientnet-b0", tmp_path / "e.pth", foreign, "_conv_stem.weight", head,
-                    "_blocks.6.15._project_conv.weight", "_blocks.15._project_conv.weight")  # fmt: skip
+    _load_and_check(
+        "efficientnet-b0",
+        tmp_path / "e.pth",
+        foreign,
+        "_conv_stem.weight",
+        head,
+        "_blocks.6.15._project_conv.weight",
+        "_blocks.15._project_conv.weight",
+    )
 
 
 @pytest.mark.parametrize("name", list(TORCHVISION_VGG_CONVS))
@@ -153,7 +171,8 @@ def test_wrapper_prefixes_are_removed_only_when_the_model_lacks_them(tmp_path):
 
 def test_training_module_translates_foreign_names(tmp_path):
     head = ("class_layers.out.weight", "class_layers.out.bias")
-    _imagenet_file("densenet121", lambda k: k.replace(".layers.", "."), tmp_path / "d.pth",
-                   "features.conv0.weight", head)  # fmt: skip
+    _imagenet_file(
+        "densenet121", lambda k: k.replace(".layers.", "."), tmp_path / "d.pth", "features.conv0.weight", head
+    )
     module = Classifier("densenet121", 2, weights=str(tmp_path / "d.pth"), channels_last=False)
     assert set(module.weights_report.not_loaded) == set(head)

@@ -20,14 +20,20 @@ from cxr.config import build_config
 from cxr.errors import CxrError
 from cxr.models import available_models, create_model
 from cxr.models.pretrained import (
-    PRETRAINED_SOURCES, PUBLISHED, RADIOGRAPHY_FILE, SHIPPED, PublishedWeights, fetch, pretrained_file,
+    PRETRAINED_SOURCES,
+    PUBLISHED,
+    RADIOGRAPHY_FILE,
+    SHIPPED,
+    PublishedWeights,
+    fetch,
+    pretrained_file,
     shipped_file,
-)  # fmt: skip
+)
 from cxr.models.weights import load_matching_weights
 from cxr.training.module import Classifier
 from cxr.training.train import fetch_start_weights, start_weights
-from tests.models.test_foreign_weights import _imagenet_file
 from tests.cli.helpers import assert_one_line_error, run_cli_inprocess
+from tests.models.test_foreign_weights import _imagenet_file
 
 
 class _Server:
@@ -83,9 +89,28 @@ def served_resnet18(tmp_path, torch_home, monkeypatch):
 
 
 def _train(capsys, monkeypatch, data, out, *extra):
-    return run_cli_inprocess(capsys, monkeypatch, "train", "--data", data, "--model", "resnet18", "--pretrained",
-                             "imagenet", "--epochs", "1", "--image-size", "32", "--batch-size", "8",
-                             "--num-workers", "0", "--out", out, *extra)  # fmt: skip
+    return run_cli_inprocess(
+        capsys,
+        monkeypatch,
+        "train",
+        "--data",
+        data,
+        "--model",
+        "resnet18",
+        "--pretrained",
+        "imagenet",
+        "--epochs",
+        "1",
+        "--image-size",
+        "32",
+        "--batch-size",
+        "8",
+        "--num-workers",
+        "0",
+        "--out",
+        out,
+        *extra,
+    )
 
 
 @pytest.mark.slow
@@ -191,8 +216,17 @@ def test_weights_fetch_of_a_model_without_published_weights_is_one_line(capsys, 
 
 
 def test_the_table_is_consistent_with_the_file_names_and_the_registry():
-    assert set(PUBLISHED) == {"resnet18", "resnet34", "resnet50", "densenet121", "efficientnet-b0", "vgg16",
-                              "vgg16-bn", "vgg19", "vgg19-bn"}  # fmt: skip
+    assert set(PUBLISHED) == {
+        "resnet18",
+        "resnet34",
+        "resnet50",
+        "densenet121",
+        "efficientnet-b0",
+        "vgg16",
+        "vgg16-bn",
+        "vgg19",
+        "vgg19-bn",
+    }
     for model, entry in PUBLISHED.items():
         assert model in available_models()
         assert entry.url.startswith("https://")

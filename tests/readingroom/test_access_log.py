@@ -52,8 +52,12 @@ def test_a_failed_read_or_an_unknown_film_logs_nothing(room):
     key = room.add_reader("ann")
     before = room.access_log()["total"]
     ann = Actor("ann", "reader")
-    for call in (lambda: room.add_read(film, key, "Cat"), lambda: room.add_read(film, "cxr_wrong", "Normal"),
-                 lambda: room.study("0" * 32, ann), lambda: room.image_path("0" * 32, ann)):  # fmt: skip
+    for call in (
+        lambda: room.add_read(film, key, "Cat"),
+        lambda: room.add_read(film, "cxr_wrong", "Normal"),
+        lambda: room.study("0" * 32, ann),
+        lambda: room.image_path("0" * 32, ann),
+    ):
         with pytest.raises(CxrError):
             call()
     assert room.access_log()["total"] == before
@@ -115,8 +119,10 @@ def test_keys_made_before_the_migration_keep_working_and_are_salted(request, tmp
     upgrade(engine, revision="0001")
     old_key = "cxr_" + secrets.token_urlsafe(32)
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO readers (name, key_hash, created_at) VALUES ('ann', :h, '2026-12-03')"),
-                     {"h": hashlib.sha256(old_key.encode()).hexdigest()})  # fmt: skip
+        conn.execute(
+            text("INSERT INTO readers (name, key_hash, created_at) VALUES ('ann', :h, '2026-12-03')"),
+            {"h": hashlib.sha256(old_key.encode()).hexdigest()},
+        )
     engine.dispose()
     room = ReadingRoom(url, None, salt=b"s")  # migrates to head
     try:

@@ -4,9 +4,9 @@ import pytest
 
 from cxr.readingroom import ReadingRoom
 from cxr.readingroom.db import sqlite_url
+from tests.cli.helpers import assert_one_line_error, run_cli_inprocess
 from tests.readingroom.conftest import MODEL, fake_png
 from tests.serve.conftest import served_run  # noqa: F401 (fixture)
-from tests.cli.helpers import assert_one_line_error, run_cli_inprocess
 
 
 def _free_port() -> int:
@@ -27,8 +27,9 @@ def test_readers_add_prints_a_key_that_records_reads(tmp_path, capsys, monkeypat
     listed = run_cli_inprocess(capsys, monkeypatch, "readers", "list", "--db", sqlite_url(tmp_path / "reading.db"))
     assert "Dr Ann" in listed.stdout and key not in listed.stdout
     assert run_cli_inprocess(capsys, monkeypatch, "readers", "revoke", "Dr Ann", "--db", tmp_path).returncode == 0
-    assert_one_line_error(run_cli_inprocess(capsys, monkeypatch, "readers", "revoke", "Bob", "--db", tmp_path),
-                          "no reader named 'Bob'")  # fmt: skip
+    assert_one_line_error(
+        run_cli_inprocess(capsys, monkeypatch, "readers", "revoke", "Bob", "--db", tmp_path), "no reader named 'Bob'"
+    )
 
 
 def test_a_db_that_is_neither_a_folder_nor_a_url_is_a_one_line_error(tmp_path, capsys, monkeypatch):
@@ -74,7 +75,10 @@ def test_admins_last_use_and_the_audit_log_on_the_command_line(tmp_path, capsys,
     assert entries[0]["role"] == "local" and entries[0]["client"].startswith("cli@")  # the user at this machine
     only = run_cli_inprocess(capsys, monkeypatch, "audit-log", "--db", tmp_path, "--study", film["id"], "--json")
     assert {json.loads(line)["action"] for line in only.stdout.splitlines()} == {"upload", "view_study"}
-    assert_one_line_error(run_cli_inprocess(capsys, monkeypatch, "audit-log", "--db", tmp_path, "--action", "peek"),
-                          "--action 'peek'")  # fmt: skip
-    assert_one_line_error(run_cli_inprocess(capsys, monkeypatch, "readers", "add", "x", "--role", "owner", "--db",
-                                            tmp_path), "role 'owner'")  # fmt: skip
+    assert_one_line_error(
+        run_cli_inprocess(capsys, monkeypatch, "audit-log", "--db", tmp_path, "--action", "peek"), "--action 'peek'"
+    )
+    assert_one_line_error(
+        run_cli_inprocess(capsys, monkeypatch, "readers", "add", "x", "--role", "owner", "--db", tmp_path),
+        "role 'owner'",
+    )

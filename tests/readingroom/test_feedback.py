@@ -10,8 +10,8 @@ from cxr.data.manifest import read_manifest
 from cxr.errors import CxrError
 from cxr.readingroom.feedback import agreement_stats, export_feedback
 from cxr.readingroom.service import ModelFacts
-from tests.conftest import synthetic_image
 from tests.cli.helpers import run_cli_inprocess
+from tests.conftest import synthetic_image
 
 ANN = {3: "normal", 5: "indeterminate", 9: "normal"}
 BOB = {2: "pneumonia", 3: "normal"}
@@ -58,7 +58,10 @@ def test_export_writes_reviewed_films_and_a_manifest_training_reads(reviewed, tm
     assert set(by_film) == set(ids) - {ids[2]}  # the readers tie on film 2: left out, not guessed
     assert result.skipped == {"readers tie": 1} and result.rows == 11
     assert (by_film[ids[3]]["label"], by_film[ids[3]]["reader_disagreed"], by_film[ids[3]]["readers"]) == (
-        "normal", "1", "ann;bob")  # fmt: skip
+        "normal",
+        "1",
+        "ann;bob",
+    )
     assert (by_film[ids[5]]["label"], by_film[ids[5]]["readers"]) == ("pneumonia", "bob")  # indeterminate: no vote
     assert by_film[ids[9]]["reader_disagreed"] == "1" and by_film[ids[0]]["reader_disagreed"] == "0"
     assert result.disagreed == 2 == sum(r["reader_disagreed"] == "1" for r in rows)
@@ -104,8 +107,18 @@ def test_feedback_commands(reviewed, tmp_path, capsys, monkeypatch):
     done = run_cli_inprocess(capsys, monkeypatch, "feedback", "export", *db, "--out", tmp_path / "fb")
     assert done.returncode == 0, done.stderr
     assert "11 film(s)" in done.stdout and "1 film(s) left out: readers tie" in done.stderr
-    stats = run_cli_inprocess(capsys, monkeypatch, "feedback", "stats", "--db", room.url, "--n-bootstrap", 50,
-                              "--out", tmp_path / "stats.json")  # fmt: skip
+    stats = run_cli_inprocess(
+        capsys,
+        monkeypatch,
+        "feedback",
+        "stats",
+        "--db",
+        room.url,
+        "--n-bootstrap",
+        50,
+        "--out",
+        tmp_path / "stats.json",
+    )
     assert stats.returncode == 0, stats.stderr
     assert "model" in stats.stdout and "ann" in stats.stdout and (tmp_path / "stats.json").is_file()
 
@@ -114,7 +127,22 @@ def test_feedback_commands(reviewed, tmp_path, capsys, monkeypatch):
 def test_the_export_trains_with_cxr_train_unchanged(reviewed, tmp_path, capsys, monkeypatch):
     room, _ = reviewed
     manifest = export_feedback(room, tmp_path / "fb").manifest
-    done = run_cli_inprocess(capsys, monkeypatch, "train", "--data", manifest, "--out", tmp_path / "run", "--epochs", 1,
-                             "--image-size", 32, "--batch-size", 4, "--num-workers", 0)  # fmt: skip
+    done = run_cli_inprocess(
+        capsys,
+        monkeypatch,
+        "train",
+        "--data",
+        manifest,
+        "--out",
+        tmp_path / "run",
+        "--epochs",
+        1,
+        "--image-size",
+        32,
+        "--batch-size",
+        4,
+        "--num-workers",
+        0,
+    )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "run" / "model.pt").is_file()

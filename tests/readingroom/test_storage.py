@@ -112,7 +112,7 @@ def test_a_failed_write_leaves_no_row(room, monkeypatch):
         hex = film["id"]
 
     monkeypatch.setattr(service.uuid, "uuid4", lambda: Same)  # a primary-key clash fails the insert at commit
-    with pytest.raises(Exception):
+    with pytest.raises(Exception):  # noqa: B017 (whichever error the database raises for the clash)
         room.record(fake_png(2), "b.png", MODEL, [0.2, 0.7, 0.1], "Normal")
     with room.session() as s:
         assert s.scalar(select(func.count()).select_from(Film)) == 1
@@ -140,7 +140,7 @@ def test_an_unreachable_postgresql_server_is_a_one_line_error():
     assert "secret" not in str(e.value) and f"postgres:***@127.0.0.1:{port}/x" in str(e.value)  # no password shown
 
 
-NEXT_REVISION = '''
+NEXT_REVISION = """
 import sqlalchemy as sa
 from alembic import op
 
@@ -152,7 +152,7 @@ depends_on = None
 
 def upgrade() -> None:
     op.add_column("films", sa.Column("view_position", sa.String(8), nullable=True))
-'''
+"""
 
 
 def test_a_later_migration_upgrades_a_database_in_use_and_keeps_its_records(room, tmp_path):
@@ -182,8 +182,10 @@ def test_processes_starting_together_agree_on_one_salt(tmp_path, monkeypatch):
 
     monkeypatch.delenv(SALT_ENV, raising=False)
     code = "import sys; from cxr.readingroom.identity import load_salt; print(load_salt(sys.argv[1]).decode())"
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
-             for _ in range(6)]  # fmt: skip
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+        for _ in range(6)
+    ]
     salts = {p.communicate(timeout=60)[0].strip() for p in procs}
     assert salts == {(tmp_path / "reading-salt").read_text()} and len(salts.pop()) == 64
     assert [p.name for p in tmp_path.iterdir()] == ["reading-salt"]  # no temp file left

@@ -1,4 +1,4 @@
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import func, select
@@ -9,8 +9,12 @@ from cxr.readingroom.service import BadRead, BadReaderKey, UnknownFilm
 from tests.readingroom.conftest import MODEL, fake_png
 
 # (filename, probabilities Covid/Normal/Viral, predicted)
-FILMS = [("low.png", [0.1, 0.8, 0.1], "Normal"), ("high.png", [0.7, 0.1, 0.2], "Covid"),
-         ("mid.png", [0.2, 0.5, 0.3], "Normal"), ("viral.png", [0.1, 0.3, 0.6], "Viral Pneumonia")]  # fmt: skip
+FILMS = [
+    ("low.png", [0.1, 0.8, 0.1], "Normal"),
+    ("high.png", [0.7, 0.1, 0.2], "Covid"),
+    ("mid.png", [0.2, 0.5, 0.3], "Normal"),
+    ("viral.png", [0.1, 0.3, 0.6], "Viral Pneumonia"),
+]
 
 
 @pytest.fixture
@@ -36,7 +40,7 @@ def test_paging_walks_the_list_once(room, films):
 
 
 def test_date_range_filters_by_time_received(room, films):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     assert room.studies(StudyFilter(received_from=now - timedelta(minutes=5)))["total"] == 4
     assert room.studies(StudyFilter(received_from=now + timedelta(minutes=5)))["total"] == 0
     assert room.studies(StudyFilter(received_to=now - timedelta(minutes=5)))["total"] == 0
@@ -56,7 +60,10 @@ def test_a_changed_read_keeps_the_earlier_one_and_disagreement_follows_the_curre
     assert room.studies(StudyFilter(disagreement=True))["total"] == 0
     study = room.study(films["low.png"])
     assert [(r["reader"], r["label"], r["version"]) for r in study["history"]] == [
-        ("ann", "Covid", 1), ("ann", "Normal", 2), ("bob", "indeterminate", 1)]  # fmt: skip
+        ("ann", "Covid", 1),
+        ("ann", "Normal", 2),
+        ("bob", "indeterminate", 1),
+    ]
     assert study["history"][0]["note"] == "faint opacity?"
     assert {r["reader"]: r["label"] for r in study["reads"]} == {"ann": "Normal", "bob": "indeterminate"}
     room.add_read(films["high.png"], bob, "Normal")

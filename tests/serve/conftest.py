@@ -15,8 +15,10 @@ def served_run(tmp_path_factory):
     if not CODECADEMY.is_dir():
         pytest.skip(f"needs the shared datasets at {SHARED_DATA}")
     run = make_bundle(tmp_path_factory.mktemp("serve") / "demo", image_size=64, guard=True)
-    metrics = {"training": {"epochs_run": 3, "best_score": 0.42, "skipped_unreadable": []},
-               "test": {"n": 66, "accuracy": 0.75, "roc_auc": 0.9, "per_class": {"Covid": {"recall": 1.0}}}}
+    metrics = {
+        "training": {"epochs_run": 3, "best_score": 0.42, "skipped_unreadable": []},
+        "test": {"n": 66, "accuracy": 0.75, "roc_auc": 0.9, "per_class": {"Covid": {"recall": 1.0}}},
+    }
     (run / "metrics.json").write_text(json.dumps(metrics))
     return run
 

@@ -24,5 +24,6 @@ def no_patient_data_without_a_key(ctx, response, case) -> None:
     if sent & set(keys):
         return
     if response.status_code not in (401, 429):
-        raise AssertionError(f"{case.method} {case.formatted_path} without a valid key answered "
-                             f"{response.status_code}, not 401")  # fmt: skip
+        raise AssertionError(
+            f"{case.method} {case.formatted_path} without a valid key answered {response.status_code}, not 401"
+        )

@@ -58,8 +58,10 @@ def test_inputs_unlike_the_training_films_get_a_score_and_a_warning(client, serv
         "black.png": _png_bytes(Image.fromarray(np.zeros((512, 512), np.uint8))),
         "one_pixel.png": _png_bytes(Image.fromarray(np.full((1, 1), 128, np.uint8))),
         "sliver.png": _png_bytes(Image.fromarray(np.full((3, 5000), 90, np.uint8))),
-        "cmyk.jpg": (lambda b: (Image.fromarray(data.astronaut()).convert("CMYK").save(b, format="JPEG"), b.getvalue())[1])(io.BytesIO()),
-    }  # fmt: skip
+        "cmyk.jpg": (
+            lambda b: (Image.fromarray(data.astronaut()).convert("CMYK").save(b, format="JPEG"), b.getvalue())[1]
+        )(io.BytesIO()),
+    }
     for name, payload in odd.items():
         body = client.post("/v1/predict", files=_upload(payload, name)).json()
         assert body["in_distribution"] is False and body["ood_score"] > 0, (name, body)
@@ -131,7 +133,7 @@ def test_uploads_over_the_limit_are_413_declared_or_streamed(served_run):
         assert r.status_code == 413 and "the limit is 0.1 MB" in r.json()["detail"]
 
         def chunks():  # no Content-Length: the body must be counted as it arrives
-            yield b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.png\"\r\n\r\n"
+            yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="big.png"\r\n\r\n'
             for i in range(0, len(big), 65536):
                 yield big[i : i + 65536]
             yield b"\r\n--b--\r\n"

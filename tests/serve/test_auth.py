@@ -46,8 +46,9 @@ def _request(client, method: str, path: str, headers: dict | None = None, xray=N
     if path in ("/v1/predict", "/v1/explain"):
         files = {"file": ("x.jpeg", xray.read_bytes() if xray else b"not read", "image/jpeg")}
         return client.request(method, path, files=files, headers=headers)
-    return client.request(method, path, json={"label": "Normal", "name": "x"} if method == "POST" else None,
-                          headers=headers)  # fmt: skip
+    return client.request(
+        method, path, json={"label": "Normal", "name": "x"} if method == "POST" else None, headers=headers
+    )
 
 
 @pytest.mark.parametrize("which", ["api key", "reader key"])
@@ -105,8 +106,12 @@ def test_roles_the_shared_key_a_reader_and_an_admin(served_run, tmp_path, xray):
         assert c.get(f"/v1/studies/{film}/image", headers={"X-Reader-Key": ann}).content == xray.read_bytes()
         assert c.post(f"/v1/studies/{film}/reads", json={"label": "Normal"}, headers=reader).status_code == 201
         assert c.get("/v1/reader", headers=reader).json() == {"name": "ann", "role": "reader"}
-        for method, path in (("GET", "/v1/readers"), ("POST", "/v1/readers"), ("DELETE", "/v1/readers/boss"),
-                             ("GET", "/v1/access-log")):  # fmt: skip
+        for method, path in (
+            ("GET", "/v1/readers"),
+            ("POST", "/v1/readers"),
+            ("DELETE", "/v1/readers/boss"),
+            ("GET", "/v1/access-log"),
+        ):
             assert c.request(method, path, json={"name": "eve"}, headers=reader).status_code == 403
         # an admin: adds a reader whose key works at once, lists readers without keys, revokes at once
         added = c.post("/v1/readers", json={"name": "bob"}, headers=admin)
@@ -124,8 +129,13 @@ def test_roles_the_shared_key_a_reader_and_an_admin(served_run, tmp_path, xray):
         assert c.delete("/v1/readers/nobody", headers=admin).status_code == 404
         log = c.get("/v1/access-log", headers=admin).json()["items"]
     seen = {(e["actor"], e["action"]) for e in log}
-    assert {("api key", "upload"), ("ann", "view_image"), ("ann", "read"), ("boss", "add_reader"),
-            ("boss", "revoke_reader")} <= seen  # fmt: skip
+    assert {
+        ("api key", "upload"),
+        ("ann", "view_image"),
+        ("ann", "read"),
+        ("boss", "add_reader"),
+        ("boss", "revoke_reader"),
+    } <= seen
     assert {e["client"] for e in log if e["actor"] != "python"} == {"testclient"}  # "python": room.add_reader
 
 
@@ -164,8 +174,13 @@ def test_serve_refuses_the_network_without_a_key_in_one_line(served_run, tmp_pat
     monkeypatch.delenv("CXR_API_KEY", raising=False)
     run = _fresh_run(served_run, tmp_path)
     done = run_cli_inprocess(capsys, monkeypatch, "serve", run, "--host", "0.0.0.0", "--port", free_loopback_port())
-    assert_one_line_error(done, "refusing to listen on 0.0.0.0 without authentication", "CXR_API_KEY",
-                          "cxr readers add", "--insecure-no-auth")  # fmt: skip
+    assert_one_line_error(
+        done,
+        "refusing to listen on 0.0.0.0 without authentication",
+        "CXR_API_KEY",
+        "cxr readers add",
+        "--insecure-no-auth",
+    )
     assert not (run / "reading.db").exists()  # refused before anything was created
 
 
@@ -180,8 +195,12 @@ def test_serve_takes_the_network_with_a_key_or_the_insecure_flag(served_run, tmp
 
     room = ReadingRoom.for_run(run)
     room.add_reader("ann")
-    assert run_cli_inprocess(capsys, monkeypatch, "serve", run, "--host", "0.0.0.0",
-                             "--port", free_loopback_port()).returncode == 0  # fmt: skip
+    assert (
+        run_cli_inprocess(
+            capsys, monkeypatch, "serve", run, "--host", "0.0.0.0", "--port", free_loopback_port()
+        ).returncode
+        == 0
+    )
     app, kw = started.pop()
     assert kw["host"] == "0.0.0.0"
     room.revoke_reader("ann")  # every key gone: a service on the network still answers nobody without one
@@ -189,8 +208,20 @@ def test_serve_takes_the_network_with_a_key_or_the_insecure_flag(served_run, tmp
         assert c.get("/v1/studies").status_code == 401 and c.get("/healthz").json()["warning"] is None
     room.close()
     with caplog.at_level(logging.WARNING, logger="cxr"):
-        assert run_cli_inprocess(capsys, monkeypatch, "serve", run, "--host", "0.0.0.0", "--insecure-no-auth",
-                                 "--port", free_loopback_port()).returncode == 0  # fmt: skip
+        assert (
+            run_cli_inprocess(
+                capsys,
+                monkeypatch,
+                "serve",
+                run,
+                "--host",
+                "0.0.0.0",
+                "--insecure-no-auth",
+                "--port",
+                free_loopback_port(),
+            ).returncode
+            == 0
+        )
     app, _ = started.pop()
     assert "runs without authentication (--insecure-no-auth)" in caplog.text  # at start
     with TestClient(app) as c:

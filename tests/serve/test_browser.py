@@ -11,8 +11,13 @@ from tests.serve.live import free_loopback_port as _free_loopback_port  # noqa: 
 from tests.serve.live import serving
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--no-first-run"]  # fmt: skip
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')")
 pytestmark = pytest.mark.skipif(
@@ -74,8 +79,10 @@ def test_a_film_unlike_the_training_films_shows_the_warning_above_the_bars(page,
     page.wait_for_selector("body[data-state=ready]")
     warning = page.locator("#ood-warning")
     assert warning.is_visible() and "unlike the films the model was trained on" in warning.inner_text()
-    above = page.evaluate("document.getElementById('ood-warning').getBoundingClientRect().bottom <= "
-                          "document.getElementById('bars').getBoundingClientRect().top")  # fmt: skip
+    above = page.evaluate(
+        "document.getElementById('ood-warning').getBoundingClientRect().bottom <= "
+        "document.getElementById('bars').getBoundingClientRect().top"
+    )
     assert above
     page.screenshot(path=str(tmp_path / "warning.png"), full_page=True)
     page.set_input_files("#file", str(xray))  # a real film afterwards: the warning goes unless the guard flags it too

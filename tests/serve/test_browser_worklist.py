@@ -31,8 +31,10 @@ def server_url(app):
 
 
 def test_drop_two_films_read_one_and_find_it_under_disagreements(page, server_url, app, tmp_path):  # noqa: F811
-    films = [SHARED_DATA / "chest-xray-pneumonia" / "test" / "NORMAL" / "IM-0001-0001.jpeg",
-             SHARED_DATA / "chest-xray-pneumonia" / "test" / "PNEUMONIA" / "person100_bacteria_475.jpeg"]  # fmt: skip
+    films = [
+        SHARED_DATA / "chest-xray-pneumonia" / "test" / "NORMAL" / "IM-0001-0001.jpeg",
+        SHARED_DATA / "chest-xray-pneumonia" / "test" / "PNEUMONIA" / "person100_bacteria_475.jpeg",
+    ]
     key = app.state.reading.room.add_reader("Dr Browser")
 
     page.goto(f"{server_url}/worklist")
@@ -65,7 +67,8 @@ def test_drop_two_films_read_one_and_find_it_under_disagreements(page, server_ur
     assert not page.is_hidden("#disagreement-note")
     reads = app.state.reading.room.study(target["id"])["reads"]
     assert [(r["reader"], r["label"], r["note"]) for r in reads] == [
-        ("Dr Browser", disagreeing, "opacity in the left lower lobe")]  # fmt: skip
+        ("Dr Browser", disagreeing, "opacity in the left lower lobe")
+    ]
     log = app.state.reading.room.access_log()["items"]
     seen = {(e["action"], e["film_id"]) for e in log if e["actor"] == "Dr Browser" and e["client"] == "127.0.0.1"}
     assert {("view_study", target["id"]), ("view_image", target["id"]), ("read", target["id"])} <= seen

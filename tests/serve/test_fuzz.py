@@ -27,16 +27,38 @@ CONFIG = Path(__file__).with_name("schemathesis.toml")
 SHARED_KEY = "fuzz-shared-key"
 
 
-def fuzz(url: str, examples: int, valid_keys: list[str], headers: dict[str, str] | None = None,
-         seed: int = 1) -> subprocess.CompletedProcess:  # fmt: skip
+def fuzz(
+    url: str, examples: int, valid_keys: list[str], headers: dict[str, str] | None = None, seed: int = 1
+) -> subprocess.CompletedProcess:
     cli = Path(sys.executable).with_name("schemathesis")
-    cmd = [str(cli), "--config-file", str(CONFIG), "--no-color", "run", f"{url}/openapi.json", "--checks", "all",
-           "--max-examples", str(examples), "--seed", str(seed), "--workers", "1", "--generation-database", "none",
-           "--request-timeout", "60"]  # fmt: skip
+    cmd = [
+        str(cli),
+        "--config-file",
+        str(CONFIG),
+        "--no-color",
+        "run",
+        f"{url}/openapi.json",
+        "--checks",
+        "all",
+        "--max-examples",
+        str(examples),
+        "--seed",
+        str(seed),
+        "--workers",
+        "1",
+        "--generation-database",
+        "none",
+        "--request-timeout",
+        "60",
+    ]
     for name, value in (headers or {}).items():
         cmd += ["--header", f"{name}: {value}"]
-    env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.serve.fuzz_hooks", "CXR_FUZZ_KEYS": ",".join(valid_keys),
-           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}  # fmt: skip
+    env = {
+        **os.environ,
+        "SCHEMATHESIS_HOOKS": "tests.serve.fuzz_hooks",
+        "CXR_FUZZ_KEYS": ",".join(valid_keys),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
 
 
@@ -67,8 +89,9 @@ def run_all(served_run, xray, tmp_path, examples: int, seed_value: int = 1) -> N
         _passed(fuzz(url, examples, valid, seed=seed_value))  # no key: fuzz_hooks fails any /v1 answer but 401
     # it may revoke "fuzz reader" (GET /v1/readers links to DELETE /v1/readers/{name}), never its own key
     assert "fuzz admin" in {r["name"] for r in room.readers() if r["revoked_at"] is None}
-    open_app = create_app(served_run, backend="torch", db=sqlite_url(tmp_path / "open.db"), api_key="",
-                          failed_keys=(10**6, 60.0))  # fmt: skip
+    open_app = create_app(
+        served_run, backend="torch", db=sqlite_url(tmp_path / "open.db"), api_key="", failed_keys=(10**6, 60.0)
+    )
     with serving(open_app) as url:  # the loopback demo: no key anywhere, the schema declares none for "any" routes
         seed(url, xray)
         _passed(fuzz(url, examples, [], seed=seed_value))

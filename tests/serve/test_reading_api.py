@@ -125,8 +125,9 @@ def test_watched_folder_films_are_recorded_once(served_run, tmp_path, xray):
         time.sleep(0.5)  # several more polls: nothing is ingested twice, the text file never
         items = c.get("/v1/studies").json()["items"]
         assert [(x["filename"], x["source"]) for x in items] == [("first.jpeg", "watch")]
-    with TestClient(create_app(served_run, backend="torch", explain=False, db=sqlite_url(tmp_path / "r.db"),
-                               watch=drop)) as c:  # fmt: skip
+    with TestClient(
+        create_app(served_run, backend="torch", explain=False, db=sqlite_url(tmp_path / "r.db"), watch=drop)
+    ) as c:
         assert c.app.state.reading.watcher.poll() == []  # after a restart: the same film is not recorded again
         assert c.get("/v1/studies").json()["total"] == 1
 
@@ -137,8 +138,12 @@ def test_two_services_on_one_postgresql_database_see_each_others_films(served_ru
         from_a = _post(a, xray).json()["study_id"]
         from_b = _post(b, xray).json()["study_id"]
         key = a.app.state.reading.room.add_reader("ann")
-        assert b.post(f"/v1/studies/{from_a}/reads", json={"label": "indeterminate"},
-                      headers={"X-Reader-Key": key}).status_code == 201  # fmt: skip
+        assert (
+            b.post(
+                f"/v1/studies/{from_a}/reads", json={"label": "indeterminate"}, headers={"X-Reader-Key": key}
+            ).status_code
+            == 201
+        )
         auth = {"X-API-Key": key}  # a reader's own key works in either header
         for client in (a, b):
             assert {x["id"] for x in client.get("/v1/studies", headers=auth).json()["items"]} == {from_a, from_b}

@@ -18,8 +18,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def _start(run: Path, db: str) -> tuple[subprocess.Popen, str]:
     port = _free_loopback_port()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
-           "CXR_API_KEY": ""}  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+        "CXR_API_KEY": "",
+    }
     cmd = [sys.executable, "-m", "cxr.cli", "serve", str(run), "--port", str(port), "--db", db]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE), f"http://127.0.0.1:{port}"
 
@@ -44,8 +47,10 @@ def test_two_service_processes_on_one_postgresql_see_each_others_films(served_ru
         for proc, url in servers:
             _wait(proc, url)
         (_, a), (_, b) = servers
-        films = [httpx.post(f"{u}/v1/predict", files={"file": (xray.name, xray.read_bytes())}, timeout=60).json()
-                 for u in (a, b)]  # fmt: skip
+        films = [
+            httpx.post(f"{u}/v1/predict", files={"file": (xray.name, xray.read_bytes())}, timeout=60).json()
+            for u in (a, b)
+        ]
         ids = {f["study_id"] for f in films}
         for url in (a, b):
             assert {x["id"] for x in httpx.get(f"{url}/v1/studies", timeout=30).json()["items"]} == ids

@@ -24,8 +24,23 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 def test_cv_scores_each_train_image_once_with_a_model_that_never_saw_it(tiny_dataset, tmp_path, capsys, monkeypatch):
     out = tmp_path / "cv"
-    args = ["train", "--data", tiny_dataset, "--cv", 3, "--epochs", 1, "--image-size", 32, "--batch-size", 8,
-            "--num-workers", 0, "--out", out]  # fmt: skip
+    args = [
+        "train",
+        "--data",
+        tiny_dataset,
+        "--cv",
+        3,
+        "--epochs",
+        1,
+        "--image-size",
+        32,
+        "--batch-size",
+        8,
+        "--num-workers",
+        0,
+        "--out",
+        out,
+    ]
     _trainers_get(monkeypatch, _CrashIn("1"))  # stops in fold 1, after fold 0 has finished
     with pytest.raises(RuntimeError, match="simulated crash"):
         run_cli_inprocess(capsys, monkeypatch, *args)
@@ -53,8 +68,9 @@ def test_cv_scores_each_train_image_once_with_a_model_that_never_saw_it(tiny_dat
     assert summary["n"] == 24 and len(summary["fold_accuracy"]) == 3 and "ci" in summary
     assert summary["accuracy"] == pytest.approx(np.mean(summary["fold_accuracy"]))  # equal folds of 8
     assert np.sum(summary["confusion_matrix"]) == 24
-    assert_one_line_error(run_cli_inprocess(capsys, monkeypatch, "predict", out, tiny_dataset / "test"),
-                          "is a cross-validation (cv.json)")  # fmt: skip
+    assert_one_line_error(
+        run_cli_inprocess(capsys, monkeypatch, "predict", out, tiny_dataset / "test"), "is a cross-validation (cv.json)"
+    )
     assert all((out / "plots" / f"{name}_oof.png").stat().st_size > 1000 for name in ("confusion_matrix", "roc"))
 
 
@@ -94,9 +110,10 @@ def test_cv_pools_train_and_val_and_reads_patient_ids_from_a_manifest(tiny_datas
     classes, files, ids = pooled_files(_cfg(tiny_dataset))
     assert len(files) == 24 and any(p.parent.parent.name == "val" for p in files.paths) and ids == {}
     manifest = tmp_path / "m.csv"
-    rows = [f"{p.relative_to(tmp_path)},{classes[y]},patient{i // 2},train" for i, (p, y) in
-            enumerate(zip(files.paths, files.labels))]  # fmt: skip
+    rows = [
+        f"{p.relative_to(tmp_path)},{classes[y]},patient{i // 2},train"
+        for i, (p, y) in enumerate(zip(files.paths, files.labels))
+    ]
     manifest.write_text("path,label,patient_id,split\n" + "\n".join(rows) + "\n")
     _, from_manifest, ids = pooled_files(_cfg(manifest))
     assert len(from_manifest) == 24 and len(set(ids.values())) == 12  # two images per patient
-

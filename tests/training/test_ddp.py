@@ -12,9 +12,33 @@ from cxr.inference.bundle import BUNDLE_FILE
 
 def test_two_process_ddp_on_cpu(tiny_dataset, tmp_path):
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "cxr.cli", "train", "--data", tiny_dataset, "--out", run, "--epochs", "2",
-           "--image-size", "32", "--batch-size", "4", "--num-workers", "0", "--accelerator", "cpu",
-           "--devices", "2", "--strategy", "ddp", "--ema-decay", "0.9", "--refit"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "cxr.cli",
+        "train",
+        "--data",
+        tiny_dataset,
+        "--out",
+        run,
+        "--epochs",
+        "2",
+        "--image-size",
+        "32",
+        "--batch-size",
+        "4",
+        "--num-workers",
+        "0",
+        "--accelerator",
+        "cpu",
+        "--devices",
+        "2",
+        "--strategy",
+        "ddp",
+        "--ema-decay",
+        "0.9",
+        "--refit",
+    ]
     proc = subprocess.run(list(map(str, cmd)), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (run / BUNDLE_FILE).is_file() and (run / "selection" / BUNDLE_FILE).is_file()
@@ -32,9 +56,32 @@ def test_two_process_ddp_on_cpu(tiny_dataset, tmp_path):
 
 def test_cross_validation_under_two_process_ddp(tiny_dataset, tmp_path):
     out = tmp_path / "cv"
-    cmd = [sys.executable, "-m", "cxr.cli", "train", "--data", tiny_dataset, "--out", out, "--cv", "2", "--epochs", "1",
-           "--image-size", "32", "--batch-size", "4", "--num-workers", "0", "--accelerator", "cpu",
-           "--devices", "2", "--strategy", "ddp"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "cxr.cli",
+        "train",
+        "--data",
+        tiny_dataset,
+        "--out",
+        out,
+        "--cv",
+        "2",
+        "--epochs",
+        "1",
+        "--image-size",
+        "32",
+        "--batch-size",
+        "4",
+        "--num-workers",
+        "0",
+        "--accelerator",
+        "cpu",
+        "--devices",
+        "2",
+        "--strategy",
+        "ddp",
+    ]
     proc = subprocess.run(list(map(str, cmd)), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("cross-validated 2 folds") == 1  # rank 0 alone scores and reports

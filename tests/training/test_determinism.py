@@ -15,8 +15,16 @@ from cxr.training.cv import cross_validate
 from cxr.training.train import train
 
 # one worker as `auto` gives on two cores; patience short enough that early stopping and the plateau schedule act
-RECIPE = dict(model="smallnet", image_size=32, epochs=4, batch_size=8, num_workers=1, lr=3e-2,
-              early_stopping_patience=2, lr_patience=1)  # fmt: skip
+RECIPE = dict(
+    model="smallnet",
+    image_size=32,
+    epochs=4,
+    batch_size=8,
+    num_workers=1,
+    lr=3e-2,
+    early_stopping_patience=2,
+    lr_patience=1,
+)
 
 
 def _cfg(data: Path, **kw) -> TrainConfig:

@@ -32,9 +32,16 @@ class _AfterEachEpoch(L.Callback):
 def _fit(module: Classifier, epochs: int, callbacks: list[L.Callback] = ()) -> None:
     g = torch.Generator().manual_seed(0)
     data = TensorDataset(torch.randn(16, 1, 32, 32, generator=g) * 2 + 1, torch.arange(16) % 2)
-    trainer = L.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
-                        callbacks=list(callbacks))  # fmt: skip
+    trainer = L.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        callbacks=list(callbacks),
+    )
     trainer.fit(module, DataLoader(data, batch_size=8))
 
 

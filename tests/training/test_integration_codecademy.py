@@ -33,8 +33,25 @@ def cxr(*args):
 def test_train_evaluate_predict_on_real_xrays(tmp_path):
     data = _subset(tmp_path / "data")
     run = tmp_path / "run"
-    cxr("train", "--data", data, "--out", run, "--model", "smallnet", "--epochs", "1", "--image-size", "64",
-        "--batch-size", "8", "--num-workers", "0", "--val-fraction", "0.25")  # fmt: skip
+    cxr(
+        "train",
+        "--data",
+        data,
+        "--out",
+        run,
+        "--model",
+        "smallnet",
+        "--epochs",
+        "1",
+        "--image-size",
+        "64",
+        "--batch-size",
+        "8",
+        "--num-workers",
+        "0",
+        "--val-fraction",
+        "0.25",
+    )
     proc = cxr("evaluate", run, "--split", "test")
     assert "accuracy" in proc.stdout and "Viral Pneumonia" in proc.stdout
 

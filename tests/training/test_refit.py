@@ -34,8 +34,24 @@ def test_refit_trains_on_train_and_val_for_the_chosen_epochs_at_the_chosen_rates
     config = tmp_path / "refit.yaml"
     config.write_text("lr_patience: 1\nlr_factor: 0.5\nearly_stopping_patience: 2\nlr: 0.003\nnum_workers: 0\n")
     out = tmp_path / "run"
-    cli = run_cli_inprocess(capsys, monkeypatch, "train", "--config", config, "--data", tiny_dataset, "--epochs", 5,
-                            "--image-size", 32, "--batch-size", 8, "--refit", "--out", out)  # fmt: skip
+    cli = run_cli_inprocess(
+        capsys,
+        monkeypatch,
+        "train",
+        "--config",
+        config,
+        "--data",
+        tiny_dataset,
+        "--epochs",
+        5,
+        "--image-size",
+        32,
+        "--batch-size",
+        8,
+        "--refit",
+        "--out",
+        out,
+    )
     assert cli.returncode == 0, cli.stderr
     assert "epochs on train + val, as many as" in " ".join(cli.stdout.split())
     assert build_config(out / "config.yaml").refit
@@ -48,8 +64,9 @@ def test_refit_trains_on_train_and_val_for_the_chosen_epochs_at_the_chosen_rates
 
     refit_rows = read_history(out / "history.csv")
     assert [r["epoch"] for r in refit_rows] == list(range(best_epoch + 1))
-    assert [r["lr"] for r in refit_rows] == pytest.approx([r["lr"] for r in read_history(selection / "history.csv")][
-        : best_epoch + 1])  # fmt: skip
+    assert [r["lr"] for r in refit_rows] == pytest.approx(
+        [r["lr"] for r in read_history(selection / "history.csv")][: best_epoch + 1]
+    )
     assert not any("val_loss" in r for r in refit_rows)
     training = json.loads((out / "metrics.json").read_text())["training"]
     assert training["refit"]["epochs"] == best_epoch + 1 and training["images"] == {"train": 24, "test": 8}

@@ -54,8 +54,20 @@ def test_dense_baseline_trains_an_epoch_with_undersampling(tmp_path):
     data = make_class_folders(tmp_path / "data", n_train=14, n_test=2, size=32)
     for extra in sorted((data / "train" / "pneumonia").iterdir())[6:]:  # 14 normal, 6 pneumonia films
         extra.unlink()
-    cfg = build_config(None, dict(data=data, model="dense-baseline", sampling="undersample", image_size=32, epochs=1,
-                                  batch_size=4, num_workers=0, val_fraction=0.25, seed=1))  # fmt: skip
+    cfg = build_config(
+        None,
+        dict(
+            data=data,
+            model="dense-baseline",
+            sampling="undersample",
+            image_size=32,
+            epochs=1,
+            batch_size=4,
+            num_workers=0,
+            val_fraction=0.25,
+            seed=1,
+        ),
+    )
     run = train(cfg, tmp_path / "run")
     ckpt = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     with open(run / "splits.csv", newline="") as f:
@@ -73,9 +85,34 @@ def test_undersampling_under_two_process_ddp_splits_one_draw_between_the_ranks(t
     for extra in sorted((data / "train" / "pneumonia").iterdir())[6:]:
         extra.unlink()
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "cxr.cli", "train", "--data", data, "--out", run, "--model", "dense-baseline",
-           "--sampling", "undersample", "--epochs", "1", "--image-size", "32", "--batch-size", "2",
-           "--num-workers", "0", "--accelerator", "cpu", "--devices", "2", "--strategy", "ddp"]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "cxr.cli",
+        "train",
+        "--data",
+        data,
+        "--out",
+        run,
+        "--model",
+        "dense-baseline",
+        "--sampling",
+        "undersample",
+        "--epochs",
+        "1",
+        "--image-size",
+        "32",
+        "--batch-size",
+        "2",
+        "--num-workers",
+        "0",
+        "--accelerator",
+        "cpu",
+        "--devices",
+        "2",
+        "--strategy",
+        "ddp",
+    ]
     proc = subprocess.run(list(map(str, cmd)), capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     with open(run / "splits.csv", newline="") as f:

@@ -15,8 +15,11 @@ def _space(tmp_path, text: str):
 
 
 def test_ranges_and_choices_become_optuna_parameters_within_their_bounds(tmp_path):
-    params = _space(tmp_path, "lr: {low: 1.0e-4, high: 1.0e-2, log: true}\nepochs: {low: 2, high: 6, step: 2}\n"
-                    "model: [smallnet, resnet18]\naugment:\n  mixup: {choices: [0.0, 0.2]}\n")  # fmt: skip
+    params = _space(
+        tmp_path,
+        "lr: {low: 1.0e-4, high: 1.0e-2, log: true}\nepochs: {low: 2, high: 6, step: 2}\n"
+        "model: [smallnet, resnet18]\naugment:\n  mixup: {choices: [0.0, 0.2]}\n",
+    )
     assert [p.key for p in params] == ["lr", "epochs", "model", "augment.mixup"]
     assert params[1].is_int and not params[0].is_int
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
@@ -63,12 +66,12 @@ def test_bad_spaces_are_one_line_errors(tmp_path, text, fragments):
 
 
 def test_named_candidates_set_their_keys_together_and_are_checked_like_any_key(tmp_path):
-    params = _space(tmp_path, "candidates:\n  recipe: {}\n  noisy: {augment: {noise: 0.08}, augment.blur: 1.5}\n"
-                    "seed: [0, 1]\n")  # fmt: skip
+    params = _space(
+        tmp_path, "candidates:\n  recipe: {}\n  noisy: {augment: {noise: 0.08}, augment.blur: 1.5}\nseed: [0, 1]\n"
+    )
     candidates = params[0]
     assert candidates.key == "candidates" and candidates.choices == ("recipe", "noisy")
-    assert expand(params, {"candidates": "noisy", "seed": 1}) == {"augment.noise": 0.08, "augment.blur": 1.5,
-                                                                   "seed": 1}  # fmt: skip
+    assert expand(params, {"candidates": "noisy", "seed": 1}) == {"augment.noise": 0.08, "augment.blur": 1.5, "seed": 1}
     assert expand(params, {"candidates": "recipe", "seed": 0}) == {"seed": 0}
     for text, message in [
         ("candidates:\n  a: {lrate: 0.1}\n", "unknown config key 'lrate'"),

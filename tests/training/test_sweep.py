@@ -15,14 +15,14 @@ import pytest
 import yaml
 
 from cxr.config import build_config
+from cxr.errors import CxrError
 from cxr.inference.bundle import BUNDLE_FILE
 from cxr.training.space import load_space
-from cxr.errors import CxrError
 from cxr.training.sweep import PruneTrial, SweepPlan, _check_finished_run, open_study, robust_choice, run_sweep
 from cxr.training.train import train
+from tests.cli.helpers import assert_one_line_error, run_cli_inprocess
 from tests.conftest import make_class_folders
 from tests.pg import postgres_server, postgres_url  # noqa: F401 (fixtures)
-from tests.cli.helpers import assert_one_line_error, run_cli_inprocess
 
 BASE = {"image_size": 32, "epochs": 2, "batch_size": 8, "num_workers": 0, "precision": "32", "lr": 3e-3}
 SPACE = "lr: {low: 1.0e-3, high: 1.0e-2, log: true}\naugment.mixup: {choices: [0.0, 0.2]}\n"
@@ -44,8 +44,20 @@ def _plan(root: Path, trials: int, **kw) -> SweepPlan:
 
 
 def _sweep_args(root: Path, trials: int, *extra) -> list:
-    return ["sweep", "--config", root / "base.yaml", "--space", root / "space.yaml", "--trials", trials,
-            "--out", root / "sweep", "--heartbeat", 1, *extra]  # fmt: skip
+    return [
+        "sweep",
+        "--config",
+        root / "base.yaml",
+        "--space",
+        root / "space.yaml",
+        "--trials",
+        trials,
+        "--out",
+        root / "sweep",
+        "--heartbeat",
+        1,
+        *extra,
+    ]
 
 
 def _states(root: Path, **kw) -> list[str]:
@@ -61,10 +73,21 @@ def test_bad_sweeps_are_one_line_errors_before_any_training(sweep_files, tmp_pat
     small = make_class_folders(tmp_path / "small", n_train=2, n_test=1, size=16)
     unreachable = {"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}  # nothing listens on the discard port
     cases = [
-        (_sweep_args(root, 2)[:4] + [root / "unknown.yaml", *_sweep_args(root, 2)[5:]], ["unknown config key 'lrate'"], {}),
-        (_sweep_args(root, 2)[:4] + [root / "reversed.yaml", *_sweep_args(root, 2)[5:]], ["low 0.01 is above high"], {}),
-        (_sweep_args(root, 2, "--objective", "cv_accuracy", "--cv", 3, "--data", small),
-         ["cv_accuracy needs 3 images of each class", "has 2"], {}),
+        (
+            _sweep_args(root, 2)[:4] + [root / "unknown.yaml", *_sweep_args(root, 2)[5:]],
+            ["unknown config key 'lrate'"],
+            {},
+        ),
+        (
+            _sweep_args(root, 2)[:4] + [root / "reversed.yaml", *_sweep_args(root, 2)[5:]],
+            ["low 0.01 is above high"],
+            {},
+        ),
+        (
+            _sweep_args(root, 2, "--objective", "cv_accuracy", "--cv", 3, "--data", small),
+            ["cv_accuracy needs 3 images of each class", "has 2"],
+            {},
+        ),
         (["sweep", "--config", root / "refit.yaml", *_sweep_args(root, 2)[3:]], ["needs a validation split"], {}),
         (_sweep_args(root, 2, "--objective", "test_accuracy"), ["--objective 'test_accuracy'"], {}),
         (_sweep_args(root, 2, "--storage", f"sqlite:///{root / 'base.yaml' / 'study.db'}"), ["cannot be opened"], {}),
@@ -103,8 +126,16 @@ def test_a_stale_trial_is_retried_in_its_own_run_folder_and_test_is_never_read(s
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     study = open_study(plan)
     dist = optuna.distributions
-    study.add_trial(optuna.create_trial(params={"lr": 0.002, "augment.mixup": 0.0}, value=0.5, distributions={
-        "lr": dist.FloatDistribution(1e-3, 1e-2, log=True), "augment.mixup": dist.CategoricalDistribution([0.0, 0.2])}))
+    study.add_trial(
+        optuna.create_trial(
+            params={"lr": 0.002, "augment.mixup": 0.0},
+            value=0.5,
+            distributions={
+                "lr": dist.FloatDistribution(1e-3, 1e-2, log=True),
+                "augment.mixup": dist.CategoricalDistribution([0.0, 0.2]),
+            },
+        )
+    )
     dead = study.ask()
     dead_params = {p.key: p.suggest(dead) for p in plan.params}
     dead.set_user_attr("run", "001")
@@ -113,8 +144,11 @@ def test_a_stale_trial_is_retried_in_its_own_run_folder_and_test_is_never_read(s
 
     summary = run_sweep(plan)
     assert summary["complete"] == 2 and summary["fail"] == 1 and summary["ran_here"] == 1
-    retry = [t for t in optuna.load_study(study_name="cxr-sweep", storage=plan.storage_url).trials
-             if t.state.name == "COMPLETE" and t.number == 2][0]  # fmt: skip
+    retry = [
+        t
+        for t in optuna.load_study(study_name="cxr-sweep", storage=plan.storage_url).trials
+        if t.state.name == "COMPLETE" and t.number == 2
+    ][0]
     assert retry.params == dead_params and retry.user_attrs["run"] == "001"
     run = sweep_files / "sweep" / "trials" / "001"
     assert (run / BUNDLE_FILE).is_file() and "test" not in json.loads((run / "metrics.json").read_text())
@@ -162,8 +196,17 @@ def test_sweep_survives_kill_9_resumes_to_3_trials_and_best_yaml_trains(sweep_fi
     best = yaml.safe_load((root / "sweep" / "best.yaml").read_text())
     best_row = min((r for r in rows if r[2] == "COMPLETE"), key=lambda r: float(r[1]))
     assert best["lr"] == pytest.approx(float(best_row[4])) and best["augment"]["mixup"] == float(best_row[3])
-    cli = run_cli_inprocess(capsys, monkeypatch, "train", "--config", root / "sweep" / "best.yaml", "--epochs", 1,
-                            "--out", root / "best-run")  # fmt: skip
+    cli = run_cli_inprocess(
+        capsys,
+        monkeypatch,
+        "train",
+        "--config",
+        root / "sweep" / "best.yaml",
+        "--epochs",
+        1,
+        "--out",
+        root / "best-run",
+    )
     assert cli.returncode == 0, cli.stderr
     assert (root / "best-run" / BUNDLE_FILE).is_file()
 
@@ -203,7 +246,9 @@ def test_a_worker_that_loses_the_race_to_create_a_new_storage_opens_it_again(swe
     monkeypatch.setattr(sweep, "RDBStorage", losing)
     assert open_study(_plan(sweep_files, 2)).study_name == "cxr-sweep" and len(calls) == 3
     calls.clear()
-    monkeypatch.setattr(sweep, "RDBStorage", lambda *a, **kw: calls.append(1) or real("postgresql://nobody@127.0.0.1:9/x"))
+    monkeypatch.setattr(
+        sweep, "RDBStorage", lambda *a, **kw: calls.append(1) or real("postgresql://nobody@127.0.0.1:9/x")
+    )
     with pytest.raises(CxrError, match="cannot be opened"):
         open_study(_plan(sweep_files, 2))
     assert len(calls) == 1  # refused at once, not retried
@@ -259,11 +304,32 @@ def test_two_workers_on_one_storage_run_each_grid_point_once(sweep_files, storag
         extra = ["--storage", url.replace("postgresql+psycopg://", "postgresql://")]  # as the docs write it
     marks = root / "marks"
     marks.mkdir()
-    args = ["sweep", "--config", root / "base.yaml", "--space", root / "space.yaml", "--trials", 4,
-            "--objective", "val_accuracy", "--no-prune", "--out", root / "sweep", *extra]  # fmt: skip
+    args = [
+        "sweep",
+        "--config",
+        root / "base.yaml",
+        "--space",
+        root / "space.yaml",
+        "--trials",
+        4,
+        "--objective",
+        "val_accuracy",
+        "--no-prune",
+        "--out",
+        root / "sweep",
+        *extra,
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # two workers on a small machine: one thread each
-    procs = [subprocess.Popen([sys.executable, "-c", PAIRED_WORKER, marks, *map(str, args)], stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env=env) for _ in range(2)]  # fmt: skip
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", PAIRED_WORKER, marks, *map(str, args)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for _ in range(2)
+    ]
     try:
         outputs = [p.communicate(timeout=300) for p in procs]
     finally:
@@ -318,8 +384,9 @@ def test_named_candidates_run_once_each_and_the_robust_rule_picks_best_yaml(swee
 
 
 def _frozen(number: int, clean: float, stressed: float, n_val: int = 200) -> optuna.trial.FrozenTrial:
-    return optuna.trial.create_trial(value=stressed, params={}, distributions={},
-                                     user_attrs={"clean_accuracy": clean, "n_val": n_val})  # fmt: skip
+    return optuna.trial.create_trial(
+        value=stressed, params={}, distributions={}, user_attrs={"clean_accuracy": clean, "n_val": n_val}
+    )
 
 
 @pytest.mark.parametrize(

@@ -200,7 +200,9 @@ def test_sampling_balanced_is_used_by_training_and_not_with_class_weights(tiny_d
 
     calls = []
     real = prepare_mod.balanced_sampler
-    monkeypatch.setattr(prepare_mod, "balanced_sampler", lambda labels, seed: calls.append(list(labels)) or real(labels, seed))
+    monkeypatch.setattr(
+        prepare_mod, "balanced_sampler", lambda labels, seed: calls.append(list(labels)) or real(labels, seed)
+    )
     for f in sorted((tiny_dataset / "train" / "pneumonia").iterdir())[4:]:
         f.unlink()  # 12 normal : 4 pneumonia
     run = train(_cfg(tiny_dataset, epochs=1, sampling="balanced"), tmp_path / "run")

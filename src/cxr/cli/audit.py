@@ -41,9 +41,18 @@ def audit_log(
         for entry in log["items"]:
             print(json.dumps(entry))
         return
-    table = Table("when (UTC)", "who", "role", "from", "action", "study", "detail",
-                  title=f"{len(log['items'])} of {log['total']} access-log entries")  # fmt: skip
+    table = Table(
+        "when (UTC)",
+        "who",
+        "role",
+        "from",
+        "action",
+        "study",
+        "detail",
+        title=f"{len(log['items'])} of {log['total']} access-log entries",
+    )
     for e in log["items"]:
-        table.add_row(e["at"], e["actor"], e["role"], e["client"] or "", e["action"], e["film_id"] or "",
-                      e["detail"] or "")  # fmt: skip
+        table.add_row(
+            e["at"], e["actor"], e["role"], e["client"] or "", e["action"], e["film_id"] or "", e["detail"] or ""
+        )
     print_table(table)

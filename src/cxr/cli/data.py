@@ -4,7 +4,6 @@ dataset (`cxr audit-shortcuts` still runs it for one release, legacy.py)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -18,10 +17,18 @@ PATIENT_PATTERN_HELP = "regex for patient ids in file names ('' = none; default:
 
 
 def register(app: typer.Typer) -> None:
-    group = typer.Typer(no_args_is_help=True, help="Dataset tools: split, audit, dedup, preview; audit-shortcuts: "
-                        "does a model look at the film's border (markers, text)?")  # fmt: skip
-    for name, command in (("split", data_split), ("audit", data_audit), ("dedup", data_dedup),
-                          ("preview", data_preview), ("audit-shortcuts", audit_shortcuts)):  # fmt: skip
+    group = typer.Typer(
+        no_args_is_help=True,
+        help="Dataset tools: split, audit, dedup, preview; audit-shortcuts: "
+        "does a model look at the film's border (markers, text)?",
+    )
+    for name, command in (
+        ("split", data_split),
+        ("audit", data_audit),
+        ("dedup", data_dedup),
+        ("preview", data_preview),
+        ("audit-shortcuts", audit_shortcuts),
+    ):
         group.command(name)(command)
     keep_old_spelling(app, "audit-shortcuts", "data audit-shortcuts", audit_shortcuts)
     app.add_typer(group, name="data", rich_help_panel=GROUPS_PANEL)
@@ -30,15 +37,16 @@ def register(app: typer.Typer) -> None:
 def data_split(
     data: Path = typer.Argument(..., help="class folders (train/<class>/ or <class>/) or a CSV manifest; all pooled"),
     out: Path = typer.Option(..., help="manifest CSV to write: path,label,patient_id,split", callback=csv_out),
-    val: Optional[float] = typer.Option(None, help="validation fraction of all images (default 0.1)"),
-    test: Optional[float] = typer.Option(None, help="test fraction of all images (default 0.2)"),
-    calibration: Optional[float] = typer.Option(
-        None, help="a new site's labelled films instead: this fraction to calibrate a model on (`cxr site "
-        "calibrate --data`), the rest to score it on (test); e.g. 0.3"
-    ),  # fmt: skip
+    val: float | None = typer.Option(None, help="validation fraction of all images (default 0.1)"),
+    test: float | None = typer.Option(None, help="test fraction of all images (default 0.2)"),
+    calibration: float | None = typer.Option(
+        None,
+        help="a new site's labelled films instead: this fraction to calibrate a model on (`cxr site "
+        "calibrate --data`), the rest to score it on (test); e.g. 0.3",
+    ),
     by_patient: bool = typer.Option(True, "--by-patient/--by-image", help="keep each patient's images in one split"),
     seed: int = typer.Option(0, help="seed of the split"),
-    patient_pattern: Optional[str] = typer.Option(None, help=PATIENT_PATTERN_HELP),
+    patient_pattern: str | None = typer.Option(None, help=PATIENT_PATTERN_HELP),
 ) -> None:
     """Write a stratified, seeded train/val/test (or calibration/test) manifest, grouped by patient when ids exist."""
     from cxr.data.manifest import write_manifest
@@ -65,12 +73,12 @@ def data_split(
 
 def data_audit(
     data: Path = typer.Argument(..., help="dataset root with train/<class>/ (test/, val/) or a CSV manifest"),
-    out: Optional[Path] = typer.Option(
+    out: Path | None = typer.Option(
         None, help="where audit.json and plots/ go (default: audit/<data name>)", callback=folder_out
     ),
     threshold: int = typer.Option(32, min=0, max=256, help="near-duplicate pHash distance (of 256 bits)"),
-    patient_pattern: Optional[str] = typer.Option(None, help=PATIENT_PATTERN_HELP),
-    workers: Optional[int] = typer.Option(None, min=1, help="processes for hashing (default: all cores)"),
+    patient_pattern: str | None = typer.Option(None, help=PATIENT_PATTERN_HELP),
+    workers: int | None = typer.Option(None, min=1, help="processes for hashing (default: all cores)"),
 ) -> None:
     """Find leakage, data problems and shortcut cues; exit code 1 when anything is shared across splits."""
     from cxr.data.audit import run_audit, summary_lines
@@ -94,8 +102,8 @@ def data_dedup(
         ..., help="manifest CSV to write: DATA's images minus the copies, splits kept", callback=csv_out
     ),
     threshold: int = typer.Option(32, min=0, max=256, help="near-duplicate pHash distance (of 256 bits)"),
-    patient_pattern: Optional[str] = typer.Option(None, help=PATIENT_PATTERN_HELP),
-    workers: Optional[int] = typer.Option(None, min=1, help="processes for hashing (default: all cores)"),
+    patient_pattern: str | None = typer.Option(None, help=PATIENT_PATTERN_HELP),
+    workers: int | None = typer.Option(None, min=1, help="processes for hashing (default: all cores)"),
 ) -> None:
     """Write a manifest of DATA without the images that (nearly) duplicate any image of --against."""
     import csv
@@ -115,15 +123,17 @@ def data_dedup(
     for msg in result.unreadable:  # kept in the manifest (compared by content hash only): `cxr train` skips them
         warn(f"could not compare {msg}")
     kept = sum(len(files) for files in result.splits.values())
-    console.print(f"kept {kept} images, removed {len(result.removed)} copies of --against images; "
-                  f"wrote {out} and {removed_csv}", soft_wrap=True)  # fmt: skip
+    console.print(
+        f"kept {kept} images, removed {len(result.removed)} copies of --against images; wrote {out} and {removed_csv}",
+        soft_wrap=True,
+    )
 
 
 def data_preview(
     data: Path = typer.Argument(..., help="dataset root with train/<class>/"),
     out: Path = typer.Option(Path("preview.png"), help="image to write (.png, .jpg, .pdf, .svg)", callback=image_out),
-    config: Optional[Path] = typer.Option(None, help="training config YAML (image size, augmentation); else defaults"),
-    image_size: Optional[int] = typer.Option(None, help="override the config's image size"),
+    config: Path | None = typer.Option(None, help="training config YAML (image size, augmentation); else defaults"),
+    image_size: int | None = typer.Option(None, help="override the config's image size"),
     per_class: int = typer.Option(6, help="images per class"),
     augment: bool = typer.Option(True, "--augment/--no-augment", help="apply the training augmentation"),
     seed: int = typer.Option(0, help="seed of the images chosen and their augmentation"),
@@ -139,10 +149,10 @@ def data_preview(
 def audit_shortcuts(
     run: Path = typer.Argument(..., help="run directory (model bundle)"),
     split: str = typer.Option("test", help="test | val | train", callback=split_name),
-    data: Optional[Path] = typer.Option(None, help="dataset root with the same classes (default: the run's data)"),
-    out: Optional[Path] = typer.Option(None, help="output folder (default: RUN/audit)", callback=folder_out),
+    data: Path | None = typer.Option(None, help="dataset root with the same classes (default: the run's data)"),
+    out: Path | None = typer.Option(None, help="output folder (default: RUN/audit)", callback=folder_out),
     method: str = typer.Option("gradcam", help="gradcam | gradcam++"),
-    layer: Optional[str] = typer.Option(None, help="target layer (default: last layer with a spatial map)"),
+    layer: str | None = typer.Option(None, help="target layer (default: last layer with a spatial map)"),
     border: float = typer.Option(0.1, min=0.0, max=0.45, help="border band, as a fraction of each side"),
     flag_above: float = typer.Option(0.5, min=0.0, max=1.0, help="flag images with more border mass than this"),
 ) -> None:
@@ -154,8 +164,14 @@ def audit_shortcuts(
     table = Table("class", "n", "mean", "median", "p90", "flagged", title=title)
     for name, st in [*summary["per_class"].items(), ("all", summary["overall"])]:
         if "mean" in st:
-            table.add_row(name, str(st["n"]), f"{st['mean']:.3f}", f"{st['median']:.3f}", f"{st['p90']:.3f}",
-                          f"{st['flagged']} ({st['flagged_share']:.0%})")  # fmt: skip
+            table.add_row(
+                name,
+                str(st["n"]),
+                f"{st['mean']:.3f}",
+                f"{st['median']:.3f}",
+                f"{st['p90']:.3f}",
+                f"{st['flagged']} ({st['flagged_share']:.0%})",
+            )
     print_table(table)
     if summary["unreadable_skipped"]:
         warn(f"{summary['unreadable_skipped']} unreadable image(s) skipped")

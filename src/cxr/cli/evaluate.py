@@ -4,7 +4,6 @@ another dataset, beside another model, or under acquisition shifts."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -24,11 +23,11 @@ def register(app: typer.Typer) -> None:
 def evaluate(
     run: Path = typer.Argument(..., help="run directory from `cxr train`"),
     split: str = typer.Option("test", help="test | val | train", callback=split_name),
-    data: Optional[Path] = typer.Option(None, help="evaluate on another dataset root with the same classes"),
+    data: Path | None = typer.Option(None, help="evaluate on another dataset root with the same classes"),
     batch_size: int = typer.Option(64, min=1, help="images per forward pass"),
     bootstrap: int = typer.Option(1000, min=0, help="bootstrap resamples for the 95 % intervals (0: none)"),
     seed: int = typer.Option(0, help="bootstrap seed"),
-    reference: Optional[Path] = typer.Option(
+    reference: Path | None = typer.Option(
         None, help="readers.csv (path,label or path,reader1,reader2,...): Cohen's kappa against the model"
     ),
     report: bool = typer.Option(False, "--report", help="also write the HTML report (report.html in the run)"),
@@ -42,9 +41,17 @@ def evaluate(
 
     key = evaluation_key(run, split, data, tta)  # another dataset: `test@<name>`, the run's own figures stay
     metrics = evaluate_run(
-        run, split, data=data, batch_size=batch_size, progress=True, n_bootstrap=bootstrap, seed=seed,
-        reference=reference, key=key, tta=tta,
-    )  # fmt: skip
+        run,
+        split,
+        data=data,
+        batch_size=batch_size,
+        progress=True,
+        n_bootstrap=bootstrap,
+        seed=seed,
+        reference=reference,
+        key=key,
+        tta=tta,
+    )
     _print_metrics(metrics, key)
     from cxr.evaluation.site import SITE_KEY, site_note
 
@@ -54,8 +61,10 @@ def evaluate(
         warn(f"skipped {msg}")
     if metrics.get("guard"):
         g = metrics["guard"]
-        console.print(f"input guard: {g['flagged']} of {metrics['n']} films ({100 * g['share']:.1f} %) would be flagged "
-                      "as unlike the training films")  # fmt: skip
+        console.print(
+            f"input guard: {g['flagged']} of {metrics['n']} films ({100 * g['share']:.1f} %) would be flagged "
+            "as unlike the training films"
+        )
     files = RunDir(run)
     console.print(f"wrote '{key}' in {files.metrics}, {files.predictions(key)} and {files.plots}/")
     if gallery:
@@ -71,7 +80,7 @@ def evaluate(
 def report(
     run: Path = typer.Argument(..., help="finished run directory"),
     split: str = typer.Option("test", help="the evaluated split to report on"),
-    out: Optional[Path] = typer.Option(None, help="HTML file (default: RUN/report.html)", callback=html_out),
+    out: Path | None = typer.Option(None, help="HTML file (default: RUN/report.html)", callback=html_out),
     gallery: int = typer.Option(12, min=0, help="misclassified images shown in the error gallery"),
     gradcam: bool = typer.Option(True, "--gradcam/--no-gradcam", help="Grad-CAM overlays in the error gallery"),
 ) -> None:
@@ -84,9 +93,9 @@ def report(
 def compare(
     run_a: Path = typer.Argument(..., help="first run (A), or a cross-validation folder (then B is one too)"),
     run_b: Path = typer.Argument(..., help="second run (B)"),
-    data: Optional[Path] = typer.Option(None, help="dataset root whose --split both models are run on (default: A's)"),
+    data: Path | None = typer.Option(None, help="dataset root whose --split both models are run on (default: A's)"),
     split: str = typer.Option("test", help="test | val | train", callback=split_name),
-    out: Optional[Path] = typer.Option(
+    out: Path | None = typer.Option(
         None, help="output folder (default: compare_<A>_vs_<B> beside run A)", callback=folder_out
     ),
     bootstrap: int = typer.Option(1000, min=0, help="bootstrap resamples for intervals and paired tests"),
@@ -100,8 +109,10 @@ def compare(
     result = compare_runs(run_a, run_b, data, split, out, bootstrap, seed, batch_size, progress=True)
     print_table(comparison(result))
     mc = result["mcnemar"]
-    console.print(f"McNemar (exact): only A right {mc['a_right_b_wrong']}, only B right {mc['a_wrong_b_right']}, "
-                  f"p = {mc['p_value']:.3g}")  # fmt: skip
+    console.print(
+        f"McNemar (exact): only A right {mc['a_right_b_wrong']}, only B right {mc['a_wrong_b_right']}, "
+        f"p = {mc['p_value']:.3g}"
+    )
     if "auc_test" in result:
         t = result["auc_test"]
         console.print(f"AUC difference {t['difference']:+.4f} ({t['method']}), p = {t['p_value']:.3g}")
@@ -111,9 +122,9 @@ def compare(
 def stress(
     run: Path = typer.Argument(..., help="finished run directory (model bundle, ensemble or not)"),
     split: str = typer.Option("test", help="test | val | train", callback=split_name),
-    data: Optional[Path] = typer.Option(None, help="another dataset root (or manifest) with the same classes"),
-    shift: Optional[list[str]] = typer.Option(None, help="run only this shift (repeatable; default: all)"),
-    severity: Optional[int] = typer.Option(None, help="run only this severity, 1 (mild) to 4 (severe)"),
+    data: Path | None = typer.Option(None, help="another dataset root (or manifest) with the same classes"),
+    shift: list[str] | None = typer.Option(None, help="run only this shift (repeatable; default: all)"),
+    severity: int | None = typer.Option(None, help="run only this severity, 1 (mild) to 4 (severe)"),
     backend: str = typer.Option(
         "auto", help="auto (onnx when `cxr run export` made model.onnx: fastest) | onnx | torch"
     ),
@@ -136,20 +147,28 @@ def stress(
         backend = "torch"
     section = run_stress(run, split, data, backend, shift, severity, batch_size, seed, progress=True, device=device)
     clean, s = section["clean"], section["summary"]
-    table = Table("shift", "unit", *[f"sev. {k}" for k in range(1, 5)], "mean", title=f"accuracy under shift "
-                  f"({section['key']}, n={section['n']}; clean {clean['accuracy']:.3f})")  # fmt: skip
+    table = Table(
+        "shift",
+        "unit",
+        *[f"sev. {k}" for k in range(1, 5)],
+        "mean",
+        title=f"accuracy under shift ({section['key']}, n={section['n']}; clean {clean['accuracy']:.3f})",
+    )
     for name, mean in s["shift_means"].items():
         cells = {r["severity"]: f"{r['accuracy']:.3f}" for r in section["conditions"] if r["shift"] == name}
         table.add_row(name, SHIFTS[name].unit, *[cells.get(k, "") for k in range(1, 5)], f"{mean:.3f}")
     print_table(table)
     w = s["worst_condition"]
-    console.print(f"clean {clean['accuracy']:.3f}; mean under shift {s['mean_accuracy']:.3f}; weakest shift "
-                  f"{s['worst_shift']['shift']} (mean {s['worst_shift']['mean_accuracy']:.3f}); worst condition "
-                  f"{w['shift']} at severity {w['severity']} ({w['accuracy']:.3f}); {section['seconds']} s on the "
-                  f"{section['backend']} backend")  # fmt: skip
+    console.print(
+        f"clean {clean['accuracy']:.3f}; mean under shift {s['mean_accuracy']:.3f}; weakest shift "
+        f"{s['worst_shift']['shift']} (mean {s['worst_shift']['mean_accuracy']:.3f}); worst condition "
+        f"{w['shift']} at severity {w['severity']} ({w['accuracy']:.3f}); {section['seconds']} s on the "
+        f"{section['backend']} backend"
+    )
     key = section["key"]
-    console.print(f"wrote {METRICS}['{key}']['stress'], {RunDir(run).stress(key)} and "
-                  f"{RunDir(run).plots / f'stress_{key}.png'}")  # fmt: skip
+    console.print(
+        f"wrote {METRICS}['{key}']['stress'], {RunDir(run).stress(key)} and {RunDir(run).plots / f'stress_{key}.png'}"
+    )
 
 
 def _print_metrics(m: dict, split: str) -> None:
@@ -159,12 +178,18 @@ def _print_metrics(m: dict, split: str) -> None:
         table.add_row(c, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1-score']:.3f}", str(v["support"]), auc)
     for name in ("macro_avg", "weighted_avg"):
         v = m[name]
-        table.add_row(name.replace("_", " "), f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1-score']:.3f}", "", "")
+        table.add_row(
+            name.replace("_", " "), f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1-score']:.3f}", "", ""
+        )
     print_table(table)
     from cxr.evaluation import tables
 
     console.print(tables.headline(m))
-    extras = [tables.operating_points(m), tables.calibration(m.get("calibration")), *tables.agreement(m.get("agreement"))]
+    extras = [
+        tables.operating_points(m),
+        tables.calibration(m.get("calibration")),
+        *tables.agreement(m.get("agreement")),
+    ]
     for extra in extras:
         if isinstance(extra, Table):
             print_table(extra)

@@ -3,7 +3,8 @@ line on stderr (`cxr export` -> `cxr run export`). The docs' CLI reference lists
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import typer
 from typer.core import TyperCommand

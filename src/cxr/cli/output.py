@@ -69,7 +69,9 @@ def print_cv_summary(summary: dict | None, out) -> None:
     from cxr.evaluation.tables import headline
 
     folds = ", ".join(f"{a:.3f}" for a in summary["fold_accuracy"])
-    console.print(f"[green]cross-validated[/] {summary['folds']} folds, {summary['n']} images scored out of fold "
-                  f"(written to {out}/cv.json, predictions_oof.csv)")  # fmt: skip
+    console.print(
+        f"[green]cross-validated[/] {summary['folds']} folds, {summary['n']} images scored out of fold "
+        f"(written to {out}/cv.json, predictions_oof.csv)"
+    )
     console.print(headline(summary))
     console.print(f"log loss {summary['log_loss']:.3f}   fold accuracies {folds}")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -23,17 +22,20 @@ def register(app: typer.Typer) -> None:
 def no_guard_notice(bundle) -> None:
     """Said once per command: an old model predicts as before, with nothing to say about unfamiliar inputs."""
     if bundle.guard is None:
-        warn(f"this model has no input guard (saved by cxr {bundle.info.get('cxr_version', '?')}), so films unlike "
-             "its training films are not flagged; `cxr run guard RUN` fits one")  # fmt: skip
+        warn(
+            f"this model has no input guard (saved by cxr {bundle.info.get('cxr_version', '?')}), so films unlike "
+            "its training films are not flagged; `cxr run guard RUN` fits one"
+        )
 
 
 def predict(
     run: Path = typer.Argument(..., help="run directory (model bundle)"),
     inputs: list[Path] = typer.Argument(..., help="image files and/or folders (searched recursively)"),
-    out: Optional[Path] = typer.Option(
-        None, help="CSV file: path, predicted class, one probability per class, ood_score, in_distribution",
+    out: Path | None = typer.Option(
+        None,
+        help="CSV file: path, predicted class, one probability per class, ood_score, in_distribution",
         callback=csv_out,
-    ),  # fmt: skip
+    ),
     batch_size: int = typer.Option(32, min=1, help="images decoded and predicted together"),
     backend: str = typer.Option(
         "auto", help="auto (onnx when `cxr run export` made model.onnx, else torch) | onnx | torch"
@@ -52,11 +54,13 @@ def predict(
     for msg in preds.errors:
         warn(f"skipped {msg}")
     if not preds.paths:
-        raise CxrError(f"no readable image among the inputs ({len(preds.errors)} skipped); pass image files "
-                       "(PNG, JPEG, DICOM) or folders that hold them")  # fmt: skip
+        raise CxrError(
+            f"no readable image among the inputs ({len(preds.errors)} skipped); pass image files "
+            "(PNG, JPEG, DICOM) or folders that hold them"
+        )
     flagged = preds.flagged
     guarded = preds.in_distribution is not None
-    for i in ([] if not guarded else [i for i, ok in enumerate(preds.in_distribution) if not ok][:20]):
+    for i in [] if not guarded else [i for i, ok in enumerate(preds.in_distribution) if not ok][:20]:
         warn(f"{display_path(preds.paths[i], inputs)}: unlike the training films ({preds.ood_reason[i]})")
     if reject_ood and guarded:
         preds = preds.subset(preds.in_distribution)
@@ -70,8 +74,10 @@ def predict(
         where = f"all of them in {out}" if out is not None else "pass --out FILE.csv for all of them"
         console.print(f"... and {len(preds.paths) - shown} more ({where})")
     rejected = f", {flagged} flagged as unlike the training films" + (" and left out" if reject_ood else "")
-    console.print(f"{len(preds.paths)} predicted, {len(preds.errors)} skipped{rejected if guarded else ''} "
-                  f"({bundle.backend} backend)")  # fmt: skip
+    console.print(
+        f"{len(preds.paths)} predicted, {len(preds.errors)} skipped{rejected if guarded else ''} "
+        f"({bundle.backend} backend)"
+    )
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
         preds.write_csv(out)
@@ -83,8 +89,8 @@ def explain(
     inputs: list[Path] = typer.Argument(..., help="image files and/or folders (searched recursively)"),
     out: Path = typer.Option(..., help="folder for the overlay PNGs and explanations.csv", callback=folder_out),
     method: str = typer.Option("gradcam", help="gradcam | gradcam++"),
-    layer: Optional[str] = typer.Option(None, help="target layer name (default: last layer with a spatial map)"),
-    class_name: Optional[str] = typer.Option(None, "--class", help="class to explain (default: the predicted one)"),
+    layer: str | None = typer.Option(None, help="target layer name (default: last layer with a spatial map)"),
+    class_name: str | None = typer.Option(None, "--class", help="class to explain (default: the predicted one)"),
     alpha: float = typer.Option(0.5, min=0.0, max=1.0, help="heatmap opacity at its hottest"),
     feature_maps: bool = typer.Option(False, "--feature-maps", help="also write the first conv layers' activations"),
     batch_size: int = typer.Option(16, min=1, help="images per forward pass"),
@@ -94,8 +100,18 @@ def explain(
     from cxr.inference.bundle import Bundle
 
     bundle = Bundle.load(run)
-    result = explain_images(bundle, inputs, out, method=method, layer=layer, class_name=class_name, alpha=alpha,
-                            feature_maps=feature_maps, batch_size=batch_size, progress=True)  # fmt: skip
+    result = explain_images(
+        bundle,
+        inputs,
+        out,
+        method=method,
+        layer=layer,
+        class_name=class_name,
+        alpha=alpha,
+        feature_maps=feature_maps,
+        batch_size=batch_size,
+        progress=True,
+    )
     for msg in result.errors:
         warn(f"skipped {msg}")
     if not result.files:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -14,10 +13,14 @@ from cxr.cli.checks import folder_out
 from cxr.cli.output import GROUPS_PANEL, console, print_table, warn
 from cxr.errors import CxrError
 
-DB_HELP = ("reading-room database: a SQLAlchemy URL (sqlite:///PATH or postgresql+psycopg://USER@HOST/DB) or a run "
-           "directory (its reading.db); default for `cxr serve`: RUN/reading.db")  # fmt: skip
-SERVE_DB_HELP = ("where every prediction is recorded: a URL, sqlite:///PATH/reading.db or "
-                 "postgresql+psycopg://USER@HOST/DB (default: SQLite at RUN/reading.db)")  # fmt: skip
+DB_HELP = (
+    "reading-room database: a SQLAlchemy URL (sqlite:///PATH or postgresql+psycopg://USER@HOST/DB) or a run "
+    "directory (its reading.db); default for `cxr serve`: RUN/reading.db"
+)
+SERVE_DB_HELP = (
+    "where every prediction is recorded: a URL, sqlite:///PATH/reading.db or "
+    "postgresql+psycopg://USER@HOST/DB (default: SQLite at RUN/reading.db)"
+)
 IMAGES_HELP = "the image store (default: images/ beside a SQLite file, or in the run directory)"
 
 
@@ -32,7 +35,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(feedback, name="feedback", rich_help_panel=GROUPS_PANEL)
 
 
-def open_room(db: str, images: Optional[Path] = None, create: bool = False):
+def open_room(db: str, images: Path | None = None, create: bool = False):
     """The room named by --db (a URL, a run directory or a .db file); the CLI records no films, so no salt.
 
     Only `readers add` may create a SQLite file: elsewhere a typo in --db must not leave an empty database behind.
@@ -64,8 +67,11 @@ DB = typer.Option(..., "--db", help=DB_HELP)
 def readers_add(
     name: str = typer.Argument(..., help="the reader's name, as it will appear on every read"),
     db: str = DB,
-    role: str = typer.Option("reader", help="reader: reads films, records reads; admin: also adds and revokes "
-                             "readers (POST/DELETE /v1/readers) and reads the access log"),
+    role: str = typer.Option(
+        "reader",
+        help="reader: reads films, records reads; admin: also adds and revokes "
+        "readers (POST/DELETE /v1/readers) and reads the access log",
+    ),
 ) -> None:
     """Create a reader (or an admin) and print their key once (only a salted hash is stored: a lost key means
     revoking it and adding the reader under another name)."""
@@ -81,8 +87,9 @@ def readers_list(db: str = DB) -> None:
     """Readers and admins: role, when added, last used and revoked, how many reads each recorded (never keys)."""
     table = Table("name", "role", "added", "last used", "revoked", "reads")
     for r in open_room(db).readers():
-        table.add_row(r["name"], r["role"], r["created_at"], r["last_used_at"] or "", r["revoked_at"] or "",
-                      str(r["reads"]))  # fmt: skip
+        table.add_row(
+            r["name"], r["role"], r["created_at"], r["last_used_at"] or "", r["revoked_at"] or "", str(r["reads"])
+        )
     print_table(table)
 
 
@@ -97,7 +104,7 @@ def readers_revoke(name: str = typer.Argument(..., help="reader whose key stops 
 def feedback_export(
     db: str = DB,
     out: Path = typer.Option(..., help="folder for images/<label>/ and manifest.csv", callback=folder_out),
-    images: Optional[Path] = typer.Option(None, help=IMAGES_HELP),
+    images: Path | None = typer.Option(None, help=IMAGES_HELP),
 ) -> None:
     """Reviewed films and a manifest (label = the readers') that `cxr train --data OUT/manifest.csv` accepts."""
     from cxr.readingroom.access_log import cli_actor
@@ -106,23 +113,32 @@ def feedback_export(
     result = export_feedback(open_room(db, images), out, cli_actor())
     for why, n in result.skipped.items():
         warn(f"{n} film(s) left out: {why}")
-    console.print(f"wrote {result.manifest}: {result.rows} film(s), {result.disagreed} where the readers disagreed "
-                  f"with the model; train on it with `cxr train --data {result.manifest}` (add --weights to fine-tune)")
+    console.print(
+        f"wrote {result.manifest}: {result.rows} film(s), {result.disagreed} where the readers disagreed "
+        f"with the model; train on it with `cxr train --data {result.manifest}` (add --weights to fine-tune)"
+    )
 
 
 def feedback_stats(
     db: str = DB,
     n_bootstrap: int = typer.Option(1000, min=0, help="bootstrap resamples for the 95% intervals (0: none)"),
     seed: int = typer.Option(0, help="bootstrap seed"),
-    out: Optional[Path] = typer.Option(None, help="also write the figures as JSON here"),
+    out: Path | None = typer.Option(None, help="also write the figures as JSON here"),
 ) -> None:
     """Cohen's kappa of the model vs each reader and between readers, with bootstrap intervals."""
     from cxr.atomic import write_text_atomic
     from cxr.readingroom.feedback import agreement_stats
 
     stats = agreement_stats(open_room(db), n_bootstrap, seed)
-    table = Table("a", "b", "films", "disagree", "kappa", "95% CI",
-                  title=f"agreement on {stats['films']} reviewed film(s), classes {', '.join(stats['classes'])}")
+    table = Table(
+        "a",
+        "b",
+        "films",
+        "disagree",
+        "kappa",
+        "95% CI",
+        title=f"agreement on {stats['films']} reviewed film(s), classes {', '.join(stats['classes'])}",
+    )
     for p in stats["pairs"]:
         kappa = "-" if p["kappa"] is None else f"{p['kappa']:.3f}"
         ci = "-" if not p["ci"] else f"{p['ci'][0]:.3f} to {p['ci'][1]:.3f}"

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -16,8 +15,10 @@ from cxr.rundir import RunDir
 
 
 def register(app: typer.Typer) -> None:
-    group = typer.Typer(no_args_is_help=True, help="Operations on finished runs: export to ONNX, fit the input "
-                        "guard, combine runs into an ensemble.")  # fmt: skip
+    group = typer.Typer(
+        no_args_is_help=True,
+        help="Operations on finished runs: export to ONNX, fit the input guard, combine runs into an ensemble.",
+    )
     for name, command in (("export", export), ("guard", guard), ("ensemble", ensemble_runs)):
         group.command(name)(command)
         keep_old_spelling(app, name, f"run {name}", command)
@@ -34,8 +35,10 @@ def export(
     if format != "onnx":
         raise CxrError(f"--format must be onnx, not {format!r}")
     result = export_onnx(run)
-    console.print(f"wrote {result.path} in {result.seconds} s; ONNX Runtime vs PyTorch max probability difference "
-                  f"{result.max_abs_diff:.1e} (limit {PARITY_TOLERANCE:.0e}); `cxr predict` and `cxr serve` now use it")
+    console.print(
+        f"wrote {result.path} in {result.seconds} s; ONNX Runtime vs PyTorch max probability difference "
+        f"{result.max_abs_diff:.1e} (limit {PARITY_TOLERANCE:.0e}); `cxr predict` and `cxr serve` now use it"
+    )
 
 
 def guard(run: Path = typer.Argument(..., help="finished run directory (model bundle)")) -> None:
@@ -44,15 +47,18 @@ def guard(run: Path = typer.Argument(..., help="finished run directory (model bu
     from cxr.inference.guard_fit import fit_run_guard
 
     fitted = fit_run_guard(run)
-    console.print(f"input guard fitted on {fitted['train_images']} training films ({sum(fitted['feature_dims'])} features at {len(fitted['feature_dims'])} depths); "
-                  f"{100 * fitted['pass_rate']:.1f} % of {fitted['threshold_images']} {fitted['threshold_from']} "
-                  f"films pass; updated {RunDir(run).model}")  # fmt: skip
+    console.print(
+        f"input guard fitted on {fitted['train_images']} training films ({sum(fitted['feature_dims'])} features "
+        f"at {len(fitted['feature_dims'])} depths); "
+        f"{100 * fitted['pass_rate']:.1f} % of {fitted['threshold_images']} {fitted['threshold_from']} "
+        f"films pass; updated {RunDir(run).model}"
+    )
 
 
 def ensemble_runs(
     runs: list[Path] = typer.Argument(..., help="finished runs with the same classes, image size and validation split"),
     out: Path = typer.Option(..., help="run directory for the ensemble bundle", callback=folder_out),
-    operating_point: Optional[str] = typer.Option(None, help="binary: threshold rule chosen again on validation"),
+    operating_point: str | None = typer.Option(None, help="binary: threshold rule chosen again on validation"),
 ) -> None:
     """Combine finished runs into one bundle that averages their probabilities (temperature refitted on val)."""
     from cxr.evaluation.calibration import calibrate_run

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -17,19 +16,29 @@ def register(app: typer.Typer) -> None:
 
 def serve(
     run: Path = typer.Argument(..., help="run directory (model bundle)"),
-    host: str = typer.Option("127.0.0.1", help="address to listen on; beyond loopback (0.0.0.0: the whole network) "
-                             "only with a key: $CXR_API_KEY or `cxr readers add`"),
+    host: str = typer.Option(
+        "127.0.0.1",
+        help="address to listen on; beyond loopback (0.0.0.0: the whole network) "
+        "only with a key: $CXR_API_KEY or `cxr readers add`",
+    ),
     port: int = typer.Option(8000, min=1, max=65535, help="TCP port to listen on"),
     backend: str = typer.Option("auto", help="auto | onnx | torch"),
     max_upload_mb: float = typer.Option(20.0, min=0.001, max=100_000, help="larger uploads get 413"),
     workers: int = typer.Option(1, min=1, help="inference threads"),
     max_pending: int = typer.Option(64, min=1, help="requests allowed to wait for a worker; more get 503"),
-    db: Optional[str] = typer.Option(None, help=SERVE_DB_HELP),
-    store_images: bool = typer.Option(True, "--store-images/--no-store-images", help="keep each film's bytes "
-                                      "in a content-addressed store beside the database (off: hashes only)"),
-    watch: Optional[Path] = typer.Option(None, help="record every film that appears in this folder, as uploads are"),
-    insecure_no_auth: bool = typer.Option(False, "--insecure-no-auth", help="listen beyond loopback without any key "
-                                          "(a trusted lab network only): everyone who can reach it sees every film"),
+    db: str | None = typer.Option(None, help=SERVE_DB_HELP),
+    store_images: bool = typer.Option(
+        True,
+        "--store-images/--no-store-images",
+        help="keep each film's bytes in a content-addressed store beside the database (off: hashes only)",
+    ),
+    watch: Path | None = typer.Option(None, help="record every film that appears in this folder, as uploads are"),
+    insecure_no_auth: bool = typer.Option(
+        False,
+        "--insecure-no-auth",
+        help="listen beyond loopback without any key "
+        "(a trusted lab network only): everyone who can reach it sees every film",
+    ),
 ) -> None:
     """Serve the model: a web page at /, the worklist at /worklist, the JSON API under /v1 (docs at /docs).
     Every prediction is recorded (reading room). $CXR_API_KEY or a reader key (`cxr readers add`) turns keys on;
@@ -38,6 +47,16 @@ def serve(
 
     if max_pending < workers:
         raise CxrError("--max-pending must be at least --workers")
-    run_server(run, host=host, port=port, backend=backend, max_upload_mb=max_upload_mb, workers=workers,
-               max_pending=max_pending, db=db, store_images=store_images, watch=watch,
-               insecure_no_auth=insecure_no_auth)  # fmt: skip
+    run_server(
+        run,
+        host=host,
+        port=port,
+        backend=backend,
+        max_upload_mb=max_upload_mb,
+        workers=workers,
+        max_pending=max_pending,
+        db=db,
+        store_images=store_images,
+        watch=watch,
+        insecure_no_auth=insecure_no_auth,
+    )

@@ -6,7 +6,6 @@ threshold on the run's validation split (in place), or on a new site's own label
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -18,8 +17,11 @@ from cxr.rundir import RunDir
 
 
 def register(app: typer.Typer) -> None:
-    group = typer.Typer(no_args_is_help=True, help="A model at a new site, without retraining: calibrate its "
-                        "probabilities and threshold, adapt its batch-norm statistics.")  # fmt: skip
+    group = typer.Typer(
+        no_args_is_help=True,
+        help="A model at a new site, without retraining: calibrate its "
+        "probabilities and threshold, adapt its batch-norm statistics.",
+    )
     for name, command in (("calibrate", calibrate), ("adapt", adapt)):
         group.command(name)(command)
         keep_old_spelling(app, name, f"site {name}", command)
@@ -28,23 +30,26 @@ def register(app: typer.Typer) -> None:
 
 def calibrate(
     run: Path = typer.Argument(..., help="finished run directory"),
-    operating_point: Optional[str] = typer.Option(
+    operating_point: str | None = typer.Option(
         None, help="binary: sensitivity=0.95 | specificity=0.90 | youden | none (default: keep the run's rule)"
     ),
     temperature: bool = typer.Option(True, "--temperature/--no-temperature", help="fit temperature scaling"),
-    data: Optional[Path] = typer.Option(
-        None, help="a new site's labelled films (class folders or a manifest, e.g. from `cxr data split SITE "
-        "--calibration 0.3`): calibrate on them instead of the run's validation split; needs --out"
-    ),  # fmt: skip
+    data: Path | None = typer.Option(
+        None,
+        help="a new site's labelled films (class folders or a manifest, e.g. from `cxr data split SITE "
+        "--calibration 0.3`): calibrate on them instead of the run's validation split; needs --out",
+    ),
     split: str = typer.Option("calibration", help="with --data: the split of the site set to calibrate on"),
-    out: Optional[Path] = typer.Option(
-        None, help="with --data: new run directory for the site-calibrated model (RUN is not changed)",
+    out: Path | None = typer.Option(
+        None,
+        help="with --data: new run directory for the site-calibrated model (RUN is not changed)",
         callback=folder_out,
-    ),  # fmt: skip
-    adapt: Optional[list[Path]] = typer.Option(
-        None, help="with --data: first re-estimate batch-norm statistics (AdaBN) on these unlabelled site films or "
-        "folders (repeat the option for more)"
-    ),  # fmt: skip
+    ),
+    adapt: list[Path] | None = typer.Option(
+        None,
+        help="with --data: first re-estimate batch-norm statistics (AdaBN) on these unlabelled site films or "
+        "folders (repeat the option for more)",
+    ),
     batch_size: int = typer.Option(64, min=1, help="images per forward pass"),
 ) -> None:
     """Fit temperature (and the operating-point threshold) on the run's validation split, without retraining;
@@ -66,8 +71,11 @@ def calibrate(
     counts = ", ".join(f"{n} {c}" for c, n in result.record["n_per_class"].items())
     console.print(f"calibrated on {result.record['n']} films of site {result.record['site']} ({counts})")
     console.print(_summary_line(result.calibration, "site"))
-    console.print(f"wrote {result.path} ({run} is unchanged); score the site's other films with "
-                  f"`cxr evaluate {out} --data {data} --split test`", soft_wrap=True)  # fmt: skip
+    console.print(
+        f"wrote {result.path} ({run} is unchanged); score the site's other films with "
+        f"`cxr evaluate {out} --data {data} --split test`",
+        soft_wrap=True,
+    )
 
 
 def adapt(
@@ -98,9 +106,13 @@ def _calibrate_in_place(run: Path, operating_point: str | None, temperature: boo
 
 def _summary_line(cal, where: str) -> str:
     s = cal.summary
-    line = (f"temperature {cal.temperature:.3f} ({where} NLL {s['nll_before']:.4f} -> {s['nll_after']:.4f}, "
-            f"ECE {s['ece_before']:.3f} -> {s['ece_after']:.3f})")  # fmt: skip
+    line = (
+        f"temperature {cal.temperature:.3f} ({where} NLL {s['nll_before']:.4f} -> {s['nll_after']:.4f}, "
+        f"ECE {s['ece_before']:.3f} -> {s['ece_after']:.3f})"
+    )
     if cal.threshold is not None:
-        line += (f"; threshold {cal.threshold:.4f} for {cal.operating_point}: {where} sensitivity "
-                 f"{s['val_sensitivity']:.3f}, specificity {s['val_specificity']:.3f}")  # fmt: skip
+        line += (
+            f"; threshold {cal.threshold:.4f} for {cal.operating_point}: {where} sensitivity "
+            f"{s['val_sensitivity']:.3f}, specificity {s['val_specificity']:.3f}"
+        )
     return line

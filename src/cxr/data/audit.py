@@ -19,13 +19,13 @@ from typing import Any
 import numpy as np
 
 from cxr.atomic import write_text_atomic
+from cxr.data.audit_plots import plot_class_counts, plot_pairs
+from cxr.data.dicom import dicom_summary
 from cxr.data.images import DICOM_MAGIC_END, ImageReadError, is_dicom, load_grayscale
 from cxr.data.manifest import load_dataset
 from cxr.data.probes import bit_depth, encoder_digest, probe_groups, probe_lines, probe_pixels, run_probes
 from cxr.data.splits import patient_ids
 from cxr.rundir import PLOTS
-from cxr.data.dicom import dicom_summary
-from cxr.data.audit_plots import plot_class_counts, plot_pairs
 
 # pHash with a 16x16 DCT block (256 bits): on covid19-radiography and Kermany, re-encoded/cropped copies of one
 # radiograph sit at distance <= ~44 and different images of the same look (pediatric AP films) from ~38 up;
@@ -61,7 +61,6 @@ def inspect_file(path: Path) -> FileFacts:
     facts = FileFacts(sha256=hashlib.sha256(data).hexdigest(), file_size=len(data))
     try:
         if is_dicom(path, data[:DICOM_MAGIC_END]):
-
             facts.width, facts.height, facts.mode, facts.bits = dicom_summary(io.BytesIO(data), str(path))
         else:
             with Image.open(io.BytesIO(data)) as im:
@@ -189,10 +188,14 @@ def _group_finding(members: list[_Entry], **extra: Any) -> dict[str, Any]:
     splits = sorted({m.split for m in members})
     labels = sorted({m.label for m in members})
     return {
-        "n_files": len(members), "splits": splits, "across_splits": len(splits) > 1,
-        "labels": labels, "conflicting_labels": len(labels) > 1, **extra,
+        "n_files": len(members),
+        "splits": splits,
+        "across_splits": len(splits) > 1,
+        "labels": labels,
+        "conflicting_labels": len(labels) > 1,
+        **extra,
         "files": [_file_record(m) for m in members],
-    }  # fmt: skip
+    }
 
 
 def audit_dataset(
@@ -223,15 +226,17 @@ def audit_dataset(
         if f.sha256:
             by_hash[f.sha256].append(i)
     exact = [
-        _group_finding([entries[i] for i in ix], sha256=h) for h, ix in sorted(by_hash.items(), key=lambda kv: kv[1][0])
+        _group_finding([entries[i] for i in ix], sha256=h)
+        for h, ix in sorted(by_hash.items(), key=lambda kv: kv[1][0])
         if len(ix) > 1
-    ]  # fmt: skip
+    ]
 
     readable, hashes = phash_matrix(facts)
     pairs = [
-        (readable[a], readable[b], d) for a, b, d in near_pairs(hashes, threshold)
+        (readable[a], readable[b], d)
+        for a, b, d in near_pairs(hashes, threshold)
         if facts[readable[a]].sha256 != facts[readable[b]].sha256  # byte-identical copies are reported as exact
-    ]  # fmt: skip
+    ]
     near = []
     for comp in _components(len(entries), [(a, b) for a, b, _ in pairs]):
         inside = set(comp)
@@ -244,15 +249,20 @@ def audit_dataset(
         if e.patient:
             patients[e.patient].append(e)
     overlap = [
-        {"patient_id": pid, **_group_finding(members)} for pid, members in sorted(patients.items())
+        {"patient_id": pid, **_group_finding(members)}
+        for pid, members in sorted(patients.items())
         if len({m.split for m in members}) > 1
-    ]  # fmt: skip
+    ]
 
     fit_split = "train" if "train" in ds.splits else next(iter(ds.splits))  # the images a model learns from
     cue_rows = [i for i, e in enumerate(entries) if e.split == fit_split and facts[i].intensity]
-    cue = intensity_cue_auc(
-        np.array([facts[i].intensity for i in cue_rows]), np.array([entries[i].label for i in cue_rows])
-    ) if cue_rows else None  # fmt: skip
+    cue = (
+        intensity_cue_auc(
+            np.array([facts[i].intensity for i in cue_rows]), np.array([entries[i].label for i in cue_rows])
+        )
+        if cue_rows
+        else None
+    )
 
     first_of: dict[str, int] = {}  # a patient's first image: the others link to it
     linked = [(a, b) for a, b, _ in pairs] + [(ix[0], j) for ix in by_hash.values() for j in ix[1:]]
@@ -283,13 +293,16 @@ def audit_dataset(
     return {
         "data": str(data),
         "root": str(ds.root),  # file paths below are relative to it
-        "settings": {"hash": f"pHash {HASH_SIZE**2} bits", "threshold": threshold, "patient_id_pattern": pattern,
-                     "intensity_cue_split": fit_split},  # fmt: skip
+        "settings": {
+            "hash": f"pHash {HASH_SIZE**2} bits",
+            "threshold": threshold,
+            "patient_id_pattern": pattern,
+            "intensity_cue_split": fit_split,
+        },
         "classes": ds.classes,
         "summary": summary,
         "counts": counts,
-        "image_sizes": {"distinct": len(sizes), "most_common": dict(sizes.most_common(10)),
-                        **_size_range(facts)},  # fmt: skip
+        "image_sizes": {"distinct": len(sizes), "most_common": dict(sizes.most_common(10)), **_size_range(facts)},
         "modes": dict(Counter(f.mode for f in facts if f.mode).most_common()),
         "unreadable": unreadable,
         "exact_duplicates": exact,
@@ -306,8 +319,10 @@ def _size_range(facts: list[FileFacts]) -> dict[str, list[int]]:
     ok = [f for f in facts if f.width]
     if not ok:
         return {}
-    return {"min_width_height": [min(f.width for f in ok), min(f.height for f in ok)],
-            "max_width_height": [max(f.width for f in ok), max(f.height for f in ok)]}  # fmt: skip
+    return {
+        "min_width_height": [min(f.width for f in ok), min(f.height for f in ok)],
+        "max_width_height": [max(f.width for f in ok), max(f.height for f in ok)],
+    }
 
 
 def example_pairs(report: dict[str, Any], limit: int = 8) -> list[tuple[Path, Path, str]]:
@@ -344,8 +359,9 @@ def _intensity_cue_line(auc: float | None, split: str) -> str:
         return "intensity cue: not measured (fewer than 5 readable images in a class)"
     line = f"intensity cue: global brightness/contrast statistics alone predict the class with AUC {auc:.2f} ({split})"
     if auc > INTENSITY_CUE_WARN:
-        line += ("; a model can learn the scanner or batch instead of the disease: "
-                 "consider `input_norm: image` or `histeq`")  # fmt: skip
+        line += (
+            "; a model can learn the scanner or batch instead of the disease: consider `input_norm: image` or `histeq`"
+        )
     return line
 
 

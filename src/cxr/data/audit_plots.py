@@ -10,6 +10,7 @@ import numpy as np
 from cxr.data.images import ImageReadError, load_grayscale
 from cxr.figures import save_figure as _save
 
+
 def plot_class_counts(counts: dict[str, dict[str, int]], path: Path) -> Path:
     """Grouped bars: one group per split, one bar per class, each bar labelled with its count."""
     splits = list(counts)

@@ -20,7 +20,9 @@ class DedupResult:
     classes: list[str]
     splits: dict[str, LabeledFiles]  # what is kept, per split of the source
     patient_ids: dict[Path, str | None]
-    removed: list[tuple[Path, Path, int]] = field(default_factory=list)  # (source file, its copy in `against`, distance)
+    removed: list[tuple[Path, Path, int]] = field(
+        default_factory=list
+    )  # (source file, its copy in `against`, distance)
     unreadable: list[str] = field(default_factory=list)  # files of either dataset that could not be compared
 
 
@@ -32,7 +34,8 @@ def exclude_near_duplicates(
     workers: int | None = None,
     progress: bool = False,
 ) -> DedupResult:
-    """Every split of `data` minus the files within pHash distance `threshold` (or byte-identical) of any file of `against`."""
+    """Every split of `data` minus the files within pHash distance `threshold` (or byte-identical) of any file of
+    `against`."""
     source, other = load_dataset(data), load_dataset(against)
     src_files = [(split, p, y) for split, files in source.splits.items() for p, y in zip(files.paths, files.labels)]
     everything = [p for _, p, _ in src_files] + [p for files in other.splits.values() for p in files.paths]

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cxr.data.images import IMAGE_EXTENSIONS, is_image_file
-from cxr.errors import CxrError
 from cxr.data.cache import default_cache_dir
+from cxr.data.images import IMAGE_EXTENSIONS, is_image_file
 from cxr.data.medmnist import npz_to_class_folders
+from cxr.errors import CxrError
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -55,7 +55,6 @@ def scan_class_folders(root: str | Path) -> ClassFolderDataset:
     """
     root = Path(root)
     if root.suffix.lower() == ".npz" and root.is_file():
-
         root = npz_to_class_folders(root, default_cache_dir())
     if root.is_file():
         raise CxrError(f"{root} is a file; give a folder with train/<class>/, a CSV manifest (.csv) or a MedMNIST .npz")

@@ -122,7 +122,8 @@ COLOUR_VIEW_SIDE = 64  # colourfulness is a global statistic: a 64 px view measu
 
 
 def _colourfulness(rgb: np.ndarray) -> float:
-    """Hasler & Suesstrunk's colourfulness metric of an (H, W, 3) image: sqrt of the opponent channels' spread and mean."""
+    """Hasler & Suesstrunk's colourfulness metric of an (H, W, 3) image: sqrt of the opponent channels' spread and
+    mean."""
     r, g, b = (rgb[..., i].astype(np.float64) for i in range(3))
     rg, yb = r - g, 0.5 * (r + g) - b
     return float(np.hypot(rg.std(), yb.std()) + 0.3 * np.hypot(rg.mean(), yb.mean()))
@@ -145,7 +146,9 @@ def _describe_pil(source: str | Path | BinaryIO) -> ImageInfo:
 def describe_image(source: str | Path | BinaryIO, name: str | None = None) -> ImageInfo:
     """The file's own size, mode and colour, read from its header and a tiny view (no full decode for JPEG/PNG
     headers); an unreadable file raises ImageReadError as `load_grayscale` would."""
-    path = Path(source) if isinstance(source, (str, Path)) else Path(name or getattr(source, "name", None) or "<upload>")
+    path = (
+        Path(source) if isinstance(source, (str, Path)) else Path(name or getattr(source, "name", None) or "<upload>")
+    )
     try:
         source, head = _peek_source(source)
         start = None if isinstance(source, (str, Path)) else source.tell()

@@ -16,8 +16,8 @@ from __future__ import annotations
 import hashlib
 import math
 import warnings
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -100,14 +100,25 @@ def thumbnail_features(smalls: Sequence[bytes]) -> np.ndarray:
 def file_property_features(facts: Sequence[FileFacts]) -> tuple[np.ndarray, list[bool]]:
     """Header facts as a numeric matrix (format and mode as category codes) and the categorical-column mask."""
     split = [(f.mode.split(" ", 1) + [""])[:2] for f in facts]  # the audit's mode string is "<format> <mode>"
-    columns = {"format": [p[0] for p in split], "mode": [p[1] for p in split],
-               "jpeg_tables": [f.jpeg_tables for f in facts]}  # fmt: skip
+    columns = {
+        "format": [p[0] for p in split],
+        "mode": [p[1] for p in split],
+        "jpeg_tables": [f.jpeg_tables for f in facts],
+    }
     codes = {k: _category_codes(v) for k, v in columns.items()}
     rows = [
-        (f.width, f.height, f.width / max(1, f.height), f.bits, math.log2(max(1, f.file_size)),
-         codes["format"][i], codes["mode"][i], codes["jpeg_tables"][i])
+        (
+            f.width,
+            f.height,
+            f.width / max(1, f.height),
+            f.bits,
+            math.log2(max(1, f.file_size)),
+            codes["format"][i],
+            codes["mode"][i],
+            codes["jpeg_tables"][i],
+        )
         for i, f in enumerate(facts)
-    ]  # fmt: skip
+    ]
     return np.array(rows, dtype=np.float64), [name in _CATEGORICAL for name in FILE_FEATURES]
 
 
@@ -124,12 +135,16 @@ def probe_groups(n: int, linked: list[tuple[int, int]]) -> np.ndarray:
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    a, b = (np.array(linked, dtype=np.int64).T if linked else (np.zeros(0, np.int64), np.zeros(0, np.int64)))
+    a, b = np.array(linked, dtype=np.int64).T if linked else (np.zeros(0, np.int64), np.zeros(0, np.int64))
     return connected_components(coo_matrix((np.ones(len(a)), (a, b)), shape=(n, n)), directed=False)[1]
 
 
 def cross_validated_auc(
-    make_model: Callable[[], Any], x: np.ndarray, y: np.ndarray, groups: np.ndarray, classes: Sequence[str] = (),
+    make_model: Callable[[], Any],
+    x: np.ndarray,
+    y: np.ndarray,
+    groups: np.ndarray,
+    classes: Sequence[str] = (),
     folds: int = PROBE_FOLDS,
 ) -> dict[str, Any] | None:
     """AUC (one-vs-rest macro for several classes) per fold of a StratifiedGroupKFold; None when too few images.
@@ -150,8 +165,11 @@ def cross_validated_auc(
     scores = np.array([a for a in (_auc(y[test], oof[test]) for _, test in splits) if a is not None])
     if len(scores) == 0:
         return None
-    out = {"auc": round(float(scores.mean()), 3), "auc_sd": round(float(scores.std()), 3),
-           "fold_aucs": [round(float(s), 3) for s in scores]}  # fmt: skip
+    out = {
+        "auc": round(float(scores.mean()), 3),
+        "auc_sd": round(float(scores.std()), 3),
+        "fold_aucs": [round(float(s), 3) for s in scores],
+    }
     if len(counts) > 2 and len(classes) == len(counts):
         out["class_aucs"] = {c: round(float(roc_auc_score(y == k, oof[:, k])), 3) for k, c in enumerate(classes)}
     return out
@@ -182,7 +200,11 @@ def _tree_model(categorical: list[bool]) -> Callable[[], Any]:
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     return lambda: HistGradientBoostingClassifier(
-        max_iter=50, max_depth=3, min_samples_leaf=5, categorical_features=categorical, early_stopping=False,
+        max_iter=50,
+        max_depth=3,
+        min_samples_leaf=5,
+        categorical_features=categorical,
+        early_stopping=False,
         random_state=0,
     )  # min_samples_leaf 5, not 20: a dozen PNGs among 300 JPEGs is a cue worth a leaf
 
@@ -211,19 +233,36 @@ def _run_probes(facts: Sequence[FileFacts], labels: Sequence[str], groups: np.nd
     smalls = [f.probe_pixels for f in kept]
     ring = max(1, round(BORDER_FRACTION * PROBE_SIDE))
     specs = {
-        "file_properties": (file_x, _tree_model(categorical), list(FILE_FEATURES),
-                            "gradient-boosted trees (50 x depth 3)"),
-        "border": (border_features(smalls) if kept else None, _linear_model,
-                   [f"outer {ring} of {PROBE_SIDE} px per side ({BORDER_FRACTION:.0%}), centre blanked"],
-                   "standardise + logistic regression"),
-        "thumbnail": (thumbnail_features(smalls) if kept else None, _linear_model,
-                      [f"{THUMBNAIL_SIDE}x{THUMBNAIL_SIDE} px"], "standardise + logistic regression"),
-    }  # fmt: skip
+        "file_properties": (
+            file_x,
+            _tree_model(categorical),
+            list(FILE_FEATURES),
+            "gradient-boosted trees (50 x depth 3)",
+        ),
+        "border": (
+            border_features(smalls) if kept else None,
+            _linear_model,
+            [f"outer {ring} of {PROBE_SIDE} px per side ({BORDER_FRACTION:.0%}), centre blanked"],
+            "standardise + logistic regression",
+        ),
+        "thumbnail": (
+            thumbnail_features(smalls) if kept else None,
+            _linear_model,
+            [f"{THUMBNAIL_SIDE}x{THUMBNAIL_SIDE} px"],
+            "standardise + logistic regression",
+        ),
+    }
     out: dict[str, Any] = {
-        "settings": {"folds": PROBE_FOLDS, "splits": "all, pooled", "cv": "StratifiedGroupKFold",
-                     "groups": "patient id, exact and near duplicates", "warn_auc": PROBE_WARN_AUC,
-                     "pixels": "each image standardised by its own mean and SD",
-                     "images": len(rows), "readable_images": readable},  # fmt: skip
+        "settings": {
+            "folds": PROBE_FOLDS,
+            "splits": "all, pooled",
+            "cv": "StratifiedGroupKFold",
+            "groups": "patient id, exact and near duplicates",
+            "warn_auc": PROBE_WARN_AUC,
+            "pixels": "each image standardised by its own mean and SD",
+            "images": len(rows),
+            "readable_images": readable,
+        },
     }
     for name, (x, make_model, features, model) in specs.items():
         result = cross_validated_auc(make_model, x, y, g, classes) if kept else None
@@ -276,9 +315,11 @@ def probe_lines(probes: dict[str, Any]) -> list[str]:
     """The printed summary: one line with every probe's AUC, then one plain-words warning per probe above threshold."""
     parts = [
         f"{TITLES[k]} {p['auc']:.2f} (folds {min(p['fold_aucs']):.2f}-{max(p['fold_aucs']):.2f})"
-        if p["auc"] is not None else f"{TITLES[k]} not measured"
-        for k, p in probes.items() if k in TITLES
-    ]  # fmt: skip
+        if p["auc"] is not None
+        else f"{TITLES[k]} not measured"
+        for k, p in probes.items()
+        if k in TITLES
+    ]
     s = probes["settings"]
     lines = [f"shortcut probes ({s['folds']}-fold CV AUC, all splits pooled, grouped by patient): " + ", ".join(parts)]
     for kind in ("warning", "note"):

@@ -33,18 +33,30 @@ class AugmentConfig(StrictModel):
     contrast: float = Field(0.15, ge=0, lt=1, description="random gamma in 1 +- contrast (0 = off); scanners differ")
     brightness: float = Field(0.1, ge=0, lt=1, description="random intensity scale in 1 +- brightness (0 = off)")
     low_res: float = Field(
-        0.25, ge=0, le=1, description="probability of down- then up-sampling by 0.25x-1x (0 = off); films arrive at "
+        0.25,
+        ge=0,
+        le=1,
+        description="probability of down- then up-sampling by 0.25x-1x (0 = off); films arrive at "
         "many resolutions and resampling histories",
-    )  # fmt: skip
+    )
     noise: float = Field(
-        0.05, ge=0, le=0.5, description="max std of added Gaussian noise as a share of white, drawn per film from "
+        0.05,
+        ge=0,
+        le=0.5,
+        description="max std of added Gaussian noise as a share of white, drawn per film from "
         "0..noise, on half the films (0 = off); low-dose and portable films are noisy",
-    )  # fmt: skip
+    )
     blur: float = Field(
-        1.0, ge=0, le=8, description="max Gaussian blur sigma in pixels at 224 px (scaled with image_size), on a "
+        1.0,
+        ge=0,
+        le=8,
+        description="max Gaussian blur sigma in pixels at 224 px (scaled with image_size), on a "
         "third of the films (0 = off); detectors and resampling soften edges",
-    )  # fmt: skip
+    )
     mixup: float = Field(
-        0.2, ge=0, le=10, description="mixup: train on blends of two images with their labels blended alike, "
+        0.2,
+        ge=0,
+        le=10,
+        description="mixup: train on blends of two images with their labels blended alike, "
         "weight ~ Beta(mixup, mixup), e.g. 0.2 (0 = off)",
-    )  # fmt: skip
+    )

@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold, train_test_split
 
-from cxr.data.settings import KERMANY_PATIENT_PATTERN
 from cxr.data.folders import LabeledFiles, scan_flat_class_folders
-from cxr.data.manifest import CALIBRATION_SPLIT, is_manifest, load_dataset
-from cxr.errors import CxrError
 from cxr.data.images import file_sha256
+from cxr.data.manifest import CALIBRATION_SPLIT, is_manifest, load_dataset
+from cxr.data.settings import KERMANY_PATIENT_PATTERN
+from cxr.errors import CxrError
 
 FOLDS = 10  # patient folds a site set is cut from: the calibration share in steps of a tenth
 

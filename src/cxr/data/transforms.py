@@ -54,8 +54,11 @@ def train_augmentation(cfg: AugmentConfig, image_size: int, seed: int) -> Compos
     if cfg.brightness > 0:
         transforms.append(RandScaleIntensity(factors=cfg.brightness, prob=0.5))
     if cfg.low_res > 0:
-        transforms.append(RandSimulateLowResolution(
-            prob=cfg.low_res, downsample_mode="area", upsample_mode="bilinear", zoom_range=LOW_RES_ZOOM))  # fmt: skip
+        transforms.append(
+            RandSimulateLowResolution(
+                prob=cfg.low_res, downsample_mode="area", upsample_mode="bilinear", zoom_range=LOW_RES_ZOOM
+            )
+        )
     if cfg.blur > 0:
         top = cfg.blur * image_size / 224
         sigma = (min(MIN_BLUR_SIGMA, top), top)

@@ -62,7 +62,7 @@ def match_paths(reference: list[str], evaluated: list[Path], base: Path) -> np.n
         hit = resolved.get((ref_path if ref_path.is_absolute() else base / ref_path).resolve())
         if hit is None:
             parts = ref_path.parts
-            cands = [i for i in by_name.get(ref_path.name, []) if Path(evaluated[i]).parts[-len(parts):] == parts]
+            cands = [i for i in by_name.get(ref_path.name, []) if Path(evaluated[i]).parts[-len(parts) :] == parts]
             hit = cands[0] if len(cands) == 1 else None
         out[j] = -1 if hit is None else hit
     return out
@@ -73,9 +73,11 @@ def kappa_with_ci(a: np.ndarray, b: np.ndarray, strata: np.ndarray, n_cls: int, 
     ci = None
     if n_bootstrap > 0:
         dist = bootstrap_distribution(
-            strata, lambda idx: {"k": cohen_kappa_from_confusion(batched_confusion(a[idx], b[idx], n_cls))},
-            n_bootstrap, seed,
-        )  # fmt: skip
+            strata,
+            lambda idx: {"k": cohen_kappa_from_confusion(batched_confusion(a[idx], b[idx], n_cls))},
+            n_bootstrap,
+            seed,
+        )
         ci = percentile_interval(dist["k"])
     return (None if np.isnan(kappa) else kappa), ci
 

@@ -6,7 +6,8 @@ metric at once (and both models of a paired comparison), which its one-statistic
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 

@@ -14,14 +14,14 @@ import torch
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax
 
+from cxr.data.run_files import split_files
 from cxr.errors import CxrError
 from cxr.evaluation.bootstrap import bootstrap_distribution, describe, intervals
 from cxr.evaluation.metrics import expected_calibration_error
 from cxr.evaluation.operating_point import check_binary, choose_threshold, parse_operating_point
+from cxr.inference.bundle import Bundle, save_bundle
 from cxr.inference.predict import apply_temperature, predict_logits
 from cxr.rundir import RunDir
-from cxr.data.run_files import split_files
-from cxr.inference.bundle import Bundle, save_bundle
 
 TEMPERATURE_RANGE = (0.05, 20.0)
 # sd of the prior on log T when fitting on validation: lowest out-of-fold log loss of {none, 2, 1, 0.5, 0.25, T = 1} on
@@ -72,11 +72,13 @@ def calibration_summary(
     if n_bootstrap > 0:
         dist = bootstrap_distribution(
             y_true,
-            lambda idx: {name: expected_calibration_error(p[idx], y_true[idx], ECE_BINS)
-                         for name, p in (("ece_before", before), ("ece_after", after))},
+            lambda idx: {
+                name: expected_calibration_error(p[idx], y_true[idx], ECE_BINS)
+                for name, p in (("ece_before", before), ("ece_after", after))
+            },
             n_bootstrap,
             seed,
-        )  # fmt: skip
+        )
         out["ci"] = intervals(dist)
         out["ci_method"] = describe(n_bootstrap, seed)
     return out
@@ -91,9 +93,12 @@ class Calibration:
 
 
 def calibrate_on_validation(
-    logits: np.ndarray, y_true: np.ndarray, classes: list[str], operating_point: str | None = None,
+    logits: np.ndarray,
+    y_true: np.ndarray,
+    classes: list[str],
+    operating_point: str | None = None,
     fit_temp: bool = True,
-) -> Calibration:  # fmt: skip
+) -> Calibration:
     """Fit the temperature, then (binary, if asked) the threshold on the temperature-scaled probabilities."""
     check_binary(operating_point, classes)
     y_true = np.asarray(y_true)
@@ -108,9 +113,12 @@ def calibrate_on_validation(
         decided = probs[:, 1] >= threshold
         positive = y_true == 1
         summary.update(
-            operating_point=str(spec), threshold=threshold, positive_class=classes[1],
-            val_sensitivity=float(decided[positive].mean()), val_specificity=float((~decided[~positive]).mean()),
-        )  # fmt: skip
+            operating_point=str(spec),
+            threshold=threshold,
+            positive_class=classes[1],
+            val_sensitivity=float(decided[positive].mean()),
+            val_specificity=float((~decided[~positive]).mean()),
+        )
     return Calibration(temperature, threshold, summary["operating_point"], summary)
 
 
@@ -122,9 +130,12 @@ def logits_in_batches(model: torch.nn.Module, images: np.ndarray, mean: float, s
 
 
 def calibrate_run(
-    run_dir: str | Path, operating_point: str | None = None, fit_temp: bool = True, batch_size: int = 64,
+    run_dir: str | Path,
+    operating_point: str | None = None,
+    fit_temp: bool = True,
+    batch_size: int = 64,
     progress: bool = False,
-) -> Calibration:  # fmt: skip
+) -> Calibration:
     """Refit temperature and threshold of a finished run on its validation split and rewrite `model.pt`.
 
     With no `operating_point`, the one saved in the bundle (if any) is chosen again on the new probabilities;

@@ -11,14 +11,14 @@ from typing import Any
 import numpy as np
 from scipy.stats import binomtest, norm, rankdata
 
+from cxr.data.run_files import split_files
 from cxr.errors import CxrError
 from cxr.evaluation.bootstrap import DEFAULT_RESAMPLES, bootstrap_distribution, describe, intervals
 from cxr.evaluation.metrics import compute_metrics, resampled_metrics
 from cxr.evaluation.oof import is_cross_validation, read_oof
 from cxr.evaluation.plots import plot_roc_compare
-from cxr.inference.predict import decide
-from cxr.data.run_files import split_files
 from cxr.inference.bundle import Bundle
+from cxr.inference.predict import decide
 
 HEADLINE = ("accuracy", "balanced_accuracy", "roc_auc", "sensitivity", "specificity")
 
@@ -54,16 +54,26 @@ def delong_test(positive: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray
     z = diff / se if se > 0 else 0.0
     half = norm.ppf(0.5 + level / 2) * se
     return {
-        "auc_a": float(aucs[0]), "auc_b": float(aucs[1]), "difference": float(diff), "se": se, "z": float(z),
-        "p_value": float(2 * norm.sf(abs(z))) if se > 0 else 1.0, "ci": [float(diff - half), float(diff + half)],
+        "auc_a": float(aucs[0]),
+        "auc_b": float(aucs[1]),
+        "difference": float(diff),
+        "se": se,
+        "z": float(z),
+        "p_value": float(2 * norm.sf(abs(z))) if se > 0 else 1.0,
+        "ci": [float(diff - half), float(diff + half)],
         "method": "DeLong",
-    }  # fmt: skip
+    }
 
 
 def paired_differences(
-    y_true: np.ndarray, probs_a: np.ndarray, probs_b: np.ndarray, classes: list[str],
-    thresholds: tuple[float | None, float | None], n_bootstrap: int, seed: int,
-) -> dict[str, Any]:  # fmt: skip
+    y_true: np.ndarray,
+    probs_a: np.ndarray,
+    probs_b: np.ndarray,
+    classes: list[str],
+    thresholds: tuple[float | None, float | None],
+    n_bootstrap: int,
+    seed: int,
+) -> dict[str, Any]:
     """A - B for the headline figures on the same resamples; two-sided bootstrap p-value for each."""
     pred_a, pred_b = decide(probs_a, thresholds[0]), decide(probs_b, thresholds[1])
 
@@ -83,9 +93,16 @@ def paired_differences(
 
 
 def compare_runs(
-    run_a: Path, run_b: Path, data: Path | None = None, split: str = "test", out: Path | None = None,
-    n_bootstrap: int = DEFAULT_RESAMPLES, seed: int = 0, batch_size: int = 64, progress: bool = False,
-) -> dict[str, Any]:  # fmt: skip
+    run_a: Path,
+    run_b: Path,
+    data: Path | None = None,
+    split: str = "test",
+    out: Path | None = None,
+    n_bootstrap: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> dict[str, Any]:
     """Run both models on `split` of `data` (default: run A's data), or pair two cross-validations' out-of-fold
     predictions; write comparison.json and the ROC plot."""
     run_a, run_b = Path(run_a), Path(run_b)
@@ -95,7 +112,8 @@ def compare_runs(
         split = "out-of-fold"
     else:
         classes, y_true, probs_a, probs_b, thresholds = _paired_predictions(
-            run_a, run_b, data, split, batch_size, progress)
+            run_a, run_b, data, split, batch_size, progress
+        )
     names = _display_names(run_a, run_b)
     result: dict[str, Any] = {
         "split": split,
@@ -116,9 +134,14 @@ def compare_runs(
         if len(classes) > 2 and "roc_auc" in result["differences"]:
             d = result["differences"]["roc_auc"]
             auc = [result["metrics"][n]["roc_auc"] for n in names]
-            result["auc_test"] = {"auc_a": auc[0], "auc_b": auc[1], "difference": auc[0] - auc[1], "ci": d["ci"],
-                                  "p_value": d["p_value"],
-                                  "method": "paired stratified bootstrap (macro AUC)"}  # fmt: skip
+            result["auc_test"] = {
+                "auc_a": auc[0],
+                "auc_b": auc[1],
+                "difference": auc[0] - auc[1],
+                "ci": d["ci"],
+                "p_value": d["p_value"],
+                "method": "paired stratified bootstrap (macro AUC)",
+            }
     out = Path(out) if out is not None else run_a.parent / f"compare_{run_a.name}_vs_{run_b.name}"
     out.mkdir(parents=True, exist_ok=True)
     plot_roc_compare(y_true, {names[0]: probs_a, names[1]: probs_b}, classes, out / f"roc_compare_{split}.png")

@@ -74,9 +74,11 @@ def guard_section(preds: Predictions) -> dict[str, Any] | None:
         "flagged": len(flagged),
         "share": len(flagged) / max(1, len(preds.paths)),
         "median_score": float(np.median(preds.ood_score)) if len(preds.ood_score) else None,
-        "examples": [{"path": str(preds.paths[i]), "score": float(preds.ood_score[i]), "reason": preds.ood_reason[i]}
-                     for i in flagged[:20]],
-    }  # fmt: skip
+        "examples": [
+            {"path": str(preds.paths[i]), "score": float(preds.ood_score[i]), "reason": preds.ood_reason[i]}
+            for i in flagged[:20]
+        ],
+    }
 
 
 def evaluate_run(
@@ -105,8 +107,10 @@ def evaluate_run(
     if not preds.paths:
         raise CxrError(f"no readable images in the {split} split")
     y_true = np.array([label_of[Path(p)] for p in preds.paths])
-    metrics = cast(SplitMetrics, compute_metrics(y_true, preds.probabilities, bundle.classes, bundle.meta.threshold,
-                                                 n_bootstrap, seed))  # fmt: skip
+    metrics = cast(
+        SplitMetrics,
+        compute_metrics(y_true, preds.probabilities, bundle.classes, bundle.meta.threshold, n_bootstrap, seed),
+    )
     metrics["skipped_unreadable"] = preds.errors
     metrics["tta"] = tta
     metrics["guard"] = guard_section(preds)
@@ -116,8 +120,12 @@ def evaluate_run(
     files = RunDir(run_dir)
     plots = files.plots
     metrics.update(clinical_sections(y_true, preds, bundle.meta, key, plots, n_bootstrap, seed, reference))
-    plot_confusion_matrix(metrics["confusion_matrix"], bundle.classes, plots / f"confusion_matrix_{key}.png",
-                          title=f"Confusion matrix ({key}, n={metrics['n']})")  # fmt: skip
+    plot_confusion_matrix(
+        metrics["confusion_matrix"],
+        bundle.classes,
+        plots / f"confusion_matrix_{key}.png",
+        title=f"Confusion matrix ({key}, n={metrics['n']})",
+    )
     plot_roc(y_true, preds.probabilities, bundle.classes, plots / f"roc_{key}.png", title=f"ROC ({key})")
     plot_training_curves(read_history(files.history), plots / "training_curves.png")
     write_predictions_csv(files.predictions(key), preds, y_true)
@@ -126,7 +134,6 @@ def evaluate_run(
         metrics["stress"] = previous["stress"]
     files.merge_metrics({key: metrics})
     if files.mlflow.is_file():  # a tracked run (`--track`): the split's figures join its MLflow run
-
         try:
             log_evaluation(run_dir, key, metrics)
         except CxrError as e:  # the figures are written above; an unreachable store must not read as a failure

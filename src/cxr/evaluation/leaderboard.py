@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,8 +24,23 @@ from cxr.rundir import FOLDS, METRICS, NESTED_RUNS, PREVIOUS_RUN, RunDir
 NESTED = {*NESTED_RUNS, FOLDS, PREVIOUS_RUN}  # runs inside a run: listed through their parent
 SORT_KEYS = ("val.accuracy", "val.auc", "test.accuracy", "test.auc", "seconds", "date")
 FORMATS = ("table", "csv", "markdown", "json")
-COLUMNS = ("group", "rank", "run", "model", "data", "image_size", "epochs", "precision", "val_accuracy", "val_auc",
-           "test_accuracy", "test_auc", "seconds", "date", "note")  # fmt: skip
+COLUMNS = (
+    "group",
+    "rank",
+    "run",
+    "model",
+    "data",
+    "image_size",
+    "epochs",
+    "precision",
+    "val_accuracy",
+    "val_auc",
+    "test_accuracy",
+    "test_auc",
+    "seconds",
+    "date",
+    "note",
+)
 
 
 def _find_runs(folder: Path) -> list[Path]:
@@ -48,14 +63,18 @@ def read_run(run: Path, label: str) -> dict[str, Any]:
     data = config.get("data")
     other_splits = sorted(k for k in metrics if "@" in k or k.endswith("-tta"))
     row: dict[str, Any] = {
-        "run": label, "path": str(run), "model": config.get("model") if config.get("ensemble", 1) == 1
-        else f"ensemble of {config['ensemble']}", "data": Path(data).name if data else "-",
-        "data_path": str(Path(data).resolve()) if data else None, "image_size": config.get("image_size"),
-        "epochs": training.get("epochs_run"), "precision": training.get("precision"),
+        "run": label,
+        "path": str(run),
+        "model": config.get("model") if config.get("ensemble", 1) == 1 else f"ensemble of {config['ensemble']}",
+        "data": Path(data).name if data else "-",
+        "data_path": str(Path(data).resolve()) if data else None,
+        "image_size": config.get("image_size"),
+        "epochs": training.get("epochs_run"),
+        "precision": training.get("precision"),
         "seconds": training.get("wall_seconds"),
-        "date": datetime.fromtimestamp((run / BUNDLE_FILE).stat().st_mtime, timezone.utc).strftime("%Y-%m-%d %H:%M"),
+        "date": datetime.fromtimestamp((run / BUNDLE_FILE).stat().st_mtime, UTC).strftime("%Y-%m-%d %H:%M"),
         "note": "also evaluated on " + ", ".join(other_splits) if other_splits else "",
-    }  # fmt: skip
+    }
     for split in ("val", "test"):
         for name, key in (("accuracy", "accuracy"), ("auc", "roc_auc")):
             row[f"{split}.{name}"] = _figure(metrics.get(split), key)
@@ -72,10 +91,13 @@ def collect_runs(folders: list[Path], sort: str = "test.accuracy") -> list[dict[
             raise CxrError(f"{folder} is not a folder; pass folders that hold run directories from `cxr train`")
         runs = _find_runs(folder)
         if not runs:
-            raise CxrError(f"{folder} holds no finished run (a folder with {BUNDLE_FILE} and {METRICS}); pass the "
-                           "folder `cxr train --out` wrote into, or its parent")  # fmt: skip
-        rows += [read_run(r, str(Path(folder.name) / r.relative_to(folder)) if r != folder else folder.name)
-                 for r in runs]  # fmt: skip
+            raise CxrError(
+                f"{folder} holds no finished run (a folder with {BUNDLE_FILE} and {METRICS}); pass the "
+                "folder `cxr train --out` wrote into, or its parent"
+            )
+        rows += [
+            read_run(r, str(Path(folder.name) / r.relative_to(folder)) if r != folder else folder.name) for r in runs
+        ]
     return rank(rows, sort)
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -61,10 +59,13 @@ def compute_metrics(
         "balanced_accuracy": float(balanced_accuracy_score(y_true, y_pred)),
         "roc_auc": auc,
         "per_class": {
-            c: {**{k: float(v) for k, v in report[c].items() if k != "support"}, "support": int(report[c]["support"]),
-                "roc_auc": auc_per_class[i]}
+            c: {
+                **{k: float(v) for k, v in report[c].items() if k != "support"},
+                "support": int(report[c]["support"]),
+                "roc_auc": auc_per_class[i],
+            }
             for i, c in enumerate(classes)
-        },  # fmt: skip
+        },
         "macro_avg": {k: float(v) for k, v in report["macro avg"].items() if k != "support"},
         "weighted_avg": {k: float(v) for k, v in report["weighted avg"].items() if k != "support"},
         "confusion_matrix": confusion_matrix(y_true, y_pred, labels=labels).tolist(),
@@ -151,16 +152,24 @@ def resampled_metrics(y_true: np.ndarray, y_pred: np.ndarray, probs: np.ndarray,
         "balanced_accuracy": r["balanced_accuracy"],
         "roc_auc": aucs[1] if n_cls == 2 else (None if any(a is None for a in aucs) else np.mean(aucs, axis=0)),
         "per_class": {
-            c: {"precision": r["precision"][:, i], "recall": r["recall"][:, i], "f1-score": r["f1-score"][:, i],
-                "roc_auc": aucs[i]}
+            c: {
+                "precision": r["precision"][:, i],
+                "recall": r["recall"][:, i],
+                "f1-score": r["f1-score"][:, i],
+                "roc_auc": aucs[i],
+            }
             for i, c in enumerate(classes)
-        },  # fmt: skip
+        },
         "macro_avg": {k: r[k].mean(axis=1) for k in ("precision", "recall", "f1-score")},
         "weighted_avg": {k: (r[k] * weights).sum(axis=1) for k in ("precision", "recall", "f1-score")},
     }
     if n_cls == 2:
-        out.update(sensitivity=r["recall"][:, 1], specificity=r["recall"][:, 0],
-                   ppv=r["precision"][:, 1], npv=r["precision"][:, 0])  # fmt: skip
+        out.update(
+            sensitivity=r["recall"][:, 1],
+            specificity=r["recall"][:, 0],
+            ppv=r["precision"][:, 1],
+            npv=r["precision"][:, 0],
+        )
     return out
 
 
@@ -192,5 +201,3 @@ def expected_calibration_error(probs: np.ndarray, y_true: np.ndarray, n_bins: in
     """(B,) ECE: the count-weighted mean |accuracy - confidence| over the bins of `calibration_bins`."""
     b = calibration_bins(probs, y_true, n_bins)
     return (b["count"] * np.abs(b["accuracy"] - b["confidence"])).sum(axis=1) / b["count"].sum(axis=1)
-
-

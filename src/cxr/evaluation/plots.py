@@ -85,7 +85,9 @@ def plot_reliability(
         used = count > 0
         sizes = 12 + 120 * count[used] / count.sum()
         line = ax.plot(bins["confidence"][0][used], bins["accuracy"][0][used], "-", lw=1.2, alpha=0.8, label=label)[0]
-        ax.scatter(bins["confidence"][0][used], bins["accuracy"][0][used], s=sizes, marker=marker, color=line.get_color())
+        ax.scatter(
+            bins["confidence"][0][used], bins["accuracy"][0][used], s=sizes, marker=marker, color=line.get_color()
+        )
         hist.bar(edges[:-1] + width * (k + 0.6), count, width=width, color=line.get_color(), alpha=0.85)
     ax.set_ylabel("accuracy")
     ax.set_ylim(0, 1.02)
@@ -99,9 +101,7 @@ def plot_reliability(
     return _save(fig, path)
 
 
-def plot_roc_compare(
-    y_true: np.ndarray, probs_by_model: dict[str, np.ndarray], classes: list[str], path: Path
-) -> Path:
+def plot_roc_compare(y_true: np.ndarray, probs_by_model: dict[str, np.ndarray], classes: list[str], path: Path) -> Path:
     """Side by side: one panel per class (one panel for binary), every model's ROC curve in each."""
     curves = _curves(y_true, classes)
     fig, axes = plt.subplots(1, max(1, len(curves)), figsize=(5 * max(1, len(curves)), 4.8), squeeze=False)

@@ -19,16 +19,16 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from cxr.version import __version__
 from cxr.atomic import write_text_atomic
 from cxr.data.images import ImageReadError, load_grayscale
 from cxr.errors import CxrError
+from cxr.evaluation.evaluate import evaluate_run
+from cxr.evaluation.site import SITE_KEY, site_note
+from cxr.explain.cam import CamExplainer
+from cxr.explain.overlay import overlay_rgb
 from cxr.inference.bundle import BUNDLE_FILE, Bundle
 from cxr.rundir import RunDir
-from cxr.explain.cam import CamExplainer
-from cxr.evaluation.site import SITE_KEY, site_note
-from cxr.evaluation.site import SITE_KEY
-from cxr.evaluation.evaluate import evaluate_run
+from cxr.version import __version__
 
 log = logging.getLogger("cxr")
 THUMB_SIDE = 260
@@ -79,17 +79,16 @@ def _split_counts(run_dir: Path, classes: list[str], metrics: dict, split: str) 
                 counts.setdefault(row["split"], Counter())[row["label"]] += 1
     section = metrics.get(split, {})
     counts[split] = Counter({c: v["support"] for c, v in section.get("per_class", {}).items()})
-    order = [s for s in ("train", "val", "test") if s in counts] + [s for s in counts if s not in ("train", "val", "test")]
-    return [{"split": s, "counts": [counts[s].get(c, 0) for c in classes], "total": sum(counts[s].values())}
-            for s in order]  # fmt: skip
+    order = [s for s in ("train", "val", "test") if s in counts] + [
+        s for s in counts if s not in ("train", "val", "test")
+    ]
+    return [
+        {"split": s, "counts": [counts[s].get(c, 0) for c in classes], "total": sum(counts[s].values())} for s in order
+    ]
 
 
 def _gradcam(bundle: Bundle, rows: list[dict[str, Any]]) -> dict[str, str]:
-    """Grad-CAM overlay data URIs by path, when the explain module is there; {} otherwise (section degrades)."""
-    try:
-        from cxr.explain.overlay import overlay_rgb
-    except ImportError:
-        return {}
+    """Grad-CAM overlay data URIs by path; {} when Grad-CAM cannot hook the model (the section degrades)."""
     try:
         explainer = CamExplainer(bundle)
         labels = {Path(r["path"]): r["label"] for r in rows}
@@ -117,11 +116,18 @@ def error_gallery(bundle: Bundle, predictions_csv: Path, size: int, gradcam: boo
         except (ImageReadError, OSError):
             thumb = None
         probs = r["probs"]
-        items.append({
-            "name": Path(r["path"]).name, "path": r["path"], "label": r["label"], "predicted": r["predicted"],
-            "p_predicted": probs[bundle.classes.index(r["predicted"])], "p_label": probs[bundle.classes.index(r["label"])],
-            "image": thumb, "cam": cams.get(str(Path(r["path"]))),
-        })  # fmt: skip
+        items.append(
+            {
+                "name": Path(r["path"]).name,
+                "path": r["path"],
+                "label": r["label"],
+                "predicted": r["predicted"],
+                "p_predicted": probs[bundle.classes.index(r["predicted"])],
+                "p_label": probs[bundle.classes.index(r["label"])],
+                "image": thumb,
+                "cam": cams.get(str(Path(r["path"]))),
+            }
+        )
     return {"n_wrong": len(wrong), "n": len(rows), "items": items, "gradcam": bool(cams)}
 
 
@@ -144,17 +150,22 @@ def _notes(section: dict[str, Any], classes: list[str], meta) -> list[str]:
             f"prevalence, {prev:.0%} in this test set; they will differ where the disease is rarer or commoner."
         )
         if meta.threshold is None:
-            notes.append("No operating point was chosen: decisions use the 0.5 threshold. "
-                         "Choose one on validation with `cxr site calibrate RUN --operating-point sensitivity=0.95`.")  # fmt: skip
+            notes.append(
+                "No operating point was chosen: decisions use the 0.5 threshold. "
+                "Choose one on validation with `cxr site calibrate RUN --operating-point sensitivity=0.95`."
+            )
     cal = section.get("calibration", {})
     if cal and cal["temperature"] != 1.0 and cal["nll_after"] > cal["nll_before"]:
         notes.append(
             f"The temperature fitted on validation (T = {cal['temperature']:.2f}) makes the test log-likelihood worse "
-            f"({cal['nll_before']:.3f} → {cal['nll_after']:.3f}): the validation split may be too small to calibrate on."
+            f"({cal['nll_before']:.3f} → {cal['nll_after']:.3f}): the validation split may be too small to "
+            "calibrate on."
         )
     if cal and cal.get("temperature") == 1.0:
-        notes.append("No temperature was fitted (a run trained before calibration existed): "
-                     "`cxr site calibrate RUN` fits one on validation without retraining.")  # fmt: skip
+        notes.append(
+            "No temperature was fitted (a run trained before calibration existed): "
+            "`cxr site calibrate RUN` fits one on validation without retraining."
+        )
     return notes
 
 
@@ -240,14 +251,18 @@ def render_html(context: dict[str, Any]) -> str:
 
 
 def write_report(
-    run_dir: str | Path, split: str = "test", out: Path | None = None, gallery_size: int = 12, gradcam: bool = True,
-    evaluate_kwargs: dict[str, Any] | None = None, evaluate_if_needed: bool = True,
-) -> Path:  # fmt: skip
+    run_dir: str | Path,
+    split: str = "test",
+    out: Path | None = None,
+    gallery_size: int = 12,
+    gradcam: bool = True,
+    evaluate_kwargs: dict[str, Any] | None = None,
+    evaluate_if_needed: bool = True,
+) -> Path:
     """Evaluate if needed, then write `report.html` (or `out`); returns its path."""
     run_dir = Path(run_dir)
     Bundle.load(run_dir)  # a clear error for an unfinished or missing run before anything else
     if evaluate_if_needed and needs_evaluation(run_dir, split):
-
         log.info("evaluating %s on %s first", run_dir, split)
         evaluate_run(run_dir, split, **(evaluate_kwargs or {}))
     html = render_html(build_context(run_dir, split, gallery_size, gradcam))

@@ -10,8 +10,8 @@ intensity transforms do not.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -152,24 +152,27 @@ def _collimation(images: Images, fraction: float, _rng) -> Images:
     return out
 
 
-SHIFTS: dict[str, Shift] = {s.name: s for s in (
-    Shift("gamma", (1.3, 1.6, 2.0, 2.8), "gamma", _gamma),
-    Shift("contrast", (0.8, 0.6, 0.45, 0.3), "contrast factor", _contrast),
-    Shift("brightness", (0.08, 0.16, 0.25, 0.4), "offset (share of white)", _brightness),
-    Shift("blur", (0.75, 1.5, 2.5, 4.0), "sigma (px at 224)", _blur),
-    Shift("gaussian_noise", (5.0, 10.0, 20.0, 35.0), "std (gray levels)", _gaussian_noise),
-    Shift("poisson_noise", (300.0, 100.0, 40.0, 15.0), "photons at white", _poisson_noise),
-    Shift("jpeg", (50.0, 25.0, 12.0, 5.0), "JPEG quality", _jpeg),
-    Shift("low_resolution", (0.5, 0.33, 0.25, 0.15), "resolution factor", _low_resolution),
-    Shift("rotation", (5.0, 10.0, 15.0, 25.0), "degrees", _rotation),
-    Shift("translation", (0.05, 0.1, 0.15, 0.25), "shift (share of side)", _translation),
-    Shift("zoom", (1.1, 1.2, 1.35, 1.5), "magnification", _zoom),
-    Shift("letterbox", (0.9, 0.8, 0.7, 0.6), "aspect, padded", _letterbox),
-    Shift("squash", (0.9, 0.8, 0.7, 0.6), "aspect, squashed", _squash),
-    Shift("invert", (1.0,), "inverted", _invert),
-    Shift("marker", (0.05, 0.08, 0.12, 0.18), "text height (share of side)", _marker),
-    Shift("collimation", (0.04, 0.08, 0.12, 0.18), "border (share of side)", _collimation),
-)}  # fmt: skip
+SHIFTS: dict[str, Shift] = {
+    s.name: s
+    for s in (
+        Shift("gamma", (1.3, 1.6, 2.0, 2.8), "gamma", _gamma),
+        Shift("contrast", (0.8, 0.6, 0.45, 0.3), "contrast factor", _contrast),
+        Shift("brightness", (0.08, 0.16, 0.25, 0.4), "offset (share of white)", _brightness),
+        Shift("blur", (0.75, 1.5, 2.5, 4.0), "sigma (px at 224)", _blur),
+        Shift("gaussian_noise", (5.0, 10.0, 20.0, 35.0), "std (gray levels)", _gaussian_noise),
+        Shift("poisson_noise", (300.0, 100.0, 40.0, 15.0), "photons at white", _poisson_noise),
+        Shift("jpeg", (50.0, 25.0, 12.0, 5.0), "JPEG quality", _jpeg),
+        Shift("low_resolution", (0.5, 0.33, 0.25, 0.15), "resolution factor", _low_resolution),
+        Shift("rotation", (5.0, 10.0, 15.0, 25.0), "degrees", _rotation),
+        Shift("translation", (0.05, 0.1, 0.15, 0.25), "shift (share of side)", _translation),
+        Shift("zoom", (1.1, 1.2, 1.35, 1.5), "magnification", _zoom),
+        Shift("letterbox", (0.9, 0.8, 0.7, 0.6), "aspect, padded", _letterbox),
+        Shift("squash", (0.9, 0.8, 0.7, 0.6), "aspect, squashed", _squash),
+        Shift("invert", (1.0,), "inverted", _invert),
+        Shift("marker", (0.05, 0.08, 0.12, 0.18), "text height (share of side)", _marker),
+        Shift("collimation", (0.04, 0.08, 0.12, 0.18), "border (share of side)", _collimation),
+    )
+}
 MAX_SEVERITY = max(len(s.levels) for s in SHIFTS.values())
 
 

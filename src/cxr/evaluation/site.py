@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from cxr.data.images import file_sha256
+from cxr.data.images import file_sha256, find_images
 from cxr.data.manifest import CALIBRATION_SPLIT
+from cxr.data.run_files import split_files
 from cxr.errors import CxrError
 from cxr.evaluation.calibration import (
     SITE_KEY,
@@ -30,8 +31,6 @@ from cxr.evaluation.calibration import (
 from cxr.inference.adapt import COPIED_FILES, AdaptResult, adapt_batchnorm
 from cxr.inference.bundle import BUNDLE_FILE, Bundle, BundleMeta, save_bundle
 from cxr.rundir import RunDir
-from cxr.data.run_files import split_files
-from cxr.data.images import find_images
 
 MIN_FILMS_PER_CLASS = 5  # fewer: one film more or less moves the threshold across a fifth of the class
 
@@ -60,10 +59,16 @@ def _check_enough(per_class: dict[str, int], where: str) -> None:
 
 
 def calibrate_on_site(
-    run_dir: str | Path, data: str | Path, out: str | Path, split: str = CALIBRATION_SPLIT,
-    adapt: list[str | Path] | None = None, operating_point: str | None = None, fit_temp: bool = True,
-    batch_size: int = 64, progress: bool = False,
-) -> SiteCalibration:  # fmt: skip
+    run_dir: str | Path,
+    data: str | Path,
+    out: str | Path,
+    split: str = CALIBRATION_SPLIT,
+    adapt: list[str | Path] | None = None,
+    operating_point: str | None = None,
+    fit_temp: bool = True,
+    batch_size: int = 64,
+    progress: bool = False,
+) -> SiteCalibration:
     """Write `out/model.pt`: the run's model (AdaBN-adapted on `adapt` first, if given) with temperature and, for
     binary models with an operating-point rule, threshold fitted on `data`'s `split` (class names matched ignoring
     case, as `cxr evaluate --data` does). `operating_point`: None keeps the run's rule, "none" drops it."""
@@ -75,14 +80,15 @@ def calibrate_on_site(
     operating_point = resolve_operating_point(bundle.meta, operating_point)
     site = data.stem
     if data.is_dir() and not (data / "train").is_dir():  # a site's raw <class>/ folders: say how to cut them
-        raise CxrError(f"{data} has no {split} split; cut one with `cxr data split {data} --calibration 0.3 --out "
-                       "site.csv`, then pass --data site.csv")  # fmt: skip
+        raise CxrError(
+            f"{data} has no {split} split; cut one with `cxr data split {data} --calibration 0.3 --out "
+            "site.csv`, then pass --data site.csv"
+        )
     files = split_files(src, split, bundle.classes, data)
     _check_enough(_count_per_class(files.labels, bundle.classes), f"the {split} split of {data}")
     adapt_hashes: list[str] = []
     adapted = None
     if adapt:  # one command onboards: batch-norm statistics first, then temperature and threshold on top of them
-
         adapted = adapt_batchnorm(src, list(adapt), out, batch_size=batch_size, progress=progress)
         adapt_hashes = sorted({file_sha256(p) for p in find_images(list(adapt))})
         bundle = Bundle.load(out, backend="torch")
@@ -101,9 +107,15 @@ def calibrate_on_site(
         root = data.parent if data.suffix.lower() == ".csv" else data
         films = [[_relative(p, root), file_sha256(p)] for p in preds.paths]
         record = {
-            "site": site, "data": str(data), "split": split, "n": len(films), "n_per_class": per_class,
-            "identity": "sha256 of each file's bytes", "films": films, "skipped": len(preds.errors),
-        }  # fmt: skip
+            "site": site,
+            "data": str(data),
+            "split": split,
+            "n": len(films),
+            "n_per_class": per_class,
+            "identity": "sha256 of each file's bytes",
+            "films": films,
+            "skipped": len(preds.errors),
+        }
         if adapted is not None:
             record["adapted_on"] = {"images": adapted.images, "sha256": adapt_hashes}
         cal.summary.update(split=f"{split}@{site}", n_per_class=per_class)
@@ -142,8 +154,12 @@ def check_not_calibration_films(meta: BundleMeta, paths: list[Path]) -> dict[str
             )
         n_adapted += sha in adapted_on
     fitted = "temperature and threshold" if meta.threshold is not None else "temperature"
-    summary = {"site": record["site"], "calibration_films": record["n"], "fitted": fitted,
-               "scored_among_calibration_films": 0}  # fmt: skip
+    summary = {
+        "site": record["site"],
+        "calibration_films": record["n"],
+        "fitted": fitted,
+        "scored_among_calibration_films": 0,
+    }
     if "adapted_on" in record:
         summary |= {"adaptation_films": record["adapted_on"]["images"], "scored_among_adaptation_films": n_adapted}
     return summary
@@ -159,6 +175,8 @@ def site_note(summary: dict[str, Any] | None, n_scored: int) -> str | None:
     )
     if "adaptation_films" in summary:
         k = summary["scored_among_adaptation_films"]
-        note += (f" Its batch-norm statistics were re-estimated (AdaBN, no labels) on {summary['adaptation_films']} "
-                 f"unlabelled films, {k} of them scored here.")  # fmt: skip
+        note += (
+            f" Its batch-norm statistics were re-estimated (AdaBN, no labels) on {summary['adaptation_films']} "
+            f"unlabelled films, {k} of them scored here."
+        )
     return note

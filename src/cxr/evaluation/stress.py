@@ -20,12 +20,12 @@ from cxr.data.cache import decode_cached
 from cxr.data.run_files import evaluation_key, split_files
 from cxr.errors import CxrError
 from cxr.evaluation.metrics import expected_calibration_error, macro_auc
+from cxr.evaluation.plots import plot_stress
 from cxr.evaluation.shifts import apply_shift, choose_shifts
 from cxr.inference.bundle import Bundle
+from cxr.inference.onnx_export import export_onnx
 from cxr.inference.predict import decide
 from cxr.rundir import RunDir
-from cxr.inference.onnx_export import export_onnx
-from cxr.evaluation.plots import plot_stress
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +56,9 @@ def figures(y_true: np.ndarray, probs: np.ndarray, classes: list[str], threshold
     """Accuracy, AUC (binary, or macro one-vs-rest), recall per class and ECE of one condition."""
     predicted = decide(probs, threshold)
     auc, _ = macro_auc(y_true, probs)
-    recall = {c: (float((predicted[y_true == i] == i).mean()) if (y_true == i).any() else None)
-              for i, c in enumerate(classes)}  # fmt: skip
+    recall = {
+        c: (float((predicted[y_true == i] == i).mean()) if (y_true == i).any() else None) for i, c in enumerate(classes)
+    }
     return {
         "accuracy": float((predicted == y_true).mean()),
         "auc": auc,
@@ -173,5 +174,6 @@ def _write_csv(path: Path, clean: dict[str, Any], rows: list[dict[str, Any]], cl
         for r in [{"shift": "clean", "severity": 0, "parameter": "", **clean}, *rows]:
             auc = "" if r["auc"] is None else f"{r['auc']:.4f}"
             recalls = ["" if r["recall"][c] is None else f"{r['recall'][c]:.4f}" for c in classes]
-            w.writerow([r["shift"], r["severity"], r["parameter"], f"{r['accuracy']:.4f}", auc, f"{r['ece']:.4f}",
-                        *recalls])  # fmt: skip
+            w.writerow(
+                [r["shift"], r["severity"], r["parameter"], f"{r['accuracy']:.4f}", auc, f"{r['ece']:.4f}", *recalls]
+            )

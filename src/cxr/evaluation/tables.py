@@ -18,8 +18,13 @@ def with_ci(value: float | None, ci: list[float] | None, digits: int = 3, sep: s
 def headline(m: dict[str, Any]) -> str:
     """One line of the main figures with their 95 % intervals."""
     ci = m.get("ci", {})
-    keys = [("accuracy", "accuracy"), ("balanced_accuracy", "balanced accuracy"), ("roc_auc", "ROC AUC"),
-            ("sensitivity", "sensitivity"), ("specificity", "specificity")]  # fmt: skip
+    keys = [
+        ("accuracy", "accuracy"),
+        ("balanced_accuracy", "balanced accuracy"),
+        ("roc_auc", "ROC AUC"),
+        ("sensitivity", "sensitivity"),
+        ("specificity", "specificity"),
+    ]
     parts = [f"{label} {with_ci(m[k], ci.get(k))}" for k, label in keys if m.get(k) is not None]
     suffix = "   (95 % CI, stratified bootstrap)" if ci else ""
     return "   ".join(parts) + suffix
@@ -32,8 +37,11 @@ def operating_points(m: dict[str, Any]) -> Table | None:
     table = Table("threshold", "value", "sensitivity", "specificity", "PPV", "NPV", title="operating points")
     for r in rows:
         ci = r.get("ci", {})
-        table.add_row(r["name"], f"{r['threshold']:.4f}",
-                      *[with_ci(r[k], ci.get(k), sep="\n") for k in ("sensitivity", "specificity", "ppv", "npv")])  # fmt: skip
+        table.add_row(
+            r["name"],
+            f"{r['threshold']:.4f}",
+            *[with_ci(r[k], ci.get(k), sep="\n") for k in ("sensitivity", "specificity", "ppv", "npv")],
+        )
     return table
 
 
@@ -41,8 +49,10 @@ def calibration(cal: dict[str, Any] | None) -> str:
     if not cal:
         return ""
     ci = cal.get("ci", {})
-    return (f"calibration: temperature {cal['temperature']:.3f}   ECE {with_ci(cal['ece_before'], ci.get('ece_before'))} "
-            f"before, {with_ci(cal['ece_after'], ci.get('ece_after'))} after")  # fmt: skip
+    return (
+        f"calibration: temperature {cal['temperature']:.3f}   ECE {with_ci(cal['ece_before'], ci.get('ece_before'))} "
+        f"before, {with_ci(cal['ece_after'], ci.get('ece_after'))} after"
+    )
 
 
 def agreement(ag: dict[str, Any] | None) -> list[Table]:
@@ -53,8 +63,12 @@ def agreement(ag: dict[str, Any] | None) -> list[Table]:
         pairs.add_row(p["a"], p["b"], str(p["n"]), with_ci(p["kappa"], p["ci"], sep="\n"))
     truth = Table("rater", "images", "kappa vs labels", "accuracy", title="raters against the folder labels")
     for r in ag["vs_truth"]:
-        truth.add_row(r["rater"], str(r["n"]), with_ci(r["kappa"], r["ci"]["kappa"], sep="\n"),
-                      with_ci(r["accuracy"], r["ci"]["accuracy"], sep="\n"))  # fmt: skip
+        truth.add_row(
+            r["rater"],
+            str(r["n"]),
+            with_ci(r["kappa"], r["ci"]["kappa"], sep="\n"),
+            with_ci(r["accuracy"], r["ci"]["accuracy"], sep="\n"),
+        )
     return [pairs, truth]
 
 
@@ -71,6 +85,10 @@ def comparison(result: dict[str, Any]) -> Table:
             d = result["auc_test"]
         delta = ms[0][key] - ms[1][key]
         p = d.get("p_value")
-        table.add_row("ROC AUC" if key == "roc_auc" else key.replace("_", " "), *[with_ci(m[key], m.get("ci", {}).get(key), sep="\n") for m in ms],
-                      with_ci(delta, d.get("ci"), sep="\n"), "-" if p is None else f"{p:.3g}")  # fmt: skip
+        table.add_row(
+            "ROC AUC" if key == "roc_auc" else key.replace("_", " "),
+            *[with_ci(m[key], m.get("ci", {}).get(key), sep="\n") for m in ms],
+            with_ci(delta, d.get("ci"), sep="\n"),
+            "-" if p is None else f"{p:.3g}",
+        )
     return table

@@ -9,9 +9,9 @@ from __future__ import annotations
 import copy
 import threading
 import warnings
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -91,11 +91,14 @@ def choose_target_layer(model: torch.nn.Module, image_size: int, in_channels: in
         for h in hooks:
             h.remove()
         model.train(was_training)
-    spatial = [n for n, s, learnt_before in finished
-               if len(s) == 4 and max(s[2:]) > 1 and calls[n] == 1 and learnt_before]  # fmt: skip
+    spatial = [
+        n for n, s, learnt_before in finished if len(s) == 4 and max(s[2:]) > 1 and calls[n] == 1 and learnt_before
+    ]
     if not spatial:
-        raise CxrError(f"this model has no learnt layer with a spatial feature map at image size {image_size} (a "
-                       "dense network such as dense-baseline has none), so Grad-CAM cannot explain it")  # fmt: skip
+        raise CxrError(
+            f"this model has no learnt layer with a spatial feature map at image size {image_size} (a "
+            "dense network such as dense-baseline has none), so Grad-CAM cannot explain it"
+        )
     return spatial[-1]
 
 
@@ -240,7 +243,10 @@ class CamExplainer:
         return result
 
     def explain_paths(
-        self, paths: Iterable[str | Path], class_name: str | None = None, labels: dict[Path, str] | None = None,
+        self,
+        paths: Iterable[str | Path],
+        class_name: str | None = None,
+        labels: dict[Path, str] | None = None,
         batch_size: int = 16,
     ) -> Iterable[Explanation | str]:
         """Yield an Explanation per readable image (folders searched recursively), or the error message of an

@@ -39,8 +39,9 @@ def first_conv_activations(
     return seen
 
 
-def save_feature_maps(bundle, model_input: np.ndarray, path: str | Path, n_layers: int = 2, max_channels: int = 16,
-                      title: str = "") -> Path:  # fmt: skip
+def save_feature_maps(
+    bundle, model_input: np.ndarray, path: str | Path, n_layers: int = 2, max_channels: int = 16, title: str = ""
+) -> Path:
     """Grid: the input as the model sees it, then up to `max_channels` channels of each early conv layer
     (each channel scaled to its own range, bright = strong response)."""
     meta = bundle.meta
@@ -55,5 +56,12 @@ def save_feature_maps(bundle, model_input: np.ndarray, path: str | Path, n_layer
         for c in range(min(max_channels, acts.shape[0])):
             tiles.append(to_uint8(acts[c]))
             titles.append(f"{name} #{c}")
-    return image_grid(tiles, titles, path, ncols=ncols, cmap="viridis", tile_inches=1.6,
-                      suptitle=title or f"first {len(layers)} convolution layers ({meta.model})")  # fmt: skip
+    return image_grid(
+        tiles,
+        titles,
+        path,
+        ncols=ncols,
+        cmap="viridis",
+        tile_inches=1.6,
+        suptitle=title or f"first {len(layers)} convolution layers ({meta.model})",
+    )

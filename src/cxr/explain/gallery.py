@@ -12,8 +12,8 @@ from cxr.errors import CxrError
 from cxr.explain.cam import CamExplainer
 from cxr.explain.grids import image_grid
 from cxr.explain.overlay import CORRECT_COLOUR, WRONG_COLOUR, overlay_rgb
-from cxr.rundir import RunDir
 from cxr.inference.bundle import Bundle
+from cxr.rundir import RunDir
 
 
 def read_predictions_csv(path: Path) -> list[dict[str, str]]:
@@ -43,8 +43,9 @@ def _title(row: dict[str, str]) -> str:
     return f"true {row['label']}\npred {row['predicted']} ({p:.2f})"
 
 
-def write_gallery(run_dir: str | Path, split: str = "test", n_max: int = 48, n_cam: int = 24,
-                  method: str = "gradcam", bundle=None) -> list[Path]:  # fmt: skip
+def write_gallery(
+    run_dir: str | Path, split: str = "test", n_max: int = 48, n_cam: int = 24, method: str = "gradcam", bundle=None
+) -> list[Path]:
     """Write `plots/gallery_<split>.png` and, when there are errors, `plots/misclassified_<split>.png` (Grad-CAM
     of the predicted class for up to `n_cam` misclassified images). Reuses `predictions_<split>.csv`."""
 
@@ -61,17 +62,29 @@ def write_gallery(run_dir: str | Path, split: str = "test", n_max: int = 48, n_c
         colours.append(WRONG_COLOUR if r["correct"] == "0" else CORRECT_COLOUR)
     n_wrong = sum(c == WRONG_COLOUR for c in colours)
     plots = RunDir(run_dir).plots
-    written = [image_grid(tiles, titles, plots / f"gallery_{split}.png", colours, frame_colours=True,
-                          suptitle=f"{split}: {len(tiles)} images, {n_wrong} wrong (red, shown first)")]  # fmt: skip
+    written = [
+        image_grid(
+            tiles,
+            titles,
+            plots / f"gallery_{split}.png",
+            colours,
+            frame_colours=True,
+            suptitle=f"{split}: {len(tiles)} images, {n_wrong} wrong (red, shown first)",
+        )
+    ]
     wrong = [r for r in rows if r["correct"] == "0"][:n_cam]
     if wrong:
         labels = {Path(r["path"]): r["label"] for r in wrong}
-        explained = [e for e in CamExplainer(bundle, method).explain_paths(list(labels), labels=labels)
-                     if not isinstance(e, str)]  # fmt: skip
-        written.append(image_grid(
-            [overlay_rgb(e.image, e.heatmap) for e in explained],
-            [f"true {e.label}\npred {e.predicted} ({e.probabilities[e.predicted_index]:.2f})" for e in explained],
-            plots / f"misclassified_{split}.png", [WRONG_COLOUR] * len(explained),
-            suptitle=f"{split}: misclassified, Grad-CAM of the predicted class",
-        ))  # fmt: skip
+        explained = [
+            e for e in CamExplainer(bundle, method).explain_paths(list(labels), labels=labels) if not isinstance(e, str)
+        ]
+        written.append(
+            image_grid(
+                [overlay_rgb(e.image, e.heatmap) for e in explained],
+                [f"true {e.label}\npred {e.predicted} ({e.probabilities[e.predicted_index]:.2f})" for e in explained],
+                plots / f"misclassified_{split}.png",
+                [WRONG_COLOUR] * len(explained),
+                suptitle=f"{split}: misclassified, Grad-CAM of the predicted class",
+            )
+        )
     return written

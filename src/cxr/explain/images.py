@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 from rich.progress import Progress
@@ -89,8 +89,12 @@ def explain_images(
             maps = None
             if feature_maps:
                 model_view = load_grayscale(item.path, bundle.meta.image_size)
-                maps = save_feature_maps(bundle, model_view, out_dir / f"{name}_feature_maps.png",
-                                         title=f"{item.path.name}: first convolution layers")  # fmt: skip
+                maps = save_feature_maps(
+                    bundle,
+                    model_view,
+                    out_dir / f"{name}_feature_maps.png",
+                    title=f"{item.path.name}: first convolution layers",
+                )
             result.files.append(_record(item, overlay, maps))
     result.csv = write_explanations_csv(out_dir / "explanations.csv", result.files)
     return result
@@ -114,20 +118,36 @@ def write_explanations_csv(path: Path, rows: list[ExplainedFile]) -> Path:
         w = csv.writer(f)
         w.writerow(["path", "label", "predicted", "probability", "explained", "border_fraction", "overlay"])
         for r in rows:
-            w.writerow([r.path, r.label or "", r.predicted, f"{r.probability:.6f}", r.explained,
-                        f"{r.border_fraction:.4f}", r.overlay.name])  # fmt: skip
+            w.writerow(
+                [
+                    r.path,
+                    r.label or "",
+                    r.predicted,
+                    f"{r.probability:.6f}",
+                    r.explained,
+                    f"{r.border_fraction:.4f}",
+                    r.overlay.name,
+                ]
+            )
     return path
 
 
 def explain_array_png(
-    bundle_or_explainer, image: np.ndarray, class_name: str | None = None, alpha: float = 0.5,
-    method: str = "gradcam", label: str | None = None,
+    bundle_or_explainer,
+    image: np.ndarray,
+    class_name: str | None = None,
+    alpha: float = 0.5,
+    method: str = "gradcam",
+    label: str | None = None,
 ) -> tuple[bytes, Explanation]:
     """A decoded grayscale uint8 image (any size, e.g. an upload read by `load_grayscale`) -> (overlay PNG, details).
 
     Pass a `CamExplainer` built once when calling repeatedly (a service): building one copies the model.
     """
-    explainer = bundle_or_explainer if isinstance(bundle_or_explainer, CamExplainer) else CamExplainer(
-        bundle_or_explainer, method)  # fmt: skip
+    explainer = (
+        bundle_or_explainer
+        if isinstance(bundle_or_explainer, CamExplainer)
+        else CamExplainer(bundle_or_explainer, method)
+    )
     e = explainer.explain_arrays([image], class_name, labels=[label])[0]
     return explanation_png(e, alpha), e

@@ -53,8 +53,9 @@ def explanation_figure(e: Explanation, alpha: float = 0.5) -> plt.Figure:
     axes[0].set_title(e.path.name if e.path is not None else "input", fontsize=9)
     axes[1].imshow(overlay_rgb(e.image, e.heatmap, alpha))
     scale = matplotlib.cm.ScalarMappable(norm=matplotlib.colors.Normalize(0, 1), cmap="jet")  # pixels are RGB already
-    axes[1].set_title(f"{'Grad-CAM++' if e.method == 'gradcam++' else 'Grad-CAM'} for {e.explained} ({e.layer})",
-                      fontsize=9)  # fmt: skip
+    axes[1].set_title(
+        f"{'Grad-CAM++' if e.method == 'gradcam++' else 'Grad-CAM'} for {e.explained} ({e.layer})", fontsize=9
+    )
     fig.colorbar(scale, ax=axes[1], fraction=0.046, pad=0.02, ticks=[]).set_label("attention (low to high)", fontsize=8)
     for ax in axes:
         ax.set_xticks([])

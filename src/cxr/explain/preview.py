@@ -22,7 +22,12 @@ log = logging.getLogger("cxr")
 
 
 def preview_training_images(
-    data: str | Path, out: str | Path, cfg: TrainConfig, per_class: int = 6, seed: int = 0, augment: bool = True,
+    data: str | Path,
+    out: str | Path,
+    cfg: TrainConfig,
+    per_class: int = 6,
+    seed: int = 0,
+    augment: bool = True,
 ) -> Path:
     """Grid of `per_class` random training images per class, resized and (unless `augment=False`) augmented with
     the config's settings (`cfg.image_size`, `cfg.augment`) through the training dataset class itself, labelled with
@@ -33,7 +38,7 @@ def preview_training_images(
     train = ds.splits["train"]
     rng = np.random.default_rng(seed)
     images, labels, names = [], [], []
-    for label, cls in enumerate(ds.classes):
+    for label in range(len(ds.classes)):
         candidates = [p for p, y in zip(train.paths, train.labels) if y == label]
         for i in rng.permutation(len(candidates)):
             if sum(1 for y in labels if y == label) >= per_class:
@@ -52,7 +57,13 @@ def preview_training_images(
     tiles = [np.round(255 * dataset[i][0][0].clamp(0, 1).numpy()).astype(np.uint8) for i in range(len(dataset))]
     titles = [f"{ds.classes[y]}\n{name[:22]}" for y, name in zip(labels, names)]
     a = cfg.augment
-    what = (f"augmented: rotate <= {a.rotation_deg:g} deg, shift <= {a.shift:g}, zoom <= {a.zoom:g}, "
-            f"hflip {'on' if a.hflip else 'off'}, p={a.prob:g}") if augment else "not augmented"  # fmt: skip
+    what = (
+        (
+            f"augmented: rotate <= {a.rotation_deg:g} deg, shift <= {a.shift:g}, zoom <= {a.zoom:g}, "
+            f"hflip {'on' if a.hflip else 'off'}, p={a.prob:g}"
+        )
+        if augment
+        else "not augmented"
+    )
     suptitle = f"{Path(data).name} train, {cfg.image_size} px, {what}"
     return image_grid(tiles, titles, out, ncols=min(per_class, 8), suptitle=suptitle)

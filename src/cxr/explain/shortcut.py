@@ -11,11 +11,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from cxr.explain.grids import plt
+
 from cxr.data.images import ImageReadError, load_grayscale
-from cxr.errors import CxrError
 from cxr.data.run_files import evaluation_key, split_files
+from cxr.errors import CxrError
 from cxr.explain.cam import CamExplainer
+from cxr.explain.grids import plt
 from cxr.inference.bundle import Bundle
 from cxr.rundir import RunDir
 
@@ -81,8 +82,13 @@ def summarise(rows: list[AuditRow], classes: list[str], border: float, flag_abov
     """Distribution of border shares overall and per true class (and per predicted class)."""
 
     def group(key: str) -> dict:
-        return {c: _stats([r.border_fraction for r in rows if getattr(r, key) == c],
-                          [r.flagged for r in rows if getattr(r, key) == c]) for c in classes}  # fmt: skip
+        return {
+            c: _stats(
+                [r.border_fraction for r in rows if getattr(r, key) == c],
+                [r.flagged for r in rows if getattr(r, key) == c],
+            )
+            for c in classes
+        }
 
     return {
         "border": border,
@@ -102,8 +108,9 @@ def write_audit(out_dir: Path, split: str, rows: list[AuditRow], summary: dict) 
         w = csv.DictWriter(f, fieldnames=list(AuditRow.__dataclass_fields__))
         w.writeheader()
         for r in sorted(rows, key=lambda r: -np.nan_to_num(r.border_fraction, nan=-1)):
-            w.writerow({**asdict(r), "border_fraction": f"{r.border_fraction:.4f}",
-                        "probability": f"{r.probability:.4f}"})  # fmt: skip
+            w.writerow(
+                {**asdict(r), "border_fraction": f"{r.border_fraction:.4f}", "probability": f"{r.probability:.4f}"}
+            )
     paths["json"].write_text(json.dumps(summary, indent=2))
     _plot(rows, summary, paths["png"], split)
     return paths
@@ -120,8 +127,13 @@ def _plot(rows: list[AuditRow], summary: dict, path: Path, split: str) -> None:
     for i, values in enumerate(data, start=1):
         ax.scatter(i + rng.uniform(-0.15, 0.15, len(values)), values, s=9, alpha=0.6)
     ax.axhline(summary["flag_above"], color="#cf222e", ls="--", lw=1, label=f"flag above {summary['flag_above']:.2f}")
-    ax.axhline(summary["uniform_baseline"], color="grey", ls=":", lw=1,
-               label=f"uniform map ({summary['uniform_baseline']:.2f})")  # fmt: skip
+    ax.axhline(
+        summary["uniform_baseline"],
+        color="grey",
+        ls=":",
+        lw=1,
+        label=f"uniform map ({summary['uniform_baseline']:.2f})",
+    )
     ax.set_ylim(0, 1)
     ax.set_ylabel(f"Grad-CAM mass on outer {summary['border']:.0%} border")
     ax.set_title(f"Shortcut audit ({split}, n={len(rows)})")
@@ -171,9 +183,17 @@ def audit_run(
         # The model view is both input and display here: the border is measured in the frame the model sees.
         for (p, y), e in zip(kept, explainer.explain_arrays(inputs, model_inputs=np.stack(inputs))):
             share = border_fraction(e.cam, border)
-            rows.append(AuditRow(str(p), bundle.classes[y], e.predicted, e.explained,
-                                 float(e.probabilities[e.predicted_index]), share,
-                                 bool(np.isfinite(share) and share > flag_above)))  # fmt: skip
+            rows.append(
+                AuditRow(
+                    str(p),
+                    bundle.classes[y],
+                    e.predicted,
+                    e.explained,
+                    float(e.probabilities[e.predicted_index]),
+                    share,
+                    bool(np.isfinite(share) and share > flag_above),
+                )
+            )
     if not rows:
         raise CxrError(f"none of the {len(files.paths)} {split} images could be read; nothing to audit")
     key = evaluation_key(run_dir, split, data)  # another dataset's audit goes beside the run's own, not over it

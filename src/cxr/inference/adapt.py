@@ -72,7 +72,9 @@ def adapt_batchnorm(
     for name in COPIED_FILES:
         if (src / name).is_file():
             shutil.copyfile(src / name, out / name)
-    meta.extra = {**meta.extra, "adapted": {"source_run": str(src), "images": seen, "skipped": len(skipped),
-                                            "batch_norm_layers": len(norms)}}  # fmt: skip
+    meta.extra = {
+        **meta.extra,
+        "adapted": {"source_run": str(src), "images": seen, "skipped": len(skipped), "batch_norm_layers": len(norms)},
+    }
     path = save_bundle(out, model, meta)  # no input guard: its features moved with the batch-norm statistics
     return AdaptResult(path, seen, skipped, len(norms))

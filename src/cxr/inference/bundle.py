@@ -16,19 +16,16 @@ import torch
 from packaging.version import InvalidVersion, Version
 from torch import nn
 
-from cxr.version import __version__
 from cxr.atomic import atomic_path
 from cxr.errors import CxrError
-from cxr.inference.guard import InputGuard
+from cxr.inference.guard import InputGuard, feature_taps, features_and_logits
 from cxr.inference.onnx_backend import load_backend
+from cxr.inference.predict import apply_temperature, predict_logits, predict_paths
+from cxr.inference.tta import tta_logits
 from cxr.models import count_parameters, create_model, model_spec
 from cxr.models.ensemble import ENSEMBLE, ensemble_from_specs
 from cxr.rundir import CV, FOLDS, MODEL, RunDir
-from cxr.inference.predict import predict_logits
-from cxr.inference.tta import tta_logits
-from cxr.inference.guard import feature_taps, features_and_logits
-from cxr.inference.predict import apply_temperature
-from cxr.inference.predict import predict_paths
+from cxr.version import __version__
 
 BUNDLE_FILE = MODEL  # cxr.rundir.MODEL, by its older name
 BUNDLE_FORMAT = "cxr-bundle/1"
@@ -70,7 +67,7 @@ def save_bundle(run_dir: Path, model: nn.Module, meta: BundleMeta, guard: InputG
         "format": BUNDLE_FORMAT,
         "meta": meta.to_dict(),
         "cxr_version": __version__,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "num_parameters": count_parameters(model),
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
     }
@@ -131,9 +128,14 @@ class Bundle:
     """A loaded model with its metadata; `predict` takes files and folders."""
 
     def __init__(
-        self, run_dir: Path, meta: BundleMeta, model: nn.Module, info: dict[str, Any], onnx=None,
+        self,
+        run_dir: Path,
+        meta: BundleMeta,
+        model: nn.Module,
+        info: dict[str, Any],
+        onnx=None,
         guard: InputGuard | None = None,
-    ):  # fmt: skip
+    ):
         self.run_dir = run_dir
         self.meta = meta
         self.model = model.eval()  # always loaded: Grad-CAM, calibration and the guard's features need it
@@ -142,8 +144,9 @@ class Bundle:
         self.guard = guard  # None for a model saved before cxr 0.6 (`cxr run guard RUN` fits one)
 
     @classmethod
-    def load(cls, run_dir: str | Path, backend: str = "auto") -> "Bundle":
-        """`backend`: auto (ONNX Runtime when `cxr run export` made a current model.onnx, else PyTorch) | onnx | torch."""
+    def load(cls, run_dir: str | Path, backend: str = "auto") -> Bundle:
+        """`backend`: auto (ONNX Runtime when `cxr run export` made a current model.onnx, else PyTorch) | onnx |
+        torch."""
         payload = read_bundle_file(run_dir)
         m = payload["meta"]
         meta = BundleMeta(**m)

@@ -36,8 +36,14 @@ def combine_runs(run_dirs: list[Path], out: Path) -> Path:
             "train every member on the same data with the same --split-seed"
         )
     members = [
-        {"model": m.model, "mean": m.mean, "std": m.std, "temperature": m.temperature, "input_norm": m.input_norm,
-         "run": str(r)}
+        {
+            "model": m.model,
+            "mean": m.mean,
+            "std": m.std,
+            "temperature": m.temperature,
+            "input_norm": m.input_norm,
+            "run": str(r),
+        }
         for r, m in zip(run_dirs, metas)
     ]
     net = ensemble_from_specs(members, len(first.classes))

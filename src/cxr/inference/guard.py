@@ -26,9 +26,9 @@ from torch import nn
 from cxr.data.images import ImageInfo
 from cxr.data.transforms import normalise
 from cxr.errors import CxrError
-from cxr.rundir import MODEL
 from cxr.models import model_spec
 from cxr.models.ensemble import ENSEMBLE
+from cxr.rundir import MODEL
 
 GUARD_FORMAT = "cxr-guard/1"
 VAL_PASS_RATE = 0.99  # the share of validation films the threshold lets through
@@ -61,7 +61,9 @@ class GuardResult:
     def warning(self, i: int) -> str | None:
         if self.in_distribution[i]:
             return None
-        return f"this image is unlike the films the model was trained on ({self.reasons[i]}); do not trust its prediction"
+        return (
+            f"this image is unlike the films the model was trained on ({self.reasons[i]}); do not trust its prediction"
+        )
 
 
 def feature_taps(model: nn.Module, model_name: str, members: list[dict[str, Any]] | None = None) -> list[Tap]:
@@ -69,7 +71,11 @@ def feature_taps(model: nn.Module, model_name: str, members: list[dict[str, Any]
     way in (the mean and spread of every channel: texture, noise, contrast), and the input of the classification
     head (the pooled features the decision is made from)."""
 
-    nets = list(zip(model.members, [m["model"] for m in members or []])) if model_name == ENSEMBLE else [(model, model_name)]
+    nets = (
+        list(zip(model.members, [m["model"] for m in members or []]))
+        if model_name == ENSEMBLE
+        else [(model, model_name)]
+    )
     taps = []
     for net, name in nets:
         convs = [m for m in net.modules() if isinstance(m, nn.Conv2d)]  # none in dense-baseline: the head alone
@@ -101,7 +107,9 @@ def features_and_logits(
 
     def hook(index: int, tap: Tap):
         if tap.where == "input":
-            return tap.module.register_forward_pre_hook(lambda _m, args: captured.__setitem__(index, _pooled(args[0], False)))
+            return tap.module.register_forward_pre_hook(
+                lambda _m, args: captured.__setitem__(index, _pooled(args[0], False))
+            )
         return tap.module.register_forward_hook(lambda _m, _args, out: captured.__setitem__(index, _pooled(out, True)))
 
     handles = [hook(i, t) for i, t in enumerate(taps)]
@@ -153,9 +161,12 @@ class InputGuard:
 
     @classmethod
     def fit(
-        cls, train_features: list[np.ndarray], train_labels: np.ndarray, val_features: list[np.ndarray] | None = None,
+        cls,
+        train_features: list[np.ndarray],
+        train_labels: np.ndarray,
+        val_features: list[np.ndarray] | None = None,
         checks_off: list[str] | None = None,
-    ) -> "InputGuard":  # fmt: skip
+    ) -> InputGuard:
         """Per tap, class means and a shared, shrunk covariance from the training films, its distances scaled by
         their validation median; the score is the largest scaled distance over the taps, and its threshold lets 99 %
         of the validation films pass (of the training films when there is no validation split, as after a refit).
@@ -209,19 +220,23 @@ class InputGuard:
     def to_payload(self) -> dict[str, Any]:
         return {
             "format": GUARD_FORMAT,
-            "taps": [{"means": torch.from_numpy(t.means), "precision": torch.from_numpy(t.precision), "scale": t.scale}
-                     for t in self.taps],
+            "taps": [
+                {"means": torch.from_numpy(t.means), "precision": torch.from_numpy(t.precision), "scale": t.scale}
+                for t in self.taps
+            ],
             "threshold": self.threshold,
             "fitted": self.fitted,
-        }  # fmt: skip
+        }
 
     @classmethod
-    def from_payload(cls, payload: dict[str, Any] | None) -> "InputGuard | None":
+    def from_payload(cls, payload: dict[str, Any] | None) -> InputGuard | None:
         if payload is None:
             return None
         if payload.get("format") != GUARD_FORMAT:
-            raise CxrError(f"{MODEL} holds an input guard of format {payload.get('format')!r}, not {GUARD_FORMAT}; "
-                           "fit it again with `cxr run guard RUN`")  # fmt: skip
+            raise CxrError(
+                f"{MODEL} holds an input guard of format {payload.get('format')!r}, not {GUARD_FORMAT}; "
+                "fit it again with `cxr run guard RUN`"
+            )
         taps = [TapModel(t["means"].numpy(), t["precision"].numpy(), float(t["scale"])) for t in payload["taps"]]
         return cls(taps, payload["threshold"], payload["fitted"])
 

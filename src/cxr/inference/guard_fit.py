@@ -1,7 +1,8 @@
 """Fit a run's input guard from its own training and validation films (splits.csv) and store it in model.pt.
 
 Training fits the guard on the images it already holds in memory (`fit_guard`); this module serves what comes after
-training: `cxr run guard RUN` for a model saved before cxr 0.6, and ensembles, whose features are their members' together.
+training: `cxr run guard RUN` for a model saved before cxr 0.6, and ensembles, whose features are their members'
+together.
 """
 
 from __future__ import annotations
@@ -12,20 +13,24 @@ from pathlib import Path
 import numpy as np
 from torch import nn
 
-from cxr.data.images import ImageInfo, ImageReadError, describe_image
 from cxr.data.cache import decode_cached
 from cxr.data.folders import LabeledFiles
+from cxr.data.images import ImageInfo, ImageReadError, describe_image
 from cxr.data.splits import read_splits_csv
 from cxr.errors import CxrError
 from cxr.inference.bundle import Bundle, BundleMeta, save_bundle
+from cxr.inference.guard import GuardFit, InputGuard, checks_the_training_films_fail, feature_taps, features_and_logits
 from cxr.rundir import SPLITS, RunDir
-from cxr.inference.guard import GuardFit, InputGuard, checks_the_training_films_fail, features_and_logits, feature_taps
 
 log = logging.getLogger(__name__)
 
 
 def fit_guard(
-    model: nn.Module, meta: BundleMeta, train_images: np.ndarray, train_labels, val_images: np.ndarray | None,
+    model: nn.Module,
+    meta: BundleMeta,
+    train_images: np.ndarray,
+    train_labels,
+    val_images: np.ndarray | None,
     train_paths: list[Path] | None = None,
 ) -> InputGuard:
     """The guard for `model` from decoded (N, S, S) uint8 training (and validation) films; `train_paths` (the
@@ -62,8 +67,10 @@ def fit_run_guard(run_dir: str | Path) -> GuardFit:
     bundle = Bundle.load(run_dir, backend="torch")
     splits_csv = RunDir(run_dir).splits
     if not splits_csv.is_file():
-        raise CxrError(f"{run_dir} has no {SPLITS}, so the films it was trained on are unknown; the guard is fitted "
-                       "on them: retrain with cxr 0.6 or later")  # fmt: skip
+        raise CxrError(
+            f"{run_dir} has no {SPLITS}, so the films it was trained on are unknown; the guard is fitted "
+            "on them: retrain with cxr 0.6 or later"
+        )
     splits = read_splits_csv(splits_csv, bundle.classes)
     if "train" not in splits:
         raise CxrError(f"{splits_csv} lists no training films; the guard is fitted on them")

@@ -34,6 +34,7 @@ from cxr.inference.onnx_backend import (  # noqa: F401 (re-exported: their home 
 )
 from cxr.inference.predict import apply_temperature, predict_arrays
 
+
 @contextlib.contextmanager
 def _quiet_exporter():
     """torch.onnx logs every optional op it skips (torchvision's, absent here): noise for a user."""
@@ -63,7 +64,6 @@ def export_onnx(run_dir: str | Path, opset: int = OPSET) -> ExportResult:
     """
     import time
 
-
     t0 = time.perf_counter()
     bundle = Bundle.load(run_dir, backend="torch")
     run = bundle.run_dir
@@ -77,9 +77,15 @@ def export_onnx(run_dir: str | Path, opset: int = OPSET) -> ExportResult:
     try:
         with _quiet_exporter():
             program = torch.onnx.export(
-                model, (example,), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-                dynamic_shapes=({0: batch},), dynamo=True, opset_version=opset, verbose=False,
-            )  # fmt: skip
+                model,
+                (example,),
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_shapes=({0: batch},),
+                dynamo=True,
+                opset_version=opset,
+                verbose=False,
+            )
     except Exception as e:  # the exporter raises many types; the user needs the model name and the reason
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
         raise CxrError(f"ONNX export of {bundle.meta.model} failed: {type(e).__name__}: {first[:200]}") from None

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -36,15 +36,21 @@ class Predictions:
     def flagged(self) -> int:
         return 0 if self.in_distribution is None else int((~self.in_distribution).sum())
 
-    def subset(self, keep: np.ndarray) -> "Predictions":
+    def subset(self, keep: np.ndarray) -> Predictions:
         """The predictions of the images where `keep` is true (e.g. `--reject-ood` keeps the in-distribution ones)."""
         idx = np.flatnonzero(keep)
-        pick = (lambda a: None if a is None else a[idx])  # noqa: E731
+        pick = lambda a: None if a is None else a[idx]  # noqa: E731
         return Predictions(
-            [self.paths[i] for i in idx], self.probabilities[idx], self.classes, self.threshold, self.errors,
-            pick(self.logits), pick(self.ood_score), pick(self.in_distribution),
+            [self.paths[i] for i in idx],
+            self.probabilities[idx],
+            self.classes,
+            self.threshold,
+            self.errors,
+            pick(self.logits),
+            pick(self.ood_score),
+            pick(self.in_distribution),
             None if self.ood_reason is None else [self.ood_reason[i] for i in idx],
-        )  # fmt: skip
+        )
 
     @property
     def predicted_index(self) -> np.ndarray:
@@ -59,8 +65,14 @@ class Predictions:
         with open(path, "w", newline="") as f:
             w = csv.writer(f)
             guarded = self.ood_score is not None
-            w.writerow(["path", "predicted", *[f"p_{c}" for c in self.classes],
-                        *(["ood_score", "in_distribution", "ood_reason"] if guarded else [])])  # fmt: skip
+            w.writerow(
+                [
+                    "path",
+                    "predicted",
+                    *[f"p_{c}" for c in self.classes],
+                    *(["ood_score", "in_distribution", "ood_reason"] if guarded else []),
+                ]
+            )
             for i, (p, label, probs) in enumerate(zip(self.paths, self.predicted, self.probabilities)):
                 guard = []
                 if guarded:
@@ -102,7 +114,11 @@ def predict_arrays(
 
 
 def decoded_batches(
-    paths, image_size: int, batch_size: int = 32, progress: bool = False, label: str = "predicting",
+    paths,
+    image_size: int,
+    batch_size: int = 32,
+    progress: bool = False,
+    label: str = "predicting",
     infos: list[ImageInfo] | None = None,
 ) -> Iterator[tuple[list[Path], np.ndarray | None, list[str]]]:
     """Files and folders -> (readable paths, (n, S, S) uint8 or None, errors) per batch: decoded in threads, streamed.
@@ -115,9 +131,10 @@ def decoded_batches(
         except ImageReadError as e:
             return str(e)
 
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool, Progress(
-        transient=True, disable=not progress
-    ) as bar:
+    with (
+        ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool,
+        Progress(transient=True, disable=not progress) as bar,
+    ):
         task = bar.add_task(label, total=len(files))
         for chunk in _chunks(files, batch_size):
             decoded = list(pool.map(read, chunk))

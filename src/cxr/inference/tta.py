@@ -6,7 +6,7 @@ inside the training augmentation's range (rotation 10 deg, shift 0.1, zoom 0.1),
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 from monai.transforms import Affine

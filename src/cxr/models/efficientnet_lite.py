@@ -19,9 +19,14 @@ from cxr.models.registry import register_model
 
 # EfficientNet-B0's stages (MONAI's / EfficientNet-PyTorch's block strings) with squeeze-excitation off (`se0`)
 LITE_BASE_BLOCKS = (
-    "r1_k3_s11_e1_i32_o16_se0", "r2_k3_s22_e6_i16_o24_se0", "r2_k5_s22_e6_i24_o40_se0", "r3_k3_s22_e6_i40_o80_se0",
-    "r3_k5_s11_e6_i80_o112_se0", "r4_k5_s22_e6_i112_o192_se0", "r1_k3_s11_e6_i192_o320_se0",
-)  # fmt: skip
+    "r1_k3_s11_e1_i32_o16_se0",
+    "r2_k3_s22_e6_i16_o24_se0",
+    "r2_k5_s22_e6_i24_o40_se0",
+    "r3_k3_s22_e6_i40_o80_se0",
+    "r3_k5_s11_e6_i80_o112_se0",
+    "r4_k5_s22_e6_i112_o192_se0",
+    "r1_k3_s11_e6_i192_o320_se0",
+)
 # name -> (width, depth, native resolution, dropout): efficientnet_lite_builder.py of tensorflow/tpu
 LITE_PARAMS = {
     "efficientnet-lite0": (1.0, 1.0, 224, 0.2),
@@ -39,8 +44,11 @@ def lite_block_strings(width: float, depth: float) -> list[str]:
         repeats = int(parts["r"])
         if 0 < i < len(LITE_BASE_BLOCKS) - 1:
             repeats = int(math.ceil(depth * repeats))
-        scaled = {"r": repeats, "i": _round_filters(int(parts["i"]), width, DEPTH_DIVISOR),
-                  "o": _round_filters(int(parts["o"]), width, DEPTH_DIVISOR)}  # fmt: skip
+        scaled = {
+            "r": repeats,
+            "i": _round_filters(int(parts["i"]), width, DEPTH_DIVISOR),
+            "o": _round_filters(int(parts["o"]), width, DEPTH_DIVISOR),
+        }
         blocks.append("_".join(f"{p[0]}{scaled[p[0]]}" if p[0] in scaled else p for p in block.split("_")))
     return blocks
 
@@ -54,10 +62,17 @@ class EfficientNetLite(EfficientNet):
     def __init__(self, variant: str, in_channels: int = 3, num_classes: int = 1000, image_size: int | None = None):
         width, depth, resolution, dropout = LITE_PARAMS[variant]
         super().__init__(
-            lite_block_strings(width, depth), spatial_dims=2, in_channels=in_channels, num_classes=num_classes,
-            width_coefficient=1.0, depth_coefficient=1.0, dropout_rate=dropout, image_size=image_size or resolution,
-            drop_connect_rate=0.2, depth_divisor=DEPTH_DIVISOR,
-        )  # fmt: skip
+            lite_block_strings(width, depth),
+            spatial_dims=2,
+            in_channels=in_channels,
+            num_classes=num_classes,
+            width_coefficient=1.0,
+            depth_coefficient=1.0,
+            dropout_rate=dropout,
+            image_size=image_size or resolution,
+            drop_connect_rate=0.2,
+            depth_divisor=DEPTH_DIVISOR,
+        )
         self._swish = nn.ReLU6()
         for stage in self._blocks:
             for block in stage:
@@ -71,9 +86,12 @@ def _register(variant: str, blurb: str) -> None:
     width, depth, resolution, _ = LITE_PARAMS[variant]
 
     @register_model(
-        variant, f"EfficientNet-{blurb} (MONAI, no SE, ReLU6; width {width}, depth {depth}, native {resolution} px), "
-        "EfficientNet-PyTorch tensor names", head="_fc", foreign_names=EFFICIENTNET_PYTORCH_NAMES,
-    )  # fmt: skip
+        variant,
+        f"EfficientNet-{blurb} (MONAI, no SE, ReLU6; width {width}, depth {depth}, native {resolution} px), "
+        "EfficientNet-PyTorch tensor names",
+        head="_fc",
+        foreign_names=EFFICIENTNET_PYTORCH_NAMES,
+    )
     def factory(in_channels: int, num_classes: int) -> nn.Module:
         net = EfficientNetLite(variant, in_channels=in_channels, num_classes=num_classes)
         new_head_init(net._fc)

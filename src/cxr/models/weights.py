@@ -41,9 +41,12 @@ class WeightsReport:
 
     def to_dict(self) -> dict:
         return {
-            "source": self.source, "loaded": self.loaded, "adapted": self.adapted, "not_loaded": self.not_loaded,
+            "source": self.source,
+            "loaded": self.loaded,
+            "adapted": self.adapted,
+            "not_loaded": self.not_loaded,
             "unused": self.unused,
-        }  # fmt: skip
+        }
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -52,7 +55,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if path.is_dir():
         path = path / MODEL
     if not path.is_file():
-        raise CxrError(f"weights file {path} not found; pass a cxr run directory, its model.pt, a .ckpt or a state dict")
+        raise CxrError(
+            f"weights file {path} not found; pass a cxr run directory, its model.pt, a .ckpt or a state dict"
+        )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many unrelated types for foreign files
@@ -78,7 +83,7 @@ def _strip_wrapper_prefixes(source: dict[str, torch.Tensor], target: dict) -> di
         stripped = False
         for prefix in WRAPPER_PREFIXES:
             if all(k.startswith(prefix) for k in source) and not any(k.startswith(prefix) for k in target):
-                source = {k[len(prefix):]: v for k, v in source.items()}
+                source = {k[len(prefix) :]: v for k, v in source.items()}
                 stripped = True
     return source
 

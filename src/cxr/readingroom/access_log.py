@@ -47,15 +47,29 @@ def cli_actor() -> Actor:
     return Actor(user[:100], "local", f"cli@{socket.gethostname()}"[:100])
 
 
-def append(session: Session, actor: Actor, action: str, film_id: str | None = None, detail: str | None = None,
-           when: datetime | None = None) -> None:  # fmt: skip
+def append(
+    session: Session,
+    actor: Actor,
+    action: str,
+    film_id: str | None = None,
+    detail: str | None = None,
+    when: datetime | None = None,
+) -> None:
     """Add one entry to the session's transaction."""
     if action not in ACTIONS:
         raise ValueError(f"unknown access-log action {action!r}")
     when = when or datetime.now(UTC).replace(tzinfo=None)
-    session.add(AccessEntry(at=when, actor=actor.name[:100], role=actor.role[:16],
-                            client=(actor.client or None) and actor.client[:100], action=action, film_id=film_id,
-                            detail=(detail or None) and detail[:255]))  # fmt: skip
+    session.add(
+        AccessEntry(
+            at=when,
+            actor=actor.name[:100],
+            role=actor.role[:16],
+            client=(actor.client or None) and actor.client[:100],
+            action=action,
+            film_id=film_id,
+            detail=(detail or None) and detail[:255],
+        )
+    )
 
 
 @dataclass(frozen=True)
@@ -81,8 +95,24 @@ def entries(session: Session, f: LogFilter = LogFilter(), limit: int = 100, offs
     if f.until is not None:
         where.append(AccessEntry.at < queries.utc_naive(f.until))
     total = session.scalar(select(func.count()).select_from(AccessEntry).where(*where))
-    rows = session.scalars(select(AccessEntry).where(*where).order_by(AccessEntry.at.desc(), AccessEntry.id.desc())
-                           .limit(limit).offset(offset)).all()  # fmt: skip
-    items = [{"id": r.id, "at": queries.iso(r.at), "actor": r.actor, "role": r.role, "client": r.client,
-              "action": r.action, "film_id": r.film_id, "detail": r.detail} for r in rows]  # fmt: skip
+    rows = session.scalars(
+        select(AccessEntry)
+        .where(*where)
+        .order_by(AccessEntry.at.desc(), AccessEntry.id.desc())
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    items = [
+        {
+            "id": r.id,
+            "at": queries.iso(r.at),
+            "actor": r.actor,
+            "role": r.role,
+            "client": r.client,
+            "action": r.action,
+            "film_id": r.film_id,
+            "detail": r.detail,
+        }
+        for r in rows
+    ]
     return {"total": int(total or 0), "limit": limit, "offset": offset, "items": items}

@@ -37,11 +37,12 @@ def reviewed_films(room: ReadingRoom) -> list[ReviewedFilm]:
     """Films with at least one current read naming a class, oldest first."""
     with room.session() as session:
         rows = session.execute(
-            select(Film, Reader.name, Read.label).join(Read, Read.film_id == Film.id)
+            select(Film, Reader.name, Read.label)
+            .join(Read, Read.film_id == Film.id)
             .join(Reader, Reader.id == Read.reader_id)
             .where(queries.current_reads(), Read.label != INDETERMINATE)
             .order_by(Film.received_at, Film.id)
-        ).all()  # fmt: skip
+        ).all()
     out: dict[str, ReviewedFilm] = {}
     for film, reader, label in rows:
         out.setdefault(film.id, ReviewedFilm(film)).reads[reader] = label
@@ -88,8 +89,18 @@ def export_feedback(room: ReadingRoom, out: str | Path, actor: Actor = DIRECT) -
         target = out / "images" / _safe(label) / source.name
         copies.append((source, target, [f.film.id for f in films]))
         readers = sorted({name for f in films for name in f.reads})
-        rows.append([target.relative_to(out).as_posix(), label, film.patient_hash or "", "train",
-                     int(label != film.predicted), film.predicted, ";".join(readers), film.id])  # fmt: skip
+        rows.append(
+            [
+                target.relative_to(out).as_posix(),
+                label,
+                film.patient_hash or "",
+                "train",
+                int(label != film.predicted),
+                film.predicted,
+                ";".join(readers),
+                film.id,
+            ]
+        )
     if not rows:
         raise CxrError("no reviewed films to export: record reads first (POST /v1/studies/{id}/reads or the page)")
     with room.writing() as session:
@@ -133,9 +144,16 @@ def agreement_stats(room: ReadingRoom, n_bootstrap: int = 1000, seed: int = 0) -
         both = (ratings[a] != NOT_READ) & (ratings[b] != NOT_READ)
         kappa, ci = None, None
         if both.sum() >= 2:  # one stratum: there is no ground truth to stratify the resamples by
-            kappa, ci = kappa_with_ci(ratings[a][both], ratings[b][both], np.zeros(int(both.sum())), len(classes),
-                                      n_bootstrap, seed)  # fmt: skip
+            kappa, ci = kappa_with_ci(
+                ratings[a][both], ratings[b][both], np.zeros(int(both.sum())), len(classes), n_bootstrap, seed
+            )
         n_diff = int((ratings[a][both] != ratings[b][both]).sum())
         pairs.append({"a": a, "b": b, "n": int(both.sum()), "disagree": n_diff, "kappa": kappa, "ci": ci})
-    return {"classes": classes, "films": len(same), "other_models_films": len(reviewed) - len(same),
-            "readers": readers, "pairs": pairs, "n_bootstrap": n_bootstrap}  # fmt: skip
+    return {
+        "classes": classes,
+        "films": len(same),
+        "other_models_films": len(reviewed) - len(same),
+        "readers": readers,
+        "pairs": pairs,
+        "n_bootstrap": n_bootstrap,
+    }

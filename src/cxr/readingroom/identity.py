@@ -80,7 +80,12 @@ def dicom_ids(data: bytes, filename: str | None) -> DicomIds:
             v = ds.get(keyword)
             return str(v).strip()[:64] or None if v is not None else None
 
-        return DicomIds(value("StudyInstanceUID"), value("SeriesInstanceUID"), value("SOPInstanceUID"),
-                        value("AccessionNumber"), value("PatientID"))  # fmt: skip
+        return DicomIds(
+            value("StudyInstanceUID"),
+            value("SeriesInstanceUID"),
+            value("SOPInstanceUID"),
+            value("AccessionNumber"),
+            value("PatientID"),
+        )
     except Exception:  # the image itself decoded (the prediction exists); a malformed header only loses the UIDs
         return DicomIds()

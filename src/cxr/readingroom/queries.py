@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import and_, exists, func, not_, select
 from sqlalchemy.orm import Session, aliased
@@ -28,13 +28,13 @@ def utc_naive(when: datetime | None) -> datetime | None:
     if when is None or when.tzinfo is None:
         return when
     try:
-        return when.astimezone(timezone.utc).replace(tzinfo=None)
+        return when.astimezone(UTC).replace(tzinfo=None)
     except OverflowError:  # within a day of year 1 or 9999 with a zone: as far as a datetime goes
         return datetime.max if when.year > 1 else datetime.min
 
 
 def iso(when: datetime | None) -> str | None:
-    return None if when is None else when.replace(tzinfo=timezone.utc).isoformat().replace("+00:00", "Z")
+    return None if when is None else when.replace(tzinfo=UTC).isoformat().replace("+00:00", "Z")
 
 
 def current_reads():
@@ -70,8 +70,11 @@ def conditions(f: StudyFilter) -> list:
 def list_films(session: Session, f: StudyFilter, order: str, limit: int, offset: int) -> tuple[int, list[Film]]:
     where = and_(True, *conditions(f))
     total = session.scalar(select(func.count()).select_from(Film).where(where))
-    keys = [Film.received_at.desc(), Film.id] if order == "newest" else [
-        Film.positive_score.desc(), Film.received_at.desc(), Film.id]  # fmt: skip
+    keys = (
+        [Film.received_at.desc(), Film.id]
+        if order == "newest"
+        else [Film.positive_score.desc(), Film.received_at.desc(), Film.id]
+    )
     films = session.scalars(select(Film).where(where).order_by(*keys).limit(limit).offset(offset)).all()
     return int(total or 0), list(films)
 
@@ -90,8 +93,14 @@ def reads_of(session: Session, film_ids: list[str], history: bool = False) -> di
 
 
 def read_dict(read: Read, reader: str) -> dict:
-    return {"id": read.id, "reader": reader, "label": read.label, "note": read.note, "version": read.version,
-            "created_at": iso(read.created_at)}  # fmt: skip
+    return {
+        "id": read.id,
+        "reader": reader,
+        "label": read.label,
+        "note": read.note,
+        "version": read.version,
+        "created_at": iso(read.created_at),
+    }
 
 
 def film_dict(film: Film, reads: list[dict]) -> dict:
@@ -111,8 +120,12 @@ def film_dict(film: Film, reads: list[dict]) -> dict:
         "model": {"id": film.model_id, "version": film.model_version, "architecture": film.architecture},
         "sha256": film.sha256,
         "image_stored": film.image_stored,
-        "dicom": {"study_uid": film.study_uid, "series_uid": film.series_uid, "sop_uid": film.sop_uid,
-                  "accession": film.accession},  # fmt: skip
+        "dicom": {
+            "study_uid": film.study_uid,
+            "series_uid": film.series_uid,
+            "sop_uid": film.sop_uid,
+            "accession": film.accession,
+        },
         "patient_hash": film.patient_hash,
         "reads": reads,
         "disagreement": bool(disagree),

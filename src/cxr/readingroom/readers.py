@@ -19,8 +19,9 @@ from cxr.readingroom.access_log import DIRECT, Actor, LogFilter
 from cxr.readingroom.schema import Read, Reader
 
 LAST_USED_EVERY = timedelta(minutes=1)  # last_used_at is written at most this often per key (a write per request)
-BAD_KEY = ("missing, unknown or revoked reader key: send it in the X-Reader-Key header "
-           "(`cxr readers add NAME` makes one)")  # fmt: skip
+BAD_KEY = (
+    "missing, unknown or revoked reader key: send it in the X-Reader-Key header (`cxr readers add NAME` makes one)"
+)
 
 
 class BadReaderKey(CxrError):
@@ -64,8 +65,16 @@ class ReaderKeys:
         salt = keys.new_salt()
         try:
             with self.writing() as session:
-                session.add(Reader(name=name, role=role, key_id=key_id, key_salt=salt,
-                                   key_hash=keys.hash_key(salt, key), created_at=_now()))  # fmt: skip
+                session.add(
+                    Reader(
+                        name=name,
+                        role=role,
+                        key_id=key_id,
+                        key_salt=salt,
+                        key_hash=keys.hash_key(salt, key),
+                        created_at=_now(),
+                    )
+                )
                 access_log.append(session, actor, "add_reader", detail=f"{name} ({role})")
         except IntegrityError:
             raise ReaderExists(f"a reader named {name!r} exists already; pick another name") from None
@@ -86,9 +95,17 @@ class ReaderKeys:
         with self.session() as session:
             counts = dict(session.execute(select(Read.reader_id, func.count()).group_by(Read.reader_id)).all())
             rows = session.scalars(select(Reader).order_by(Reader.name)).all()
-            return [{"name": r.name, "role": r.role, "created_at": queries.iso(r.created_at),
-                     "last_used_at": queries.iso(r.last_used_at), "revoked_at": queries.iso(r.revoked_at),
-                     "reads": counts.get(r.id, 0)} for r in rows]  # fmt: skip
+            return [
+                {
+                    "name": r.name,
+                    "role": r.role,
+                    "created_at": queries.iso(r.created_at),
+                    "last_used_at": queries.iso(r.last_used_at),
+                    "revoked_at": queries.iso(r.revoked_at),
+                    "reads": counts.get(r.id, 0),
+                }
+                for r in rows
+            ]
 
     def has_active_keys(self) -> bool:
         """Whether any reader or admin key works: then every /v1 route needs a key."""
@@ -105,8 +122,9 @@ class ReaderKeys:
             candidates = list(session.scalars(select(Reader).where(Reader.key_id.is_(None))))
         found = next((r for r in candidates if r is not None and keys.matches(r.key_salt, r.key_hash, key)), None)
         if found is not None and lock:  # PostgreSQL: FOR UPDATE serialises one reader's concurrent reads
-            found = session.scalar(select(Reader).where(Reader.id == found.id).with_for_update()
-                                   .execution_options(populate_existing=True))  # fmt: skip
+            found = session.scalar(
+                select(Reader).where(Reader.id == found.id).with_for_update().execution_options(populate_existing=True)
+            )
         return found
 
     def reader_for_key(self, session: Session, key: str | None, lock: bool = False) -> Reader:

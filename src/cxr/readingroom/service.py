@@ -8,11 +8,12 @@ so is its access-log entry.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -22,8 +23,8 @@ from cxr.errors import CxrError
 from cxr.readingroom import access_log, db, queries
 from cxr.readingroom.access_log import DIRECT, Actor
 from cxr.readingroom.identity import dicom_ids, load_salt, patient_hash
-from cxr.readingroom.readers import BadReaderKey, ReaderExists, ReaderKeys, UnknownReader  # noqa: F401 (re-exported)
 from cxr.readingroom.queries import StudyFilter
+from cxr.readingroom.readers import BadReaderKey, ReaderExists, ReaderKeys, UnknownReader  # noqa: F401 (re-exported)
 from cxr.readingroom.schema import INDETERMINATE, Film, Read
 from cxr.readingroom.store import ImageStore, image_suffix, sha256
 
@@ -56,7 +57,7 @@ def normal_class(classes: Sequence[str]) -> str:
 
 
 def now() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 class ReadingRoom(ReaderKeys):
@@ -70,8 +71,9 @@ class ReadingRoom(ReaderKeys):
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @classmethod
-    def for_run(cls, run_dir: str | Path, url: str | None = None, store_images: bool = True,
-                images: str | Path | None = None) -> "ReadingRoom":  # fmt: skip
+    def for_run(
+        cls, run_dir: str | Path, url: str | None = None, store_images: bool = True, images: str | Path | None = None
+    ) -> ReadingRoom:
         """`cxr serve RUN`'s defaults: SQLite at RUN/reading.db, images in RUN/images, the salt of the run."""
         run_dir = Path(run_dir)
         url = url or db.sqlite_url(run_dir / DB_FILE)
@@ -93,9 +95,19 @@ class ReadingRoom(ReaderKeys):
 
     # films ----------------------------------------------------------------------------------------------------------
 
-    def record(self, data: bytes, filename: str | None, model: ModelFacts, probabilities: Sequence[float],
-               predicted: str, *, source: str = "upload", ood_score: float | None = None,
-               seconds: float | None = None, actor: Actor = DIRECT) -> dict[str, Any]:  # fmt: skip
+    def record(
+        self,
+        data: bytes,
+        filename: str | None,
+        model: ModelFacts,
+        probabilities: Sequence[float],
+        predicted: str,
+        *,
+        source: str = "upload",
+        ood_score: float | None = None,
+        seconds: float | None = None,
+        actor: Actor = DIRECT,
+    ) -> dict[str, Any]:
         """Store the image (unless the store is off) and one film row, and log who sent it; returns the film as the
         API shows it."""
         digest, suffix = sha256(data), image_suffix(data, filename)
@@ -105,15 +117,30 @@ class ReadingRoom(ReaderKeys):
         normal = normal_class(model.classes)
         probs = [float(p) for p in probabilities]
         film = Film(
-            id=uuid.uuid4().hex, received_at=now(), source=source, filename=_printable(filename)[-255:] or None,
-            sha256=digest, image_stored=self.store is not None, image_ext=suffix, model_id=model.id,
-            model_version=model.version, architecture=model.architecture, classes=list(model.classes),
-            probabilities=probs, predicted=predicted, threshold=model.threshold,
-            positive_score=1.0 - probs[list(model.classes).index(normal)], flagged=predicted != normal,
-            ood_score=None if ood_score is None else float(ood_score), seconds=seconds, study_uid=ids.study_uid,
-            series_uid=ids.series_uid, sop_uid=ids.sop_uid, accession=ids.accession,
+            id=uuid.uuid4().hex,
+            received_at=now(),
+            source=source,
+            filename=_printable(filename)[-255:] or None,
+            sha256=digest,
+            image_stored=self.store is not None,
+            image_ext=suffix,
+            model_id=model.id,
+            model_version=model.version,
+            architecture=model.architecture,
+            classes=list(model.classes),
+            probabilities=probs,
+            predicted=predicted,
+            threshold=model.threshold,
+            positive_score=1.0 - probs[list(model.classes).index(normal)],
+            flagged=predicted != normal,
+            ood_score=None if ood_score is None else float(ood_score),
+            seconds=seconds,
+            study_uid=ids.study_uid,
+            series_uid=ids.series_uid,
+            sop_uid=ids.sop_uid,
+            accession=ids.accession,
             patient_hash=patient_hash(self.salt, ids.patient_id),
-        )  # fmt: skip
+        )
         with self.writing() as session:
             session.add(film)
             access_log.append(session, actor, "upload", film.id, source)
@@ -124,8 +151,9 @@ class ReadingRoom(ReaderKeys):
             query = select(Film.id).where(Film.sha256 == digest, Film.source == source).limit(1)
             return session.scalar(query) is not None
 
-    def studies(self, f: StudyFilter = StudyFilter(), order: str = "triage", limit: int = 50,
-                offset: int = 0) -> dict[str, Any]:  # fmt: skip
+    def studies(
+        self, f: StudyFilter = StudyFilter(), order: str = "triage", limit: int = 50, offset: int = 0
+    ) -> dict[str, Any]:
         with self.session() as session:
             total, films = queries.list_films(session, f, order, limit, offset)
             reads = queries.reads_of(session, [x.id for x in films])
@@ -163,8 +191,9 @@ class ReadingRoom(ReaderKeys):
 
     # reads -----------------------------------------------------------------------------------------------------------
 
-    def add_read(self, film_id: str, key: str | None, label: str, note: str | None = None,
-                 client: str | None = None) -> dict[str, Any]:  # fmt: skip
+    def add_read(
+        self, film_id: str, key: str | None, label: str, note: str | None = None, client: str | None = None
+    ) -> dict[str, Any]:
         """Record a reader's label (and log it, from `client`); a reader's earlier read of the film stays, the new
         one is the next version."""
         for attempt in range(5):  # belt and braces: the reader lock already orders one reader's reads
@@ -175,8 +204,9 @@ class ReadingRoom(ReaderKeys):
                     raise
         raise AssertionError("unreachable")
 
-    def _add_read(self, film_id: str, key: str | None, label: str, note: str | None,
-                  client: str | None) -> dict[str, Any]:  # fmt: skip
+    def _add_read(
+        self, film_id: str, key: str | None, label: str, note: str | None, client: str | None
+    ) -> dict[str, Any]:
         with self.writing() as session:
             reader = self.reader_for_key(session, key, lock=True)
             film = session.get(Film, film_id)
@@ -189,16 +219,28 @@ class ReadingRoom(ReaderKeys):
             if note is not None and "\x00" in note:
                 raise BadRead("the note contains a NUL character")
             version = session.scalar(
-                select(func.coalesce(func.max(Read.version), 0)).where(Read.film_id == film_id,
-                                                                       Read.reader_id == reader.id)
-            )  # fmt: skip
-            read = Read(film_id=film_id, reader_id=reader.id, version=version + 1, label=label,
-                        note=note or None, created_at=now())  # fmt: skip
+                select(func.coalesce(func.max(Read.version), 0)).where(
+                    Read.film_id == film_id, Read.reader_id == reader.id
+                )
+            )
+            read = Read(
+                film_id=film_id,
+                reader_id=reader.id,
+                version=version + 1,
+                label=label,
+                note=note or None,
+                created_at=now(),
+            )
             session.add(read)
             session.flush()
             reader.last_used_at = read.created_at
-            access_log.append(session, Actor(reader.name, reader.role, client), "read", film_id,
-                              f"read {read.id}, version {read.version}")  # fmt: skip
+            access_log.append(
+                session,
+                Actor(reader.name, reader.role, client),
+                "read",
+                film_id,
+                f"read {read.id}, version {read.version}",
+            )
             return queries.read_dict(read, reader.name) | {"film_id": film_id}
 
 

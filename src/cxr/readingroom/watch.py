@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from cxr.data.images import DICOM_MAGIC_END, is_dicom, is_image_file
 from cxr.errors import CxrError

@@ -61,8 +61,11 @@ def add_admin_routes(app: FastAPI, room: ReadingRoom) -> None:
         """Revoke a reader's key: it stops working at once; their reads stay, under their name. Not your own key
         (409): another admin, or `cxr readers revoke` on the machine, can."""
         if name == who.name:
-            raise HTTPException(409, "you cannot revoke your own key over the API: ask another admin, or run "
-                                     "`cxr readers revoke NAME` on the machine")  # fmt: skip
+            raise HTTPException(
+                409,
+                "you cannot revoke your own key over the API: ask another admin, or run "
+                "`cxr readers revoke NAME` on the machine",
+            )
         return call(room.revoke_reader, name, who.actor())
 
     @router.get("/v1/access-log", **documented(key="admin"))

@@ -26,21 +26,30 @@ from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel
 from sqlalchemy.exc import SQLAlchemyError
 
-from cxr.version import __version__
 from cxr.data.images import ImageInfo, ImageReadError, describe_image, load_grayscale
 from cxr.errors import CxrError
+from cxr.explain.cam import CamExplainer
+from cxr.explain.overlay import overlay_rgb
 from cxr.inference.bundle import Bundle
 from cxr.inference.onnx_export import weights_digest
 from cxr.inference.predict import apply_temperature, decide
 from cxr.readingroom import ReadingRoom
-from cxr.readingroom.service import DB_FILE, ModelFacts, database_has_keys
 from cxr.readingroom.db import sqlite_url
+from cxr.readingroom.service import DB_FILE, ModelFacts, database_has_keys
 from cxr.serve.admin_routes import add_admin_routes
-from cxr.serve.auth import (API_KEY_ENV, API_KEY_HEADER, HOW_TO_ENABLE, INSECURE_WARNING, Auth,  # noqa: F401
-                            AuthMiddleware, Principal, install_openapi, principal)  # fmt: skip
+from cxr.serve.auth import (
+    API_KEY_ENV,
+    HOW_TO_ENABLE,
+    Auth,  # noqa: F401
+    AuthMiddleware,
+    Principal,
+    install_openapi,
+    principal,
+)
 from cxr.serve.limits import BodySizeLimit, FailedKeyLimiter, InferencePool
 from cxr.serve.reading_routes import ReadingService, add_reading_routes, study_links
 from cxr.serve.responses import documented, install_allow_header
+from cxr.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -111,11 +120,7 @@ def decode_upload(stream: BinaryIO, filename: str | None, size: int | None) -> n
 
 
 def _load_explainer(bundle: Bundle):
-    """Grad-CAM from `cxr.explain` when that package provides it; None leaves /v1/explain answering 501."""
-    try:
-        from cxr.explain.cam import CamExplainer
-    except ImportError:
-        return None
+    """Grad-CAM for the bundle's model; None (a model Grad-CAM cannot hook) leaves /v1/explain answering 501."""
     try:
         return CamExplainer(bundle)
     except Exception as e:  # a model Grad-CAM cannot hook must not stop predictions from being served
@@ -158,19 +163,31 @@ def create_app(
     bundle = Bundle.load(run_dir, backend=backend)
     meta = bundle.meta
     if bundle.guard is None:
-        log.warning("%s has no input guard: films unlike its training films are not flagged (`cxr run guard %s` fits one)",
-                    run_dir, run_dir)  # fmt: skip
+        log.warning(
+            "%s has no input guard: films unlike its training films are not flagged (`cxr run guard %s` fits one)",
+            run_dir,
+            run_dir,
+        )
     key = (api_key if api_key is not None else os.environ.get(API_KEY_ENV)) or None  # empty: no key
-    ref = ModelRef(id=bundle.run_dir.resolve().name, version=weights_digest(bundle.model.state_dict())[:12],
-                   architecture=meta.model)  # fmt: skip
+    ref = ModelRef(
+        id=bundle.run_dir.resolve().name,
+        version=weights_digest(bundle.model.state_dict())[:12],
+        architecture=meta.model,
+    )
     explainer = _load_explainer(bundle) if explain else None
     pool = InferencePool(workers=workers, max_pending=max_pending)
     info = ModelInfo(
-        model=ref, classes=list(meta.classes), image_size=meta.image_size, threshold=meta.threshold,
-        backend=bundle.backend, explain=explainer is not None, cxr_version=bundle.info.get("cxr_version"),
-        created=bundle.info.get("created"), num_parameters=bundle.info.get("num_parameters"),
+        model=ref,
+        classes=list(meta.classes),
+        image_size=meta.image_size,
+        threshold=meta.threshold,
+        backend=bundle.backend,
+        explain=explainer is not None,
+        cxr_version=bundle.info.get("cxr_version"),
+        created=bundle.info.get("created"),
+        num_parameters=bundle.info.get("num_parameters"),
         metrics=metrics_summary(bundle.run_dir),
-    )  # fmt: skip
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -202,16 +219,23 @@ def create_app(
         predicted = meta.classes[int(decide(probs, meta.threshold)[0])]
         guard = {}
         if verdict is not None:
-            guard = dict(ood_score=float(verdict.scores[0]), in_distribution=bool(verdict.in_distribution[0]),
-                         warning=verdict.warning(0))  # fmt: skip
+            guard = dict(
+                ood_score=float(verdict.scores[0]),
+                in_distribution=bool(verdict.in_distribution[0]),
+                warning=verdict.warning(0),
+            )
         return Prediction(
-            predicted=predicted, probabilities={c: float(p) for c, p in zip(meta.classes, probs[0])},
-            threshold=meta.threshold, model=ref, backend=bundle.backend, filename=upload.filename,
-            seconds=round(time.perf_counter() - t0, 4), **guard,
-        )  # fmt: skip
+            predicted=predicted,
+            probabilities={c: float(p) for c, p in zip(meta.classes, probs[0])},
+            threshold=meta.threshold,
+            model=ref,
+            backend=bundle.backend,
+            filename=upload.filename,
+            seconds=round(time.perf_counter() - t0, 4),
+            **guard,
+        )
 
     def explain_one(upload: UploadFile, target: str | None) -> bytes:
-        from cxr.explain.overlay import overlay_rgb
 
         model_input = decode_upload(upload.file, upload.filename, meta.image_size)
         shown = decode_upload(upload.file, upload.filename, None)
@@ -237,8 +261,13 @@ def create_app(
             required, warning = auth.required(), auth.warning()
         except (SQLAlchemyError, OSError):  # the database is down: the model still answers; say keys are needed
             required, warning = True, None
-        return {"status": "ok", "model": ref.model_dump(), "auth": required, "warning": warning,
-                "pending": pool.pending}  # fmt: skip
+        return {
+            "status": "ok",
+            "model": ref.model_dump(),
+            "auth": required,
+            "warning": warning,
+            "pending": pool.pending,
+        }
 
     @app.get("/v1/model", response_model=ModelInfo, tags=["model"], **documented())
     def model_info(who: Principal = Depends(principal)) -> ModelInfo:
@@ -249,8 +278,10 @@ def create_app(
     predicted["responses"][200] = {"description": "the prediction", "links": study_links("$response.body#/study_id")}
 
     @app.post("/v1/predict", response_model=Prediction, tags=["model"], **predicted)
-    async def predict(file: UploadFile = File(..., description="a chest X-ray: PNG, JPEG, BMP, TIFF or DICOM"),
-                      who: Principal = Depends(principal)):  # fmt: skip
+    async def predict(
+        file: UploadFile = File(..., description="a chest X-ray: PNG, JPEG, BMP, TIFF or DICOM"),
+        who: Principal = Depends(principal),
+    ):
         """Class probabilities and the predicted class for one uploaded X-ray (recorded in the reading room)."""
         return await pool.run(reading.predict, file, "upload", who.actor())
 
@@ -265,8 +296,10 @@ def create_app(
         return Response(await pool.run(explain_one, file, target), media_type="image/png")
 
     explain_doc = documented(400, 413, 415, 501)
-    explain_doc["responses"][200] = {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
-                                     "description": "the X-ray with a Grad-CAM heatmap"}  # fmt: skip
+    explain_doc["responses"][200] = {
+        "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+        "description": "the X-ray with a Grad-CAM heatmap",
+    }
     explain_endpoint.__annotations__["target"] = Literal[tuple(meta.classes)] | None  # the schema lists the classes
     app.post("/v1/explain", tags=["model"], response_class=Response, **explain_doc)(explain_endpoint)
     install_openapi(app, auth)
@@ -274,8 +307,9 @@ def create_app(
     return app
 
 
-def serve(run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, insecure_no_auth: bool = False,
-          **options: Any) -> None:  # fmt: skip
+def serve(
+    run_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, insecure_no_auth: bool = False, **options: Any
+) -> None:
     """Run the app with uvicorn; `limit_concurrency` answers 503 to connections beyond what the pool can queue.
 
     Beyond loopback only with authentication on (an API key or a reader key), or `insecure_no_auth`.
@@ -323,6 +357,8 @@ def _check_auth_on(run_dir: str | Path, host: str, api_key: str | None, db: str 
         return
     if database_has_keys(db or sqlite_url(Path(run_dir) / DB_FILE)):
         return
-    raise CxrError(f"refusing to listen on {host} without authentication: anyone on the network could see every "
-                   f"film; {HOW_TO_ENABLE.replace('RUN', str(run_dir))}, or pass --insecure-no-auth on a trusted "
-                   "network")  # fmt: skip
+    raise CxrError(
+        f"refusing to listen on {host} without authentication: anyone on the network could see every "
+        f"film; {HOW_TO_ENABLE.replace('RUN', str(run_dir))}, or pass --insecure-no-auth on a trusted "
+        "network"
+    )

@@ -39,8 +39,10 @@ API_KEY_HEADER = "X-API-Key"
 READER_KEY_HEADER = "X-Reader-Key"
 PROXY_HEADERS = ("x-forwarded-for", "forwarded", "x-real-ip")
 HOW_TO_ENABLE = "set $CXR_API_KEY, or add a reader with `cxr readers add NAME --db RUN`"
-INSECURE_WARNING = ("this service runs without authentication (--insecure-no-auth) and listens beyond this machine: "
-                    "anyone who can reach it can see every stored film and read; " + HOW_TO_ENABLE)  # fmt: skip
+INSECURE_WARNING = (
+    "this service runs without authentication (--insecure-no-auth) and listens beyond this machine: "
+    "anyone who can reach it can see every stored film and read; " + HOW_TO_ENABLE
+)
 log = logging.getLogger(__name__)
 
 
@@ -62,8 +64,15 @@ class Principal:
 class Auth:
     """The service's key rules; `resolve` answers who a request is, or raises the 401/429 it gets."""
 
-    def __init__(self, room: ReadingRoom, api_key: str | None, *, exposed: bool = False,
-                 insecure_no_auth: bool = False, limiter: FailedKeyLimiter | None = None):  # fmt: skip
+    def __init__(
+        self,
+        room: ReadingRoom,
+        api_key: str | None,
+        *,
+        exposed: bool = False,
+        insecure_no_auth: bool = False,
+        limiter: FailedKeyLimiter | None = None,
+    ):
         self.room, self.api_key = room, api_key
         self.exposed, self.insecure_no_auth = exposed, insecure_no_auth
         self.limiter = limiter or FailedKeyLimiter()
@@ -83,8 +92,9 @@ class Auth:
         if given:
             wait = self.limiter.retry_after(client)
             if wait is not None:
-                raise HTTPException(429, f"too many wrong keys from {client}: retry in {wait} s",
-                                    {"Retry-After": str(wait)})  # fmt: skip
+                raise HTTPException(
+                    429, f"too many wrong keys from {client}: retry in {wait} s", {"Retry-After": str(wait)}
+                )
             shared = self.api_key is not None and secrets.compare_digest(given.encode(), self.api_key.encode())
             if shared and not reader_key:
                 return Principal("api key", "api-key", client)
@@ -92,15 +102,22 @@ class Auth:
             if person is None:
                 self.limiter.failed(client)
                 log.warning("a wrong key from %s", client)
-                raise HTTPException(401, f"unknown or revoked key: send $CXR_API_KEY or your reader key in the "
-                                         f"{API_KEY_HEADER} header")  # fmt: skip
+                raise HTTPException(
+                    401, f"unknown or revoked key: send $CXR_API_KEY or your reader key in the {API_KEY_HEADER} header"
+                )
             return Principal(person.name, person.role, client, key=given)
         if self.required():
-            raise HTTPException(401, f"missing API key: this service needs a key in the {API_KEY_HEADER} header "
-                                     f"($CXR_API_KEY, or a reader key from `cxr readers add NAME`)")  # fmt: skip
+            raise HTTPException(
+                401,
+                f"missing API key: this service needs a key in the {API_KEY_HEADER} header "
+                f"($CXR_API_KEY, or a reader key from `cxr readers add NAME`)",
+            )
         if proxied and not self.insecure_no_auth:
-            raise HTTPException(401, "this request came through a proxy and the service has no key, so it would be "
-                                     f"open to the proxy's whole network: {HOW_TO_ENABLE}")  # fmt: skip
+            raise HTTPException(
+                401,
+                "this request came through a proxy and the service has no key, so it would be "
+                f"open to the proxy's whole network: {HOW_TO_ENABLE}",
+            )
         return Principal("anonymous", "anonymous", client)
 
 
@@ -117,8 +134,9 @@ class AuthMiddleware:
         client = scope["client"][0] if scope.get("client") else None
         proxied = any(h in headers for h in PROXY_HEADERS)
         try:
-            principal = await run_in_threadpool(self.auth.resolve, headers.get(API_KEY_HEADER),
-                                                headers.get(READER_KEY_HEADER), client, proxied)  # fmt: skip
+            principal = await run_in_threadpool(
+                self.auth.resolve, headers.get(API_KEY_HEADER), headers.get(READER_KEY_HEADER), client, proxied
+            )
         except HTTPException as e:
             return await JSONResponse({"detail": e.detail}, e.status_code, e.headers)(scope, receive, send)
         except (SQLAlchemyError, OSError) as e:
@@ -129,10 +147,18 @@ class AuthMiddleware:
         await self.app(scope, receive, send)
 
 
-_any_key = APIKeyHeader(name=API_KEY_HEADER, scheme_name="APIKey", auto_error=False,
-                        description="$CXR_API_KEY, or a reader's or admin's own key")  # fmt: skip
-_reader_key = APIKeyHeader(name=READER_KEY_HEADER, scheme_name="ReaderKey", auto_error=False,
-                           description="a reader's or admin's own key (`cxr readers add NAME` prints it)")  # fmt: skip
+_any_key = APIKeyHeader(
+    name=API_KEY_HEADER,
+    scheme_name="APIKey",
+    auto_error=False,
+    description="$CXR_API_KEY, or a reader's or admin's own key",
+)
+_reader_key = APIKeyHeader(
+    name=READER_KEY_HEADER,
+    scheme_name="ReaderKey",
+    auto_error=False,
+    description="a reader's or admin's own key (`cxr readers add NAME` prints it)",
+)
 
 
 def principal(request: Request, _a: str | None = Depends(_any_key), _r: str | None = Depends(_reader_key)) -> Principal:
@@ -152,8 +178,9 @@ def person(who: Principal = Depends(principal)) -> Principal:
 
 def admin(who: Principal = Depends(person)) -> Principal:
     if who.role != "admin":
-        raise HTTPException(403, f"{who.name} is a {who.role}: only an admin key may do this (`cxr readers add NAME "
-                                 "--role admin`)")  # fmt: skip
+        raise HTTPException(
+            403, f"{who.name} is a {who.role}: only an admin key may do this (`cxr readers add NAME --role admin`)"
+        )
     return who
 
 

@@ -9,8 +9,9 @@ import math
 import threading
 import time
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from fastapi import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -39,8 +40,11 @@ class BodySizeLimit:
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes + MULTIPART_SLACK:
             body = json.dumps({"detail": self._message()}).encode()
-            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                       (b"connection", b"close")]  # fmt: skip
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ]
             await send({"type": "http.response.start", "status": 413, "headers": headers})
             await send({"type": "http.response.body", "body": body})
             return
@@ -97,8 +101,7 @@ class FailedKeyLimiter:
     (--forwarded-allow-ips; loopback by default).
     """
 
-    def __init__(self, max_failures: int = 10, window: float = 60.0, max_clients: int = 10_000,
-                 clock=time.monotonic):  # fmt: skip
+    def __init__(self, max_failures: int = 10, window: float = 60.0, max_clients: int = 10_000, clock=time.monotonic):
         self.max_failures, self.window, self.max_clients, self.clock = max_failures, window, max_clients, clock
         self._failures: OrderedDict[str, deque[float]] = OrderedDict()
         self._lock = threading.Lock()  # checked from the worker threads that look keys up

@@ -6,13 +6,15 @@ Every film view and read is in the access log, with who (serve/auth.py) and from
 from __future__ import annotations
 
 import logging
+import re
+from collections.abc import Callable
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
-import re
-from typing import Annotated, Any, Callable, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path as PathParam, Query, UploadFile
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, UploadFile
+from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, HTMLResponse
 from pydantic import BaseModel, BeforeValidator, Field, create_model
 from sqlalchemy.exc import SQLAlchemyError
@@ -22,8 +24,15 @@ from cxr.readingroom import ReadingRoom
 from cxr.readingroom.access_log import WATCHER, Actor
 from cxr.readingroom.queries import ORDERS, StudyFilter
 from cxr.readingroom.schema import INDETERMINATE
-from cxr.readingroom.service import (MAX_NOTE, BadReaderKey, BadRead, ModelFacts, ReaderExists, UnknownFilm,
-                                     UnknownReader)  # fmt: skip
+from cxr.readingroom.service import (
+    MAX_NOTE,
+    BadRead,
+    BadReaderKey,
+    ModelFacts,
+    ReaderExists,
+    UnknownFilm,
+    UnknownReader,
+)
 from cxr.readingroom.watch import FolderWatcher
 from cxr.serve.auth import Principal, person, principal
 from cxr.serve.responses import documented
@@ -48,8 +57,10 @@ When = Annotated[datetime, BeforeValidator(_iso_8601)]
 
 def study_links(study_id: str) -> dict[str, Any]:
     """OpenAPI links from an answer that names a study (`study_id`: a runtime expression) to what takes its id."""
-    return {name: {"operationId": operation, "parameters": {"study_id": study_id}}
-            for name, operation in (("study", "get_study"), ("image", "get_study_image"), ("read", "add_read"))}
+    return {
+        name: {"operationId": operation, "parameters": {"study_id": study_id}}
+        for name, operation in (("study", "get_study"), ("image", "get_study_image"), ("read", "add_read"))
+    }
 
 
 def read_model(classes: list[str]) -> type[BaseModel]:
@@ -77,8 +88,14 @@ def call(fn: Callable[..., Any], *args, **kwargs) -> Any:
 class ReadingService:
     """What create_app holds: the room, the recording predictor and the watcher's lifecycle."""
 
-    def __init__(self, room: ReadingRoom, model: ModelFacts, predict_one: Callable[[UploadFile], BaseModel],
-                 watch: Path | None = None, poll_seconds: float = 1.0):  # fmt: skip
+    def __init__(
+        self,
+        room: ReadingRoom,
+        model: ModelFacts,
+        predict_one: Callable[[UploadFile], BaseModel],
+        watch: Path | None = None,
+        poll_seconds: float = 1.0,
+    ):
         self.room, self.model, self._predict_one = room, model, predict_one
         self.watcher = FolderWatcher(watch, self._ingest, room, poll_seconds) if watch is not None else None
 
@@ -89,9 +106,18 @@ class ReadingService:
         upload.file.seek(0)
         data = upload.file.read()
         probs = [prediction.probabilities[c] for c in self.model.classes]
-        film = call(self.room.record, data, upload.filename, self.model, probs, prediction.predicted, source=source,
-                    ood_score=getattr(prediction, "ood_score", None), seconds=getattr(prediction, "seconds", None),
-                    actor=actor)  # fmt: skip
+        film = call(
+            self.room.record,
+            data,
+            upload.filename,
+            self.model,
+            probs,
+            prediction.predicted,
+            source=source,
+            ood_score=getattr(prediction, "ood_score", None),
+            seconds=getattr(prediction, "seconds", None),
+            actor=actor,
+        )
         return prediction.model_copy(update={"study_id": film["id"]})
 
     def _ingest(self, path: Path) -> str:
@@ -133,8 +159,11 @@ def add_reading_routes(app: FastAPI, service: ReadingService) -> None:
         disagreement: bool = Query(False, description="only films where a reader's current read differs"),
         received_from: When | None = Query(None, description="received at or after (ISO 8601; no zone = UTC)"),
         received_to: When | None = Query(None, description="received before (ISO 8601; no zone = UTC)"),
-        order: str = Query("triage", pattern=f"^({'|'.join(ORDERS)})$",
-                           description="triage: most likely positive first; newest: latest first"),
+        order: str = Query(
+            "triage",
+            pattern=f"^({'|'.join(ORDERS)})$",
+            description="triage: most likely positive first; newest: latest first",
+        ),
         limit: int = Query(50, ge=1, le=MAX_PAGE, description="films per page"),
         offset: int = Query(0, ge=0, le=MAX_OFFSET, description="films to skip (paging)"),
     ) -> dict[str, Any]:
@@ -143,8 +172,11 @@ def add_reading_routes(app: FastAPI, service: ReadingService) -> None:
         return call(room.studies, f, order, limit, offset)
 
     @router.get("/v1/disagreements", **documented())
-    def disagreements(who: Principal = Depends(principal), limit: int = Query(50, ge=1, le=MAX_PAGE),
-                      offset: int = Query(0, ge=0, le=MAX_OFFSET)) -> dict[str, Any]:  # fmt: skip
+    def disagreements(
+        who: Principal = Depends(principal),
+        limit: int = Query(50, ge=1, le=MAX_PAGE),
+        offset: int = Query(0, ge=0, le=MAX_OFFSET),
+    ) -> dict[str, Any]:
         """Films where a reader and the model differ, newest first: the hard cases to retrain on."""
         return call(room.studies, StudyFilter(disagreement=True), "newest", limit, offset)
 
@@ -154,9 +186,10 @@ def add_reading_routes(app: FastAPI, service: ReadingService) -> None:
         return call(room.study, study_id, who.actor())
 
     image = documented(404)
-    image["responses"][200] = {"content": {"application/octet-stream": {"schema": {"type": "string",
-                                                                                   "format": "binary"}}},
-                               "description": "the film's bytes as received (PNG, JPEG, DICOM, ...)"}  # fmt: skip
+    image["responses"][200] = {
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+        "description": "the film's bytes as received (PNG, JPEG, DICOM, ...)",
+    }
 
     @router.get("/v1/studies/{study_id}/image", operation_id="get_study_image", response_class=FileResponse, **image)
     def study_image(study_id: str = _study_id(), who: Principal = Depends(principal)) -> FileResponse:
@@ -169,8 +202,12 @@ def add_reading_routes(app: FastAPI, service: ReadingService) -> None:
         return call(room.add_read, study_id, who.key, read.label, read.note, who.client)
 
     add_read.__annotations__["read"] = ReadIn  # this model's classes: made here, so not a name FastAPI could look up
-    router.post("/v1/studies/{study_id}/reads", status_code=201, operation_id="add_read",
-                **documented(400, 404, 413, key="personal"))(add_read)  # fmt: skip
+    router.post(
+        "/v1/studies/{study_id}/reads",
+        status_code=201,
+        operation_id="add_read",
+        **documented(400, 404, 413, key="personal"),
+    )(add_read)
 
     @router.get("/v1/reader", **documented(key="personal"))
     def whoami(who: Principal = Depends(person)) -> dict[str, str]:

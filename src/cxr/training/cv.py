@@ -38,8 +38,8 @@ from cxr.evaluation.oof import CV_FILE, OOF_FILE, write_oof
 from cxr.evaluation.plots import plot_confusion_matrix, plot_roc
 from cxr.inference.bundle import BUNDLE_FILE, Bundle
 from cxr.rundir import CV_ARTIFACTS, RunDir
-from cxr.training.prepare import load_config_data
 from cxr.training.fit import fetch_start_weights
+from cxr.training.prepare import load_config_data
 from cxr.training.run_folder import is_rank_zero, resumable, tracking, wait_for_rank_zero
 from cxr.training.train import train
 
@@ -66,10 +66,15 @@ def held_out_folds(files: LabeledFiles, classes: list[str], k: int, seed: int, g
     """Per fold, the indices it holds out: stratified, and grouped by patient when `groups` is given."""
     counts = np.bincount(files.labels, minlength=len(classes))
     if counts.min() < k:
-        raise CxrError(f"class {classes[int(counts.argmin())]!r} has {counts.min()} image(s), fewer than --cv {k} "
-                       "folds; choose fewer folds")  # fmt: skip
-    splitter = StratifiedGroupKFold(k, shuffle=True, random_state=seed) if groups else StratifiedKFold(
-        k, shuffle=True, random_state=seed)  # fmt: skip
+        raise CxrError(
+            f"class {classes[int(counts.argmin())]!r} has {counts.min()} image(s), fewer than --cv {k} "
+            "folds; choose fewer folds"
+        )
+    splitter = (
+        StratifiedGroupKFold(k, shuffle=True, random_state=seed)
+        if groups
+        else StratifiedKFold(k, shuffle=True, random_state=seed)
+    )
     idx = np.arange(len(files))
     return [held for _, held in splitter.split(idx, files.labels, groups)]
 
@@ -135,14 +140,23 @@ def _run_folds(cfg: TrainConfig, out: Path, k: int, classes, files, ids, folds, 
     p = np.concatenate(probs)
     metrics = compute_metrics(np.array(y), p, classes, n_bootstrap=1000, seed=0)
     summary = {
-        "folds": k, "fold_seed": seed, "grouped_by_patient": groups is not None, "n": len(y),
+        "folds": k,
+        "fold_seed": seed,
+        "grouped_by_patient": groups is not None,
+        "n": len(y),
         "unscored": len(files) - len(y),  # unreadable images, skipped by prediction
-        "fold_accuracy": per_fold, "log_loss": float(log_loss(y, p, labels=list(range(len(classes))))), **metrics,
-    }  # fmt: skip
+        "fold_accuracy": per_fold,
+        "log_loss": float(log_loss(y, p, labels=list(range(len(classes))))),
+        **metrics,
+    }
     write_oof(out / OOF_FILE, scored, y, p, classes)
     plots = RunDir(out).plots
-    plot_confusion_matrix(metrics["confusion_matrix"], classes, plots / "confusion_matrix_oof.png",
-                          f"{k}-fold cross-validation, out of fold (n={len(y)})")  # fmt: skip
+    plot_confusion_matrix(
+        metrics["confusion_matrix"],
+        classes,
+        plots / "confusion_matrix_oof.png",
+        f"{k}-fold cross-validation, out of fold (n={len(y)})",
+    )
     plot_roc(np.array(y), p, classes, plots / "roc_oof.png", f"{k}-fold cross-validation, out of fold")
     write_text_atomic(out / CV_FILE, json.dumps(summary, indent=2))
     return summary
@@ -154,8 +168,10 @@ def _train_fold(
     """Fold f's run (trained, resumed or kept): its manifest's train rows are every image it does not hold out."""
     held_set = set(held.tolist())
     train_ix = [i for i in range(len(files)) if i not in held_set]
-    subset = {name: LabeledFiles([files.paths[i] for i in ix], [files.labels[i] for i in ix])
-              for name, ix in (("train", train_ix), ("test", held))}  # fmt: skip
+    subset = {
+        name: LabeledFiles([files.paths[i] for i in ix], [files.labels[i] for i in ix])
+        for name, ix in (("train", train_ix), ("test", held))
+    }
     manifest = write_manifest(RunDir(out).manifests / f"fold{f}.csv", subset, classes, ids)
     run = RunDir(out).folds / str(f)
     if not (run / BUNDLE_FILE).is_file():

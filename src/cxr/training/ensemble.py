@@ -17,8 +17,8 @@ from cxr.inference.bundle import BUNDLE_FILE
 from cxr.inference.ensemble import combine_runs
 from cxr.inference.guard_fit import fit_run_guard
 from cxr.rundir import RunDir
-from cxr.training.prepare import split_seed
 from cxr.training.fit import peak_rss_gb, train_one_run
+from cxr.training.prepare import split_seed
 from cxr.training.run_folder import check_run_dir, set_aside_previous_run, tracking
 
 

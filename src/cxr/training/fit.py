@@ -38,11 +38,11 @@ from cxr.inference.bundle import BundleMeta, save_bundle
 from cxr.inference.guard_fit import fit_guard
 from cxr.models.pretrained import pretrained_file
 from cxr.rundir import LOGS, RunDir
+from cxr.tracking import epoch_logger
 from cxr.training.history import HistoryWriter
 from cxr.training.module import Classifier
-from cxr.training.run_folder import check_run_dir, run_in_folder
 from cxr.training.prepare import balanced_class_weights, prepare_data, train_sampler
-from cxr.tracking import epoch_logger
+from cxr.training.run_folder import check_run_dir, run_in_folder
 
 if TYPE_CHECKING:
     from cxr.training.refit import RefitPlan
@@ -71,9 +71,10 @@ def resolve_precision(cfg: TrainConfig) -> str:
         return cfg.precision
     if torch.cuda.is_available() and cfg.accelerator != "cpu":
         return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
-    native = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)() or getattr(
-        torch.cpu, "_is_avx512_bf16_supported", lambda: False
-    )()
+    native = (
+        getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+        or getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+    )
     return "bf16-mixed" if native else "32"
 
 
@@ -99,9 +100,15 @@ def training_loader(
     """The training loader: each worker (and DDP rank) augments with its own random stream, repeatable for a seed."""
     per_epoch = len(sampler) if sampler is not None else len(dataset)
     loader = DataLoader(
-        dataset, batch_size=batch_size, shuffle=sampler is None, sampler=sampler, drop_last=per_epoch > batch_size,
-        num_workers=workers, persistent_workers=workers > 0, worker_init_fn=augmentation_worker_init(rank),
-    )  # fmt: skip
+        dataset,
+        batch_size=batch_size,
+        shuffle=sampler is None,
+        sampler=sampler,
+        drop_last=per_epoch > batch_size,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        worker_init_fn=augmentation_worker_init(rank),
+    )
     if workers == 0:
         seed_main_process_augmentation(dataset, rank)
     return loader
@@ -123,14 +130,17 @@ def _build_trainer(
     """
     mode = "min" if cfg.monitor == "val_loss" else "max"
     ckpt = ModelCheckpoint(
-        dirpath=RunDir(out).checkpoints, filename="best-{epoch:03d}", monitor=None if refit else cfg.monitor, mode=mode,
-        save_top_k=0 if refit else 1, save_last=True,
-    )  # fmt: skip
+        dirpath=RunDir(out).checkpoints,
+        filename="best-{epoch:03d}",
+        monitor=None if refit else cfg.monitor,
+        mode=mode,
+        save_top_k=0 if refit else 1,
+        save_last=True,
+    )
     stopping = [] if refit else [EarlyStopping(monitor=cfg.monitor, mode=mode, patience=cfg.early_stopping_patience)]
     precision = resolve_precision(cfg)
     loggers = [CSVLogger(out, name=LOGS, version="csv"), TensorBoardLogger(out, name=LOGS, version="tensorboard")]
     if cfg.track:
-
         loggers += [logger for logger in (epoch_logger(),) if logger is not None]
     try:
         trainer = L.Trainer(
@@ -157,8 +167,10 @@ def _build_trainer(
         )
     except (ValueError, MisconfigurationException) as e:  # Lightning's own checks of devices/strategy/accelerator
         detail = " ".join(str(e).split())[:200]
-        raise CxrError(f"Lightning refused accelerator={cfg.accelerator!r} devices={cfg.devices!r} "
-                       f"strategy={cfg.strategy!r}: {detail}") from None  # fmt: skip
+        raise CxrError(
+            f"Lightning refused accelerator={cfg.accelerator!r} devices={cfg.devices!r} "
+            f"strategy={cfg.strategy!r}: {detail}"
+        ) from None
     return trainer, ckpt, precision
 
 
@@ -191,13 +203,25 @@ def fit_one(
     check_binary(cfg.operating_point, data.classes)  # refuse now, not after hours of training
     weights = balanced_class_weights(data.files["train"].labels, n_cls) if cfg.class_weight == "balanced" else None
     module = Classifier(
-        cfg.model, n_cls, lr=cfg.lr, weight_decay=cfg.weight_decay, optimizer=cfg.optimizer, class_weights=weights,
-        monitor=cfg.monitor, lr_patience=cfg.lr_patience, lr_factor=cfg.lr_factor, channels_last=cfg.channels_last,
-        weights=str(init) if init else None, freeze_backbone=cfg.freeze_backbone,
-        input_norm=cfg.input_norm, lr_schedule=refit.lrs if refit else None, mixup_alpha=cfg.augment.mixup,
-        body_lr_factor=cfg.body_lr_share(), frozen_warmup_epochs=cfg.frozen_warmup_epochs,
+        cfg.model,
+        n_cls,
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        optimizer=cfg.optimizer,
+        class_weights=weights,
+        monitor=cfg.monitor,
+        lr_patience=cfg.lr_patience,
+        lr_factor=cfg.lr_factor,
+        channels_last=cfg.channels_last,
+        weights=str(init) if init else None,
+        freeze_backbone=cfg.freeze_backbone,
+        input_norm=cfg.input_norm,
+        lr_schedule=refit.lrs if refit else None,
+        mixup_alpha=cfg.augment.mixup,
+        body_lr_factor=cfg.body_lr_share(),
+        frozen_warmup_epochs=cfg.frozen_warmup_epochs,
         body_batch_norm=cfg.body_batch_norm,
-    )  # fmt: skip
+    )
     if module.weights_report is not None:
         log.info(module.weights_report.summary())
     aug = train_augmentation(cfg.augment, cfg.image_size, cfg.seed)
@@ -227,9 +251,13 @@ def fit_one(
     module.load_state_dict(state)
     module.net.to(memory_format=torch.contiguous_format)
     meta = BundleMeta(
-        model=cfg.model, classes=data.classes, image_size=cfg.image_size, mean=data.mean, std=data.std,
+        model=cfg.model,
+        classes=data.classes,
+        image_size=cfg.image_size,
+        mean=data.mean,
+        std=data.std,
         input_norm=cfg.input_norm,
-    )  # fmt: skip
+    )
     if refit is None:
         val_logits = logits_in_batches(module.net, data.images["val"], data.mean, data.std)
         calibration = calibrate_on_validation(val_logits, data.files["val"].labels, data.classes, cfg.operating_point)
@@ -245,8 +273,11 @@ def fit_one(
         "skipped_unreadable": data.skipped,
         "init_weights": module.weights_report.to_dict() if module.weights_report else None,
         "freeze_backbone": cfg.freeze_backbone,
-        "fine_tuning": {"body_lr_factor": cfg.body_lr_share(), "frozen_warmup_epochs": cfg.frozen_warmup_epochs,
-                        "body_batch_norm": cfg.body_batch_norm},
+        "fine_tuning": {
+            "body_lr_factor": cfg.body_lr_share(),
+            "frozen_warmup_epochs": cfg.frozen_warmup_epochs,
+            "body_batch_norm": cfg.body_batch_norm,
+        },
         "sampling": cfg.sampling,
         "ema_decay": cfg.ema_decay,
         "refit": refit.summary() if refit else None,
@@ -261,17 +292,33 @@ def fit_one(
     if epochs_seconds:
         summary["train_images_per_second"] = round(per_epoch * trainer.current_epoch / epochs_seconds, 1)
     module.net.eval()
-    guard = fit_guard(module.net, meta, data.images["train"], data.files["train"].labels,
-                      data.images["val"] if refit is None else None, data.files["train"].paths)  # fmt: skip
+    guard = fit_guard(
+        module.net,
+        meta,
+        data.images["train"],
+        data.files["train"].labels,
+        data.images["val"] if refit is None else None,
+        data.files["train"].paths,
+    )
     RunDir(out).merge_metrics({"training": summary, "calibration": calibration.summary, "guard": guard.fitted})
     save_bundle(out, module.net, meta, guard)  # last: its presence marks the run as finished
     return out
 
 
 def train_one_run(
-    cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite: bool = False,
+    cfg: TrainConfig,
+    out: str | Path,
+    resume: bool = False,
+    overwrite: bool = False,
     callbacks: Sequence[L.Callback] = (),
 ) -> Path:
     """One model in its own run folder (no ensemble, no refit): what ensembles and refits call for each model."""
-    return run_in_folder(cfg, out, resume, overwrite, check_run_dir, "run",
-                         lambda folder: fit_one(cfg, folder, resume, callbacks=callbacks))  # fmt: skip
+    return run_in_folder(
+        cfg,
+        out,
+        resume,
+        overwrite,
+        check_run_dir,
+        "run",
+        lambda folder: fit_one(cfg, folder, resume, callbacks=callbacks),
+    )

@@ -105,7 +105,6 @@ class Classifier(L.LightningModule):
         sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode=mode, factor=hp.lr_factor, patience=hp.lr_patience)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "monitor": hp.monitor}}
 
-
     def _parameter_groups(self) -> list[dict]:
         """The new head at `lr`, the body at `lr * body_lr_factor` (one group when they are equal). Parameters frozen
         for good are left out; those frozen only for the warm-up are in, and get no update until thawed."""

@@ -46,7 +46,9 @@ def split_seed(cfg: TrainConfig) -> int:
 def load_config_data(cfg: TrainConfig) -> ClassFolderDataset:
     """The config's dataset: class folders or a CSV manifest."""
     if cfg.data is None:
-        raise CxrError("no data given; pass --data FOLDER (with train/<class>/ subfolders) or set `data:` in the config")
+        raise CxrError(
+            "no data given; pass --data FOLDER (with train/<class>/ subfolders) or set `data:` in the config"
+        )
     return load_dataset(cfg.data)
 
 
@@ -97,8 +99,9 @@ def balanced_sampler(labels: list[int], seed: int) -> torch.utils.data.WeightedR
     y = np.asarray(labels)
     per_image = 1.0 / np.bincount(y)[y]
     generator = torch.Generator().manual_seed(seed)
-    return torch.utils.data.WeightedRandomSampler(per_image.tolist(), num_samples=len(y), replacement=True,
-                                                  generator=generator)  # fmt: skip
+    return torch.utils.data.WeightedRandomSampler(
+        per_image.tolist(), num_samples=len(y), replacement=True, generator=generator
+    )
 
 
 class UndersamplingSampler(torch.utils.data.Sampler[int]):

@@ -32,8 +32,9 @@ def check_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
         if finished:
             raise CxrError(f"{out} is finished: nothing to resume; to train on, start a new run with --weights {out}")
         if not RunDir(out).last_checkpoint.is_file():
-            raise CxrError(f"{out} has no {CHECKPOINTS}/{LAST_CHECKPOINT} to resume from; start a new run without "
-                           "--resume")  # fmt: skip
+            raise CxrError(
+                f"{out} has no {CHECKPOINTS}/{LAST_CHECKPOINT} to resume from; start a new run without --resume"
+            )
         return
     if (out / PREVIOUS_RUN).exists():
         raise CxrError(
@@ -46,8 +47,9 @@ def check_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
         raise CxrError(f"{out} already holds a finished model; choose another --out or pass --overwrite")
     nested = next((what for name, what in NESTED_RUNS.items() if (out / name).is_dir()), None)
     if (started or nested) and is_rank_zero():  # DDP ranks > 0 start once rank 0 has begun the run
-        raise CxrError(f"{out} holds an unfinished {nested or 'run'}; pass --resume to continue it or --overwrite to "
-                       "start over")  # fmt: skip
+        raise CxrError(
+            f"{out} holds an unfinished {nested or 'run'}; pass --resume to continue it or --overwrite to start over"
+        )
 
 
 def remove_artifacts(out: Path) -> None:
@@ -107,10 +109,14 @@ def tracking(cfg: TrainConfig, out: Path, kind: str) -> AbstractContextManager:
     return tracked(cfg, out, kind)
 
 
-
 def run_in_folder(
-    cfg: TrainConfig, out: str | Path, resume: bool, overwrite: bool, check: Callable[[Path, bool, bool], None],
-    kind: str, work: Callable[[Path], Path],
+    cfg: TrainConfig,
+    out: str | Path,
+    resume: bool,
+    overwrite: bool,
+    check: Callable[[Path, bool, bool], None],
+    kind: str,
+    work: Callable[[Path], Path],
 ) -> Path:
     """`check` the folder, then do `work(out)` with the previous run set aside and tracked; a new folder that got
     nothing resumable is removed when the work fails."""

@@ -30,8 +30,23 @@ from cxr.config import AugmentConfig, TrainConfig, format_validation_error
 from cxr.errors import CxrError
 
 # keys a sweep must not vary: they decide which data is read and how it is split, not how a model is trained
-FIXED_KEYS = frozenset({"data", "val_fraction", "split_seed", "patient_id_pattern", "cache_dir", "strict", "track",
-                        "tracking_uri", "experiment", "accelerator", "devices", "strategy", "num_workers"})  # fmt: skip
+FIXED_KEYS = frozenset(
+    {
+        "data",
+        "val_fraction",
+        "split_seed",
+        "patient_id_pattern",
+        "cache_dir",
+        "strict",
+        "track",
+        "tracking_uri",
+        "experiment",
+        "accelerator",
+        "devices",
+        "strategy",
+        "num_workers",
+    }
+)
 RANGE_KEYS = {"low", "high", "log", "step"}
 CANDIDATES_KEY = "candidates"  # the space entry of named candidates (a categorical over sets of changes)
 
@@ -87,8 +102,10 @@ def _known_key(key: str) -> None:
         augment = ", ".join(f"augment.{k}" for k in AugmentConfig.model_fields)
         raise CxrError(f"space: unknown config key {key!r}; searchable keys are {hint}, {augment}")
     if head in FIXED_KEYS:
-        raise CxrError(f"space: {key!r} cannot be searched: it fixes the data, its split or where the sweep runs; "
-                       "set it once in --config")  # fmt: skip
+        raise CxrError(
+            f"space: {key!r} cannot be searched: it fixes the data, its split or where the sweep runs; "
+            "set it once in --config"
+        )
 
 
 def _flatten(entries: dict[str, Any]) -> dict[str, Any]:
@@ -104,8 +121,10 @@ def _flatten(entries: dict[str, Any]) -> dict[str, Any]:
 
 def _parse_candidates(spec: Any) -> Param:
     if not isinstance(spec, dict) or not spec:
-        raise CxrError(f"space: {CANDIDATES_KEY} must map names to the keys each changes, e.g. "
-                       "{recipe: {}, noisy: {augment.noise: 0.08}}")  # fmt: skip
+        raise CxrError(
+            f"space: {CANDIDATES_KEY} must map names to the keys each changes, e.g. "
+            "{recipe: {}, noisy: {augment.noise: 0.08}}"
+        )
     presets = {}
     for name, changes in spec.items():
         if not isinstance(changes, dict):
@@ -168,8 +187,9 @@ def load_space(path: str | Path, base: TrainConfig) -> list[Param]:
     except (yaml.YAMLError, UnicodeDecodeError) as e:
         raise CxrError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
     if not isinstance(loaded, dict) or not loaded:
-        raise CxrError(f"{path}: expected a mapping of config keys to ranges or choices, e.g. "
-                       "lr: {low: 1e-4, high: 1e-2}")
+        raise CxrError(
+            f"{path}: expected a mapping of config keys to ranges or choices, e.g. lr: {{low: 1e-4, high: 1e-2}}"
+        )
     return parse_space(loaded, base, str(path))
 
 

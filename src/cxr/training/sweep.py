@@ -42,19 +42,17 @@ except ImportError:  # cxr[sweep] not installed: one line naming it (cxr.extras)
 from cxr.atomic import write_text_atomic
 from cxr.config import TrainConfig, format_validation_error, saved_values, trained_as, what_it_trains
 from cxr.errors import CxrError
+from cxr.evaluation.evaluate import evaluate_run
+from cxr.evaluation.oof import CV_FILE
+from cxr.evaluation.stress import export_for_stress, run_stress
 from cxr.inference.bundle import BUNDLE_FILE
 from cxr.rundir import PLOTS, RunDir
-from cxr.training.space import CANDIDATES_KEY, Param, apply_params, expand
-from cxr.training.cv import pooled_files
+from cxr.tracking import check_tracking, tracking_uri
+from cxr.training.cv import cross_validate, pooled_files
 from cxr.training.prepare import load_config_data
 from cxr.training.run_folder import resumable
-from cxr.training.train import train
-from cxr.evaluation.evaluate import evaluate_run
-from cxr.evaluation.stress import export_for_stress, run_stress
-from cxr.evaluation.oof import CV_FILE
-from cxr.training.cv import cross_validate
-from cxr.training.train import tracking
-from cxr.tracking import check_tracking, tracking_uri
+from cxr.training.space import CANDIDATES_KEY, Param, apply_params, expand
+from cxr.training.train import tracking, train
 
 log = logging.getLogger("cxr")
 # heartbeats, stale-trial retries and the matplotlib plots are marked experimental by Optuna; the warning is noise here
@@ -68,8 +66,10 @@ OBJECTIVES = {
     "cv_accuracy": ("maximize", None),
     "val_stressed": ("maximize", None),  # mean validation accuracy under the shift battery; best.yaml: ROBUST_RULE
 }
-ROBUST_RULE = ("the highest mean validation accuracy under the shift battery among the trials whose clean validation "
-               "accuracy is within {tol} (or one validation film, whichever is more) of the best clean one")
+ROBUST_RULE = (
+    "the highest mean validation accuracy under the shift battery among the trials whose clean validation "
+    "accuracy is within {tol} (or one validation film, whichever is more) of the best clean one"
+)
 SETTLED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)  # what counts towards `trials`
 STUDY_FILE = "study.db"
 OPEN_TRIES = 5  # opening a new storage that another process is creating at the same moment: tries, 0.2 s apart and more
@@ -131,22 +131,26 @@ def check_objective(plan: SweepPlan) -> None:
     if plan.objective not in OBJECTIVES:
         raise CxrError(f"--objective {plan.objective!r}: choose one of {', '.join(OBJECTIVES)}")
     if plan.is_grid and plan.trials > plan.grid_size:
-        raise CxrError(f"the space is a grid of {plan.grid_size} combinations (choices only); pass --trials "
-                       f"{plan.grid_size} or fewer, or give a key a range")  # fmt: skip
+        raise CxrError(
+            f"the space is a grid of {plan.grid_size} combinations (choices only); pass --trials "
+            f"{plan.grid_size} or fewer, or give a key a range"
+        )
     refit = plan.base.refit or any(p.key == "refit" and True in (p.choices or ()) for p in plan.params)
     if plan.objective != "cv_accuracy" and refit:
-        raise CxrError(f"--objective {plan.objective} needs a validation split, but refit: true trains on it; use "
-                       "--objective cv_accuracy or drop refit")  # fmt: skip
+        raise CxrError(
+            f"--objective {plan.objective} needs a validation split, but refit: true trains on it; use "
+            "--objective cv_accuracy or drop refit"
+        )
     if plan.objective == "cv_accuracy":
-
         classes, files, _ = pooled_files(plan.base)
         counts = np.bincount(files.labels, minlength=len(classes))
         if counts.min() < plan.cv_folds:
-            raise CxrError(f"--objective cv_accuracy needs {plan.cv_folds} images of each class in the train split "
-                           f"(one per fold); {classes[int(counts.argmin())]!r} has {counts.min()}: pass --cv with "
-                           "fewer folds or use a validation objective")  # fmt: skip
+            raise CxrError(
+                f"--objective cv_accuracy needs {plan.cv_folds} images of each class in the train split "
+                f"(one per fold); {classes[int(counts.argmin())]!r} has {counts.min()}: pass --cv with "
+                "fewer folds or use a validation objective"
+            )
     else:
-
         load_config_data(plan.base)  # a missing or malformed dataset fails now, with its own one-line error
 
 
@@ -163,8 +167,12 @@ def _study_sampler(plan: SweepPlan) -> optuna.samplers.BaseSampler:
 def _describe(plan: SweepPlan) -> dict[str, Any]:
     """What makes two invocations the same sweep: a resumed study must not silently change its question."""
     base = what_it_trains(plan.base.to_yaml_dict())
-    return {"objective": plan.objective, "cv_folds": plan.cv_folds, "base": base,
-            "space": [vars(p) | {"choices": list(p.choices) if p.choices else None} for p in plan.params]}  # fmt: skip
+    return {
+        "objective": plan.objective,
+        "cv_folds": plan.cv_folds,
+        "base": base,
+        "space": [vars(p) | {"choices": list(p.choices) if p.choices else None} for p in plan.params],
+    }
 
 
 def open_study(plan: SweepPlan) -> optuna.Study:
@@ -176,31 +184,43 @@ def open_study(plan: SweepPlan) -> optuna.Study:
     for attempt in range(OPEN_TRIES):
         try:
             storage = RDBStorage(
-                plan.storage_url, heartbeat_interval=plan.heartbeat, grace_period=2 * plan.heartbeat,
+                plan.storage_url,
+                heartbeat_interval=plan.heartbeat,
+                grace_period=2 * plan.heartbeat,
                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=2),
-            )  # fmt: skip
+            )
             break
         except Exception as e:  # SQLAlchemy's errors for a bad URL or an unreachable server
             if _lost_creation_race(e) and attempt + 1 < OPEN_TRIES:
                 time.sleep(0.2 * (attempt + 1))  # the other process's tables are committed by now, or soon
                 continue
-            raise CxrError(f"--storage {plan.storage_url!r} cannot be opened ({type(e).__name__}: "
-                           f"{' '.join(str(e).split())[:160]})") from None  # fmt: skip
+            raise CxrError(
+                f"--storage {plan.storage_url!r} cannot be opened ({type(e).__name__}: "
+                f"{' '.join(str(e).split())[:160]})"
+            ) from None
     direction = OBJECTIVES[plan.objective][0]
     median = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2)  # after 3 trials, from epoch 2 on
     pruner = median if plan.prune else optuna.pruners.NopPruner()
-    study = optuna.create_study(storage=storage, study_name=plan.study_name, direction=direction,
-                                sampler=_study_sampler(plan), pruner=pruner, load_if_exists=True)  # fmt: skip
+    study = optuna.create_study(
+        storage=storage,
+        study_name=plan.study_name,
+        direction=direction,
+        sampler=_study_sampler(plan),
+        pruner=pruner,
+        load_if_exists=True,
+    )
     described = json.loads(json.dumps(_describe(plan), default=str))
     stored = study.user_attrs.get("sweep")
     if stored is None:
         study.set_user_attr("sweep", described)
     elif (asked := _same_question(stored)) != described:
         changed = sorted(k for k in described if asked.get(k) != described[k])
-        raise CxrError(f"study {plan.study_name!r} in {plan.storage_url} was started with another "
-                       f"{', '.join(changed)}; "
-                       "rerun it with the same --config, --space and --objective, or choose another --out / "
-                       "--study-name")  # fmt: skip
+        raise CxrError(
+            f"study {plan.study_name!r} in {plan.storage_url} was started with another "
+            f"{', '.join(changed)}; "
+            "rerun it with the same --config, --space and --objective, or choose another --out / "
+            "--study-name"
+        )
     return study
 
 
@@ -253,7 +273,6 @@ def _objective(plan: SweepPlan):
         if (run / BUNDLE_FILE).is_file():
             _check_finished_run(run, cfg)
         else:
-
             monitor = OBJECTIVES[plan.objective][1]
             single = cfg.ensemble == 1 and not cfg.refit
             callbacks = [PruneTrial(trial, monitor)] if plan.prune and single and monitor else []
@@ -312,8 +331,14 @@ def robust_choice(trials: list[optuna.trial.FrozenTrial], tolerance: float) -> o
     for t in trials:
         key = json.dumps({k: v for k, v in sorted(t.params.items()) if k != "seed"}, default=str)
         groups.setdefault(key, []).append(t)
-    scored = [(float(np.mean([t.user_attrs["clean_accuracy"] for t in g])), float(np.mean([t.value for t in g])),
-               min(g, key=lambda t: t.number)) for g in groups.values()]  # fmt: skip
+    scored = [
+        (
+            float(np.mean([t.user_attrs["clean_accuracy"] for t in g])),
+            float(np.mean([t.value for t in g])),
+            min(g, key=lambda t: t.number),
+        )
+        for g in groups.values()
+    ]
     best_clean = max(clean for clean, _, _ in scored)
     margin = max(tolerance, max(1.0 / t.user_attrs["n_val"] for t in trials)) + 1e-9
     eligible = [s for s in scored if s[0] >= best_clean - margin]
@@ -332,14 +357,14 @@ def validation_score(run: Path, objective: str) -> float:
     """The finished run's figure on its validation split (calibrated bundle; loss = log loss of its probabilities)."""
     from sklearn.metrics import log_loss
 
-
     metrics = evaluate_run(run, "val", n_bootstrap=0)
     if objective == "val_accuracy":
         return float(metrics["accuracy"])
     if objective == "val_auc":
         if metrics["roc_auc"] is None:
-            raise CxrError(f"{run}: validation AUC is undefined (a class is missing from val); use --objective "
-                           "val_loss")
+            raise CxrError(
+                f"{run}: validation AUC is undefined (a class is missing from val); use --objective val_loss"
+            )
         return float(metrics["roc_auc"])
     pd = require("sweep", "pandas")
     rows = pd.read_csv(RunDir(run).predictions("val"))
@@ -354,7 +379,6 @@ def run_sweep(plan: SweepPlan) -> dict[str, Any]:
     check_objective(plan)
     require("sweep")  # optuna and pandas (trials.csv), before any trial
     if plan.base.track:
-
         uri = tracking_uri(plan.base, plan.out / "trials")  # default: sqlite:///OUT/mlflow.db, one store per sweep
         plan.base = plan.base.model_copy(update={"tracking_uri": uri})
         check_tracking(uri)
@@ -383,9 +407,11 @@ def write_results(study: optuna.Study, plan: SweepPlan) -> dict[str, Any]:
     write_text_atomic(plan.out / "trials.csv", frame.to_csv(index=False))
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     summary: dict[str, Any] = {
-        "objective": plan.objective, "direction": OBJECTIVES[plan.objective][0], "trials": len(trials),
+        "objective": plan.objective,
+        "direction": OBJECTIVES[plan.objective][0],
+        "trials": len(trials),
         **{state.name.lower(): sum(t.state == state for t in trials) for state in TrialState},
-    }  # fmt: skip
+    }
     if not complete:
         return summary
     if plan.objective == "val_stressed":
@@ -396,8 +422,13 @@ def write_results(study: optuna.Study, plan: SweepPlan) -> dict[str, Any]:
     best_cfg = trial_config(plan, best.params).model_copy(update={"track": plan.base.track})
     text = f"# cxr sweep: trial {best.number}, {plan.objective} {best.value:.4f} ({best.user_attrs.get('run')})\n"
     write_text_atomic(plan.out / "best.yaml", text + yaml.safe_dump(saved_values(best_cfg), sort_keys=False))
-    summary.update(best_trial=best.number, best_value=best.value, best_params=best.params,
-                   best_run=str(plan.out / "trials" / best.user_attrs.get("run", "")), plots=_plots(study, plan.out))
+    summary.update(
+        best_trial=best.number,
+        best_value=best.value,
+        best_params=best.params,
+        best_run=str(plan.out / "trials" / best.user_attrs.get("run", "")),
+        plots=_plots(study, plan.out),
+    )
     return summary
 
 

@@ -31,7 +31,10 @@ from cxr.training.run_folder import (  # noqa: F401 (re-exported, as above)
 
 
 def train(
-    cfg: TrainConfig, out: str | Path, resume: bool = False, overwrite: bool = False,
+    cfg: TrainConfig,
+    out: str | Path,
+    resume: bool = False,
+    overwrite: bool = False,
     callbacks: Sequence[L.Callback] = (),
 ) -> Path:
     """Train `cfg` into `out`; `callbacks` join the Trainer's own (a single run's: not an ensemble's or refit's)."""

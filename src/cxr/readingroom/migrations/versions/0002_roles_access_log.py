@@ -29,8 +29,9 @@ def upgrade() -> None:
         batch.add_column(sa.Column("key_id", sa.String(16), nullable=True))
         batch.add_column(sa.Column("key_salt", sa.String(32), nullable=True))
         batch.add_column(sa.Column("last_used_at", sa.DateTime(), nullable=True))
-    readers = sa.table("readers", sa.column("id", sa.Integer), sa.column("key_hash", sa.String),
-                       sa.column("key_salt", sa.String))  # fmt: skip
+    readers = sa.table(
+        "readers", sa.column("id", sa.Integer), sa.column("key_hash", sa.String), sa.column("key_salt", sa.String)
+    )
     bind = op.get_bind()
     for row_id, unsalted in bind.execute(sa.select(readers.c.id, readers.c.key_hash)).all():
         salt = secrets.token_hex(16)
@@ -54,16 +55,24 @@ def upgrade() -> None:
     for column in ("at", "actor", "action", "film_id"):
         op.create_index(f"ix_access_log_{column}", "access_log", [column])
     if bind.dialect.name == "postgresql":
-        op.execute(f"CREATE FUNCTION cxr_access_log_append_only() RETURNS trigger LANGUAGE plpgsql AS "
-                   f"$$ BEGIN RAISE EXCEPTION '{APPEND_ONLY}'; END $$")  # fmt: skip
-        op.execute("CREATE TRIGGER access_log_append_only BEFORE UPDATE OR DELETE ON access_log "
-                   "FOR EACH ROW EXECUTE FUNCTION cxr_access_log_append_only()")  # fmt: skip
-        op.execute("CREATE TRIGGER access_log_no_truncate BEFORE TRUNCATE ON access_log "
-                   "FOR EACH STATEMENT EXECUTE FUNCTION cxr_access_log_append_only()")  # fmt: skip
+        op.execute(
+            f"CREATE FUNCTION cxr_access_log_append_only() RETURNS trigger LANGUAGE plpgsql AS "
+            f"$$ BEGIN RAISE EXCEPTION '{APPEND_ONLY}'; END $$"
+        )
+        op.execute(
+            "CREATE TRIGGER access_log_append_only BEFORE UPDATE OR DELETE ON access_log "
+            "FOR EACH ROW EXECUTE FUNCTION cxr_access_log_append_only()"
+        )
+        op.execute(
+            "CREATE TRIGGER access_log_no_truncate BEFORE TRUNCATE ON access_log "
+            "FOR EACH STATEMENT EXECUTE FUNCTION cxr_access_log_append_only()"
+        )
     else:
         for event in ("UPDATE", "DELETE"):
-            op.execute(f"CREATE TRIGGER access_log_no_{event.lower()} BEFORE {event} ON access_log "
-                       f"BEGIN SELECT RAISE(ABORT, '{APPEND_ONLY}'); END")  # fmt: skip
+            op.execute(
+                f"CREATE TRIGGER access_log_no_{event.lower()} BEFORE {event} ON access_log "
+                f"BEGIN SELECT RAISE(ABORT, '{APPEND_ONLY}'); END"
+            )
 
 
 def downgrade() -> None:
