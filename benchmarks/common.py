@@ -174,8 +174,8 @@ def config_sha256(config: dict) -> str:
     if start is not None:
         trains = {k: v for k, v in trains.items() if k not in ("weights", "pretrained")} | {"start_sha256": start}
     for key in ("data", "weights"):
-        if trains.get(key):
-            trains[key] = Path(os.path.relpath(trains[key], ROOT)).as_posix()
+        if trains.get(key):  # from the path as written, not resolved: a symlinked checkout hashes alike
+            trains[key] = Path(os.path.relpath(os.path.abspath(config[key]), ROOT)).as_posix()
     text = json.dumps(trains, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 
