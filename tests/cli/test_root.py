@@ -18,6 +18,7 @@ TOP_LEVEL = [
     "predict",
     "explain",
     "serve",
+    "monitor",
     "sweep",
     "runs",
     "models",

@@ -22,7 +22,7 @@ from tests.readingroom.conftest import MODEL, fake_png
 def test_the_shipped_migrations_build_exactly_the_models_tables(room):
     with room.engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
-    assert current_revision(room.engine) == "0002"
+    assert current_revision(room.engine) == "0003"
 
 
 def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(tmp_path):
@@ -144,8 +144,8 @@ NEXT_REVISION = """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003"
-down_revision = "0002"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
@@ -167,9 +167,9 @@ def test_a_later_migration_upgrades_a_database_in_use_and_keeps_its_records(room
     room.add_read(film["id"], key, "Covid")
     scripts = tmp_path / "migrations"
     shutil.copytree(resources.files("cxr.readingroom") / "migrations", scripts)
-    (scripts / "versions" / "0003_view_position.py").write_text(NEXT_REVISION)
+    (scripts / "versions" / "0004_view_position.py").write_text(NEXT_REVISION)
     upgrade(room.engine, str(scripts))
-    assert current_revision(room.engine) == "0003"
+    assert current_revision(room.engine) == "0004"
     with room.engine.connect() as conn:
         row = conn.exec_driver_sql("SELECT id, view_position FROM films").one()
     assert tuple(row) == (film["id"], None)

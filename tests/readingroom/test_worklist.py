@@ -102,3 +102,37 @@ def test_reader_names_are_unique_and_keys_are_stored_hashed(room):
     with room.engine.connect() as conn:
         stored = conn.exec_driver_sql("SELECT key_hash FROM readers").scalar()
     assert key.startswith("cxr_") and len(key) > 40 and key not in stored and len(stored) == 64
+
+
+def test_a_film_the_guard_flags_leaves_the_triage_order_for_the_check_the_input_group(room, films):
+    """Issue 35: a hand radiograph called "Covid, 94 %" must not sit among the likely positives."""
+    hand = room.record(
+        fake_png(9),
+        "hand.png",
+        MODEL,
+        [0.94, 0.03, 0.03],
+        "Covid",
+        ood_score=3.2,
+        in_distribution=False,
+        guard_reason="feature distance 3.2 x the threshold",
+        input_stats={"width": 800, "height": 1000},
+    )
+    ok = room.record(fake_png(10), "ok.png", MODEL, [0.05, 0.9, 0.05], "Normal", ood_score=0.4, in_distribution=True)
+    assert hand["check_input"] is True and hand["guard"] == {
+        "verdict": "flag",
+        "score": 3.2,
+        "reason": "feature distance 3.2 x the threshold",
+    }
+    assert ok["check_input"] is False and ok["guard"]["verdict"] == "pass"
+    assert room.study(films["high.png"])["guard"] == {"verdict": "unknown", "score": None, "reason": None}
+    # all films: the flagged one after every other, whatever its score; the triage list: without it
+    assert names(room.studies()) == ["high.png", "viral.png", "mid.png", "low.png", "ok.png", "hand.png"]
+    assert names(room.studies(StudyFilter(check_input=False))) == [
+        "high.png",
+        "viral.png",
+        "mid.png",
+        "low.png",
+        "ok.png",
+    ]
+    assert names(room.studies(StudyFilter(check_input=True))) == ["hand.png"]
+    assert names(room.studies(StudyFilter(flagged=True, check_input=False))) == ["high.png", "viral.png"]

@@ -8,6 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from cxr.readingroom.db import sqlite_url
+from cxr.readingroom.schema import Film
 from cxr.serve import create_app
 from tests.pg import postgres_server, postgres_url  # noqa: F401 (fixtures)
 
@@ -179,3 +180,61 @@ def test_the_watcher_takes_dicom_without_a_suffix_once_its_size_holds(served_run
     assert study["filename"] == "IM0001" and study["source"] == "watch" and study["dicom"]["study_uid"] == "1.2.3"
     assert app.state.reading.room.studies()["total"] == 1
     app.state.reading.stop()
+
+
+def test_a_film_the_guard_flags_is_in_the_check_the_input_group_not_the_triage_list(app_client, xray):
+    import io
+
+    from PIL import Image
+    from skimage import data
+
+    photo = io.BytesIO()
+    Image.fromarray(data.astronaut()).save(photo, format="PNG")  # a colour photograph: unlike any chest film
+    odd = app_client.post("/v1/predict", files={"file": ("photo.png", photo.getvalue())}).json()
+    film = _post(app_client, xray).json()
+    assert odd["in_distribution"] is False
+    study = app_client.get(f"/v1/studies/{odd['study_id']}").json()
+    assert study["check_input"] is True and study["guard"]["verdict"] == "flag"
+    assert study["guard"]["reason"] and f"({study['guard']['reason']})" in odd["warning"]
+    assert study["guard"]["score"] == pytest.approx(odd["ood_score"])
+    triage = app_client.get("/v1/studies", params={"check_input": "false"}).json()
+    group = app_client.get("/v1/studies", params={"check_input": "true"}).json()
+    assert [x["id"] for x in group["items"]] == [odd["study_id"]]
+    assert odd["study_id"] not in [x["id"] for x in triage["items"]] and film["study_id"] in [
+        x["id"] for x in triage["items"]
+    ]
+    everything = app_client.get("/v1/studies").json()["items"]
+    assert everything[-1]["id"] == odd["study_id"]  # unfiltered triage order: the flagged film comes last
+    with app_client.app.state.reading.room.session() as session:  # what the guard read, kept for `cxr monitor`
+        stats = session.get(Film, odd["study_id"]).input_stats
+    assert (stats["width"], stats["height"]) == (512, 512) and stats["colourfulness"] > 20
+
+
+def test_health_reports_the_weeks_and_logs_an_alert_when_a_drift_test_fires(app_client, xray, caplog, monkeypatch):
+    from datetime import datetime
+
+    from cxr.readingroom.monitor import FilmRow, monitor_rows
+    from cxr.serve import health_routes
+
+    _post(app_client, xray)
+    body = app_client.get("/v1/health").json()
+    assert body["status"] == "ok" and body["details"]["alerts"] == []
+    (week,) = body["details"]["windows"]
+    assert week["films"] == 1 and week["baseline"] is True and body["details"]["family_false_alarm_rate"] == 0.01
+
+    # a stream that drifted: a week of 40 films all flagged by the guard, where validation lets 1 % through
+    rows = [
+        FilmRow(datetime(2027, 1, 4 + 7 * w, 9, i), [0.1, 0.8, 0.1], 1, 2.0, "flag" if w else "pass", {})
+        for w in (0, 1)
+        for i in range(40)
+    ]
+    drifted = monitor_rows(CLASSES, rows, {"guard": {"pass_rate": 0.99}}, "week", 1, 0.01)
+    monkeypatch.setattr(health_routes, "monitor", lambda *args, **kwargs: drifted)
+    monkeypatch.setattr(health_routes, "CACHE_SECONDS", 0.0)
+    with caplog.at_level("WARNING", logger="cxr.serve.health_routes"):
+        body = app_client.get("/v1/health").json()
+        app_client.get("/v1/health")  # logged once, not at every request
+    assert body["status"] == "alert"
+    (alert,) = body["details"]["alerts"]
+    assert alert.startswith("model drift: guard_flag_rate in the week of 2027-01-11")
+    assert [r.getMessage() for r in caplog.records if r.name == "cxr.serve.health_routes"] == [alert]

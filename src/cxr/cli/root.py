@@ -9,7 +9,7 @@ import warnings
 
 import typer
 
-from cxr.cli import audit, data, evaluate, predict, reading, run, serve, site, sweep, train, weights
+from cxr.cli import audit, data, evaluate, monitor, predict, reading, run, serve, site, sweep, train, weights
 from cxr.cli.output import PlainLogFormatter, print_error
 from cxr.errors import CxrError
 
@@ -20,7 +20,7 @@ app = typer.Typer(
     help="Chest X-ray classification: train, evaluate, predict, explain and serve.",
 )
 # `--help` lists the commands in this order (train, evaluate, report, ...), then the groups (data, run, site, ...)
-for module in (train, evaluate, predict, serve, sweep, data, run, site, weights, reading, audit):
+for module in (train, evaluate, predict, serve, monitor, sweep, data, run, site, weights, reading, audit):
     module.register(app)
 
 

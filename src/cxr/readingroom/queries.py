@@ -6,10 +6,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import and_, exists, func, not_, select
+from sqlalchemy import and_, case, exists, func, not_, or_, select
 from sqlalchemy.orm import Session, aliased
 
-from cxr.readingroom.schema import INDETERMINATE, Film, Read, Reader
+from cxr.readingroom.schema import GUARD_FLAG, GUARD_UNKNOWN, INDETERMINATE, Film, Read, Reader
 
 ORDERS = ("triage", "newest")
 
@@ -21,6 +21,9 @@ class StudyFilter:
     disagreement: bool = False  # a reader's current read names another class than the model
     received_from: datetime | None = None
     received_to: datetime | None = None
+    # the input guard's group: True only films it flagged ("check the input"), False only the others (the triage
+    # list: passed, or not known), None both (a flagged film then sorts after every other in triage order)
+    check_input: bool | None = None
 
 
 def utc_naive(when: datetime | None) -> datetime | None:
@@ -60,11 +63,19 @@ def conditions(f: StudyFilter) -> list:
         out.append(Film.flagged.is_(True))
     if f.disagreement:
         out.append(disagreeing())
+    if f.check_input is not None:
+        flagged_input = Film.guard_verdict == GUARD_FLAG
+        out.append(flagged_input if f.check_input else or_(Film.guard_verdict.is_(None), not_(flagged_input)))
     if f.received_from is not None:
         out.append(Film.received_at >= utc_naive(f.received_from))
     if f.received_to is not None:
         out.append(Film.received_at < utc_naive(f.received_to))
     return out
+
+
+def check_input_last():
+    """Triage's first key: a film the guard flagged is never ranked among likely positives (0 before 1)."""
+    return case((Film.guard_verdict == GUARD_FLAG, 1), else_=0)
 
 
 def list_films(session: Session, f: StudyFilter, order: str, limit: int, offset: int) -> tuple[int, list[Film]]:
@@ -73,7 +84,7 @@ def list_films(session: Session, f: StudyFilter, order: str, limit: int, offset:
     keys = (
         [Film.received_at.desc(), Film.id]
         if order == "newest"
-        else [Film.positive_score.desc(), Film.received_at.desc(), Film.id]
+        else [check_input_last(), Film.positive_score.desc(), Film.received_at.desc(), Film.id]
     )
     films = session.scalars(select(Film).where(where).order_by(*keys).limit(limit).offset(offset)).all()
     return int(total or 0), list(films)
@@ -117,6 +128,8 @@ def film_dict(film: Film, reads: list[dict]) -> dict:
         "positive_score": film.positive_score,
         "flagged": film.flagged,
         "ood_score": film.ood_score,
+        "guard": {"verdict": film.guard_verdict or GUARD_UNKNOWN, "score": film.ood_score, "reason": film.guard_reason},
+        "check_input": film.guard_verdict == GUARD_FLAG,  # out of the triage order: the guard flagged the film
         "model": {"id": film.model_id, "version": film.model_version, "architecture": film.architecture},
         "sha256": film.sha256,
         "image_stored": film.image_stored,

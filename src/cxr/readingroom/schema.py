@@ -12,6 +12,7 @@ from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Intege
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 INDETERMINATE = "indeterminate"
+GUARD_PASS, GUARD_FLAG, GUARD_UNKNOWN = "pass", "flag", "unknown"
 
 
 class Base(DeclarativeBase):
@@ -40,6 +41,11 @@ class Film(Base):
     positive_score: Mapped[float] = mapped_column(Float, index=True)  # triage key: 1 - P(normal class)
     flagged: Mapped[bool] = mapped_column(Boolean, index=True)  # predicted class is not the normal one
     ood_score: Mapped[float | None] = mapped_column(Float)  # the input guard's score, when the model has one
+    # the guard's verdict: "pass", or "flag" (unlike the training films: the worklist's "check the input" group);
+    # None: not known (a model without a guard, or a film recorded before cxr stored it)
+    guard_verdict: Mapped[str | None] = mapped_column(String(8), index=True)
+    guard_reason: Mapped[str | None] = mapped_column(String(255))  # why it was flagged, in plain words
+    input_stats: Mapped[dict | None] = mapped_column(JSON)  # what the guard read: width, height, colourfulness, ...
     seconds: Mapped[float | None] = mapped_column(Float)
     study_uid: Mapped[str | None] = mapped_column(String(64), index=True)
     series_uid: Mapped[str | None] = mapped_column(String(64))

@@ -25,7 +25,7 @@ from cxr.readingroom.access_log import DIRECT, Actor
 from cxr.readingroom.identity import dicom_ids, load_salt, patient_hash
 from cxr.readingroom.queries import StudyFilter
 from cxr.readingroom.readers import BadReaderKey, ReaderExists, ReaderKeys, UnknownReader  # noqa: F401 (re-exported)
-from cxr.readingroom.schema import INDETERMINATE, Film, Read
+from cxr.readingroom.schema import GUARD_FLAG, GUARD_PASS, INDETERMINATE, Film, Read
 from cxr.readingroom.store import ImageStore, image_suffix, sha256
 
 DB_FILE = "reading.db"
@@ -107,9 +107,13 @@ class ReadingRoom(ReaderKeys):
         ood_score: float | None = None,
         seconds: float | None = None,
         actor: Actor = DIRECT,
+        in_distribution: bool | None = None,
+        guard_reason: str | None = None,
+        input_stats: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Store the image (unless the store is off) and one film row, and log who sent it; returns the film as the
-        API shows it."""
+        API shows it. `in_distribution`: the input guard's verdict (None: no guard); False puts the film in the
+        worklist's "check the input" group, out of the triage order."""
         digest, suffix = sha256(data), image_suffix(data, filename)
         ids = dicom_ids(data, filename)
         if self.store is not None:
@@ -134,6 +138,9 @@ class ReadingRoom(ReaderKeys):
             positive_score=1.0 - probs[list(model.classes).index(normal)],
             flagged=predicted != normal,
             ood_score=None if ood_score is None else float(ood_score),
+            guard_verdict=None if in_distribution is None else (GUARD_PASS if in_distribution else GUARD_FLAG),
+            guard_reason=_printable(guard_reason)[:255] or None,
+            input_stats=input_stats,
             seconds=seconds,
             study_uid=ids.study_uid,
             series_uid=ids.series_uid,

@@ -23,7 +23,7 @@ from fastapi import Depends, FastAPI, File, HTTPException, Query, UploadFile
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
-from pydantic import BaseModel
+from pydantic import BaseModel, PrivateAttr
 from sqlalchemy.exc import SQLAlchemyError
 
 from cxr.data.images import ImageInfo, ImageReadError, describe_image, load_grayscale
@@ -46,6 +46,7 @@ from cxr.serve.auth import (
     install_openapi,
     principal,
 )
+from cxr.serve.health_routes import HealthMonitor, add_health_routes
 from cxr.serve.limits import BodySizeLimit, FailedKeyLimiter, InferencePool
 from cxr.serve.reading_routes import ReadingService, add_reading_routes, study_links
 from cxr.serve.responses import documented, install_allow_header
@@ -73,6 +74,9 @@ class Prediction(BaseModel):
     ood_score: float | None = None
     in_distribution: bool | None = None
     warning: str | None = None  # plain words for the reader when the film is unlike the training films
+    # for the reading room only (not in the answer): why the guard flagged the film, and what it read
+    _guard_reason: str | None = PrivateAttr(None)
+    _input_stats: dict[str, Any] | None = PrivateAttr(None)
 
 
 class ModelInfo(BaseModel):
@@ -88,12 +92,18 @@ class ModelInfo(BaseModel):
     metrics: dict[str, dict[str, Any]]  # scalar figures per metrics.json section ("training", "test", ...)
 
 
-def metrics_summary(run_dir: Path) -> dict[str, dict[str, Any]]:
-    """The scalar figures of each metrics.json section (nested tables and intervals are left to the file)."""
+def read_metrics(run_dir: Path) -> dict[str, Any]:
+    """metrics.json, or {} when it is missing or unreadable (the service runs without it)."""
     try:
         sections = json.loads((run_dir / "metrics.json").read_text())
     except (OSError, ValueError):
         return {}
+    return sections if isinstance(sections, dict) else {}
+
+
+def metrics_summary(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """The scalar figures of each metrics.json section (nested tables and intervals are left to the file)."""
+    sections = read_metrics(run_dir)
     return {
         name: {k: v for k, v in section.items() if isinstance(v, (int, float, str, bool)) or v is None}
         for name, section in sections.items()
@@ -108,6 +118,19 @@ def describe_upload(stream: BinaryIO, filename: str | None) -> ImageInfo:
         return describe_image(stream, name=filename or "upload")
     except ImageReadError as e:
         raise HTTPException(415, str(e)) from None
+
+
+def input_stats(info: ImageInfo, image: np.ndarray) -> dict[str, Any]:
+    """What the guard's cheap checks read, kept per film for `cxr monitor`: the file's size, mode and colourfulness,
+    and the decoded film's mean and spread of gray levels."""
+    return {
+        "width": info.width,
+        "height": info.height,
+        "mode": info.mode,
+        "colourfulness": round(float(info.colourfulness), 3),
+        "pixel_mean": round(float(image.mean()), 3),
+        "pixel_std": round(float(image.std()), 3),
+    }
 
 
 def decode_upload(stream: BinaryIO, filename: str | None, size: int | None) -> np.ndarray:
@@ -224,7 +247,7 @@ def create_app(
                 in_distribution=bool(verdict.in_distribution[0]),
                 warning=verdict.warning(0),
             )
-        return Prediction(
+        answer = Prediction(
             predicted=predicted,
             probabilities={c: float(p) for c, p in zip(meta.classes, probs[0])},
             threshold=meta.threshold,
@@ -234,6 +257,10 @@ def create_app(
             seconds=round(time.perf_counter() - t0, 4),
             **guard,
         )
+        answer._input_stats = input_stats(info, image)
+        if verdict is not None and not verdict.in_distribution[0]:
+            answer._guard_reason = verdict.reasons[0]
+        return answer
 
     def explain_one(upload: UploadFile, target: str | None) -> bytes:
 
@@ -245,6 +272,7 @@ def create_app(
     model_facts = ModelFacts(ref.id, ref.version, ref.architecture, list(meta.classes), meta.threshold)
     reading = app.state.reading = ReadingService(room, model_facts, predict_one, Path(watch) if watch else None)
     add_reading_routes(app, reading)
+    add_health_routes(app, HealthMonitor(room, read_metrics(bundle.run_dir), list(meta.classes)))
     add_admin_routes(app, room)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)

@@ -117,6 +117,9 @@ class ReadingService:
             ood_score=getattr(prediction, "ood_score", None),
             seconds=getattr(prediction, "seconds", None),
             actor=actor,
+            in_distribution=getattr(prediction, "in_distribution", None),
+            guard_reason=getattr(prediction, "_guard_reason", None),
+            input_stats=getattr(prediction, "_input_stats", None),
         )
         return prediction.model_copy(update={"study_id": film["id"]})
 
@@ -157,6 +160,11 @@ def add_reading_routes(app: FastAPI, service: ReadingService) -> None:
         unread: bool = Query(False, description="only films no reader has read"),
         flagged: bool = Query(False, description="only films the model calls positive (not the normal class)"),
         disagreement: bool = Query(False, description="only films where a reader's current read differs"),
+        check_input: bool | None = Query(
+            None,
+            description="true: only films the input guard flagged as unlike the training films (check the input); "
+            "false: only the others (the triage list); unset: both, flagged films after every other in triage order",
+        ),
         received_from: When | None = Query(None, description="received at or after (ISO 8601; no zone = UTC)"),
         received_to: When | None = Query(None, description="received before (ISO 8601; no zone = UTC)"),
         order: str = Query(
@@ -168,7 +176,7 @@ def add_reading_routes(app: FastAPI, service: ReadingService) -> None:
         offset: int = Query(0, ge=0, le=MAX_OFFSET, description="films to skip (paging)"),
     ) -> dict[str, Any]:
         """The worklist: received films with the model's call and the readers' current reads."""
-        f = StudyFilter(unread, flagged, disagreement, received_from, received_to)
+        f = StudyFilter(unread, flagged, disagreement, received_from, received_to, check_input)
         return call(room.studies, f, order, limit, offset)
 
     @router.get("/v1/disagreements", **documented())

@@ -6,8 +6,9 @@ const PAGE_SIZE = 25;
 const IMAGE_SUFFIX = /\.(png|jpe?g|bmp|tiff?|dcm)$/i;
 const view = { offset: 0, total: 0 };
 
-function queryString() {
-  const q = new URLSearchParams({ order: $("order").value, limit: PAGE_SIZE, offset: view.offset });
+function queryString(checkInput = false, offset = view.offset) {
+  // two lists: the triage list (films the input guard passed, or with no verdict), and the "check the input" group
+  const q = new URLSearchParams({ order: $("order").value, limit: PAGE_SIZE, offset, check_input: String(checkInput) });
   for (const name of ["unread", "flagged", "disagreement"]) if ($(name).checked) q.set(name, "true");
   // dates are the reader's local days: from midnight to the next midnight, sent as UTC instants
   if ($("from").value) q.set("received_from", new Date(`${$("from").value}T00:00`).toISOString());
@@ -41,9 +42,10 @@ function badge(parent, text, kind) {
   parent.append(b);
 }
 
-function renderRow(study) {
+function renderRow(study, checkInput = false) {
   const row = document.createElement("tr");
   row.dataset.id = study.id;
+  row.dataset.guard = study.guard.verdict;
   row.dataset.score = String(study.positive_score);
   row.dataset.disagreement = String(study.disagreement);
   const name = cell(row, null);
@@ -54,7 +56,24 @@ function renderRow(study) {
   if (study.source === "watch") badge(name, "watched folder", "unread");
   cell(row, new Date(study.received_at).toLocaleString());
   const model = cell(row, `${study.predicted} `, "predicted");
-  if (study.flagged) badge(model, "positive", "positive");
+  if (checkInput) {
+    // no triage score and no "positive" badge: the model's answer on an unlike film is not a ranking
+    const guard = cell(row, null, "guard");
+    badge(guard, "check the input", "check");
+    guard.append(study.guard.reason || "unlike the training films");
+    if (study.guard.score !== null) guard.title = `guard score ${study.guard.score.toFixed(2)} (over 1: unlike)`;
+  } else {
+    if (study.flagged) badge(model, "positive", "positive");
+    renderScore(row, study);
+  }
+  const reads = cell(row, null, "reads");
+  if (!study.reads.length) badge(reads, "unread", "unread");
+  reads.append(study.reads.map((r) => `${r.reader}: ${r.label}`).join(", "));
+  if (study.disagreement) badge(reads, "disagreement", "disagree");
+  return row;
+}
+
+function renderScore(row, study) {
   const score = cell(row, null, "score");
   const bar = document.createElement("span");
   bar.className = "scorebar";
@@ -62,11 +81,18 @@ function renderRow(study) {
   fill.style.width = percent(study.positive_score);
   bar.append(fill);
   score.append(bar, percent(study.positive_score));
-  const reads = cell(row, null, "reads");
-  if (!study.reads.length) badge(reads, "unread", "unread");
-  reads.append(study.reads.map((r) => `${r.reader}: ${r.label}`).join(", "));
-  if (study.disagreement) badge(reads, "disagreement", "disagree");
-  return row;
+  if (study.guard.verdict === "unknown") score.title = "the input guard's verdict is not known for this film";
+}
+
+async function refreshCheckInput() {
+  const response = await fetch(`/v1/studies?${queryString(true, 0)}`, { headers: apiHeaders() });
+  if (!response.ok) return;
+  const group = await response.json();
+  $("check-studies").replaceChildren(...group.items.map((s) => renderRow(s, true)));
+  $("check-input").hidden = group.total === 0;
+  $("check-more").hidden = group.total <= group.items.length;
+  $("check-more").textContent = `${group.items.length} of ${group.total} shown`;
+  document.body.dataset.checkInput = String(group.total);
 }
 
 async function refresh() {
@@ -78,13 +104,35 @@ async function refresh() {
   }
   const page = await response.json();
   view.total = page.total;
-  $("studies").replaceChildren(...page.items.map(renderRow));
+  $("studies").replaceChildren(...page.items.map((s) => renderRow(s)));
   $("empty").hidden = page.items.length > 0;
   const last = Math.min(view.offset + page.items.length, page.total);
   $("page-info").textContent = page.total ? `${view.offset + 1}–${last} of ${page.total}` : "";
   $("prev").disabled = view.offset === 0;
   $("next").disabled = last >= page.total;
+  await refreshCheckInput();
   document.body.dataset.listed = String(page.items.length);
+}
+
+async function refreshHealth() {
+  const response = await fetch("/v1/health", { headers: apiHeaders() });
+  if (!response.ok) return;
+  const health = (await response.json()).details;
+  const share = (x) => (x === null ? "–" : percent(x));
+  $("health-rows").replaceChildren(...health.windows.map((w) => {
+    const row = document.createElement("tr");
+    row.dataset.alarms = w.alarms;
+    cell(row, w.window);
+    cell(row, String(w.films));
+    cell(row, share(w.expected_accuracy));
+    cell(row, w.reads ? `${share(w.agreement)} of ${w.reads}` : "no reads");
+    cell(row, share(w.guard_flag_rate));
+    cell(row, w.baseline ? "baseline" : w.alarms || "none");
+    return row;
+  }));
+  $("health-alerts").textContent = health.alerts.join("; ");
+  $("health").hidden = health.windows.length === 0;
+  document.body.dataset.health = health.alerts.length ? "alert" : "ok";
 }
 
 async function filesFromDrop(dataTransfer) {
@@ -123,6 +171,7 @@ async function upload(files) {
   }
   view.offset = 0;
   await refresh();
+  await refreshHealth().catch(() => {});
   const done = chosen.length - failed.length;
   setStatus(`${done} film(s) added` + (failed.length ? `; ${failed.length} refused: ${failed.join("; ")}` : ""), failed.length > 0);
   document.body.dataset.state = failed.length ? "error" : "ready";
@@ -149,5 +198,5 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   // films from the watched folder or other workstations appear without a reload
   setInterval(() => { if (!document.hidden && document.body.dataset.state !== "busy") refresh().catch(fail); }, 10000);
-  loadModel().then((ok) => ok && refresh()).catch(fail);
+  loadModel().then((ok) => ok && refresh().then(refreshHealth)).catch(fail);
 });

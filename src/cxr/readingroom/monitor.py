@@ -1,0 +1,289 @@
+"""`cxr monitor`: the served films and the readers' reads, per day or week, against the model's own figures.
+
+Per window: the predicted-class mix, the mean probability per class, the label-free expected accuracy, the guard's
+scores and flag rate, the input statistics the guard read, and the readers' agreement with the model (per class, how
+often a reader overrules it). Each window is tested by cxr.readingroom.drift against a reference: what the bundle
+recorded (metrics.json: the guard's validation pass rate, the test accuracy, the test split's predicted-class mix,
+and a "val" section's samples when training wrote one), else the baseline period, the first windows of the stream.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+
+from cxr.atomic import atomic_path
+from cxr.figures import plt, save_figure
+from cxr.readingroom import queries
+from cxr.readingroom.drift import (
+    ALPHA,
+    INPUT_STATS,
+    Reference,
+    TestResult,
+    WindowData,
+    expected_accuracy,
+    overrule_rates,
+    window_tests,
+)
+from cxr.readingroom.schema import GUARD_FLAG, INDETERMINATE, Film, Read
+from cxr.readingroom.service import ReadingRoom, normal_class
+
+PERIODS = ("day", "week")
+
+
+@dataclass
+class FilmRow:
+    received_at: datetime
+    probabilities: list[float]
+    predicted: int
+    guard_score: float | None
+    guard_verdict: str | None
+    inputs: dict[str, Any]
+    reads: list[int] = field(default_factory=list)  # the readers' current labels (class indices)
+
+
+@dataclass
+class WindowReport:
+    start: date
+    data: WindowData
+    baseline: bool
+    tests: list[TestResult]
+    expected_accuracy: float
+    overrule: dict[str, float | None]
+
+    @property
+    def alarms(self) -> list[TestResult]:
+        return [t for t in self.tests if t.alarm]
+
+
+@dataclass
+class MonitorReport:
+    classes: list[str]
+    period: str
+    alpha: float
+    reference: Reference
+    windows: list[WindowReport]
+
+    def alert_lines(self) -> list[str]:
+        """One line per alarm in the latest tested window: what the service logs and /v1/health shows."""
+        tested = [w for w in self.windows if w.tests]
+        if not tested:
+            return []
+        last = tested[-1]
+        return [
+            f"model drift: {t.name} in the {self.period} of {last.start} (p = {t.p_value:.2g} < "
+            f"{self.alpha:g}/{len(last.tests)}; {t.detail})"
+            for t in last.alarms
+        ]
+
+
+def window_start(when: datetime, period: str) -> date:
+    day = when.date()
+    return day - timedelta(days=day.weekday()) if period == "week" else day
+
+
+def load_films(room: ReadingRoom, classes: list[str] | None = None) -> tuple[list[str], list[FilmRow]]:
+    """Films served under `classes` (default: the latest film's), oldest first, with their current reads."""
+    with room.session() as session:
+        if classes is None:
+            classes = session.scalar(select(Film.classes).order_by(Film.received_at.desc()).limit(1)) or []
+        index = {c: i for i, c in enumerate(classes)}
+        films: dict[str, FilmRow] = {}
+        for f in session.scalars(select(Film).order_by(Film.received_at, Film.id)):
+            if list(f.classes) != list(classes):
+                continue
+            films[f.id] = FilmRow(
+                f.received_at,
+                list(f.probabilities),
+                index[f.predicted],
+                f.ood_score,
+                f.guard_verdict,
+                f.input_stats or {},
+            )
+        reads = select(Read.film_id, Read.label).where(queries.current_reads(), Read.label != INDETERMINATE)
+        for film_id, label in session.execute(reads):
+            if film_id in films and label in index:
+                films[film_id].reads.append(index[label])
+    return list(classes), list(films.values())
+
+
+def window_data(rows: list[FilmRow], n_classes: int) -> WindowData:
+    scores = [r.guard_score for r in rows if r.guard_score is not None and math.isfinite(r.guard_score)]
+    return WindowData(
+        probabilities=np.array([r.probabilities for r in rows], float).reshape(-1, n_classes),
+        predicted=np.array([r.predicted for r in rows], int),
+        guard_scores=np.array(scores, float),
+        guard_flags=sum(r.guard_verdict == GUARD_FLAG for r in rows),
+        guard_known=sum(r.guard_verdict is not None for r in rows),
+        inputs={
+            name: np.array([float(r.inputs[name]) for r in rows if isinstance(r.inputs.get(name), (int, float))])
+            for name in INPUT_STATS
+        },
+        reads=np.array([(r.predicted, label) for r in rows for label in r.reads], int).reshape(-1, 2),
+    )
+
+
+def bundle_reference(metrics: dict[str, Any], classes: list[str]) -> Reference:
+    """What the bundle's metrics.json recorded about the model on held-out films."""
+    ref = Reference(list(classes))
+    guard = metrics.get("guard") or {}
+    if isinstance(guard.get("pass_rate"), (int, float)):
+        ref.flag_rate, ref.source["guard_flag_rate"] = 1.0 - float(guard["pass_rate"]), "bundle (guard pass rate)"
+    val = metrics.get("val") or {}
+    if isinstance(val.get("predicted_mix"), dict) and set(val["predicted_mix"]) == set(classes):
+        ref.mix, ref.source["class_mix"] = np.array([val["predicted_mix"][c] for c in classes], float), "bundle (val)"
+    for name, key in (("confidence", "max_probability"), ("guard_scores", "guard_scores")):
+        if isinstance(val.get(key), list) and val[key]:
+            setattr(ref, name, np.array(val[key], float))
+            ref.source[name] = "bundle (val)"
+    test = metrics.get("test") or {}
+    matrix = test.get("confusion_matrix")
+    if ref.mix is None and matrix and test.get("classes") == list(classes):
+        predicted = np.asarray(matrix, float).sum(axis=0)  # columns: what the model called the test films
+        if predicted.sum() > 0:
+            ref.mix, ref.source["class_mix"] = predicted / predicted.sum(), "bundle (test predictions)"
+    if isinstance(test.get("accuracy"), (int, float)):
+        ref.agreement, ref.source["agreement"] = float(test["accuracy"]), "bundle (test accuracy)"
+    return ref
+
+
+def fill_from_baseline(ref: Reference, base: WindowData) -> Reference:
+    """Whatever the bundle did not record, from the baseline period."""
+    n = len(base.predicted)
+    if ref.mix is None and n:
+        ref.mix, ref.source["class_mix"] = np.bincount(base.predicted, minlength=len(ref.classes)) / n, "baseline"
+    if ref.confidence is None and n:
+        ref.confidence, ref.source["confidence"] = base.probabilities.max(axis=1), "baseline"
+    if ref.guard_scores is None and len(base.guard_scores):
+        ref.guard_scores, ref.source["guard_scores"] = base.guard_scores, "baseline"
+    for name, values in base.inputs.items():
+        if name not in ref.inputs and len(values):
+            ref.inputs[name], ref.source[f"input_{name}"] = values, "baseline"
+    if ref.agreement is None and len(base.reads):
+        ref.agreement = float((base.reads[:, 0] == base.reads[:, 1]).mean())
+        ref.source["agreement"] = "baseline"
+    return ref
+
+
+def monitor(
+    room: ReadingRoom,
+    metrics: dict[str, Any] | None = None,
+    classes: list[str] | None = None,
+    period: str = "week",
+    baseline: int = 1,
+    alpha: float = ALPHA,
+) -> MonitorReport:
+    """Every window of the stream with its figures and tests; the first `baseline` windows are the reference for
+    what the bundle did not record, and are not tested themselves."""
+    if period not in PERIODS:
+        raise ValueError(f"period {period!r}: one of {', '.join(PERIODS)}")
+    classes, rows = load_films(room, classes)
+    return monitor_rows(classes, rows, metrics or {}, period, baseline, alpha)
+
+
+def monitor_rows(
+    classes: list[str], rows: list[FilmRow], metrics: dict[str, Any], period: str, baseline: int, alpha: float
+) -> MonitorReport:
+    grouped: dict[date, list[FilmRow]] = defaultdict(list)
+    for r in rows:
+        grouped[window_start(r.received_at, period)].append(r)
+    starts = sorted(grouped)
+    base_rows = [r for s in starts[:baseline] for r in grouped[s]]
+    ref = fill_from_baseline(bundle_reference(metrics, classes), window_data(base_rows, len(classes)))
+    normal = classes.index(normal_class(classes)) if classes else 0
+    windows = []
+    for i, start in enumerate(starts):
+        data = window_data(grouped[start], len(classes))
+        is_base = i < baseline
+        tests = [] if is_base else window_tests(data, ref, alpha)
+        windows.append(
+            WindowReport(
+                start,
+                data,
+                is_base,
+                tests,
+                expected_accuracy(data.probabilities),
+                overrule_rates(data.reads, classes, normal),
+            )
+        )
+    return MonitorReport(list(classes), period, alpha, ref, windows)
+
+
+def _mean(values: np.ndarray) -> float | None:
+    return float(np.mean(values)) if len(values) else None
+
+
+def table_rows(report: MonitorReport) -> list[dict[str, Any]]:
+    """One flat row per window: the console table, the CSV and the worklist's "model health" section."""
+    names = sorted({t.name for w in report.windows for t in w.tests})
+    out = []
+    for w in report.windows:
+        d, n = w.data, len(w.data.predicted)
+        row: dict[str, Any] = {"window": w.start.isoformat(), "films": n, "baseline": w.baseline}
+        for c, name in enumerate(report.classes):
+            row[f"share_{name}"] = float((d.predicted == c).mean()) if n else None
+            row[f"mean_p_{name}"] = float(d.probabilities[:, c].mean()) if n else None
+        row["expected_accuracy"] = None if not n else w.expected_accuracy
+        row["reads"] = len(d.reads)
+        row["agreement"] = float((d.reads[:, 0] == d.reads[:, 1]).mean()) if len(d.reads) else None
+        for name, rate in w.overrule.items():
+            row[f"overruled_{name}"] = rate
+        row["guard_known"] = d.guard_known
+        row["guard_flag_rate"] = d.guard_flags / d.guard_known if d.guard_known else None
+        row["guard_score_median"] = float(np.median(d.guard_scores)) if len(d.guard_scores) else None
+        for name in INPUT_STATS:
+            row[f"mean_{name}"] = _mean(d.inputs.get(name, np.array([])))
+        results = {t.name: t for t in w.tests}
+        for name in names:
+            row[f"p_{name}"] = results[name].p_value if name in results else None
+        row["alarms"] = " ".join(t.name for t in w.alarms)
+        out.append(row)
+    return out
+
+
+def write_csv(report: MonitorReport, path: Path) -> Path:
+    rows = table_rows(report)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["window"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def plot(report: MonitorReport, path: Path) -> Path:
+    """Class mix, expected accuracy vs agreement, and the guard's flag rate per window; alarms marked in red."""
+    rows = table_rows(report)
+    x = np.arange(len(rows))
+    fig, axes = plt.subplots(3, 1, figsize=(9, 8), sharex=True)
+    bottom = np.zeros(len(rows))
+    for name in report.classes:
+        shares = np.array([r[f"share_{name}"] or 0.0 for r in rows])
+        axes[0].bar(x, shares, bottom=bottom, label=name)
+        bottom += shares
+    axes[0].set_ylabel("predicted share")
+    axes[0].legend(fontsize=8, loc="upper right")
+    for key, label in (("expected_accuracy", "expected accuracy (label-free)"), ("agreement", "readers agree")):
+        axes[1].plot(x, [np.nan if r[key] is None else r[key] for r in rows], marker="o", label=label)
+    axes[1].set_ylabel("share")
+    axes[1].legend(fontsize=8)
+    axes[2].plot(x, [np.nan if r["guard_flag_rate"] is None else r["guard_flag_rate"] for r in rows], marker="o")
+    if report.reference.flag_rate is not None:
+        axes[2].axhline(report.reference.flag_rate, color="gray", linestyle="--", label="expected (validation)")
+        axes[2].legend(fontsize=8)
+    axes[2].set_ylabel("guard flag rate")
+    for ax in axes:
+        for i, r in enumerate(rows):
+            if r["alarms"]:
+                ax.axvspan(i - 0.45, i + 0.45, color="red", alpha=0.12)
+    axes[2].set_xticks(x, [r["window"] for r in rows], rotation=45, ha="right", fontsize=8)
+    axes[0].set_title(f"cxr monitor, per {report.period} (red: a drift test fired at family rate {report.alpha:g})")
+    return save_figure(fig, path)

@@ -1,0 +1,174 @@
+"""`cxr monitor`'s drift tests on synthetic streams where the answer is known: each statistic fires on a shifted window
+and the family stays quiet, at its stated rate, on unshifted ones (fixed seed); and the monitor over a reading room."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import numpy as np
+import pytest
+
+from cxr.readingroom import ReadingRoom
+from cxr.readingroom.db import sqlite_url
+from cxr.readingroom.drift import ALPHA, Reference, WindowData, expected_accuracy, window_tests
+from cxr.readingroom.monitor import FilmRow, monitor, monitor_rows, table_rows, write_csv
+from cxr.readingroom.schema import Film
+from tests.readingroom.conftest import MODEL, fake_png
+
+CLASSES = ["Covid", "Normal", "Viral Pneumonia"]
+MIX = np.array([0.3, 0.5, 0.2])
+
+
+def probabilities(rng, predicted: np.ndarray, confidence: float) -> np.ndarray:
+    """Calibrated-looking probabilities: the predicted class gets Beta(confidence) mass above a third."""
+    top = 1 / 3 + (2 / 3) * rng.beta(confidence * 10, (1 - confidence) * 10, len(predicted))
+    p = np.repeat(((1 - top) / 2)[:, None], 3, axis=1)
+    p[np.arange(len(predicted)), predicted] = top
+    return p
+
+
+def stream_window(rng, n=80, mix=MIX, confidence=0.7, score_shift=0.0, flag_rate=0.01, pixel_shift=0.0, agree=0.85):
+    predicted = rng.choice(3, n, p=mix)
+    reads_model = predicted[: n // 2]
+    agrees = rng.random(len(reads_model)) < agree
+    reads_label = np.where(agrees, reads_model, (reads_model + 1) % 3)
+    return WindowData(
+        probabilities=probabilities(rng, predicted, confidence),
+        predicted=predicted,
+        guard_scores=rng.gamma(8, 0.07, n) + score_shift,
+        guard_flags=int(rng.binomial(n, flag_rate)),
+        guard_known=n,
+        inputs={
+            "pixel_mean": rng.normal(120 + pixel_shift, 15, n),
+            "pixel_std": rng.normal(60, 8, n),
+            "colourfulness": rng.exponential(1.0, n),
+        },
+        reads=np.stack([reads_model, reads_label], axis=1),
+    )
+
+
+@pytest.fixture(scope="module")
+def reference() -> Reference:
+    rng = np.random.default_rng(1)
+    base = stream_window(rng, n=2000)
+    return Reference(
+        CLASSES,
+        mix=MIX,
+        confidence=base.probabilities.max(axis=1),
+        guard_scores=base.guard_scores,
+        flag_rate=0.01,
+        agreement=0.85,
+        inputs=base.inputs,
+    )
+
+
+def alarms(window: WindowData, ref: Reference) -> set[str]:
+    return {t.name for t in window_tests(window, ref) if t.alarm}
+
+
+@pytest.mark.parametrize(
+    ("shift", "fires"),
+    [
+        ({"mix": np.array([0.6, 0.3, 0.1])}, "class_mix"),
+        ({"confidence": 0.45}, "confidence"),
+        ({"score_shift": 0.4}, "guard_score"),
+        ({"flag_rate": 0.12}, "guard_flag_rate"),
+        ({"pixel_shift": 25.0}, "input_pixel_mean"),
+        ({"agree": 0.55}, "agreement"),
+    ],
+)
+def test_each_statistic_fires_on_a_shifted_window(reference, shift, fires):
+    rng = np.random.default_rng(7)
+    hits = [fires in alarms(stream_window(rng, n=200, **shift), reference) for _ in range(20)]
+    assert sum(hits) >= 18, (fires, sum(hits))
+
+
+def test_the_family_stays_quiet_at_its_stated_rate_on_unshifted_windows(reference):
+    rng = np.random.default_rng(11)
+    results = [window_tests(stream_window(rng), reference) for _ in range(300)]
+    assert all(len(r) == 8 for r in results)  # mix, confidence, score, flags, 3 inputs, agreement
+    family = sum(any(t.alarm for t in r) for r in results)
+    # at most ALPHA per window (Bonferroni): 3 expected of 300; P(Binomial(300, 0.01) > 8) < 0.4 %
+    assert family <= 8, family
+    p_confidence = np.array([t.p_value for r in results for t in r if t.name == "confidence"])
+    assert 0.03 < (p_confidence < 0.05).mean() < 0.08  # the raw p-values are calibrated too
+
+
+def test_a_window_too_small_is_reported_not_tested(reference):
+    assert window_tests(stream_window(np.random.default_rng(0), n=10), reference) == []
+
+
+def test_expected_accuracy_is_the_mean_top_probability_and_matches_when_calibrated():
+    rng = np.random.default_rng(3)
+    top = rng.uniform(0.5, 1.0, 20000)
+    correct = rng.random(20000) < top  # calibrated: right with the stated probability
+    p = np.stack([top, 1 - top], axis=1)
+    assert expected_accuracy(p) == pytest.approx(top.mean())
+    assert expected_accuracy(p) == pytest.approx(correct.mean(), abs=0.01)
+
+
+def test_the_monitor_over_a_reading_room_windows_reads_and_reference(tmp_path):
+    room = ReadingRoom(sqlite_url(tmp_path / "reading.db"), None, salt=b"s")
+    try:
+        key = room.add_reader("ann")
+        film = room.record(fake_png(1), "a.png", MODEL, [0.7, 0.2, 0.1], "Covid", ood_score=0.5, in_distribution=True)
+        room.record(fake_png(2), "b.png", MODEL, [0.1, 0.8, 0.1], "Normal", ood_score=2.0, in_distribution=False)
+        room.record(fake_png(3), "c.png", MODEL, [0.1, 0.8, 0.1], "Normal")  # no guard: verdict unknown
+        room.add_read(film["id"], key, "Normal")  # ann overrules a positive
+        metrics = {"guard": {"pass_rate": 0.99}, "test": {"accuracy": 0.8}}
+        report = monitor(room, metrics, period="day", baseline=0)
+    finally:
+        room.close()
+    (row,) = table_rows(report)
+    assert row["films"] == 3 and row["share_Normal"] == pytest.approx(2 / 3)
+    assert row["mean_p_Covid"] == pytest.approx(0.3) and row["expected_accuracy"] == pytest.approx(2.3 / 3)
+    assert row["reads"] == 1 and row["agreement"] == 0.0 and row["overruled_Covid"] == 1.0
+    assert row["overruled_Normal"] is None
+    assert row["guard_known"] == 2 and row["guard_flag_rate"] == 0.5 and row["alarms"] == ""  # under 30: no test
+    assert report.reference.flag_rate == pytest.approx(0.01) and report.reference.agreement == 0.8
+    assert write_csv(report, tmp_path / "m.csv").read_text().startswith("window,films,baseline,share_Covid")
+
+
+def test_a_drifting_week_raises_an_alert_line_against_the_baseline():
+    rng = np.random.default_rng(5)
+    start = datetime(2027, 1, 4)  # a Monday
+    rows = []
+    for week, mix in enumerate([MIX, MIX, np.array([0.8, 0.1, 0.1])]):
+        window = stream_window(rng, n=120, mix=mix)
+        for i in range(120):
+            when = start + timedelta(weeks=week, minutes=i)
+            rows.append(FilmRow(when, list(window.probabilities[i]), int(window.predicted[i]), None, None, {}))
+    report = monitor_rows(CLASSES, rows, {}, "week", baseline=1, alpha=ALPHA)
+    assert [w.baseline for w in report.windows] == [True, False, False]
+    assert report.reference.source["class_mix"] == "baseline"
+    assert not report.windows[1].alarms and "class_mix" in {t.name for t in report.windows[2].alarms}
+    (line,) = [x for x in report.alert_lines() if "class_mix" in x]
+    assert line.startswith("model drift: class_mix in the week of 2027-01-18")
+
+
+def test_films_are_stored_with_the_guards_verdict(tmp_path):
+    room = ReadingRoom(sqlite_url(tmp_path / "reading.db"), None, salt=b"s")
+    try:
+        film = room.record(fake_png(1), "a.png", MODEL, [0.7, 0.2, 0.1], "Covid", in_distribution=False)
+        with room.session() as session:
+            assert session.get(Film, film["id"]).guard_verdict == "flag"
+    finally:
+        room.close()
+
+
+def test_cxr_monitor_prints_the_table_and_writes_the_csv_and_plot(tmp_path, capsys, monkeypatch):
+    from tests.cli.helpers import run_cli_inprocess
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.json").write_text('{"guard": {"pass_rate": 0.99}}')
+    room = ReadingRoom(sqlite_url(run / "reading.db"), None, salt=b"s")
+    try:
+        for i in range(3):
+            room.record(fake_png(i), f"{i}.png", MODEL, [0.7, 0.2, 0.1], "Covid", ood_score=0.5, in_distribution=True)
+    finally:
+        room.close()
+    done = run_cli_inprocess(capsys, monkeypatch, "monitor", run, "--period", "day", "--out", tmp_path / "out")
+    assert done.returncode == 0, done.stderr
+    assert "cxr monitor: 1 day(s)" in done.stdout and "guard_flag_rate: bundle" in done.stdout
+    assert (tmp_path / "out" / "monitor.csv").is_file() and (tmp_path / "out" / "monitor.png").stat().st_size > 0
