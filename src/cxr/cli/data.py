@@ -79,6 +79,14 @@ def data_audit(
     threshold: int = typer.Option(32, min=0, max=256, help="near-duplicate pHash distance (of 256 bits)"),
     patient_pattern: str | None = typer.Option(None, help=PATIENT_PATTERN_HELP),
     workers: int | None = typer.Option(None, min=1, help="processes for hashing (default: all cores)"),
+    confounds: bool = typer.Option(
+        False,
+        "--confounds/--no-confounds",
+        help="also cluster the train films in ImageNet EfficientNet-Lite0 features and flag clusters that carry one "
+        "class without the disease (a subgroup from elsewhere); galleries in plots/",
+    ),
+    confound_films: int = typer.Option(2000, min=10, help="--confounds: at most this many train films (seeded sample)"),
+    confound_size: int = typer.Option(160, min=32, help="--confounds: image size for the features, px"),
 ) -> None:
     """Find leakage, data problems and shortcut cues; exit code 1 when anything is shared across splits."""
     from cxr.data.audit import run_audit, summary_lines
@@ -87,12 +95,30 @@ def data_audit(
     pattern = resolve_patient_pattern(patient_pattern)
     out = out or Path("audit") / data.stem
     report = run_audit(data, out, threshold=threshold, pattern=pattern, workers=workers, progress=True)
-    for line in summary_lines(report):
+    lines = summary_lines(report)
+    if confounds:
+        lines += _confound_section(data, out, report, confound_films, confound_size)
+    for line in lines:
         console.print(line, highlight=False, markup=False, soft_wrap=True)
     console.print(f"wrote {out / 'audit.json'} and {out / PLOTS}/", soft_wrap=True)
     if report["summary"]["leakage"]:
         err_console.print("[red]leakage:[/] images or patients are shared across splits (see audit.json)")
         raise typer.Exit(1)
+
+
+def _confound_section(data: Path, out: Path, report: dict, films: int, size: int) -> list[str]:
+    """Add the confound finder's section (cxr.explain: it needs a network) to the written audit.json."""
+    import json
+
+    from cxr.atomic import write_text_atomic
+    from cxr.explain.confounds import confound_audit, confound_lines
+
+    section = confound_audit(data, out / PLOTS, size=size, max_films=films)
+    report["confounds"] = section
+    report["summary"]["confound_suspects"] = section["suspects"]
+    report["plots"] += section["galleries"]
+    write_text_atomic(out / "audit.json", json.dumps(report, indent=1))
+    return confound_lines(section)
 
 
 def data_dedup(
