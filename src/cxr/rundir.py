@@ -19,7 +19,8 @@ from cxr.errors import CxrError
 
 MODEL = "model.pt"  # weights, meta (classes, size, normalisation, calibration) and input guard: written last
 CONFIG = "config.yaml"  # the resolved training config, with its config_version
-METRICS = "metrics.json"  # one section per split evaluated, plus `training`, `calibration`, `guard`
+METRICS = "metrics.json"  # one section per split evaluated, plus `training`, `calibration`, `guard`, `val_reference`
+VAL_REFERENCE = "val_reference"  # metrics.json: the validation films' figures `cxr monitor` compares the stream with
 SPLITS = "splits.csv"  # every film with its split: what the model trained, validated and was tested on
 HISTORY = "history.csv"  # one row per epoch
 TIMINGS = "timings.csv"  # seconds per epoch

@@ -146,6 +146,36 @@ def test_a_drifting_week_raises_an_alert_line_against_the_baseline():
     assert line.startswith("model drift: class_mix in the week of 2027-01-18")
 
 
+def test_the_validation_reference_training_wrote_tests_the_first_window_with_no_baseline():
+    rng = np.random.default_rng(7)
+    val = stream_window(rng, n=600)
+    counts = np.bincount(val.predicted, minlength=3)
+    metrics = {
+        "val_reference": {
+            "n": 600,
+            "predicted_counts": {c: int(k) for c, k in zip(CLASSES, counts)},
+            "max_probability": [round(float(p), 4) for p in val.probabilities.max(axis=1)],
+            "guard_scores": [round(float(x), 4) for x in val.guard_scores],
+        }
+    }
+    start = datetime(2027, 1, 4)
+
+    def rows(window):
+        return [
+            FilmRow(start + timedelta(minutes=i), list(window.probabilities[i]), int(window.predicted[i]), s, None, {})
+            for i, s in enumerate(window.guard_scores)
+        ]
+
+    shifted = stream_window(rng, n=120, mix=np.array([0.8, 0.1, 0.1]), confidence=0.9, score_shift=0.5)
+    report = monitor_rows(CLASSES, rows(shifted), metrics, "week", baseline=0, alpha=ALPHA)
+    assert {report.reference.source[k] for k in ("class_mix", "confidence", "guard_scores")} == {"bundle (val)"}
+    assert report.reference.mix == pytest.approx(counts / 600)
+    (window,) = report.windows
+    assert not window.baseline and {"class_mix", "confidence", "guard_score"} <= {t.name for t in window.alarms}
+    quiet = monitor_rows(CLASSES, rows(stream_window(rng, n=120)), metrics, "week", baseline=0, alpha=ALPHA)
+    assert not quiet.windows[0].alarms
+
+
 def test_films_are_stored_with_the_guards_verdict(tmp_path):
     room = ReadingRoom(sqlite_url(tmp_path / "reading.db"), None, salt=b"s")
     try:

@@ -68,8 +68,10 @@ def test_refit_trains_on_train_and_val_for_the_chosen_epochs_at_the_chosen_rates
         [r["lr"] for r in read_history(selection / "history.csv")][: best_epoch + 1]
     )
     assert not any("val_loss" in r for r in refit_rows)
-    training = json.loads((out / "metrics.json").read_text())["training"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    training = metrics["training"]
     assert training["refit"]["epochs"] == best_epoch + 1 and training["images"] == {"train": 24, "test": 8}
+    assert "val_reference" not in metrics and "val_reference" in json.loads((selection / "metrics.json").read_text())
 
     refit, chosen = cxr.load(out), cxr.load(selection)
     assert refit.meta.temperature == chosen.meta.temperature  # fitted on val by the run that had not seen it

@@ -12,6 +12,8 @@ import cxr
 from cxr.config import build_config
 from cxr.errors import CxrError
 from cxr.inference.bundle import BUNDLE_FILE
+from cxr.readingroom.monitor import bundle_reference as monitor_reference
+from cxr.rundir import RunDir
 from cxr.training.train import train
 
 
@@ -38,6 +40,19 @@ def test_train_writes_a_complete_bundle(tiny_dataset, tmp_path):
     training = json.loads((run / "metrics.json").read_text())["training"]
     assert training["epochs_run"] == 3 and training["images"]["train"] + training["images"]["val"] == 24
     assert 0.05 < training["peak_rss_gb"] < 8  # torch alone is over 50 MB resident; the ceiling is 8 GB
+    reference = json.loads((run / "metrics.json").read_text())["val_reference"]  # what `cxr monitor` tests against
+    n_val = training["images"]["val"]
+    assert reference["n"] == n_val and sum(reference["predicted_counts"].values()) == n_val
+    assert set(reference["predicted_counts"]) == {"normal", "pneumonia"}
+    assert len(reference["max_probability"]) == len(reference["guard_scores"]) == n_val
+    assert all(0.5 <= p <= 1 and p == round(p, 4) for p in reference["max_probability"])
+    assert all(s >= 0 and s == round(s, 4) for s in reference["guard_scores"])
+    assert monitor_reference(RunDir(run).read_metrics(), ["normal", "pneumonia"]).source == {
+        "guard_flag_rate": "bundle (guard pass rate)",
+        "class_mix": "bundle (val)",
+        "confidence": "bundle (val)",
+        "guard_scores": "bundle (val)",
+    }
     assert "epochs" in (run / "config.yaml").read_text()
     assert cxr.load(run).predict([tiny_dataset / "test"]).probabilities.shape == (8, 2)
 

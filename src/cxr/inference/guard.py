@@ -158,6 +158,7 @@ class InputGuard:
         self.taps = taps
         self.threshold = float(threshold)  # on the largest of the taps' scaled distances
         self.fitted = fitted  # what it was fitted on: counts, pass rate on validation, checks turned off
+        self.val_scores: np.ndarray | None = None  # after `fit` with validation: its films' scores, as `assess`
 
     @classmethod
     def fit(
@@ -188,6 +189,8 @@ class InputGuard:
         guard = cls(taps, 1.0, cast(GuardFit, {}))  # filled in below, once the threshold is known
         scores = guard.scores(val_features if held_out else train_features)
         guard.threshold = float(np.quantile(scores, VAL_PASS_RATE, method="higher"))  # at least 99 % pass
+        if held_out:  # not saved in model.pt: training records them in metrics.json for `cxr monitor`
+            guard.val_scores = (scores / guard.threshold).astype(np.float32)
         guard.fitted = {
             "method": "Mahalanobis distance (shared covariance, Ledoit-Wolf) at two convolutions and the head input",
             "train_images": int(len(y)),

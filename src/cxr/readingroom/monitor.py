@@ -4,7 +4,8 @@ Per window: the predicted-class mix, the mean probability per class, the label-f
 scores and flag rate, the input statistics the guard read, and the readers' agreement with the model (per class, how
 often a reader overrules it). Each window is tested by cxr.readingroom.drift against a reference: what the bundle
 recorded (metrics.json: the guard's validation pass rate, the test accuracy, the test split's predicted-class mix,
-and a "val" section's samples when training wrote one), else the baseline period, the first windows of the stream.
+and "val_reference", the validation films' class counts, largest probabilities and guard scores, when training wrote
+it), else the baseline period, the first windows of the stream.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from cxr.readingroom.drift import (
 )
 from cxr.readingroom.schema import GUARD_FLAG, INDETERMINATE, Film, Read
 from cxr.readingroom.service import ReadingRoom, normal_class
+from cxr.rundir import VAL_REFERENCE
 
 PERIODS = ("day", "week")
 
@@ -137,9 +139,11 @@ def bundle_reference(metrics: dict[str, Any], classes: list[str]) -> Reference:
     guard = metrics.get("guard") or {}
     if isinstance(guard.get("pass_rate"), (int, float)):
         ref.flag_rate, ref.source["guard_flag_rate"] = 1.0 - float(guard["pass_rate"]), "bundle (guard pass rate)"
-    val = metrics.get("val") or {}
-    if isinstance(val.get("predicted_mix"), dict) and set(val["predicted_mix"]) == set(classes):
-        ref.mix, ref.source["class_mix"] = np.array([val["predicted_mix"][c] for c in classes], float), "bundle (val)"
+    val = metrics.get(VAL_REFERENCE) or {}  # written at the end of training (none after a refit)
+    counts = val.get("predicted_counts")
+    if isinstance(counts, dict) and set(counts) == set(classes) and sum(counts.values()) > 0:
+        mix = np.array([counts[c] for c in classes], float)
+        ref.mix, ref.source["class_mix"] = mix / mix.sum(), "bundle (val)"
     for name, key in (("confidence", "max_probability"), ("guard_scores", "guard_scores")):
         if isinstance(val.get(key), list) and val[key]:
             setattr(ref, name, np.array(val[key], float))

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import lightning as L
+import numpy as np
 import torch
 from lightning.pytorch.callbacks import (
     EarlyStopping,
@@ -35,9 +36,11 @@ from cxr.evaluation.calibration import apply_to_meta, calibrate_on_validation, l
 from cxr.evaluation.history import read_epoch_seconds
 from cxr.evaluation.operating_point import check_binary
 from cxr.inference.bundle import BundleMeta, save_bundle
+from cxr.inference.guard import InputGuard
 from cxr.inference.guard_fit import fit_guard
+from cxr.inference.predict import apply_temperature, decide
 from cxr.models.pretrained import pretrained_file
-from cxr.rundir import LOGS, RunDir
+from cxr.rundir import LOGS, VAL_REFERENCE, RunDir
 from cxr.tracking import epoch_logger
 from cxr.training.history import HistoryWriter
 from cxr.training.module import Classifier
@@ -185,6 +188,22 @@ def fetch_start_weights(cfg: TrainConfig) -> None:
         start_weights(cfg.for_member(k) if cfg.ensemble_members else cfg)
 
 
+def val_reference(val_logits: np.ndarray, meta: BundleMeta, guard: InputGuard) -> dict:
+    """What `cxr monitor` compares the served films with, from the validation films as the bundle serves them:
+    the predicted-class counts (calibrated, with a binary model's threshold), and per film the largest calibrated
+    probability and the guard's score (4 decimals: a few thousand films stay a few tens of kB)."""
+    probs = apply_temperature(val_logits, meta.temperature)
+    counts = np.bincount(decide(probs, meta.threshold), minlength=len(meta.classes))
+    reference: dict = {
+        "n": int(len(probs)),
+        "predicted_counts": {c: int(k) for c, k in zip(meta.classes, counts)},
+        "max_probability": [round(float(p), 4) for p in probs.max(axis=1)],
+    }
+    if guard.val_scores is not None:
+        reference["guard_scores"] = [round(float(x), 4) for x in guard.val_scores]
+    return reference
+
+
 def fit_one(
     cfg: TrainConfig, out: Path, resume: bool, refit: RefitPlan | None = None, callbacks: Sequence[L.Callback] = ()
 ) -> Path:
@@ -300,7 +319,10 @@ def fit_one(
         data.images["val"] if refit is None else None,
         data.files["train"].paths,
     )
-    RunDir(out).merge_metrics({"training": summary, "calibration": calibration.summary, "guard": guard.fitted})
+    sections = {"training": summary, "calibration": calibration.summary, "guard": guard.fitted}
+    if refit is None and len(val_logits):  # a refit has no validation films: `cxr monitor` falls back on the stream
+        sections[VAL_REFERENCE] = val_reference(val_logits, meta, guard)
+    RunDir(out).merge_metrics(sections)
     save_bundle(out, module.net, meta, guard)  # last: its presence marks the run as finished
     return out
 
