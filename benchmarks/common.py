@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import yaml
 
+from cxr.data.images import file_sha256
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
 RESULTS = BENCH / "results"
@@ -151,12 +153,7 @@ def parse_config_of(text: str, seed: int) -> dict[str, Any]:
 # --- which model an entry describes -----------------------------------------------------------------------------
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+sha256_file = file_sha256  # a file's content identity, as cxr computes it for films and weights
 
 
 def config_sha256(config: dict) -> str:

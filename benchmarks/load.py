@@ -103,6 +103,24 @@ def wait_until_up(base: str, server: subprocess.Popen, timeout: float = 120) -> 
     raise SystemExit("server did not start")
 
 
+def serve_command(run: Path, port: int, workers: int, *options: str) -> list[str]:
+    """`cxr serve RUN` on HOST:port with `workers` threads and further `options`, as a separate process."""
+    return [
+        sys.executable,
+        "-m",
+        "cxr.cli",
+        "serve",
+        str(run),
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        *options,
+    ]
+
+
 def serve_load(
     run: Path | None, clients: list[int], seconds: float, image: Path, workers: int, backend: str, command: str
 ) -> None:
@@ -114,21 +132,7 @@ def serve_load(
     env = {**os.environ, "CXR_API_KEY": ""}  # measure without auth
     with tempfile.TemporaryDirectory() as tmp:
         run = run or build_demo_run(Path(tmp))
-        cmd = [
-            sys.executable,
-            "-m",
-            "cxr.cli",
-            "serve",
-            str(run),
-            "--host",
-            HOST,
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-            "--backend",
-            backend,
-        ]
+        cmd = serve_command(run, port, workers, "--backend", backend)
         server = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         try:
             info = wait_until_up(base, server)
@@ -162,21 +166,7 @@ class Server:
     def __init__(self, run: Path, db: str, workers: int):
         self.port = free_port()
         self.base = f"http://{HOST}:{self.port}"
-        self.cmd = [
-            sys.executable,
-            "-m",
-            "cxr.cli",
-            "serve",
-            str(run),
-            "--host",
-            HOST,
-            "--port",
-            str(self.port),
-            "--workers",
-            str(workers),
-            "--db",
-            db,
-        ]
+        self.cmd = serve_command(run, self.port, workers, "--db", db)
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> float:

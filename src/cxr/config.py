@@ -535,8 +535,9 @@ def augmentation_streams(num_workers: int | str) -> int:
 
 
 def _recorded_workers(run_dir: Path) -> int | None:
+    """The loader workers a finished run trained with (metrics.json), or None where it does not say."""
     try:
-        return json.loads(RunDir(run_dir).metrics.read_text())["training"]["num_workers"]
+        return RunDir(run_dir).read_metrics()["training"]["num_workers"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
 

@@ -146,12 +146,9 @@ def parse_set_values(pairs: list[str]) -> dict[str, object]:
 
 
 def _print_training_summary(run: Path) -> None:
-    import json
-
-    metrics_path = RunDir(run).metrics
-    if not metrics_path.is_file():
+    if not RunDir(run).metrics.is_file():
         return
-    t = json.loads(metrics_path.read_text()).get("training", {})
+    t = RunDir(run).read_metrics().get("training", {})
     best = t.get("best_score")
     best = f", best {t.get('monitor')}={best:.4f}" if best is not None else ""
     trained = f"{t.get('epochs_run')} epochs{best}"

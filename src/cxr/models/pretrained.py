@@ -16,7 +16,6 @@ has them wherever it runs.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import socket
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from cxr.data.images import file_sha256  # noqa: F401 (tests find it here too)
 from cxr.errors import CxrError
 
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "weights"  # cxr/weights/: package data (pyproject.toml)
@@ -64,7 +64,6 @@ SHIPPED: dict[str, ShippedWeights] = {
 RADIOGRAPHY_FILE = SHIPPED["radiography"].path  # `--pretrained radiography`
 PRETRAINED_SOURCES = ("none", "imagenet", *SHIPPED)  # the values of the config's `pretrained`
 DOWNLOAD_TIMEOUT_S = 60  # per socket operation: a network that drops packets fails in a minute instead of hanging
-HASH_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -251,14 +250,6 @@ def hub_checkpoints_dir() -> Path:
 
 def cached_path(model: str) -> Path:
     return hub_checkpoints_dir() / published_weights(model).file_name
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(HASH_CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 _verified: dict[tuple[str, int, int], str] = {}  # (path, size, mtime) -> digest: a run's members hash a file once

@@ -27,8 +27,7 @@ from lightning.pytorch.utilities.warnings import PossibleUserWarning
 from monai.data import DataLoader
 from torch.utils.data import Sampler
 
-from cxr.config import TrainConfig, save_config
-from cxr.config import resolve_workers as resolve_workers_of
+from cxr.config import TrainConfig, resolve_workers, save_config
 from cxr.data.dataset import DecodedImageDataset, augmentation_worker_init, seed_main_process_augmentation
 from cxr.data.transforms import train_augmentation
 from cxr.errors import CxrError
@@ -90,11 +89,6 @@ def cpu_model() -> str:
         import platform
 
         return platform.processor() or platform.machine()
-
-
-def resolve_workers(cfg: TrainConfig) -> int:
-    """Loader processes that augment while the main process trains; leave one core for the model."""
-    return resolve_workers_of(cfg.num_workers)
 
 
 def training_loader(
@@ -216,7 +210,8 @@ def fit_one(
     init = None if resume else start_weights(cfg)
     trainer, ckpt, precision = _build_trainer(cfg, out, refit, callbacks)  # before decoding: a bad device fails now
     data = prepare_data(cfg, out, merge_val=refit is not None)
-    save_config(cfg, RunDir(out).config)
+    run = RunDir(out)
+    save_config(cfg, run.config)
 
     n_cls = len(data.classes)
     check_binary(cfg.operating_point, data.classes)  # refuse now, not after hours of training
@@ -245,7 +240,7 @@ def fit_one(
         log.info(module.weights_report.summary())
     aug = train_augmentation(cfg.augment, cfg.image_size, cfg.seed)
     train_ds = DecodedImageDataset(data.images["train"], data.files["train"].labels, data.mean, data.std, aug)
-    workers = resolve_workers(cfg)
+    workers = resolve_workers(cfg.num_workers)
     loader_kw = dict(batch_size=cfg.batch_size, num_workers=workers, persistent_workers=workers > 0)
     sampler = train_sampler(cfg.sampling, data.files["train"].labels, cfg.seed)
     per_epoch = len(sampler) if sampler is not None else len(train_ds)
@@ -258,14 +253,14 @@ def fit_one(
     with warnings.catch_warnings():
         if refit:  # no validation, by design
             warnings.filterwarnings("ignore", "You defined a `validation_step`", PossibleUserWarning)
-        last = str(RunDir(out).last_checkpoint) if resume else None
+        last = str(run.last_checkpoint) if resume else None
         trainer.fit(module, train_loader, val_loader, ckpt_path=last)
     if trainer.interrupted:
         raise CxrError(f"training interrupted; continue it with `cxr train --resume --out {out}`")
     if not trainer.is_global_zero:
         return out
 
-    best_path = ckpt.best_model_path or str(RunDir(out).last_checkpoint)
+    best_path = ckpt.best_model_path or str(run.last_checkpoint)
     state = torch.load(best_path, map_location="cpu", weights_only=True)["state_dict"]
     module.load_state_dict(state)
     module.net.to(memory_format=torch.contiguous_format)
@@ -322,7 +317,7 @@ def fit_one(
     sections = {"training": summary, "calibration": calibration.summary, "guard": guard.fitted}
     if refit is None and len(val_logits):  # a refit has no validation films: `cxr monitor` falls back on the stream
         sections[VAL_REFERENCE] = val_reference(val_logits, meta, guard)
-    RunDir(out).merge_metrics(sections)
+    run.merge_metrics(sections)
     save_bundle(out, module.net, meta, guard)  # last: its presence marks the run as finished
     return out
 

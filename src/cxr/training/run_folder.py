@@ -14,7 +14,6 @@ import torch
 
 from cxr.config import TrainConfig
 from cxr.errors import CxrError
-from cxr.inference.bundle import BUNDLE_FILE
 from cxr.rundir import CHECKPOINTS, LAST_CHECKPOINT, NESTED_RUNS, PREVIOUS_RUN, RUN_ARTIFACTS, RunDir
 from cxr.tracking import tracked
 
@@ -24,21 +23,21 @@ log = logging.getLogger("cxr")
 
 def check_run_dir(out: Path, resume: bool, overwrite: bool) -> None:
     """Refuse to clobber earlier work unless asked (`--overwrite` then sets it aside: `set_aside_previous_run`)."""
-    finished = (out / BUNDLE_FILE).is_file()
-    started = RunDir(out).checkpoints.is_dir()
+    run = RunDir(out)
+    finished, started = run.finished, run.checkpoints.is_dir()
     if out.exists() and not out.is_dir():
         raise CxrError(f"--out {out} is a file; pass a folder for the run")
     if resume:
         if finished:
             raise CxrError(f"{out} is finished: nothing to resume; to train on, start a new run with --weights {out}")
-        if not RunDir(out).last_checkpoint.is_file():
+        if not run.last_checkpoint.is_file():
             raise CxrError(
                 f"{out} has no {CHECKPOINTS}/{LAST_CHECKPOINT} to resume from; start a new run without --resume"
             )
         return
-    if (out / PREVIOUS_RUN).exists():
+    if run.previous_run.exists():
         raise CxrError(
-            f"{out / PREVIOUS_RUN} holds the run an unfinished --overwrite replaced; move its files back into {out} "
+            f"{run.previous_run} holds the run an unfinished --overwrite replaced; move its files back into {out} "
             "to keep it, or delete it"
         )
     if overwrite:
@@ -105,7 +104,6 @@ def tracking(cfg: TrainConfig, out: Path, kind: str) -> AbstractContextManager:
     """An MLflow run around the work in `out` when the config asks for one (mlflow is imported only then)."""
     if not cfg.track:
         return nullcontext()
-
     return tracked(cfg, out, kind)
 
 

@@ -15,7 +15,6 @@ from cxr.training.fit import (  # noqa: F401 (re-exported: where callers and tes
     fetch_start_weights,
     peak_rss_gb,
     resolve_precision,
-    resolve_workers,
     start_weights,
     train_one_run,
     training_loader,
