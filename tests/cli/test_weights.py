@@ -43,5 +43,6 @@ def test_weights_list_says_when_a_shipped_file_is_missing(capsys, monkeypatch, t
 
 
 def test_train_help_names_the_shipped_starts(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "200")  # a narrow terminal cuts help words to `…`: read it at a width that fits
     proc = run_cli_inprocess(capsys, monkeypatch, "train", "--help")
     assert all(name in " ".join(proc.stdout.split()) for name in SHIPPED)
