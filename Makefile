@@ -12,7 +12,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e ".[dev,serve,pg,sweep,track,pretrained]"
+	$(PY) -m pip install -q -e ".[dev,serve,dicom,pg,sweep,track,pretrained]"
 	touch $@
 
 setup: $(VENV)/.installed

@@ -24,6 +24,7 @@ LAZY_ON_PURPOSE = {
     ("cxr.data.images", "cxr.data.dicom"): "circle: dicom raises images' ImageReadError; pydicom loads for DICOM only",
     ("cxr.explain.images", "cxr.explain.feature_maps"): "circle: explain's package init imports images",
     ("cxr.explain.shortcut", "cxr.explain.images"): "circle: images imports shortcut's border helpers",
+    ("cxr.serve.app", "cxr.serve.dicom"): "the optional extra cxr[dicom]: pynetdicom loads only with --dicom-port",
     ("cxr.docs_reference", "cxr.cli"): "the docs generator runs inside mkdocs: it loads the CLI when a page is built",
     ("cxr.docs_reference", "cxr.config"): "as above",
 }

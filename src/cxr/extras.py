@@ -19,6 +19,7 @@ EXTRAS: dict[str, tuple[str, tuple[str, ...]]] = {
         "cxr serve and the reading room",
         ("fastapi", "fastapi_offline", "uvicorn", "python_multipart", "sqlalchemy", "alembic"),
     ),
+    "dicom": ("the DICOM gateway (cxr serve --dicom-port, --pull)", ("pynetdicom", "highdicom", "dicomweb_client")),
     "pg": ("a PostgreSQL database or sweep storage (postgresql+psycopg:// URLs)", ("psycopg",)),
     "sweep": ("cxr sweep", ("optuna", "pandas")),
     "track": ("MLflow tracking (--track)", ("mlflow",)),

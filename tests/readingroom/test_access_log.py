@@ -126,7 +126,7 @@ def test_keys_made_before_the_migration_keep_working_and_are_salted(request, tmp
     engine.dispose()
     room = ReadingRoom(url, None, salt=b"s")  # migrates to head
     try:
-        assert current_revision(room.engine) == "0003"
+        assert current_revision(room.engine) == "0004"
         assert room.authenticate(old_key).name == "ann" and room.readers()[0]["role"] == "reader"
         with room.engine.connect() as conn:
             stored = conn.execute(text("SELECT key_hash FROM readers")).scalar()

@@ -22,7 +22,7 @@ from tests.readingroom.conftest import MODEL, fake_png
 def test_the_shipped_migrations_build_exactly_the_models_tables(room):
     with room.engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
-    assert current_revision(room.engine) == "0003"
+    assert current_revision(room.engine) == "0004"
 
 
 def test_sqlite_runs_in_wal_mode_with_a_busy_timeout(tmp_path):
@@ -68,6 +68,7 @@ def test_without_the_store_only_the_hash_is_kept(tmp_path):
 def _dicom_bytes(tmp_path, patient: str, accession: str = "ACC42") -> tuple[bytes, object]:
     ds = dicom_dataset(np.full((16, 16), 90, np.uint8))
     ds.PatientID, ds.AccessionNumber = patient, accession
+    ds.StudyDate, ds.ViewPosition = "20270114", "AP"
     ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = "1.2.3", "1.2.3.4", "1.2.3.4.5"
     path = tmp_path / f"{patient}.dcm"
     ds.save_as(path, enforce_file_format=True)
@@ -79,7 +80,14 @@ def test_dicom_uids_are_kept_and_the_patient_only_as_a_salted_hash(room, tmp_pat
     a = room.record(data, "scan", MODEL, [0.1, 0.1, 0.8], "Viral Pneumonia")
     b = room.record(data + b"", "scan2.dcm", MODEL, [0.1, 0.1, 0.8], "Viral Pneumonia")
     got = room.study(a["id"])
-    assert got["dicom"] == {"study_uid": "1.2.3", "series_uid": "1.2.3.4", "sop_uid": "1.2.3.4.5", "accession": "ACC42"}
+    assert got["dicom"] == {
+        "study_uid": "1.2.3",
+        "series_uid": "1.2.3.4",
+        "sop_uid": "1.2.3.4.5",
+        "accession": "ACC42",
+        "study_date": "20270114",
+        "view": "AP",
+    }
     expected = hmac.new(b"pepper", b"PATIENT-7781", hashlib.sha256).hexdigest()
     assert got["patient_hash"] == expected == room.study(b["id"])["patient_hash"]
     assert room.image_path(a["id"]).suffix == ".dcm"  # stored under a suffix the decoder reads back
@@ -144,14 +152,14 @@ NEXT_REVISION = """
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0004"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    op.add_column("films", sa.Column("view_position", sa.String(8), nullable=True))
+    op.add_column("films", sa.Column("laterality", sa.String(8), nullable=True))
 """
 
 
@@ -167,11 +175,11 @@ def test_a_later_migration_upgrades_a_database_in_use_and_keeps_its_records(room
     room.add_read(film["id"], key, "Covid")
     scripts = tmp_path / "migrations"
     shutil.copytree(resources.files("cxr.readingroom") / "migrations", scripts)
-    (scripts / "versions" / "0004_view_position.py").write_text(NEXT_REVISION)
+    (scripts / "versions" / "0005_laterality.py").write_text(NEXT_REVISION)
     upgrade(room.engine, str(scripts))
-    assert current_revision(room.engine) == "0004"
+    assert current_revision(room.engine) == "0005"
     with room.engine.connect() as conn:
-        row = conn.exec_driver_sql("SELECT id, view_position FROM films").one()
+        row = conn.exec_driver_sql("SELECT id, laterality FROM films").one()
     assert tuple(row) == (film["id"], None)
     assert room.study(film["id"])["history"][0]["label"] == "Covid"  # the read survived too
 

@@ -33,6 +33,20 @@ def serve(
         help="keep each film's bytes in a content-addressed store beside the database (off: hashes only)",
     ),
     watch: Path | None = typer.Option(None, help="record every film that appears in this folder, as uploads are"),
+    dicom_port: int | None = typer.Option(
+        None, min=1, max=65535, help="also run a DICOM Storage SCP on this port (films from the PACS; cxr[dicom])"
+    ),
+    ae_title: str | None = typer.Option(None, help="the gateway's AE title (default CXR)"),
+    allow: list[str] = typer.Option(
+        [], help="AE@host allowed to send films (repeat; AE alone: any host); nobody else is accepted"
+    ),
+    send_to: list[str] = typer.Option(
+        [], help="where results go: AE@host:port (C-STORE) or a DICOMweb URL (STOW-RS); repeatable"
+    ),
+    pull: str | None = typer.Option(None, help="a DICOMweb URL to poll for new CR/DX films (a PACS that cannot push)"),
+    dicom_config: Path | None = typer.Option(
+        None, help="YAML with the gateway's settings (frontal rules, retries, send_reads, ...; docs: Connect to a PACS)"
+    ),
     insecure_no_auth: bool = typer.Option(
         False,
         "--insecure-no-auth",
@@ -47,6 +61,15 @@ def serve(
 
     if max_pending < workers:
         raise CxrError("--max-pending must be at least --workers")
+    dicom = None
+    if dicom_port is not None or dicom_config is not None:
+        from cxr.gateway.config import load_gateway_config
+
+        dicom = load_gateway_config(
+            dicom_config, port=dicom_port, ae_title=ae_title, allow=allow, send_to=send_to, pull=pull, host=host
+        )
+        if not dicom.allow and dicom.pull is None:
+            raise CxrError("--dicom-port: no sender is allowed; add --allow AE@host for each modality or PACS")
     run_server(
         run,
         host=host,
@@ -59,4 +82,5 @@ def serve(
         store_images=store_images,
         watch=watch,
         insecure_no_auth=insecure_no_auth,
+        dicom=dicom,
     )

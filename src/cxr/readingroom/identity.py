@@ -65,6 +65,8 @@ class DicomIds:
     sop_uid: str | None = None
     accession: str | None = None
     patient_id: str | None = None  # only ever passed on to patient_hash
+    study_date: str | None = None
+    view_position: str | None = None
 
 
 def dicom_ids(data: bytes, filename: str | None) -> DicomIds:
@@ -86,6 +88,8 @@ def dicom_ids(data: bytes, filename: str | None) -> DicomIds:
             value("SOPInstanceUID"),
             value("AccessionNumber"),
             value("PatientID"),
+            (value("StudyDate") or "")[:8] or None,
+            (value("ViewPosition") or "")[:16] or None,
         )
     except Exception:  # the image itself decoded (the prediction exists); a malformed header only loses the UIDs
         return DicomIds()

@@ -138,6 +138,8 @@ def film_dict(film: Film, reads: list[dict]) -> dict:
             "series_uid": film.series_uid,
             "sop_uid": film.sop_uid,
             "accession": film.accession,
+            "study_date": film.study_date,
+            "view": film.view_position,
         },
         "patient_hash": film.patient_hash,
         "reads": reads,

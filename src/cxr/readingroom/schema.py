@@ -8,7 +8,19 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 INDETERMINATE = "indeterminate"
@@ -51,6 +63,8 @@ class Film(Base):
     series_uid: Mapped[str | None] = mapped_column(String(64))
     sop_uid: Mapped[str | None] = mapped_column(String(64))
     accession: Mapped[str | None] = mapped_column(String(64))
+    study_date: Mapped[str | None] = mapped_column(String(8))  # DICOM StudyDate, YYYYMMDD as sent
+    view_position: Mapped[str | None] = mapped_column(String(16))  # DICOM ViewPosition: PA, AP, ...
     patient_hash: Mapped[str | None] = mapped_column(String(64), index=True)  # HMAC-SHA256(salt, PatientID)
 
 
@@ -105,3 +119,45 @@ class AccessEntry(Base):
     action: Mapped[str] = mapped_column(String(16), index=True)  # see cxr.readingroom.access_log.ACTIONS
     film_id: Mapped[str | None] = mapped_column(String(32), index=True)  # no foreign key: the log outlives films
     detail: Mapped[str | None] = mapped_column(String(255))
+
+
+class DicomInstance(Base):
+    """One DICOM instance the gateway received (C-STORE or pulled): recorded once, unique on its SOPInstanceUID, so a
+    re-sent film is neither scored nor listed twice. Holds no patient identifier (the film row has the hash)."""
+
+    __tablename__ = "dicom_instances"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    sop_uid: Mapped[str] = mapped_column(String(64), unique=True)
+    sop_class_uid: Mapped[str] = mapped_column(String(64))
+    study_uid: Mapped[str | None] = mapped_column(String(64), index=True)
+    received_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    calling_ae: Mapped[str | None] = mapped_column(String(16))  # the sender's AE title ("pull" for pulled ones)
+    source: Mapped[str] = mapped_column(String(16))  # cstore | pull
+    spool_name: Mapped[str | None] = mapped_column(String(64))  # the file waiting in the spool; None once scored
+    status: Mapped[str] = mapped_column(String(16), index=True)  # received | scored | skipped | failed
+    reason: Mapped[str | None] = mapped_column(String(255))  # why skipped or failed, in plain words
+    modality: Mapped[str | None] = mapped_column(String(16))
+    view_position: Mapped[str | None] = mapped_column(String(16))
+    film_id: Mapped[str | None] = mapped_column(String(32), index=True)  # the reading room's film, once scored
+
+
+class OutboxItem(Base):
+    """A DICOM object waiting to be sent to the PACS (a result SR, a reader's read SR, an overlay). Its bytes and UIDs
+    are made once, when it is queued: a retry re-sends the same object, never a second one."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (UniqueConstraint("sop_uid", "destination", name="uq_outbox_sop_destination"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    film_id: Mapped[str] = mapped_column(String(32), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # result | read | overlay
+    destination: Mapped[str] = mapped_column(String(255))  # Destination.name: AE@host:port or a DICOMweb URL
+    sop_uid: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[bytes] = mapped_column(LargeBinary)  # the Part 10 file
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime)  # a sender holds it until then (several processes)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime, index=True)
+    last_error: Mapped[str | None] = mapped_column(String(255))

@@ -146,6 +146,8 @@ class ReadingRoom(ReaderKeys):
             series_uid=ids.series_uid,
             sop_uid=ids.sop_uid,
             accession=ids.accession,
+            study_date=ids.study_date,
+            view_position=ids.view_position,
             patient_hash=patient_hash(self.salt, ids.patient_id),
         )
         with self.writing() as session:

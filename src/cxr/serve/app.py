@@ -174,11 +174,12 @@ def create_app(
     exposed: bool = False,
     insecure_no_auth: bool = False,
     failed_keys: tuple[int, float] = (10, 60.0),
+    dicom: Any = None,
 ) -> FastAPI:
     """Build the app for one run. `api_key` defaults to $CXR_API_KEY; with it, or once a reader key exists, every /v1
     route needs a key (X-API-Key or X-Reader-Key; serve/auth.py). `exposed` (listening beyond loopback) makes a key
     required even before one exists, unless `insecure_no_auth`. `failed_keys`: (wrong keys, seconds) a client may
-    send before it gets 429.
+    send before it gets 429. `dicom`: a `cxr.gateway.config.GatewayConfig` starts the DICOM gateway beside the API.
 
     Every prediction is recorded in the reading room: `db` (a SQLAlchemy URL, default SQLite at RUN/reading.db),
     images in a content-addressed store unless `store_images` is False; `watch` ingests films dropped in a folder.
@@ -215,7 +216,11 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         reading.start()
+        if gateway is not None:
+            gateway.start()
         yield
+        if gateway is not None:
+            gateway.stop()
         pool.shutdown()
         reading.stop()
 
@@ -272,6 +277,11 @@ def create_app(
     model_facts = ModelFacts(ref.id, ref.version, ref.architecture, list(meta.classes), meta.threshold)
     reading = app.state.reading = ReadingService(room, model_facts, predict_one, Path(watch) if watch else None)
     add_reading_routes(app, reading)
+    gateway = app.state.gateway = None
+    if dicom is not None:
+        from cxr.serve.dicom import build_gateway  # optional extra cxr[dicom]: pynetdicom loads only with --dicom-port
+
+        gateway = app.state.gateway = build_gateway(dicom, reading, bundle.run_dir, meta.image_size, explainer)
     add_health_routes(app, HealthMonitor(room, read_metrics(bundle.run_dir), list(meta.classes)))
     add_admin_routes(app, room)
 

@@ -97,6 +97,7 @@ class ReadingService:
         poll_seconds: float = 1.0,
     ):
         self.room, self.model, self._predict_one = room, model, predict_one
+        self.after_read: Callable[[str, dict[str, Any]], None] | None = None  # the DICOM gateway sends reads back
         self.watcher = FolderWatcher(watch, self._ingest, room, poll_seconds) if watch is not None else None
 
     def predict(self, upload: UploadFile, source: str = "upload", actor: Actor = WATCHER) -> BaseModel:
@@ -207,7 +208,13 @@ def add_reading_routes(app: FastAPI, service: ReadingService) -> None:
     def add_read(read: BaseModel, study_id: str = _study_id(), who: Principal = Depends(person)) -> dict[str, Any]:
         """Record your own read (your key in X-Reader-Key or X-API-Key); a changed read is a new version, the
         earlier one stays."""
-        return call(room.add_read, study_id, who.key, read.label, read.note, who.client)
+        recorded = call(room.add_read, study_id, who.key, read.label, read.note, who.client)
+        if service.after_read is not None:
+            try:
+                service.after_read(study_id, recorded)
+            except Exception as e:  # the read is recorded; sending it to the PACS is best effort, said in the log
+                log.warning("the read of study %s was not queued for the PACS (%s)", study_id, type(e).__name__)
+        return recorded
 
     add_read.__annotations__["read"] = ReadIn  # this model's classes: made here, so not a name FastAPI could look up
     router.post(

@@ -51,9 +51,16 @@ function renderRow(study, checkInput = false) {
   const name = cell(row, null);
   const link = document.createElement("a");
   link.href = `/?study=${encodeURIComponent(study.id)}`;
-  link.textContent = study.filename || study.id;
+  const dicom = study.dicom || {};
+  // a film from the PACS is named by its accession number, study date and view, never by a patient name
+  link.textContent = dicom.accession ? `Accession ${dicom.accession}` : study.filename || study.id;
   name.append(link);
   if (study.source === "watch") badge(name, "watched folder", "unread");
+  if (study.source === "dicom") badge(name, "PACS", "unread");
+  if (dicom.accession && (dicom.study_date || dicom.view)) {
+    const date = dicom.study_date ? dicom.study_date.replace(/^(\d{4})(\d{2})(\d{2})$/, "$1-$2-$3") : "";
+    name.append(` ${[date, dicom.view].filter(Boolean).join(" · ")}`);
+  }
   cell(row, new Date(study.received_at).toLocaleString());
   const model = cell(row, `${study.predicted} `, "predicted");
   if (checkInput) {
