@@ -78,6 +78,13 @@ class Running:
         time.sleep(0.05)
         assert self.gateway.intake.wait_idle(WAIT)
 
+    def status(self) -> dict:
+        """GET /v1/gateway with an admin key (the operator's view)."""
+        key = self.room.add_reader(f"ops{time.monotonic_ns()}", "admin")
+        answer = self.client.get("/v1/gateway", headers={"X-Reader-Key": key})
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
     def count(self, model) -> int:
         with self.room.session() as session:
             return session.scalar(select(func.count()).select_from(model))
@@ -189,6 +196,8 @@ def test_results_wait_while_orthanc_is_down_and_arrive_when_it_is_back(gateway, 
     g.settle()
     wait_for(lambda: _attempted(g), what="a failed send")
     assert g.gateway.outbox.pending() == 1
+    (waiting,) = g.status()["outbox"]["waiting"]
+    assert waiting["items"] == 1 and "cannot connect" in waiting["last_error"].lower()
     orthanc.start()
     wait_for(lambda: g.gateway.outbox.pending() == 0, what="the retry to succeed")
     assert len(srs_in(orthanc, film.StudyInstanceUID)) == 1
@@ -233,6 +242,9 @@ def test_a_lateral_film_is_kept_as_skipped_not_scored(gateway):
     with g.room.session() as session:
         row = session.scalar(select(DicomInstance))
     assert row.status == "skipped" and "LL" in row.reason and g.count(Film) == 0
+    status = g.status()
+    assert status["listening"] and status["instances"] == {"skipped": 1}
+    assert "LL" in status["not_scored"][0]["reason"] and status["not_scored"][0]["from"] == MODALITY
 
 
 def test_a_pulled_film_is_scored_once_and_its_sr_sent_by_stow(gateway, orthanc):

@@ -71,7 +71,7 @@ class Intake:
             sop_class_uid=str(header.get("SOPClassUID", "")).strip()[:64],
             study_uid=_text(header, "StudyInstanceUID", 64),
             received_at=now(),
-            calling_ae=sender[:16],
+            calling_ae=sender.partition("@")[0][:16],  # the AE title (the SCP logs AE@host)
             source=source,
             spool_name=name,
             status=RECEIVED,

@@ -15,6 +15,7 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
+from sqlalchemy import func, select
 
 from cxr.gateway.config import GatewayConfig
 from cxr.gateway.dicomweb import DicomWebPuller
@@ -24,7 +25,7 @@ from cxr.gateway.results import AlgorithmFacts, ScoredFilm
 from cxr.gateway.scp import SUCCESS, StorageSCP
 from cxr.gateway.sr import overlay_sc, read_sr, result_sr
 from cxr.readingroom import ReadingRoom
-from cxr.readingroom.schema import GUARD_FLAG, GUARD_PASS, Film
+from cxr.readingroom.schema import GUARD_FLAG, GUARD_PASS, DicomInstance, Film, OutboxItem
 from cxr.readingroom.service import normal_class
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,45 @@ class Gateway:
         self.outbox.stop()
         if self._pull_thread.is_alive():
             self._pull_thread.join(30)
+
+    def status(self) -> dict[str, Any]:
+        """What an operator checks first: is it listening, what came in (and why a film was not scored), what waits
+        for the PACS and why. No patient data: counts, statuses, reasons and destinations."""
+        with self.room.session() as session:
+            by_status = dict(
+                session.execute(select(DicomInstance.status, func.count()).group_by(DicomInstance.status)).all()
+            )
+            recent = session.execute(
+                select(DicomInstance.received_at, DicomInstance.status, DicomInstance.reason, DicomInstance.calling_ae)
+                .where(DicomInstance.status.in_(["skipped", "failed"]))
+                .order_by(DicomInstance.id.desc())
+                .limit(20)
+            ).all()
+            waiting = session.execute(
+                select(
+                    OutboxItem.destination, func.count(), func.max(OutboxItem.attempts), func.max(OutboxItem.last_error)
+                )
+                .where(OutboxItem.sent_at.is_(None))
+                .group_by(OutboxItem.destination)
+            ).all()
+            sent = session.scalar(select(func.count()).select_from(OutboxItem).where(OutboxItem.sent_at.is_not(None)))
+        return {
+            "ae_title": self.config.ae_title,
+            "port": self.config.port,
+            "listening": self.scp.server is not None,
+            "allow": [p.model_dump() for p in self.config.allow],
+            "send_to": [d.name for d in self.config.send_to],
+            "pull": self.config.pull,
+            "instances": by_status,
+            "not_scored": [
+                {"received_at": t.isoformat(), "status": st, "reason": reason, "from": ae}
+                for t, st, reason, ae in recent
+            ],
+            "outbox": {
+                "sent": sent,
+                "waiting": [{"destination": d, "items": n, "attempts": a, "last_error": e} for d, n, a, e in waiting],
+            },
+        }
 
     # receiving --------------------------------------------------------------------------------------------------------
 

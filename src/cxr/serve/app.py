@@ -279,9 +279,10 @@ def create_app(
     add_reading_routes(app, reading)
     gateway = app.state.gateway = None
     if dicom is not None:
-        from cxr.serve.dicom import build_gateway  # optional extra cxr[dicom]: pynetdicom loads only with --dicom-port
+        from cxr.serve.dicom import add_gateway_routes, build_gateway  # optional extra cxr[dicom] (--dicom-port)
 
         gateway = app.state.gateway = build_gateway(dicom, reading, bundle.run_dir, meta.image_size, explainer)
+        add_gateway_routes(app, gateway)
     add_health_routes(app, HealthMonitor(room, read_metrics(bundle.run_dir), list(meta.classes)))
     add_admin_routes(app, room)
 

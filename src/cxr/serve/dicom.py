@@ -8,7 +8,9 @@ import io
 from pathlib import Path
 
 import numpy as np
-from fastapi import UploadFile
+from typing import Any
+
+from fastapi import Depends, FastAPI, UploadFile
 
 from cxr.data.images import load_grayscale
 from cxr.explain.overlay import overlay_rgb
@@ -18,7 +20,9 @@ from cxr.gateway.results import AlgorithmFacts
 from cxr.gateway.service import SPOOL, Gateway
 from cxr.readingroom.access_log import Actor
 from cxr.readingroom.db import sqlite_path
-from cxr.serve.reading_routes import ReadingService
+from cxr.serve.auth import Principal, admin
+from cxr.serve.reading_routes import ReadingService, call
+from cxr.serve.responses import documented
 from cxr.version import __version__
 
 require("dicom")  # a one-line error naming cxr[dicom] rather than an ImportError from deep inside
@@ -48,3 +52,11 @@ def build_gateway(
     gateway = Gateway(config, reading.room, score, algorithm, spool, overlay)
     reading.after_read = gateway.on_read
     return gateway
+
+
+def add_gateway_routes(app: FastAPI, gateway: Gateway) -> None:
+    @app.get("/v1/gateway", tags=["admin"], **documented(key="admin"))
+    def gateway_status(who: Principal = Depends(admin)) -> dict[str, Any]:
+        """The DICOM gateway: listening or not, instances received by status (and why the last ones were not
+        scored), results sent and waiting for the PACS with the last error."""
+        return call(gateway.status)
