@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-
-import numpy as np
 from typing import Any
 
+import numpy as np
 from fastapi import Depends, FastAPI, UploadFile
 
 from cxr.data.images import load_grayscale
