@@ -356,6 +356,8 @@ def serve(
     import uvicorn
 
     _check_can_listen(host, port)  # before loading the model; uvicorn would log several lines and exit 1 or 3
+    if options.get("dicom") is not None:
+        _check_can_listen(options["dicom"].host, options["dicom"].port, "--dicom-port")
     exposed = not is_loopback(host)
     if exposed and not insecure_no_auth:
         _check_auth_on(run_dir, host, options.get("api_key"), options.get("db"))
@@ -364,7 +366,7 @@ def serve(
     uvicorn.run(app, host=host, port=port, limit_concurrency=pool.max_pending + 16, log_level="info")
 
 
-def _check_can_listen(host: str, port: int) -> None:
+def _check_can_listen(host: str, port: int, flag: str = "--port") -> None:
     """Bind once and let go: a port in use or an address not on this machine is a one-line error."""
     import socket
 
@@ -378,7 +380,7 @@ def _check_can_listen(host: str, port: int) -> None:
         try:
             probe.bind(address)
         except OSError as e:
-            raise CxrError(f"cannot listen on {host}:{port} ({e.strerror}); pick another --port or --host") from None
+            raise CxrError(f"cannot listen on {host}:{port} ({e.strerror}); pick another {flag} or --host") from None
 
 
 def is_loopback(host: str) -> bool:
