@@ -21,6 +21,7 @@ MODEL = "model.pt"  # weights, meta (classes, size, normalisation, calibration) 
 CONFIG = "config.yaml"  # the resolved training config, with its config_version
 METRICS = "metrics.json"  # one section per split evaluated, plus `training`, `calibration`, `guard`, `val_reference`
 VAL_REFERENCE = "val_reference"  # metrics.json: the validation films' figures `cxr monitor` compares the stream with
+VAL_REFERENCE_DECIMALS = 4  # its per-film values are rounded so; `cxr monitor` rounds the stream alike before comparing
 SPLITS = "splits.csv"  # every film with its split: what the model trained, validated and was tested on
 HISTORY = "history.csv"  # one row per epoch
 TIMINGS = "timings.csv"  # seconds per epoch

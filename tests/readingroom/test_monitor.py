@@ -202,3 +202,40 @@ def test_cxr_monitor_prints_the_table_and_writes_the_csv_and_plot(tmp_path, caps
     assert done.returncode == 0, done.stderr
     assert "cxr monitor: 1 day(s)" in done.stdout and "guard_flag_rate: bundle" in done.stdout
     assert (tmp_path / "out" / "monitor.csv").is_file() and (tmp_path / "out" / "monitor.png").stat().st_size > 0
+
+
+def test_a_confident_model_against_its_rounded_reference_raises_no_false_alarm():
+    """Found by the replay benchmark: val_reference keeps 4 decimals, so a confident model's reference holds many
+    exact 1.0s that full-precision served values never equal; the KS test then fired on every window."""
+    rng = np.random.default_rng(11)
+
+    def confident(n: int) -> np.ndarray:
+        top = 1.0 - rng.exponential(2e-4, n)  # most films above 0.9999: rounded, a third or more are 1.0
+        rest = (1.0 - top)[:, None] * np.array([0.5, 0.5])
+        return np.column_stack([top, rest])
+
+    reference = [round(float(p), 4) for p in confident(2000)[:, 0]]
+    assert reference.count(1.0) > 300
+    metrics = {"val_reference": {"predicted_counts": dict(zip(CLASSES, (2000, 0, 0))), "max_probability": reference}}
+    start = datetime(2027, 1, 4)
+    served = confident(300)
+    rows = [FilmRow(start + timedelta(days=i // 100), list(p), 0, None, None, {}) for i, p in enumerate(served)]
+    report = monitor_rows(CLASSES, rows, metrics, "day", baseline=0, alpha=ALPHA)
+    assert [[t.name for t in w.alarms] for w in report.windows] == [[], [], []]
+    assert all("confidence" in {t.name for t in w.tests} for w in report.windows)
+
+
+def test_the_baseline_window_is_tested_against_what_the_bundle_recorded():
+    """A service's first week is its baseline: with a validation reference it is still tested (a model served to
+    the wrong population alerts at once), against the bundle's figures only, never against itself."""
+    rng = np.random.default_rng(13)
+    val = stream_window(rng, n=600)
+    counts = np.bincount(val.predicted, minlength=3)
+    metrics = {"val_reference": {"predicted_counts": {c: int(k) for c, k in zip(CLASSES, counts)}}}
+    shifted = stream_window(rng, n=120, mix=np.array([0.05, 0.05, 0.9]))
+    start = datetime(2027, 1, 4)
+    rows = [FilmRow(start, list(p), int(c), None, None, {}) for p, c in zip(shifted.probabilities, shifted.predicted)]
+    (window,) = monitor_rows(CLASSES, rows, metrics, "week", baseline=1, alpha=ALPHA).windows
+    assert window.baseline and [t.name for t in window.tests] == ["class_mix"] and window.alarms
+    (quiet,) = monitor_rows(CLASSES, rows, {}, "week", baseline=1, alpha=ALPHA).windows
+    assert quiet.baseline and quiet.tests == []  # nothing recorded: the baseline is the reference, not tested

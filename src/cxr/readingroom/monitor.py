@@ -186,7 +186,8 @@ def monitor(
     alpha: float = ALPHA,
 ) -> MonitorReport:
     """Every window of the stream with its figures and tests; the first `baseline` windows are the reference for
-    what the bundle did not record, and are not tested themselves."""
+    what the bundle did not record, and are tested only against what it did (so a service alerts in its first
+    week when the bundle has a validation reference)."""
     if period not in PERIODS:
         raise ValueError(f"period {period!r}: one of {', '.join(PERIODS)}")
     classes, rows = load_films(room, classes)
@@ -202,12 +203,13 @@ def monitor_rows(
     starts = sorted(grouped)
     base_rows = [r for s in starts[:baseline] for r in grouped[s]]
     ref = fill_from_baseline(bundle_reference(metrics, classes), window_data(base_rows, len(classes)))
+    recorded = bundle_reference(metrics, classes)  # a baseline window is tested against this alone (not itself)
     normal = classes.index(normal_class(classes)) if classes else 0
     windows = []
     for i, start in enumerate(starts):
         data = window_data(grouped[start], len(classes))
         is_base = i < baseline
-        tests = [] if is_base else window_tests(data, ref, alpha)
+        tests = window_tests(data, recorded if is_base else ref, alpha)
         windows.append(
             WindowReport(
                 start,

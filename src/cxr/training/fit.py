@@ -39,7 +39,7 @@ from cxr.inference.guard import InputGuard
 from cxr.inference.guard_fit import fit_guard
 from cxr.inference.predict import apply_temperature, decide
 from cxr.models.pretrained import pretrained_file
-from cxr.rundir import LOGS, VAL_REFERENCE, RunDir
+from cxr.rundir import LOGS, VAL_REFERENCE, VAL_REFERENCE_DECIMALS, RunDir
 from cxr.tracking import epoch_logger
 from cxr.training.history import HistoryWriter
 from cxr.training.module import Classifier
@@ -191,10 +191,10 @@ def val_reference(val_logits: np.ndarray, meta: BundleMeta, guard: InputGuard) -
     reference: dict = {
         "n": int(len(probs)),
         "predicted_counts": {c: int(k) for c, k in zip(meta.classes, counts)},
-        "max_probability": [round(float(p), 4) for p in probs.max(axis=1)],
+        "max_probability": [round(float(p), VAL_REFERENCE_DECIMALS) for p in probs.max(axis=1)],
     }
     if guard.val_scores is not None:
-        reference["guard_scores"] = [round(float(x), 4) for x in guard.val_scores]
+        reference["guard_scores"] = [round(float(x), VAL_REFERENCE_DECIMALS) for x in guard.val_scores]
     return reference
 
 
