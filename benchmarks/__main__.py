@@ -170,6 +170,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2, help="cxr serve --workers")
     p.add_argument("--image", type=Path, help="the film posted (default: a codecademy test film)")
     p.add_argument("--backends", nargs="+", default=["sqlite", "postgresql"], choices=["sqlite", "postgresql"])
+    p = kinds.add_parser(
+        "gateway",
+        help="films by C-STORE to `cxr serve --dicom-port`, SRs back in a real Orthanc -> results/gateway.json",
+    )
+    p.add_argument("run", nargs="?", type=Path, help="run directory to serve (default: a demo smallnet)")
+    p.add_argument("--senders", type=int, nargs="+", default=[1, 4], help="concurrent senders, one level each")
+    p.add_argument("--films", type=int, default=200, help="films per level")
+    p.add_argument("--image", type=Path, help="the film's pixels (default: a codecademy test film)")
+
+    p = sub.add_parser(
+        "monitor-replay",
+        help="streams replayed to `cxr serve` with the shipped radiography model: does `cxr monitor` alert, and "
+        "how soon -> results/monitor.json",
+    )
+    p.add_argument("streams", nargs="*", metavar="STREAM", help="only these streams (default: all six)")
+    p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser(
+        "confound-stability",
+        help="the confound finder's verdicts over sampling seeds, per dataset -> results/confound_stability.json",
+    )
+    p.add_argument("--datasets", nargs="+", default=["radiography", "kermany", "codecademy", "pneumoniamnist"])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     return ap
 
 
@@ -281,8 +303,20 @@ def main(argv: list[str] | None = None) -> None:
         args.image = args.image or load.DEFAULT_IMAGE
         if args.kind == "serve":
             load.serve_load(args.run, args.clients, args.seconds, args.image, args.workers, args.backend, command)
+        elif args.kind == "gateway":
+            from benchmarks.gateway import gateway_benchmark
+
+            gateway_benchmark(args.run, args.senders, args.films, args.image, command)
         else:
             load.reading_load(args, command)
+    elif c == "confound-stability":
+        from benchmarks.confound_stability import confound_stability
+
+        confound_stability(args.datasets, args.seeds, command)
+    elif c == "monitor-replay":
+        from benchmarks.monitor_replay import monitor_replay
+
+        monitor_replay(args.streams, args.seed, command)
 
 
 if __name__ == "__main__":
