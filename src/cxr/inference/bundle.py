@@ -7,6 +7,7 @@ Lightning: predicting and serving stay light.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from cxr.version import __version__
 
 BUNDLE_FILE = MODEL  # cxr.rundir.MODEL, by its older name
 BUNDLE_FORMAT = "cxr-bundle/1"
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -142,6 +144,7 @@ class Bundle:
         self.info = info
         self.onnx = onnx  # an OnnxPredictor when the onnx backend was chosen, else None
         self.guard = guard  # None for a model saved before cxr 0.6 (`cxr run guard RUN` fits one)
+        self._told_to_reexport = False  # said once that an older model.onnx costs the guard a PyTorch pass
 
     @classmethod
     def load(cls, run_dir: str | Path, backend: str = "auto") -> Bundle:
@@ -182,15 +185,38 @@ class Bundle:
         return tta_logits(backend_logits, images_uint8) if tta else backend_logits(images_uint8)
 
     def logits_and_guard(self, images_uint8: np.ndarray, infos=None, tta: bool = False):
-        """Logits and the input guard's verdict (None without a guard). The guard reads the PyTorch model's
-        features; on that backend, without TTA, the same forward pass gives the logits."""
+        """Logits and the input guard's verdict (None without a guard). The guard reads the network's features: from
+        the same ONNX Runtime call as the logits when model.onnx outputs them, else from a PyTorch forward pass (on
+        the torch backend, without TTA, that pass gives the logits too)."""
 
         if self.guard is None:
             return self.logits(images_uint8, tta), None
-        taps = feature_taps(self.model, self.meta.model, self.meta.extra.get("members"))
-        features, plain = features_and_logits(self.model, taps, images_uint8, self.meta.mean, self.meta.std)
-        logits = plain if self.onnx is None and not tta else self.logits(images_uint8, tta)
+        if self._onnx_has_guard_features():
+            logits, features = self.onnx.logits_and_features(images_uint8)
+            if tta:
+                logits = self.logits(images_uint8, tta)
+        else:
+            taps = feature_taps(self.model, self.meta.model, self.meta.extra.get("members"))
+            features, plain = features_and_logits(self.model, taps, images_uint8, self.meta.mean, self.meta.std)
+            logits = plain if self.onnx is None and not tta else self.logits(images_uint8, tta)
         return logits, self.guard.assess(images_uint8, features, infos)
+
+    def _onnx_has_guard_features(self) -> bool:
+        """Whether the ONNX file outputs the features this guard was fitted on (one width per tap). A file exported
+        before it did still serves, at the price of a second, PyTorch forward pass per batch: said once."""
+        if self.onnx is None:
+            return False
+        if self.onnx.tap_dims == [t.means.shape[1] for t in self.guard.taps]:
+            return True
+        if not self._told_to_reexport:
+            self._told_to_reexport = True
+            log.warning(
+                "%s does not output the input guard's features (exported by an older cxr), so the guard runs a "
+                "second, PyTorch forward pass per batch; `cxr run export %s` makes it one ONNX Runtime call",
+                self.onnx.path,
+                self.run_dir,
+            )
+        return False
 
     def probabilities(self, images_uint8: np.ndarray, tta: bool = False) -> np.ndarray:
         """(N, S, S) uint8 -> (N, C) probabilities, with the bundle's temperature."""

@@ -16,6 +16,8 @@ The state is a few tensors saved in model.pt (key "guard"); nothing here imports
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NotRequired, TypedDict, cast
 
@@ -98,11 +100,10 @@ def _pooled(x: torch.Tensor, with_spread: bool) -> torch.Tensor:
     return torch.cat([mean, x.std(dim=(2, 3), correction=0)], dim=1) if with_spread else mean
 
 
-@torch.inference_mode()
-def features_and_logits(
-    model: nn.Module, taps: list[Tap], images_uint8: np.ndarray, mean: float, std: float, batch: int = 128
-) -> tuple[list[np.ndarray], np.ndarray]:
-    """(N, S, S) uint8 -> (one (N, D_t) array per tap, logits (N, C)) in one forward pass, through hooks."""
+@contextmanager
+def capturing(taps: list[Tap]) -> Iterator[dict[int, torch.Tensor]]:
+    """Hooks that put each tap's pooled features (by tap index) into the yielded dict on every forward pass, removed
+    on exit. One definition for the PyTorch pass and the ONNX export's extra outputs, so both compute the same."""
     captured: dict[int, torch.Tensor] = {}
 
     def hook(index: int, tap: Tap):
@@ -113,20 +114,44 @@ def features_and_logits(
         return tap.module.register_forward_hook(lambda _m, _args, out: captured.__setitem__(index, _pooled(out, True)))
 
     handles = [hook(i, t) for i, t in enumerate(taps)]
+    try:
+        yield captured
+    finally:
+        for h in handles:
+            h.remove()
+
+
+class TappedNetwork(nn.Module):
+    """`model` returning (logits, tap 0 features, tap 1 features, ...): what ONNX export traces, so that one ONNX
+    Runtime call gives the logits and the guard's features (no second, PyTorch pass when serving)."""
+
+    def __init__(self, model: nn.Module, taps: list[Tap]):
+        super().__init__()
+        self.model = model
+        self.taps = taps  # plain list: the tapped modules are the model's own, registered once under `model`
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        with capturing(self.taps) as captured:
+            logits = self.model(x)
+        return (logits, *(captured[i] for i in range(len(self.taps))))
+
+
+@torch.inference_mode()
+def features_and_logits(
+    model: nn.Module, taps: list[Tap], images_uint8: np.ndarray, mean: float, std: float, batch: int = 128
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """(N, S, S) uint8 -> (one (N, D_t) array per tap, logits (N, C)) in one forward pass, through hooks."""
     device = next(model.parameters()).device
     feats: list[list[np.ndarray]] = [[] for _ in taps]
     logits = []
-    try:
-        model.eval()
+    model.eval()
+    with capturing(taps) as captured:
         for i in range(0, len(images_uint8), batch):
             captured.clear()
             out = model(normalise(images_uint8[i : i + batch], mean, std).to(device))
             for t in range(len(taps)):
                 feats[t].append(captured[t].double().cpu().numpy())
             logits.append(out.float().cpu().numpy())
-    finally:
-        for h in handles:
-            h.remove()
     if not logits:
         return [np.zeros((0, 0)) for _ in taps], np.zeros((0, 0), np.float32)
     return [np.concatenate(f) for f in feats], np.concatenate(logits)

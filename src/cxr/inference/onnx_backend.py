@@ -1,5 +1,9 @@
 """The ONNX Runtime backend of a bundle: `model.onnx` run by ONNX Runtime, checked to be exported from the weights
-in model.pt (a stale file is never used silently). Export itself is cxr.inference.onnx_export."""
+in model.pt (a stale file is never used silently). Export itself is cxr.inference.onnx_export.
+
+Files exported by this cxr also output the input guard's features (`guard_tap_0`, `guard_tap_1`, ...), so serving
+scores the guard from the same ONNX Runtime call; older files have the logits only and still work (the guard then
+reads a second, PyTorch forward pass, see Bundle.logits_and_guard)."""
 
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ from cxr.rundir import MODEL, ONNX
 ONNX_FILE = ONNX  # cxr.rundir.ONNX, by its older name
 BACKENDS = ("auto", "onnx", "torch")
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
+TAP_PREFIX = "guard_tap_"  # + the tap's index in cxr.inference.guard.feature_taps: (N, D) float32 features
 DIGEST_KEY = "cxr_weights_sha256"
 PARITY_TOLERANCE = 1e-4  # max abs difference of probabilities accepted between ONNX Runtime and PyTorch
 OPSET = 18
@@ -54,12 +59,35 @@ class OnnxPredictor:
             raise CxrError(f"{path}: not a loadable ONNX model ({type(e).__name__}); re-run `cxr run export`") from None
         self.path = Path(path)
         self.mean, self.std = mean, std
+        # `normalise` of every uint8 value: normalising is per pixel, so a lookup gives the same float32 bits without
+        # torch's thread pool, whose threads wait for a core on a CPU shared with the server's other threads (that made
+        # three 50k-element ops take up to 5 ms each in one served request)
+        self._pixel_values = normalise(np.arange(256, dtype=np.uint8)[None], mean, std).numpy().reshape(256)
         self.weights_digest = self.session.get_modelmeta().custom_metadata_map.get(DIGEST_KEY)
+        taps = {o.name: o for o in self.session.get_outputs() if o.name.startswith(TAP_PREFIX)}
+        self.tap_names = sorted(taps, key=lambda name: int(name.removeprefix(TAP_PREFIX)))
+        # feature width per tap ([] for a file exported before the taps): must match the guard's before it is used
+        self.tap_dims = [taps[name].shape[-1] for name in self.tap_names]
+
+    def network_input(self, images_uint8: np.ndarray) -> np.ndarray:
+        """(N, S, S) uint8 -> (N, 1, S, S) float32, exactly as `normalise` makes it."""
+        images = np.asarray(images_uint8)
+        if images.dtype != np.uint8:
+            return normalise(images, self.mean, self.std).numpy()
+        return self._pixel_values[images][:, None]
 
     def logits(self, images_uint8: np.ndarray) -> np.ndarray:
         """(N, S, S) uint8 -> (N, C) float32 logits."""
-        x = normalise(images_uint8, self.mean, self.std).numpy()
-        return self.session.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+        return self.session.run([OUTPUT_NAME], {INPUT_NAME: self.network_input(images_uint8)})[0]
+
+    def logits_and_features(self, images_uint8: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        """(N, S, S) uint8 -> ((N, C) logits, one (N, D_t) float64 array per guard tap) from one ONNX Runtime call;
+        float64 as `features_and_logits` gives them (the guard's distances are computed in float64)."""
+        if not self.tap_names:
+            raise CxrError(f"{self.path} has no guard features (exported by an older cxr); re-run `cxr run export`")
+        x = self.network_input(images_uint8)
+        logits, *features = self.session.run([OUTPUT_NAME, *self.tap_names], {INPUT_NAME: x})
+        return logits, [f.astype(np.float64) for f in features]
 
 
 def load_backend(run_dir: Path, requested: str, state_dict: Mapping[str, torch.Tensor], mean: float, std: float):

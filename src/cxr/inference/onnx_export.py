@@ -1,6 +1,7 @@
 """ONNX export of a bundle, and an ONNX Runtime predictor: the same pixels in, the same probabilities out.
 
-`model.onnx` holds only the network (normalised image -> logits). Preprocessing (`normalise`) and post-processing
+`model.onnx` holds only the network (normalised image -> logits, and the input guard's features as further outputs,
+so serving reads both from one ONNX Runtime call). Preprocessing (`normalise`) and post-processing
 (softmax, temperature, threshold) stay in Python and are shared with the PyTorch path, so calibrating a run later
 (which rewrites model.pt's metadata, not its weights) never makes the ONNX file wrong. The file records a digest of
 the weights it was exported from; a file whose digest no longer matches model.pt is stale and is never used silently.
@@ -20,6 +21,7 @@ import torch
 from cxr.atomic import atomic_path
 from cxr.errors import CxrError
 from cxr.inference.bundle import Bundle
+from cxr.inference.guard import Tap, TappedNetwork, feature_taps, features_and_logits
 from cxr.inference.onnx_backend import (  # noqa: F401 (re-exported: their home before cxr 0.9)
     BACKENDS,
     DIGEST_KEY,
@@ -28,11 +30,17 @@ from cxr.inference.onnx_backend import (  # noqa: F401 (re-exported: their home 
     OPSET,
     OUTPUT_NAME,
     PARITY_TOLERANCE,
+    TAP_PREFIX,
     OnnxPredictor,
     load_backend,
     weights_digest,
 )
 from cxr.inference.predict import apply_temperature, predict_arrays
+
+# guard features, ONNX Runtime vs PyTorch: max abs difference over the largest feature magnitude of each tap. Both
+# compute in float32; reductions in another order differ by ~1e-7 relative (smallnet at 224 px), far below what
+# moves a guard score
+FEATURE_TOLERANCE = 1e-4
 
 
 @contextlib.contextmanager
@@ -68,6 +76,8 @@ def export_onnx(run_dir: str | Path, opset: int = OPSET) -> ExportResult:
     bundle = Bundle.load(run_dir, backend="torch")
     run = bundle.run_dir
     size, model = bundle.meta.image_size, bundle.model.eval()
+    taps = feature_taps(model, bundle.meta.model, bundle.meta.extra.get("members"))
+    tap_names = [f"{TAP_PREFIX}{i}" for i in range(len(taps))]
     example = torch.zeros(2, 1, size, size)  # batch 2: a batch of 1 lets the exporter specialise the batch axis
     batch = torch.export.Dim("batch", min=1, max=4096)
     try:
@@ -77,10 +87,10 @@ def export_onnx(run_dir: str | Path, opset: int = OPSET) -> ExportResult:
     try:
         with _quiet_exporter():
             program = torch.onnx.export(
-                model,
+                TappedNetwork(model, taps),
                 (example,),
                 input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
+                output_names=[OUTPUT_NAME, *tap_names],
                 dynamic_shapes=({0: batch},),
                 dynamo=True,
                 opset_version=opset,
@@ -100,14 +110,23 @@ def export_onnx(run_dir: str | Path, opset: int = OPSET) -> ExportResult:
             "cxr_std": repr(bundle.meta.std),
             "cxr_input": "(N, 1, S, S) float32: uint8 pixels / 255, minus cxr_mean, divided by cxr_std",
             "cxr_output": "(N, C) logits; probabilities = softmax(logits / temperature) as in model.pt's metadata",
+            "cxr_guard_taps": f"{TAP_PREFIX}0..{len(taps) - 1}: (N, D) float32 features the input guard in model.pt "
+            "scores (cxr.inference.guard.feature_taps)",
         }
     )
     target = run / ONNX_FILE
     with atomic_path(target) as tmp:
         program.save(str(tmp))
-        diff = parity(bundle.model, OnnxPredictor(tmp, bundle.meta.mean, bundle.meta.std), size)
+        predictor = OnnxPredictor(tmp, bundle.meta.mean, bundle.meta.std)
+        diff = parity(bundle.model, predictor, size)
         if not diff <= PARITY_TOLERANCE:
             raise CxrError(f"exported model disagrees with PyTorch (max prob diff {diff:.2e}); model.onnx not written")
+        feature_diff = feature_parity(bundle.model, taps, predictor, size)
+        if not feature_diff <= FEATURE_TOLERANCE:
+            raise CxrError(
+                f"exported guard features disagree with PyTorch (max relative diff {feature_diff:.2e}); "
+                "model.onnx not written"
+            )
     return ExportResult(target, diff, round(time.perf_counter() - t0, 2))
 
 
@@ -117,3 +136,19 @@ def parity(model: torch.nn.Module, predictor: OnnxPredictor, size: int, n: int =
     images = np.random.default_rng(seed).integers(0, 256, (n, size, size), dtype=np.uint8)
     reference = predict_arrays(model, images, predictor.mean, predictor.std)
     return float(np.abs(reference - apply_temperature(predictor.logits(images))).max())
+
+
+def feature_parity(
+    model: torch.nn.Module, taps: list[Tap], predictor: OnnxPredictor, size: int, seed: int = 0
+) -> float:
+    """Max over taps of |ONNX Runtime - PyTorch| / the largest |PyTorch| feature, on random uint8 images."""
+    if not taps:
+        return 0.0
+    images = np.random.default_rng(seed).integers(0, 256, (3, size, size), dtype=np.uint8)
+    reference, _ = features_and_logits(model, taps, images, predictor.mean, predictor.std)
+    _, features = predictor.logits_and_features(images)
+    if len(features) != len(reference):
+        return float("inf")
+    return max(
+        (float(np.abs(f - r).max() / max(np.abs(r).max(), 1e-12)) for f, r in zip(features, reference)), default=0.0
+    )
