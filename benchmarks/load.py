@@ -1,6 +1,6 @@
 """Load tests of `cxr serve` on loopback (127.0.0.1 only; the clients share the CPU with the server, so the figures
-are a floor). Without RUN, a smallnet bundle at 224 px (random weights: speed does not depend on them) is built and
-exported to ONNX in a temporary folder.
+are a floor). Without RUN, a smallnet bundle at 224 px (random weights: speed does not depend on them) with an input
+guard is built and exported to ONNX in a temporary folder.
 
 - `load serve`: N concurrent clients POST one X-ray to /v1/predict for a fixed time, per level of N; throughput,
   p50/p99 latency and the error count (anything but HTTP 200). results/serve_load.json.
@@ -45,15 +45,26 @@ def free_port() -> int:
 
 
 def build_demo_run(folder: Path) -> Path:
+    """smallnet at 224 px, random weights (speed does not depend on them) and an input guard fitted on 48
+    codecademy train films, as every trained run has one: the serving path measured is the guarded one."""
     import torch
 
+    from cxr.data.images import find_images, load_grayscale
     from cxr.inference.bundle import BundleMeta, save_bundle
+    from cxr.inference.guard_fit import fit_guard
     from cxr.inference.onnx_export import export_onnx
     from cxr.models import create_model
 
     torch.manual_seed(0)
     classes = ["Covid", "Normal", "Viral Pneumonia"]
-    save_bundle(folder, create_model("smallnet", len(classes)), BundleMeta("smallnet", classes, 224, 0.5, 0.25))
+    meta = BundleMeta("smallnet", classes, 224, 0.5, 0.25)
+    model = create_model("smallnet", len(classes)).eval()
+    train = dataset_path("codecademy") / "train"
+    paths = [p for c in classes for p in find_images([train / c])[:16]]
+    labels = np.array([classes.index(p.parent.name) for p in paths])
+    images = np.stack([load_grayscale(p, 224) for p in paths])
+    guard = fit_guard(model, meta, images[::2], labels[::2], images[1::2], paths[::2])
+    save_bundle(folder, model, meta, guard)
     export_onnx(folder)
     return folder
 
