@@ -16,12 +16,13 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import pydicom
 from pydicom.dataset import Dataset
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from cxr.atomic import write_bytes_durable
 from cxr.gateway.config import FrontalRules
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 
 RECEIVED, SCORED, SKIPPED, FAILED = "received", "scored", "skipped", "failed"
 SOURCE = "dicom"  # the films' `source` in the reading room
+RETRY_SECONDS = 30.0  # a quiet intake looks this often for films a failure left waiting (older than this)
 
 # score(data, filename, sender) -> the reading room's film id; raises on a film it cannot read
 Score = Callable[[bytes, str, str], str]
@@ -110,15 +112,34 @@ class Intake:
         while True:
             if self._queue.empty():
                 self.idle.set()
-            instance_id = self._queue.get()
+            try:
+                instance_id = self._queue.get(timeout=RETRY_SECONDS)
+            except queue.Empty:
+                self._requeue_stuck()
+                continue
             if instance_id is None:
                 return
             try:
                 self.process(instance_id)
-            except Exception as e:  # the database is down: the row stays "received" and is scored at the next start
-                log.error(
-                    "gateway: instance %s not scored now (%s); it is retried at restart", instance_id, type(e).__name__
-                )
+            except Exception as e:  # the database is down: the row stays "received" and is tried again later
+                log.error("gateway: instance %s not scored now (%s); tried again later", instance_id, type(e).__name__)
+
+    def _requeue_stuck(self) -> None:
+        """Instances still "received" a while after arrival (the database was down when they were due): again."""
+        try:
+            with self.room.session() as session:
+                stuck = session.scalars(
+                    select(DicomInstance.id).where(
+                        DicomInstance.status == RECEIVED,
+                        DicomInstance.received_at < now() - timedelta(seconds=RETRY_SECONDS),
+                    )
+                ).all()
+        except Exception as e:  # still down: the next quiet period tries again
+            log.error("gateway: cannot look for films waiting to be scored (%s)", type(e).__name__)
+            return
+        for instance_id in stuck:
+            self.idle.clear()
+            self._queue.put(instance_id)
 
     def process(self, instance_id: int) -> str:
         """Score one received instance (or skip it by the frontal rules); returns its new status."""
@@ -140,11 +161,22 @@ class Intake:
         if film_id is None:
             try:
                 film_id = self.score(data, f"{row.sop_uid}.dcm", row.calling_ae or "")
+            except (SQLAlchemyError, OSError):
+                raise  # the database or disk, not the film: it stays "received" and is tried again
             except Exception as e:  # a film the model cannot read: one line, and the next film goes on
+                if getattr(e, "status_code", 400) >= 500:  # the service's answer for "the reading room is down"
+                    raise
                 reason = str(getattr(e, "detail", e)).splitlines()[0][:200]
                 log.warning("gateway: instance %s could not be scored (%s)", instance_id, reason)
                 return self._finish(row, FAILED, reason, path)
-        self.on_scored(header, film_id)
+        try:
+            self.on_scored(header, film_id)
+        except (SQLAlchemyError, OSError):
+            raise  # the database or disk: the instance stays "received" and is tried again
+        except Exception as e:  # a header highdicom cannot make a result from: scored and listed, nothing sent
+            reason = f"no result for the PACS ({type(e).__name__}: {str(e).splitlines()[0][:150] if str(e) else ''})"
+            log.warning("gateway: instance %s: %s", instance_id, reason)
+            return self._finish(row, SCORED, reason, path, film_id)
         return self._finish(row, SCORED, None, path, film_id)
 
     def _film_of(self, sop_uid: str) -> str | None:
