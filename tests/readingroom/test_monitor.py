@@ -239,3 +239,21 @@ def test_the_baseline_window_is_tested_against_what_the_bundle_recorded():
     assert window.baseline and [t.name for t in window.tests] == ["class_mix"] and window.alarms
     (quiet,) = monitor_rows(CLASSES, rows, {}, "week", baseline=1, alpha=ALPHA).windows
     assert quiet.baseline and quiet.tests == []  # nothing recorded: the baseline is the reference, not tested
+
+
+def test_windows_by_film_count_follow_arrival_order_within_one_day():
+    """`--films-per-window 100`: a replay or a busy service is tested every 100 films, all on one day here."""
+    rng = np.random.default_rng(17)
+    start = datetime(2027, 1, 4, 9)
+    rows = []
+    for k, mix in enumerate([MIX, MIX, np.array([0.8, 0.1, 0.1])]):
+        window = stream_window(rng, n=100 if k < 2 else 50, mix=mix)
+        for i in range(len(window.predicted)):
+            when = start + timedelta(seconds=100 * k + i)
+            rows.append(FilmRow(when, list(window.probabilities[i]), int(window.predicted[i]), None, None, {}))
+    report = monitor_rows(CLASSES, rows, {}, "week", baseline=1, alpha=ALPHA, films_per_window=100)
+    assert [w.label for w in report.windows] == ["films 1-100", "films 101-200", "films 201-250"]
+    assert [len(w.data.predicted) for w in report.windows] == [100, 100, 50]
+    assert not report.windows[1].alarms and "class_mix" in {t.name for t in report.windows[2].alarms}
+    assert any(line.startswith("model drift: class_mix in films 201-250") for line in report.alert_lines())
+    assert table_rows(report)[2]["window"] == "films 201-250"

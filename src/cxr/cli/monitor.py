@@ -27,6 +27,9 @@ def monitor_command(
     baseline: int = typer.Option(
         1, min=0, help="first windows that stand in for what the bundle did not record (not tested themselves)"
     ),
+    films_per_window: int | None = typer.Option(
+        None, min=30, help="windows of this many films in arrival order instead of days or weeks"
+    ),
     out: Path | None = typer.Option(None, help="folder for monitor.csv and monitor.png"),
 ) -> None:
     """Per day or week: class mix, mean probabilities, guard scores and flags, input statistics and the readers'
@@ -40,12 +43,15 @@ def monitor_command(
         raise CxrError(f"--period {period}: one of {', '.join(PERIODS)}")
     room = open_room(db or str(run_dir))
     try:
-        report = monitor(room, RunDir(run_dir).read_metrics(), period=period, baseline=baseline)
+        report = monitor(
+            room, RunDir(run_dir).read_metrics(), period=period, baseline=baseline, films_per_window=films_per_window
+        )
     finally:
         room.close()
     rows = table_rows(report)
+    windows = f"window(s) of {films_per_window} films" if films_per_window else f"{period}(s)"
     table = Table(
-        period,
+        "window" if films_per_window else period,
         "films",
         *(f"% {c}" for c in report.classes),
         "exp. acc",
@@ -54,7 +60,7 @@ def monitor_command(
         "flagged",
         "score med",
         "alarms",
-        title=f"cxr monitor: {len(rows)} {period}(s); family false-alarm rate {report.alpha:g} per window",
+        title=f"cxr monitor: {len(rows)} {windows}; family false-alarm rate {report.alpha:g} per window",
     )
     for r in rows:
         shares = [_fmt(None if r[f"share_{c}"] is None else 100 * r[f"share_{c}"]) for c in report.classes]

@@ -39,6 +39,7 @@ from cxr.readingroom.service import ReadingRoom, normal_class
 from cxr.rundir import VAL_REFERENCE
 
 PERIODS = ("day", "week")
+FILMS = "films"  # the period of windows by film count (`cxr monitor --films-per-window N`)
 
 
 @dataclass
@@ -60,6 +61,7 @@ class WindowReport:
     tests: list[TestResult]
     expected_accuracy: float
     overrule: dict[str, float | None]
+    label: str = ""  # how tables and alerts name it: "2027-01-18", or "films 201-300" for windows by film count
 
     @property
     def alarms(self) -> list[TestResult]:
@@ -80,9 +82,9 @@ class MonitorReport:
         if not tested:
             return []
         last = tested[-1]
+        where = last.label if self.period == FILMS else f"the {self.period} of {last.start}"
         return [
-            f"model drift: {t.name} in the {self.period} of {last.start} (p = {t.p_value:.2g} < "
-            f"{self.alpha:g}/{len(last.tests)}; {t.detail})"
+            f"model drift: {t.name} in {where} (p = {t.p_value:.2g} < {self.alpha:g}/{len(last.tests)}; {t.detail})"
             for t in last.alarms
         ]
 
@@ -184,6 +186,7 @@ def monitor(
     period: str = "week",
     baseline: int = 1,
     alpha: float = ALPHA,
+    films_per_window: int | None = None,
 ) -> MonitorReport:
     """Every window of the stream with its figures and tests; the first `baseline` windows are the reference for
     what the bundle did not record, and are tested only against what it did (so a service alerts in its first
@@ -191,23 +194,38 @@ def monitor(
     if period not in PERIODS:
         raise ValueError(f"period {period!r}: one of {', '.join(PERIODS)}")
     classes, rows = load_films(room, classes)
-    return monitor_rows(classes, rows, metrics or {}, period, baseline, alpha)
+    return monitor_rows(classes, rows, metrics or {}, period, baseline, alpha, films_per_window)
 
 
 def monitor_rows(
-    classes: list[str], rows: list[FilmRow], metrics: dict[str, Any], period: str, baseline: int, alpha: float
+    classes: list[str],
+    rows: list[FilmRow],
+    metrics: dict[str, Any],
+    period: str,
+    baseline: int,
+    alpha: float,
+    films_per_window: int | None = None,
 ) -> MonitorReport:
-    grouped: dict[date, list[FilmRow]] = defaultdict(list)
-    for r in rows:
-        grouped[window_start(r.received_at, period)].append(r)
-    starts = sorted(grouped)
-    base_rows = [r for s in starts[:baseline] for r in grouped[s]]
+    """`films_per_window`: windows of that many films in arrival order instead of days or weeks (a busy service
+    tests every few hours; a benchmark replays weeks in minutes)."""
+    groups: list[tuple[date, str, list[FilmRow]]] = []
+    if films_per_window:
+        for i in range(0, len(rows), films_per_window):
+            chunk = rows[i : i + films_per_window]
+            groups.append((chunk[0].received_at.date(), f"films {i + 1}-{i + len(chunk)}", chunk))
+        period = FILMS
+    else:
+        grouped: dict[date, list[FilmRow]] = defaultdict(list)
+        for r in rows:
+            grouped[window_start(r.received_at, period)].append(r)
+        groups = [(start, start.isoformat(), grouped[start]) for start in sorted(grouped)]
+    base_rows = [r for _, _, chunk in groups[:baseline] for r in chunk]
     ref = fill_from_baseline(bundle_reference(metrics, classes), window_data(base_rows, len(classes)))
     recorded = bundle_reference(metrics, classes)  # a baseline window is tested against this alone (not itself)
     normal = classes.index(normal_class(classes)) if classes else 0
     windows = []
-    for i, start in enumerate(starts):
-        data = window_data(grouped[start], len(classes))
+    for i, (start, label, chunk) in enumerate(groups):
+        data = window_data(chunk, len(classes))
         is_base = i < baseline
         tests = window_tests(data, recorded if is_base else ref, alpha)
         windows.append(
@@ -218,6 +236,7 @@ def monitor_rows(
                 tests,
                 expected_accuracy(data.probabilities),
                 overrule_rates(data.reads, classes, normal),
+                label,
             )
         )
     return MonitorReport(list(classes), period, alpha, ref, windows)
@@ -233,7 +252,7 @@ def table_rows(report: MonitorReport) -> list[dict[str, Any]]:
     out = []
     for w in report.windows:
         d, n = w.data, len(w.data.predicted)
-        row: dict[str, Any] = {"window": w.start.isoformat(), "films": n, "baseline": w.baseline}
+        row: dict[str, Any] = {"window": w.label or w.start.isoformat(), "films": n, "baseline": w.baseline}
         for c, name in enumerate(report.classes):
             row[f"share_{name}"] = float((d.predicted == c).mean()) if n else None
             row[f"mean_p_{name}"] = float(d.probabilities[:, c].mean()) if n else None
