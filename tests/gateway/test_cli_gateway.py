@@ -105,3 +105,13 @@ def test_a_dicom_port_in_use_is_one_line(served_run):  # noqa: F811
     assert (
         done.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in done.stderr and "--dicom-port" in done.stderr
     )
+
+
+def test_a_bad_setting_in_the_gateway_file_is_one_line_naming_it(served_run, tmp_path):  # noqa: F811
+    config = tmp_path / "gateway.yaml"
+    config.write_text("port: 11112\nallow: [MOD]\nfrontal:\n  view_position: [PA]\n")  # the key is view_positions
+    done = subprocess.run(
+        [*CXR, "serve", str(served_run), "--dicom-config", str(config)], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "DICOM gateway setting frontal.view_position" in done.stderr
