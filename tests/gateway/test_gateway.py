@@ -100,13 +100,15 @@ def gateway(served_run, tmp_path, orthanc, monkeypatch):
     monkeypatch.setenv("CXR_DICOMWEB_PASSWORD", orthanc.auth[1])
     started = []
 
-    def start(explain: bool = False, **settings) -> Running:
+    def start(explain: bool = False, store_images: bool = True, **settings) -> Running:
         settings.setdefault("allow", [f"{MODALITY}@127.0.0.1"])
         settings.setdefault("send_to", [orthanc.dimse_address])
         config = load_gateway_config(None, port=free_port(), retry_seconds=0.2, max_retry_seconds=1.0, **settings)
         db = tmp_path / f"room{len(started)}"
         db.mkdir()
-        app = create_app(served_run, db=sqlite_url(db / "reading.db"), dicom=config, explain=explain)
+        app = create_app(
+            served_run, db=sqlite_url(db / "reading.db"), dicom=config, explain=explain, store_images=store_images
+        )
         client = TestClient(app)
         client.__enter__()
         started.append(client)
@@ -306,3 +308,16 @@ def test_the_grad_cam_overlay_goes_back_as_a_secondary_capture(gateway, orthanc)
     overlay = pydicom.dcmread(io.BytesIO(orthanc.retrieve(found["00080018"]["Value"][0])))
     assert overlay.SamplesPerPixel == 3 and overlay.pixel_array.shape[:2] == (film.Rows, film.Columns)
     assert "NOT FOR DIAGNOSTIC USE" in overlay.SeriesDescription
+
+
+def test_without_stored_images_the_sr_still_goes_and_the_missing_overlay_is_a_log_line(gateway, orthanc, caplog):
+    caplog.set_level(logging.WARNING, logger="cxr.gateway")
+    g = gateway(send_overlay=True, explain=True, store_images=False)
+    film = dx_film(seed=12)
+    assert g.send(film) == [0]
+    g.settle()
+    wait_for(lambda: srs_in(orthanc, film.StudyInstanceUID), what="the SR")
+    with g.room.session() as session:
+        row = session.scalar(select(DicomInstance))
+    assert row.status == "scored" and row.reason is None
+    assert any("no overlay for study" in r.getMessage() for r in caplog.records)

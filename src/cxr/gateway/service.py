@@ -16,6 +16,7 @@ import pydicom
 from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from cxr.gateway.config import GatewayConfig
 from cxr.gateway.dicomweb import DicomWebPuller
@@ -159,7 +160,12 @@ class Gateway:
         sr = result_sr(header, scored, series_uid=generate_uid(), instance_uid=generate_uid())
         self.outbox.queue(film_id, "result", sr)
         if self.config.send_overlay and self.overlay is not None:
-            self._queue_overlay(film_id)
+            try:
+                self._queue_overlay(film_id)
+            except (SQLAlchemyError, OSError):
+                raise  # the database or disk: the film is tried again (the SR above is not queued twice)
+            except Exception as e:  # no stored film (--no-store-images) or no Grad-CAM: the SR went; say so, once
+                log.warning("DICOM gateway: no overlay for study %s (%s)", film_id, str(e).splitlines()[0][:200])
 
     def _queue_overlay(self, film_id: str) -> None:
         path = self.room.image_path(film_id)
