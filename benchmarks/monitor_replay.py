@@ -3,11 +3,11 @@ Streams are replayed to a running `cxr serve` of the shipped radiography model t
 the simulated reader's read with a key from `cxr readers add`): each starts with the model's own test films and then
 changes (prevalence, an acquisition shift from the stress battery, Kermany's pediatric NORMAL films), or not.
 
-The monitor's windows are days or weeks of `received_at`, which the service stamps on arrival, so a replay of minutes
-is one day. The films are read back by the monitor's own `load_films`, each film's received_at is replaced in memory
-(never in the database) by day = its place in the stream // WINDOW, and the monitor's own `monitor_rows` runs with
-period "day": `cxr monitor`'s tests, reference and Bonferroni family over windows of WINDOW films, as the monitor
-ships. The rule (RULE) is in docs/reading-room.md, "Does it work? A replayed stream", written before the first run.
+A replay of minutes is one day of `received_at`, so the windows are of WINDOW films in stream order (`cxr monitor
+--films-per-window`): the films are read back by the monitor's own `load_films` and its own `monitor_rows` runs over
+them, so the tests, reference and Bonferroni family are `cxr monitor`'s as it ships. (The recorded run re-stamped each
+film's received_at in memory to day = place // WINDOW with period "day", before the option existed: the same
+windows.) The rule (RULE) is in docs/reading-room.md, "Does it work? A replayed stream", written before the first run.
 That run found the monitor comparing full-precision confidences with a reference rounded to 4 decimals (every window
 fired); the monitor now rounds both sides alike, and tests its baseline window against what the bundle recorded, so
 the baseline window is a tested window here like any other.
@@ -15,7 +15,6 @@ the baseline window is a tested window here like any other.
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import mimetypes
@@ -28,7 +27,6 @@ import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +60,6 @@ PEDIATRIC_SHARE = 0.2  # pediatric-20
 SIZE = 224  # the model's input size: shifted films are sent at it
 STREAMS = ("unchanged", "prevalence", "contrast", "blur", "pediatric", "pediatric-20")
 RETRIES = 5  # per request, on 503
-DAY0 = datetime(2027, 1, 4)  # any date: only the day index matters
 RULE = {
     "window_films": WINDOW,
     "alpha": ALPHA,
@@ -199,11 +196,6 @@ def payload(item: Item, index: int, seed: int) -> tuple[str, bytes, str]:
 # --- the windows and what they say ---------------------------------------------------------------------------------
 
 
-def restamp(rows: list[FilmRow], window: int) -> list[FilmRow]:
-    """Rows in stream order with received_at = DAY0 + (index // window) days: a window of films is one "day"."""
-    return [dataclasses.replace(r, received_at=DAY0 + timedelta(days=i // window)) for i, r in enumerate(rows)]
-
-
 def window_alarms(report: MonitorReport) -> list[list[str] | None]:
     """Each window's fired tests in stream order; None for a window where no test ran (not a tested window)."""
     return [[t.name for t in w.alarms] if w.tests else None for w in report.windows]
@@ -234,7 +226,7 @@ def outcome(
 
 def analyse(classes: list[str], rows: list[FilmRow], metrics: dict[str, Any], change_at: int | None) -> dict[str, Any]:
     """`cxr monitor`'s report over windows of WINDOW films: false alarms, the detection, and every window."""
-    report = monitor_rows(classes, restamp(rows, WINDOW), metrics, "day", BASELINE, ALPHA)
+    report = monitor_rows(classes, rows, metrics, "day", BASELINE, ALPHA, films_per_window=WINDOW)
     return {
         **outcome(window_alarms(report), change_at, WINDOW, len(rows)),
         "reference": report.reference.source,
@@ -245,10 +237,10 @@ def analyse(classes: list[str], rows: list[FilmRow], metrics: dict[str, Any], ch
 def window_figures(report: MonitorReport) -> list[dict[str, Any]]:
     """Per window: films, predicted shares, agreement, flag rate, expected accuracy, and the tests that fired (p)."""
     out = []
-    for row, w in zip(table_rows(report), report.windows):
+    for index, (row, w) in enumerate(zip(table_rows(report), report.windows)):
         out.append(
             {
-                "window": int((w.start - DAY0.date()).days),
+                "window": index,
                 "films": row["films"],
                 "baseline": row["baseline"],
                 "predicted_share": {c: round(row[f"share_{c}"], 3) for c in report.classes},

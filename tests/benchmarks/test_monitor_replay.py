@@ -18,7 +18,6 @@ from benchmarks.monitor_replay import (
     build_streams,
     draw,
     outcome,
-    restamp,
     scaled_mix,
     window_alarms,
 )
@@ -56,10 +55,10 @@ def rows(rng: np.random.Generator, n: int, mix: list[float]) -> list[FilmRow]:
     return out
 
 
-def test_restamped_films_form_windows_in_stream_order_and_a_mix_change_is_found_in_its_window():
+def test_windows_of_100_films_follow_stream_order_and_a_mix_change_is_found_in_its_window():
     rng = np.random.default_rng(0)
     stream = rows(rng, 300, [0.33, 0.54, 0.13]) + rows(rng, 100, [0.05, 0.15, 0.8])
-    report = monitor_rows(CLASSES, restamp(stream, 100), {}, "day", 1, 0.01)
+    report = monitor_rows(CLASSES, stream, {}, "day", 1, 0.01, films_per_window=100)
     assert [len(w.data.predicted) for w in report.windows] == [100] * 4
     assert [w.baseline for w in report.windows] == [True, False, False, False]
     assert np.array_equal(report.windows[3].data.predicted, [r.predicted for r in stream[300:]])
@@ -76,7 +75,7 @@ def test_a_baseline_window_unlike_what_the_bundle_recorded_is_tested_and_its_ale
     rng = np.random.default_rng(0)
     metrics = {"val_reference": {"predicted_counts": dict(zip(CLASSES, (330, 540, 130)))}}
     stream = rows(rng, 100, [0.05, 0.15, 0.8]) + rows(rng, 300, [0.33, 0.54, 0.13])
-    report = monitor_rows(CLASSES, restamp(stream, 100), metrics, "day", 1, 0.01)
+    report = monitor_rows(CLASSES, stream, metrics, "day", 1, 0.01, films_per_window=100)
     alarms = window_alarms(report)
     assert report.windows[0].baseline and alarms[0] is not None and "class_mix" in alarms[0]
     got = outcome(alarms, change_at=None, window=100, total=400)
