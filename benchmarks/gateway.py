@@ -35,10 +35,7 @@ PACED = 2.0  # films per second of the paced level
 def film_like(image: Path, index: int):
     """A DX film whose pixels are the benchmark image (8 bits), with its own study, series and instance."""
     gray = np.asarray(Image.open(image).convert("L"))
-    film = dx_film(pixels=gray, accession=f"B{index:06d}", seed=index)
-    film.BitsStored, film.HighBit, film.BitsAllocated = 8, 7, 8
-    film.PixelData = gray.astype(np.uint8).tobytes()
-    return film
+    return dx_film(pixels=gray, accession=f"B{index:06d}", seed=index)
 
 
 def send_films(films, port: int, acked: dict[str, float], failures: list[str], rate: float = 0.0) -> None:

@@ -39,7 +39,8 @@ def dx_film(
     pixels: np.ndarray | None = None,
     seed: int = 0,
 ) -> Dataset:
-    """One film as a modality would send it (MONOCHROME2, 12 bits stored, explicit VR little endian)."""
+    """One film as a modality would send it (MONOCHROME2, explicit VR little endian; 12 bits stored, or 8 for uint8
+    `pixels`)."""
     pixels = chest_pixels(seed=seed) if pixels is None else pixels
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
@@ -69,8 +70,13 @@ def dx_film(
         ds.PresentationIntentType = "FOR PRESENTATION"
     ds.Rows, ds.Columns = pixels.shape
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    ds.PixelData = pixels.astype(np.uint16).tobytes()
+    if pixels.dtype == np.uint8:  # a film made from an 8-bit image (PNG/JPEG): its gray levels as they are
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 8, 8, 7
+    else:
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 12, 11
+        pixels = pixels.astype(np.uint16)
+    ds.PixelRepresentation = 0
+    ds.PixelData = pixels.tobytes()
     return ds
 
 

@@ -7,7 +7,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 import requests
@@ -15,6 +14,7 @@ import requests
 pytest.importorskip("pynetdicom")
 pytest.importorskip("highdicom")
 
+from tests.gateway import wait_for  # noqa: E402
 from tests.gateway.films import dx_film, write  # noqa: E402
 from tests.gateway.orthanc import free_port  # noqa: E402
 from tests.serve.conftest import served_run  # noqa: E402, F401 (the served model fixture)
@@ -70,14 +70,16 @@ def _up(port: int) -> bool:
 
 
 def _wait(condition, server: subprocess.Popen, tmp_path, timeout: float = 120):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """`wait_for` while the service lives; what it logged in the failure."""
+
+    def alive_and_ready():
         assert server.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError("timed out; the service said:\n" + (tmp_path / "serve.log").read_text()[-3000:])
+        return condition()
+
+    try:
+        return wait_for(alive_and_ready, timeout, "the service", interval=0.2)
+    except AssertionError as e:
+        raise AssertionError(f"{e}; the service said:\n" + (tmp_path / "serve.log").read_text()[-3000:]) from None
 
 
 @pytest.mark.parametrize(

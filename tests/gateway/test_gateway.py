@@ -33,22 +33,13 @@ from cxr.readingroom.db import sqlite_url  # noqa: E402
 from cxr.readingroom.schema import DicomInstance, Film, OutboxItem  # noqa: E402
 from cxr.serve.app import create_app  # noqa: E402
 from tests.conftest import CODECADEMY  # noqa: E402
+from tests.gateway import wait_for  # noqa: E402
 from tests.gateway.films import dx_film, encode, write  # noqa: E402
 from tests.gateway.orthanc import free_port  # noqa: E402
 from tests.serve.conftest import served_run  # noqa: E402, F401 (the served model fixture)
 
 MODALITY = "MODALITY"
 WAIT = 60.0
-
-
-def wait_for(condition, timeout: float = WAIT, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 class Running:
@@ -267,8 +258,6 @@ def test_a_real_film_as_dicom_gets_the_probabilities_cxr_predict_gives_the_image
     png = tmp_path / "film.png"
     Image.fromarray(gray).save(png)
     film = dx_film(pixels=gray, seed=0)
-    film.BitsStored, film.HighBit, film.BitsAllocated = 8, 7, 8
-    film.PixelData = gray.astype(np.uint8).tobytes()
     assert g.send(film) == [0]
     g.settle()
     recorded = g.film_of(film.SOPInstanceUID)

@@ -3,8 +3,6 @@ cannot be made is still scored and says why."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
@@ -17,6 +15,7 @@ from cxr.gateway.intake import FAILED, SCORED, Intake  # noqa: E402
 from cxr.readingroom import ReadingRoom  # noqa: E402
 from cxr.readingroom.db import sqlite_url  # noqa: E402
 from cxr.readingroom.schema import DicomInstance  # noqa: E402
+from tests.gateway import wait_for  # noqa: E402
 from tests.gateway.films import dx_film, encode  # noqa: E402
 
 
@@ -31,13 +30,6 @@ def _status(room: ReadingRoom) -> tuple[str, str | None]:
     with room.session() as session:
         row = session.scalar(select(DicomInstance))
         return row.status, row.reason
-
-
-def _wait(condition, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 class Busy(Exception):
@@ -62,7 +54,7 @@ def test_a_film_the_database_could_not_take_is_scored_on_a_later_pass(room, tmp_
     try:
         film = dx_film()
         assert not intake.receive(encode(film), film, "MOD").duplicate
-        _wait(lambda: _status(room)[0] == SCORED)
+        wait_for(lambda: _status(room)[0] == SCORED, timeout=20, what="the film to be scored", interval=0.05)
     finally:
         intake.stop()
     assert len(calls) == 2 and not list((tmp_path / "spool").glob("*.dcm"))  # the spooled copy is gone once scored

@@ -28,6 +28,7 @@ from cxr.atomic import write_bytes_durable
 from cxr.gateway.config import FrontalRules
 from cxr.gateway.rules import frontal
 from cxr.readingroom import ReadingRoom
+from cxr.readingroom.identity import header_text
 from cxr.readingroom.schema import DicomInstance, Film
 from cxr.readingroom.service import now
 
@@ -49,11 +50,6 @@ class Received:
     duplicate: bool
 
 
-def _text(ds: Dataset, keyword: str, size: int) -> str | None:
-    value = ds.get(keyword)
-    return (str(value).strip()[:size] or None) if value is not None else None
-
-
 class Intake:
     def __init__(self, room: ReadingRoom, spool: Path, rules: FrontalRules, score: Score, on_scored: OnScored):
         self.room, self.spool, self.rules, self.score, self.on_scored = room, Path(spool), rules, score, on_scored
@@ -71,14 +67,14 @@ class Intake:
         row = DicomInstance(
             sop_uid=str(header.SOPInstanceUID).strip()[:64],
             sop_class_uid=str(header.get("SOPClassUID", "")).strip()[:64],
-            study_uid=_text(header, "StudyInstanceUID", 64),
+            study_uid=header_text(header, "StudyInstanceUID"),
             received_at=now(),
             calling_ae=sender.partition("@")[0][:16],  # the AE title (the SCP logs AE@host)
             source=source,
             spool_name=name,
             status=RECEIVED,
-            modality=_text(header, "Modality", 16),
-            view_position=_text(header, "ViewPosition", 16),
+            modality=header_text(header, "Modality", 16),
+            view_position=header_text(header, "ViewPosition", 16),
         )
         try:
             with self.room.writing() as session:

@@ -23,7 +23,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from cxr.gateway.config import Destination
-from cxr.gateway.dicomweb import stow
+from cxr.gateway.dicomweb import part10_bytes, stow
 from cxr.gateway.scu import SendFailed, is_success, send_cstore
 from cxr.readingroom import ReadingRoom
 from cxr.readingroom.schema import OutboxItem
@@ -33,12 +33,6 @@ log = logging.getLogger(__name__)
 
 LEASE = timedelta(minutes=5)  # longer than any send; a crashed sender's items are taken again after it
 BATCH = 20  # items per association
-
-
-def encode(ds: Dataset) -> bytes:
-    buf = io.BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    return buf.getvalue()
 
 
 class Outbox:
@@ -59,7 +53,7 @@ class Outbox:
 
     def queue(self, film_id: str, kind: str, ds: Dataset) -> int:
         """Queue `ds` for every destination (idempotent: an object already queued is not queued again)."""
-        payload, queued = encode(ds), 0
+        payload, queued = part10_bytes(ds), 0
         for name in self.destinations:
             item = OutboxItem(
                 film_id=film_id,

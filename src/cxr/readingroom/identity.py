@@ -69,6 +69,12 @@ class DicomIds:
     view_position: str | None = None
 
 
+def header_text(ds, keyword: str, size: int = 64) -> str | None:
+    """A header value as the reading room stores it: stripped, at most `size` characters, None when absent or empty."""
+    value = ds.get(keyword)
+    return (str(value).strip()[:size] or None) if value is not None else None
+
+
 def dicom_ids(data: bytes, filename: str | None) -> DicomIds:
     """The identifiers in a DICOM header (nothing for PNG/JPEG or a header pydicom cannot parse)."""
     if not is_dicom(Path(filename or "upload"), data[:DICOM_MAGIC_END]):
@@ -77,19 +83,14 @@ def dicom_ids(data: bytes, filename: str | None) -> DicomIds:
 
     try:
         ds = pydicom.dcmread(io.BytesIO(data), force=True, stop_before_pixels=True)
-
-        def value(keyword: str) -> str | None:
-            v = ds.get(keyword)
-            return str(v).strip()[:64] or None if v is not None else None
-
         return DicomIds(
-            value("StudyInstanceUID"),
-            value("SeriesInstanceUID"),
-            value("SOPInstanceUID"),
-            value("AccessionNumber"),
-            value("PatientID"),
-            (value("StudyDate") or "")[:8] or None,
-            (value("ViewPosition") or "")[:16] or None,
+            header_text(ds, "StudyInstanceUID"),
+            header_text(ds, "SeriesInstanceUID"),
+            header_text(ds, "SOPInstanceUID"),
+            header_text(ds, "AccessionNumber"),
+            header_text(ds, "PatientID"),
+            header_text(ds, "StudyDate", 8),
+            header_text(ds, "ViewPosition", 16),
         )
     except Exception:  # the image itself decoded (the prediction exists); a malformed header only loses the UIDs
         return DicomIds()

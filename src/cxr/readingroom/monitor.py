@@ -61,7 +61,7 @@ class WindowReport:
     tests: list[TestResult]
     expected_accuracy: float
     overrule: dict[str, float | None]
-    label: str = ""  # how tables and alerts name it: "2027-01-18", or "films 201-300" for windows by film count
+    label: str  # how tables and alerts name it: "2027-01-18", or "films 201-300" for windows by film count
 
     @property
     def alarms(self) -> list[TestResult]:
@@ -252,7 +252,7 @@ def table_rows(report: MonitorReport) -> list[dict[str, Any]]:
     out = []
     for w in report.windows:
         d, n = w.data, len(w.data.predicted)
-        row: dict[str, Any] = {"window": w.label or w.start.isoformat(), "films": n, "baseline": w.baseline}
+        row: dict[str, Any] = {"window": w.label, "films": n, "baseline": w.baseline}
         for c, name in enumerate(report.classes):
             row[f"share_{name}"] = float((d.predicted == c).mean()) if n else None
             row[f"mean_p_{name}"] = float(d.probabilities[:, c].mean()) if n else None

@@ -142,6 +142,17 @@ def decode_upload(stream: BinaryIO, filename: str | None, size: int | None) -> n
         raise HTTPException(400 if "out of range" in str(e) else 415, str(e)) from None
 
 
+def grad_cam_overlay(
+    explainer: CamExplainer, stream: BinaryIO, filename: str | None, image_size: int, target: str | None = None
+) -> np.ndarray:
+    """The film at its own size with the Grad-CAM heat map over it, (H, W, 3) uint8; the model sees exactly the
+    pixels a prediction does. For /v1/explain and the DICOM gateway's Secondary Capture."""
+    model_input = decode_upload(stream, filename, image_size)
+    shown = decode_upload(stream, filename, None)
+    (e,) = explainer.explain_arrays([shown], target, model_inputs=model_input[None])
+    return overlay_rgb(e.image, e.heatmap)
+
+
 def _load_explainer(bundle: Bundle):
     """Grad-CAM for the bundle's model; None (a model Grad-CAM cannot hook) leaves /v1/explain answering 501."""
     try:
@@ -268,11 +279,7 @@ def create_app(
         return answer
 
     def explain_one(upload: UploadFile, target: str | None) -> bytes:
-
-        model_input = decode_upload(upload.file, upload.filename, meta.image_size)
-        shown = decode_upload(upload.file, upload.filename, None)
-        (e,) = explainer.explain_arrays([shown], target, model_inputs=model_input[None])
-        return _png(overlay_rgb(e.image, e.heatmap))
+        return _png(grad_cam_overlay(explainer, upload.file, upload.filename, meta.image_size, target))
 
     model_facts = ModelFacts(ref.id, ref.version, ref.architecture, list(meta.classes), meta.threshold)
     reading = app.state.reading = ReadingService(room, model_facts, predict_one, Path(watch) if watch else None)

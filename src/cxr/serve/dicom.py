@@ -11,14 +11,13 @@ from typing import Any
 import numpy as np
 from fastapi import Depends, FastAPI, UploadFile
 
-from cxr.data.images import load_grayscale
-from cxr.explain.overlay import overlay_rgb
 from cxr.extras import require
 from cxr.gateway.config import GatewayConfig
 from cxr.gateway.results import AlgorithmFacts
 from cxr.gateway.service import SPOOL, Gateway
 from cxr.readingroom.access_log import Actor
 from cxr.readingroom.db import sqlite_path
+from cxr.serve.app import grad_cam_overlay
 from cxr.serve.auth import Principal, admin
 from cxr.serve.reading_routes import ReadingService, call
 from cxr.serve.responses import documented
@@ -38,12 +37,7 @@ def build_gateway(
         return reading.predict(upload, source="dicom", actor=actor).study_id
 
     def overlay(data: bytes, filename: str) -> np.ndarray | None:
-        if explainer is None:
-            return None
-        shown = load_grayscale(io.BytesIO(data), None, name=filename)
-        model_input = load_grayscale(io.BytesIO(data), image_size, name=filename)
-        (e,) = explainer.explain_arrays([shown], None, model_inputs=model_input[None])
-        return overlay_rgb(e.image, e.heatmap)
+        return None if explainer is None else grad_cam_overlay(explainer, io.BytesIO(data), filename, image_size)
 
     db_file = sqlite_path(reading.room.url)
     spool = (db_file.parent if db_file is not None else run_dir) / SPOOL
