@@ -269,3 +269,9 @@ def test_shipped_recipes_state_the_current_version_and_name_their_start():
         text = (RECIPES_DIR / f"{name}.yaml").read_text()
         assert yaml.safe_load(text)["config_version"] == CONFIG_VERSION, name
         assert "weights/" not in text.replace("cxr/weights/README.md", ""), name  # starts by name, never by path
+
+
+def test_an_ensemble_member_with_an_imagenet_start_standardises_each_image():
+    cfg = build_config(None, {"model": "efficientnet-lite0", "ensemble_members": [{}, {"pretrained": "imagenet"}]})
+    assert cfg.for_member(0).input_norm == "dataset" and cfg.for_member(1).input_norm == "image"
+    assert cfg.for_member(1).seed == cfg.seed + 1

@@ -283,9 +283,15 @@ class TrainConfig(_Strict):
             self.for_member(k)  # a bad member key or value fails now, not after the members before it have trained
         return self
 
+    def given_values(self) -> dict[str, Any]:
+        """The keys this config was given (file, command line, a change made since), not the defaults it filled in:
+        a config built from them plus changes re-applies the rules that hang on a key being left out (an ImageNet
+        start standardises each image, `class_weight: balanced` shuffles) as the same keys on the command line do."""
+        return self.model_dump(exclude_unset=True)
+
     def for_member(self, k: int) -> TrainConfig:
         """Member k of an ensemble: this config with seed+k and the member's own keys (sections merged key by key)."""
-        values = self.model_dump()
+        values = self.given_values()
         values.update(seed=self.seed + k, ensemble=1, ensemble_members=None)
         changes = self.ensemble_members[k] if self.ensemble_members else {}  # a dict: the field's type checked it
         shared = sorted(changes.keys() & MEMBERS_SHARE)

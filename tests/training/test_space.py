@@ -82,3 +82,30 @@ def test_named_candidates_set_their_keys_together_and_are_checked_like_any_key(t
     ]:
         with pytest.raises(CxrError, match=message):
             _space(tmp_path, text)
+
+
+def test_a_candidate_gets_the_rules_that_hang_on_a_key_left_out_as_the_command_line_does(tmp_path):
+    """An ImageNet start standardises each image and `class_weight: balanced` shuffles unless the base or the candidate
+    says otherwise: a candidate over a base that never named input_norm or sampling gets them as `cxr train` would."""
+    from cxr.training.sweep import SweepPlan, trial_config
+
+    base = build_config(None, {"data": tmp_path, "model": "efficientnet-lite0"})
+    space = tmp_path / "space.yaml"
+    space.write_text(
+        "candidates:\n  lite: {pretrained: imagenet}\n  lite-hist: {pretrained: imagenet, input_norm: histeq}\n"
+        "  weighted: {class_weight: balanced}\n"
+    )
+    plan = SweepPlan(base=base, params=load_space(space, base), out=tmp_path / "out", trials=3)
+    config = {name: trial_config(plan, {"candidates": name}) for name in ("lite", "lite-hist", "weighted")}
+    assert config["lite"].input_norm == "image" and config["lite-hist"].input_norm == "histeq"
+    assert config["weighted"].sampling == "shuffle" and base.sampling == "balanced"
+    # a base that names the key keeps it
+    named = build_config(None, {"data": tmp_path, "model": "efficientnet-lite0", "input_norm": "dataset"})
+    plan = SweepPlan(base=named, params=load_space(space, named), out=tmp_path / "out", trials=3)
+    assert trial_config(plan, {"candidates": "lite"}).input_norm == "dataset"
+
+
+def test_apply_params_sets_a_dotted_key_in_a_section_the_base_never_named():
+    values = apply_params({"lr": 0.01}, {"augment.mixup": 0.0})
+    assert values == {"lr": 0.01, "augment": {"mixup": 0.0}}
+    assert build_config(None, values).augment.low_res == build_config(None, {}).augment.low_res

@@ -167,11 +167,11 @@ def _parse_entry(key: str, spec: Any) -> Param:
 
 def apply_params(base: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
     """The base config's values with the searched keys set (dotted keys into their section)."""
-    values = {**base, "augment": dict(base.get("augment") or {})}
+    values = dict(base)
     for key, value in params.items():
         head, _, tail = key.partition(".")
-        if tail:
-            values[head][tail] = value
+        if tail:  # a copy: the base's section stays as it was
+            values[head] = {**(values.get(head) or {}), tail: value}
         else:
             values[key] = value
     return values
@@ -201,7 +201,7 @@ def parse_space(entries: dict[str, Any], base: TrainConfig, source: str = "space
     clash = sorted(varied & {k for p in candidates for preset in p.presets.values() for k in preset})
     if clash:
         raise CxrError(f"{source}: {', '.join(clash)} is both searched and set by a candidate; keep it in one place")
-    values = base.model_dump()
+    values = base.given_values()
     for p in params:
         for value in p.values_to_check():
             try:

@@ -253,7 +253,7 @@ def settled_grid_points(study: optuna.Study, plan: SweepPlan) -> int:
 
 def trial_config(plan: SweepPlan, values: dict[str, Any]) -> TrainConfig:
     try:
-        return TrainConfig.model_validate(apply_params(plan.base.model_dump(), expand(plan.params, values)))
+        return TrainConfig.model_validate(apply_params(plan.base.given_values(), expand(plan.params, values)))
     except ValidationError as e:  # a combination the space's per-key checks could not see (sampling + class_weight)
         raise CxrError(format_validation_error(e, f"trial parameters {values}")) from None
 
