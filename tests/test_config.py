@@ -189,7 +189,9 @@ def test_an_unversioned_saved_run_is_the_oldest_version_and_what_it_lacks_it_tra
     imagenet = build_config(None, {"data": "data", "model": "resnet18", "pretrained": "imagenet"})
     _unversioned_saved_run(tmp_path, imagenet, drop=("body_lr_factor", "frozen_warmup_epochs", "body_batch_norm"))
     assert load_run_config(tmp_path).body_lr_share() == 1.0 and imagenet.body_lr_share() == 0.1
-    scratch = build_config(None, {"data": "data"})  # any other start: body and head always shared one rate
+    scratch = build_config(
+        None, {"data": "data", "model": "smallnet"}
+    )  # any other start: body and head always shared one rate
     _unversioned_saved_run(tmp_path, scratch, drop=("body_lr_factor", "frozen_warmup_epochs", "body_batch_norm"))
     assert load_run_config(tmp_path) == scratch and trained_as(tmp_path, scratch)
 
@@ -272,6 +274,22 @@ def test_shipped_recipes_state_the_current_version_and_name_their_start():
 
 
 def test_an_ensemble_member_with_an_imagenet_start_standardises_each_image():
-    cfg = build_config(None, {"model": "efficientnet-lite0", "ensemble_members": [{}, {"pretrained": "imagenet"}]})
+    cfg = build_config(None, {"model": "resnet18", "ensemble_members": [{}, {"pretrained": "imagenet"}]})
     assert cfg.for_member(0).input_norm == "dataset" and cfg.for_member(1).input_norm == "image"
     assert cfg.for_member(1).seed == cfg.seed + 1
+
+
+@pytest.mark.parametrize(
+    "given, input_norm, sampling",
+    [
+        ({}, "dataset", "balanced"),
+        ({"model": "resnet18", "pretrained": "imagenet"}, "image", "balanced"),  # an ImageNet start: each image
+        ({"model": "resnet18", "pretrained": "imagenet", "input_norm": "histeq"}, "histeq", "balanced"),
+        ({"class_weight": "balanced"}, "dataset", "shuffle"),  # one imbalance correction
+        ({"sampling": "undersample"}, "dataset", "undersample"),
+    ],
+)
+def test_keys_left_out_follow_from_the_keys_given_and_are_not_counted_as_given(given, input_norm, sampling):
+    cfg = build_config(None, given)
+    assert (cfg.input_norm, cfg.sampling) == (input_norm, sampling)
+    assert cfg.given_values().keys() == given.keys()  # a change to the config derives them again

