@@ -257,3 +257,36 @@ def test_windows_by_film_count_follow_arrival_order_within_one_day():
     assert not report.windows[1].alarms and "class_mix" in {t.name for t in report.windows[2].alarms}
     assert any(line.startswith("model drift: class_mix in films 201-250") for line in report.alert_lines())
     assert table_rows(report)[2]["window"] == "films 201-250"
+
+
+def test_the_latest_windows_alone_read_as_in_the_whole_report(tmp_path):
+    """/v1/health reads the baseline week and the weeks it shows, not every film: those windows' figures, tests and
+    alerts are the whole report's, and the weeks between are not read."""
+    from sqlalchemy import update
+
+    rng = np.random.default_rng(3)
+    room = ReadingRoom(sqlite_url(tmp_path / "reading.db"), None, salt=b"s")
+    start = datetime(2027, 1, 4)  # a Monday
+    try:
+        key = room.add_reader("ann")
+        for week in range(12):
+            n = 40
+            mix = MIX if week < 10 else np.array([0.7, 0.2, 0.1])  # the last two weeks drift
+            for i, c in enumerate(rng.choice(3, n, p=mix)):
+                p = [0.1, 0.1, 0.1]
+                p[c] = 0.8
+                film = room.record(fake_png(week * 100 + i), f"{week}-{i}.png", MODEL, p, CLASSES[c], ood_score=1.0)
+                when = start + timedelta(weeks=week, hours=i)
+                with room.session() as s:
+                    s.execute(update(Film).where(Film.id == film["id"]).values(received_at=when))
+                    s.commit()
+                if i % 4 == 0:
+                    room.add_read(film["id"], key, CLASSES[c] if i % 8 else CLASSES[(c + 1) % 3])
+        metrics = {"guard": {"pass_rate": 0.99}, "test": {"accuracy": 0.8}}
+        whole = monitor(room, metrics)
+        recent = monitor(room, metrics, recent=4)
+    finally:
+        room.close()
+    assert len(whole.windows) == 12 and len(recent.windows) == 1 + 4  # the baseline week and the latest four
+    assert table_rows(recent)[-4:] == table_rows(whole)[-4:] and table_rows(recent)[0] == table_rows(whole)[0]
+    assert recent.alert_lines() == whole.alert_lines() and any("class" in line for line in whole.alert_lines())

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 
 from cxr.atomic import atomic_path
 from cxr.figures import plt, save_figure
@@ -94,14 +94,20 @@ def window_start(when: datetime, period: str) -> date:
     return day - timedelta(days=day.weekday()) if period == "week" else day
 
 
-def load_films(room: ReadingRoom, classes: list[str] | None = None) -> tuple[list[str], list[FilmRow]]:
-    """Films served under `classes` (default: the latest film's), oldest first, with their current reads."""
+def load_films(
+    room: ReadingRoom, classes: list[str] | None = None, spans: list[tuple[datetime, datetime | None]] | None = None
+) -> tuple[list[str], list[FilmRow]]:
+    """Films served under `classes` (default: the latest film's), oldest first, with their current reads; only those
+    received within `spans` ([start, end), end None: open) when given."""
     with room.session() as session:
         if classes is None:
             classes = session.scalar(select(Film.classes).order_by(Film.received_at.desc()).limit(1)) or []
         index = {c: i for i, c in enumerate(classes)}
         films: dict[str, FilmRow] = {}
-        for f in session.scalars(select(Film).order_by(Film.received_at, Film.id)):
+        query = select(Film).order_by(Film.received_at, Film.id)
+        if spans:
+            query = query.where(or_(*(_within(start, end) for start, end in spans)))
+        for f in session.scalars(query.execution_options(yield_per=1000)):
             if list(f.classes) != list(classes):
                 continue
             films[f.id] = FilmRow(
@@ -113,10 +119,41 @@ def load_films(room: ReadingRoom, classes: list[str] | None = None) -> tuple[lis
                 f.input_stats or {},
             )
         reads = select(Read.film_id, Read.label).where(queries.current_reads(), Read.label != INDETERMINATE)
+        if spans:
+            reads = reads.join(Film, Film.id == Read.film_id).where(or_(*(_within(start, end) for start, end in spans)))
         for film_id, label in session.execute(reads):
             if film_id in films and label in index:
                 films[film_id].reads.append(index[label])
     return list(classes), list(films.values())
+
+
+def _within(start: datetime, end: datetime | None):
+    return Film.received_at >= start if end is None else and_(Film.received_at >= start, Film.received_at < end)
+
+
+def recent_spans(
+    room: ReadingRoom, classes: list[str] | None, period: str, baseline: int, recent: int
+) -> tuple[list[str] | None, list[tuple[datetime, datetime | None]] | None]:
+    """The received-at spans of the baseline windows and of the latest `recent` windows of the films served under
+    `classes`: all a report of those windows reads (None: the whole stream is that short, or empty)."""
+    step = timedelta(weeks=1) if period == "week" else timedelta(days=1)
+    with room.session() as session:
+        if classes is None:
+            classes = session.scalar(select(Film.classes).order_by(Film.received_at.desc()).limit(1)) or []
+        ends = []
+        for order in (Film.received_at, Film.received_at.desc()):  # the first and the latest film of these classes
+            rows = session.execute(
+                select(Film.received_at, Film.classes).order_by(order).execution_options(yield_per=200)
+            )
+            ends.append(next((at for at, c in rows if list(c) == list(classes)), None))
+    if ends[0] is None:
+        return classes, None
+    day = lambda d: datetime.combine(d, datetime.min.time())  # noqa: E731
+    baseline_end = day(window_start(ends[0], period)) + baseline * step
+    recent_start = day(window_start(ends[1], period)) - (recent - 1) * step
+    if recent_start <= baseline_end:
+        return classes, None
+    return classes, [(day(window_start(ends[0], period)), baseline_end), (recent_start, None)]
 
 
 def window_data(rows: list[FilmRow], n_classes: int) -> WindowData:
@@ -187,13 +224,18 @@ def monitor(
     baseline: int = 1,
     alpha: float = ALPHA,
     films_per_window: int | None = None,
+    recent: int | None = None,
 ) -> MonitorReport:
     """Every window of the stream with its figures and tests; the first `baseline` windows are the reference for
     what the bundle did not record, and are tested only against what it did (so a service alerts in its first
-    week when the bundle has a validation reference)."""
+    week when the bundle has a validation reference). `recent`: only the baseline and the latest `recent` windows
+    are read and reported, each as in the whole report (what /v1/health shows: a large room stays a small query)."""
     if period not in PERIODS:
         raise ValueError(f"period {period!r}: one of {', '.join(PERIODS)}")
-    classes, rows = load_films(room, classes)
+    spans = None
+    if recent and not films_per_window:
+        classes, spans = recent_spans(room, classes, period, baseline, recent)
+    classes, rows = load_films(room, classes, spans)
     return monitor_rows(classes, rows, metrics or {}, period, baseline, alpha, films_per_window)
 
 
