@@ -219,10 +219,12 @@ def test_two_processes_on_one_storage_share_4_trials(sweep_files):
     ran = [int(out.split(" run by this process")[0].rsplit("(", 1)[1]) for out, _ in outputs]
     assert sum(ran) == 4 and min(ran) >= 1, ran
     study = optuna.load_study(study_name="cxr-sweep", storage=f"sqlite:///{sweep_files / 'sweep' / 'study.db'}")
-    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 4
-    runs = [t.user_attrs["run"] for t in study.trials]
+    run = [t for t in study.trials if "surplus" not in t.user_attrs]  # both may start a last one: one ends at once
+    assert [t.state.name for t in run] == ["COMPLETE"] * 4 and len(study.trials) <= 5
+    assert all(t.state.name == "FAIL" for t in study.trials if t not in run)
+    runs = [t.user_attrs["run"] for t in run]
     assert sorted(runs) == ["000", "001", "002", "003"]  # no trial run twice
-    assert len({(t.params["lr"], t.params["augment.mixup"]) for t in study.trials}) == 4  # nor the same point
+    assert len({(t.params["lr"], t.params["augment.mixup"]) for t in run}) == 4  # nor the same point
 
 
 def test_a_worker_that_loses_the_race_to_create_a_new_storage_opens_it_again(sweep_files, monkeypatch):
@@ -438,3 +440,25 @@ def test_a_grid_point_whose_trial_was_killed_runs_again_in_its_folder(sweep_file
     assert retry.user_attrs["run"] == killed_point
     assert sorted(p.name for p in (root / "sweep" / "trials").iterdir()) == ["noisy", "recipe"]
     assert run_sweep(plan)["ran_here"] == 0  # the grid is complete: resuming runs nothing
+
+
+def test_a_trial_started_after_the_last_one_by_another_process_ends_before_training(sweep_files, monkeypatch):
+    """Two processes that both see one trial left both start one: the later-numbered ends at once, recorded as
+    failed with the reason, and trains nothing; in a grid, a trial on a point already taken ends the same way."""
+    import cxr.training.sweep as sweep
+
+    monkeypatch.setattr(sweep, "train", lambda *a, **k: pytest.fail("a surplus trial trained"))
+    plan = _plan(sweep_files, trials=1, prune=False)
+    study = open_study(plan)
+    first = study.ask()  # another process's trial, running
+    first.suggest_float("lr", 1e-3, 1e-2, log=True)
+    study.optimize(sweep._objective(plan), n_trials=1, catch=(sweep.SurplusTrial,))
+    late = study.trials[-1]
+    assert late.number == 1 and late.state.name == "FAIL" and "another process" in late.user_attrs["surplus"]
+
+    (sweep_files / "space.yaml").write_text("candidates:\n  a: {lr: 0.001}\n  b: {lr: 0.01}\n")
+    grid = _plan(sweep_files, trials=2, prune=False, study_name="grid")
+    study = open_study(grid)
+    taken = study.ask({"candidates": optuna.distributions.CategoricalDistribution(["a", "b"])})
+    assert sweep.surplus(study.ask(), grid, {"candidates": taken.params["candidates"]})
+    assert not sweep.surplus(study.ask(), grid, {"candidates": "b" if taken.params["candidates"] == "a" else "a"})

@@ -258,11 +258,28 @@ def trial_config(plan: SweepPlan, values: dict[str, Any]) -> TrainConfig:
         raise CxrError(format_validation_error(e, f"trial parameters {values}")) from None
 
 
+class SurplusTrial(Exception):
+    """Another process started the study's last trial (or this grid point) first: this one ends before training."""
+
+
+def surplus(trial: optuna.Trial, plan: SweepPlan, values: dict[str, Any]) -> bool:
+    """Two processes can both see one trial left and both start one. Trial numbers are handed out by the storage in
+    order, so the later of the two is the one over: `trials` settled before it, or its grid point already taken."""
+    earlier = [t for t in trial.study.get_trials(deepcopy=False, states=SETTLED) if t.number < trial.number]
+    if plan.is_grid:
+        point = tuple(values.get(p.key) for p in plan.params)
+        return any(tuple(t.params.get(p.key) for p in plan.params) == point for t in earlier)
+    return len(earlier) >= plan.trials
+
+
 def _objective(plan: SweepPlan):
     def run_trial(trial: optuna.Trial) -> float:
         if not plan.is_grid:
             trial.study.sampler = _sampler(plan.seed + trial.number)
         values = {p.key: p.suggest(trial) for p in plan.params}
+        if surplus(trial, plan, values):
+            trial.set_user_attr("surplus", "another process started this study's last trial or point first")
+            raise SurplusTrial(f"trial {trial.number}: {values} is over the study's {plan.trials}; not run")
         cfg = trial_config(plan, values)
         name = trial.user_attrs.get("run") or _run_name(trial.number, values)  # a retry keeps the killed trial's
         trial.set_user_attr("run", name)
@@ -385,7 +402,7 @@ def run_sweep(plan: SweepPlan) -> dict[str, Any]:
     study = open_study(plan)
     objective = _objective(plan)
     t0 = time.perf_counter()
-    ran = 0
+    ours: list[optuna.trial.FrozenTrial] = []  # the trials this process ran
 
     with tracking(plan.base, plan.out, "sweep"):  # with track: one MLflow parent run, each trial a child
         while True:
@@ -393,9 +410,10 @@ def run_sweep(plan: SweepPlan) -> dict[str, Any]:
             done = settled_grid_points(study, plan) if plan.is_grid else settled(study)
             if done >= plan.trials:
                 break
-            study.optimize(objective, n_trials=1)
-            ran += 1
+            # a surplus trial is recorded as failed and not counted
+            study.optimize(objective, n_trials=1, catch=(SurplusTrial,), callbacks=[lambda _, t: ours.append(t)])
         summary = write_results(study, plan)
+    ran = sum("surplus" not in t.user_attrs for t in ours)
     summary.update(ran_here=ran, seconds_here=round(time.perf_counter() - t0, 1))
     return summary
 
