@@ -53,6 +53,7 @@ EXTERNAL_SITES = {
     ),
     "radiography": ("codecademy", "path", "test", "covid19-codecademy test split (66 films)"),
 }
+EXTERNAL_SITES["codecademy-lite0"] = EXTERNAL_SITES["codecademy"]  # the same films, another recipe
 STRESS_GUARD_BENCHMARKS = ("codecademy", "kermany", "radiography", "pneumoniamnist")
 OTHER_FILMS = ("codecademy", "kermany", "radiography")  # every dataset's test films as the other sites (own skipped)
 # name -> (the model's run, the other dataset, its split): radiography's model (trained without its copies of

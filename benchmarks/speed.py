@@ -155,17 +155,22 @@ def compile_speed(models: list[str], steps: int, command: str) -> None:
 def model_zoo(models: list[str] | None, steps: int, command: str) -> None:
     from cxr.models import available_models, count_parameters, create_model
 
-    results = {}
+    results = read_results("model_zoo")  # rows of models not measured now are kept, each with its machine
+    measured_on = results.pop("machine", None)
+    earlier = results.pop("commands", []) + ([results.pop("command")] if "command" in results else [])
+    for row in results.values():
+        row.setdefault("machine", measured_on)
     for name in models or available_models():
         train = train_step_speed(name, compiled=False, steps=steps)
         results[name] = {
             "parameters": count_parameters(create_model(name, 3)),
             "train_images_per_second": train["train_images_per_second"],
             "predict_images_per_second": predict_speed(name, reps=max(1, steps)),
+            "machine": machine(),
         }
         print(name, results[name], flush=True)
-    results["command"] = command
-    write_result("model_zoo", results)
+    results["commands"] = sorted(set(earlier) | {command})
+    save_results("model_zoo", results)
 
 
 def _images_per_second(bundle, images: np.ndarray, batch: int, seconds: float) -> dict:
