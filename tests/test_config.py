@@ -64,12 +64,15 @@ def test_class_weights_alone_switch_off_the_default_balanced_sampling():
 
 
 def test_a_shipped_recipe_by_name_and_a_file_of_that_name_wins(tmp_path, monkeypatch):
-    from cxr.config import available_recipes
+    from cxr.config import RECIPES_DIR, available_recipes
 
-    assert available_recipes() == ["kermany", "pneumoniamnist", "radiography"]
-    for name in available_recipes():  # each keeps what it was chosen with before the defaults changed
-        cfg = build_config(name)
+    assert available_recipes() == ["kermany", "lite0-frozen", "pneumoniamnist", "radiography"]
+    for name in ("kermany", "pneumoniamnist", "radiography"):  # each keeps what it was chosen with before the
+        cfg = build_config(name)  # defaults changed
         assert cfg.sampling == "shuffle" and cfg.augment.mixup == 0, name
+    lite = yaml.safe_load((RECIPES_DIR / "lite0-frozen.yaml").read_text())  # chosen under cxr 0.9's defaults, named
+    assert {"model", "pretrained", "image_size", "epochs", "sampling", "augment"} <= set(lite)
+    assert build_config("lite0-frozen") == build_config(None, {k: v for k, v in lite.items() if k != "config_version"})
     # the acquisition augmentation the issue-20 rule adopted (docs/robust-recipes.md), where it adopted it
     for name in ("kermany", "pneumoniamnist"):
         augment = build_config(name).augment
@@ -78,7 +81,7 @@ def test_a_shipped_recipe_by_name_and_a_file_of_that_name_wins(tmp_path, monkeyp
     monkeypatch.chdir(tmp_path)
     (tmp_path / "kermany").write_text("epochs: 3\n")
     assert build_config("kermany").epochs == 3
-    with pytest.raises(CxrError, match="shipped recipe: kermany, pneumoniamnist, radiography"):
+    with pytest.raises(CxrError, match="shipped recipe: kermany, lite0-frozen, pneumoniamnist, radiography"):
         build_config("kermanny")
 
 
