@@ -71,6 +71,9 @@ def external(benchmark: str, run: Path, config_of: dict | None, command: str) ->
     site, which, split, what = EXTERNAL_SITES[benchmark]
     data = train_data(site) if which == "train_data" else dataset_path(site)
     identity = model_identity(run, config_of)
+    own_test = json.loads((run / "metrics.json").read_text()).get("test", {}).get("accuracy")
+    if own_test is not None and isinstance(identity.get("trained"), dict):  # the model's own test, beside the site's
+        identity["trained"]["own_test_accuracy"] = own_test
     metrics = evaluate_run(run, split, data=data, n_bootstrap=1000)
     guard = metrics.get("guard") or {}
     ci = metrics.get("ci", {})

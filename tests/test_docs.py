@@ -470,6 +470,7 @@ def test_the_external_table_cites_named_models():
         "codecademy default (cxr 0.8": current["codecademy"],
         "codecademy default (cxr 0.7": before["codecademy"],
         "radiography recipe, seed 0": current["radiography"],
+        "codecademy frozen ImageNet Lite0": current["codecademy-lite0"],
     }
     for row, e in rows.items():
         line = _row(text, row)
