@@ -99,14 +99,14 @@ def load_films(
 ) -> tuple[list[str], list[FilmRow]]:
     """Films served under `classes` (default: the latest film's), oldest first, with their current reads; only those
     received within `spans` ([start, end), end None: open) when given."""
+    in_spans = or_(*(_within(start, end) for start, end in spans)) if spans else None
     with room.session() as session:
-        if classes is None:
-            classes = session.scalar(select(Film.classes).order_by(Film.received_at.desc()).limit(1)) or []
+        classes = _latest_classes(session) if classes is None else classes
         index = {c: i for i, c in enumerate(classes)}
         films: dict[str, FilmRow] = {}
         query = select(Film).order_by(Film.received_at, Film.id)
-        if spans:
-            query = query.where(or_(*(_within(start, end) for start, end in spans)))
+        if in_spans is not None:
+            query = query.where(in_spans)
         for f in session.scalars(query.execution_options(yield_per=1000)):
             if list(f.classes) != list(classes):
                 continue
@@ -119,12 +119,17 @@ def load_films(
                 f.input_stats or {},
             )
         reads = select(Read.film_id, Read.label).where(queries.current_reads(), Read.label != INDETERMINATE)
-        if spans:
-            reads = reads.join(Film, Film.id == Read.film_id).where(or_(*(_within(start, end) for start, end in spans)))
+        if in_spans is not None:
+            reads = reads.join(Film, Film.id == Read.film_id).where(in_spans)
         for film_id, label in session.execute(reads):
             if film_id in films and label in index:
                 films[film_id].reads.append(index[label])
     return list(classes), list(films.values())
+
+
+def _latest_classes(session) -> list[str]:
+    """The classes of the latest film served: the model the room serves now."""
+    return session.scalar(select(Film.classes).order_by(Film.received_at.desc()).limit(1)) or []
 
 
 def _within(start: datetime, end: datetime | None):
@@ -138,8 +143,7 @@ def recent_spans(
     `classes`: all a report of those windows reads (None: the whole stream is that short, or empty)."""
     step = timedelta(weeks=1) if period == "week" else timedelta(days=1)
     with room.session() as session:
-        if classes is None:
-            classes = session.scalar(select(Film.classes).order_by(Film.received_at.desc()).limit(1)) or []
+        classes = _latest_classes(session) if classes is None else classes
         ends = []
         for order in (Film.received_at, Film.received_at.desc()):  # the first and the latest film of these classes
             rows = session.execute(
@@ -148,12 +152,12 @@ def recent_spans(
             ends.append(next((at for at, c in rows if list(c) == list(classes)), None))
     if ends[0] is None:
         return classes, None
-    day = lambda d: datetime.combine(d, datetime.min.time())  # noqa: E731
-    baseline_end = day(window_start(ends[0], period)) + baseline * step
-    recent_start = day(window_start(ends[1], period)) - (recent - 1) * step
+    first, latest = (datetime.combine(window_start(at, period), datetime.min.time()) for at in ends)
+    baseline_end = first + baseline * step
+    recent_start = latest - (recent - 1) * step
     if recent_start <= baseline_end:
         return classes, None
-    return classes, [(day(window_start(ends[0], period)), baseline_end), (recent_start, None)]
+    return classes, [(first, baseline_end), (recent_start, None)]
 
 
 def window_data(rows: list[FilmRow], n_classes: int) -> WindowData:
