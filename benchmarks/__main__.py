@@ -26,7 +26,7 @@ def _reuse(text: str) -> tuple[str, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from benchmarks.sites import ADAPTATION_PAIRS, EXTERNAL_SITES, STRESS_GUARD_BENCHMARKS
+    from benchmarks.sites import ADAPTATION_PAIRS, STRESS_GUARD_BENCHMARKS, external_benchmarks
 
     names = list(datasets())
     ap = argparse.ArgumentParser(
@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
         "config and recorded as config_of"
     )
     p = sub.add_parser("external", help="a chosen model on another site's test split -> results/external.json")
-    p.add_argument("benchmark", choices=list(EXTERNAL_SITES))
+    p.add_argument("benchmark", choices=external_benchmarks())
     p.add_argument("run", type=Path, help="the chosen model's run directory")
     p.add_argument("--config-of", help=config_of_help)
 

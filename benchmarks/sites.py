@@ -33,7 +33,9 @@ import numpy as np
 
 from benchmarks.common import (
     ROOT,
+    dataset,
     dataset_path,
+    datasets,
     machine,
     model_identity,
     predict_site,
@@ -53,7 +55,6 @@ EXTERNAL_SITES = {
     ),
     "radiography": ("codecademy", "path", "test", "covid19-codecademy test split (66 films)"),
 }
-EXTERNAL_SITES["codecademy-lite0"] = EXTERNAL_SITES["codecademy"]  # the same films, another recipe
 STRESS_GUARD_BENCHMARKS = ("codecademy", "kermany", "radiography", "pneumoniamnist")
 OTHER_FILMS = ("codecademy", "kermany", "radiography")  # every dataset's test films as the other sites (own skipped)
 # name -> (the model's run, the other dataset, its split): radiography's model (trained without its copies of
@@ -65,13 +66,24 @@ ADAPTATION_PAIRS = {
 }
 
 
+def films_of(benchmark: str) -> str:
+    """The dataset whose films a benchmark is of: its own, or the one datasets.yaml names (`films_of`)."""
+    return dataset(benchmark).get("films_of", benchmark)
+
+
+def external_benchmarks() -> list[str]:
+    """The benchmarks with another site to be scored on: those of EXTERNAL_SITES' datasets' films."""
+    return [name for name in datasets() if films_of(name) in EXTERNAL_SITES]
+
+
 def external(benchmark: str, run: Path, config_of: dict | None, command: str) -> dict:
     from cxr.evaluation.evaluate import evaluate_run
+    from cxr.rundir import RunDir
 
-    site, which, split, what = EXTERNAL_SITES[benchmark]
+    site, which, split, what = EXTERNAL_SITES[films_of(benchmark)]
     data = train_data(site) if which == "train_data" else dataset_path(site)
     identity = model_identity(run, config_of)
-    own_test = json.loads((run / "metrics.json").read_text()).get("test", {}).get("accuracy")
+    own_test = RunDir(run).read_metrics().get("test", {}).get("accuracy")
     if own_test is not None and isinstance(identity.get("trained"), dict):  # the model's own test, beside the site's
         identity["trained"]["own_test_accuracy"] = own_test
     metrics = evaluate_run(run, split, data=data, n_bootstrap=1000)

@@ -105,8 +105,7 @@ def train_speed(models: list[str], epochs: int, command: str) -> None:
             print(model, name, ips, flush=True)
     results["bf16_native"] = bool(getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)())
     results.pop("machine", None)
-    earlier = results.pop("commands", []) + ([results.pop("command")] if "command" in results else [])
-    results["commands"] = sorted(set(earlier) | {command})
+    results["commands"] = _commands_with(results, command)
     write_result("train_speed", results)
     shutil.rmtree(tmp, ignore_errors=True)
 
@@ -152,12 +151,18 @@ def compile_speed(models: list[str], steps: int, command: str) -> None:
     write_result("compile_speed", results)
 
 
+def _commands_with(results: dict, command: str) -> list[str]:
+    """Every command that measured rows of a results file that keeps rows of earlier runs (popped), with this one."""
+    earlier = results.pop("commands", []) + ([results.pop("command")] if "command" in results else [])
+    return sorted(set(earlier) | {command})
+
+
 def model_zoo(models: list[str] | None, steps: int, command: str) -> None:
     from cxr.models import available_models, count_parameters, create_model
 
     results = read_results("model_zoo")  # rows of models not measured now are kept, each with its machine
     measured_on = results.pop("machine", None)
-    earlier = results.pop("commands", []) + ([results.pop("command")] if "command" in results else [])
+    commands = _commands_with(results, command)
     for row in results.values():
         row.setdefault("machine", measured_on)
     for name in models or available_models():
@@ -169,7 +174,7 @@ def model_zoo(models: list[str] | None, steps: int, command: str) -> None:
             "machine": machine(),
         }
         print(name, results[name], flush=True)
-    results["commands"] = sorted(set(earlier) | {command})
+    results["commands"] = commands
     save_results("model_zoo", results)
 
 

@@ -241,14 +241,18 @@ def settled_grid_points(study: optuna.Study, plan: SweepPlan) -> int:
     """Distinct grid points done or running. A point whose every trial failed (its process was killed) is queued
     again, in its folder: Optuna's GridSampler counts a failed point as visited and would repeat a finished one."""
     trials = study.get_trials(deepcopy=False)
-    point = lambda params: tuple(params.get(p.key) for p in plan.params)  # noqa: E731
-    covered = {point(t.params) for t in trials if t.state in SETTLED}
-    queued = {point(t.system_attrs.get("fixed_params", {})) for t in trials if t.state == TrialState.WAITING}
+    covered = {grid_point(plan, t.params) for t in trials if t.state in SETTLED}
+    queued = {grid_point(plan, t.system_attrs.get("fixed_params", {})) for t in trials if t.state == TrialState.WAITING}
     for t in trials:
-        if t.state == TrialState.FAIL and point(t.params) not in covered | queued:
+        if t.state == TrialState.FAIL and grid_point(plan, t.params) not in covered | queued:
             study.enqueue_trial(t.params, user_attrs={"run": t.user_attrs["run"]} if "run" in t.user_attrs else None)
-            queued.add(point(t.params))
+            queued.add(grid_point(plan, t.params))
     return len(covered)
+
+
+def grid_point(plan: SweepPlan, params: dict[str, Any]) -> tuple:
+    """A trial's point of the grid: its value of each searched key."""
+    return tuple(params.get(p.key) for p in plan.params)
 
 
 def trial_config(plan: SweepPlan, values: dict[str, Any]) -> TrainConfig:
@@ -267,8 +271,7 @@ def surplus(trial: optuna.Trial, plan: SweepPlan, values: dict[str, Any]) -> boo
     order, so the later of the two is the one over: `trials` settled before it, or its grid point already taken."""
     earlier = [t for t in trial.study.get_trials(deepcopy=False, states=SETTLED) if t.number < trial.number]
     if plan.is_grid:
-        point = tuple(values.get(p.key) for p in plan.params)
-        return any(tuple(t.params.get(p.key) for p in plan.params) == point for t in earlier)
+        return any(grid_point(plan, t.params) == grid_point(plan, values) for t in earlier)
     return len(earlier) >= plan.trials
 
 
